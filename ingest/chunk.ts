@@ -1,0 +1,155 @@
+/**
+ * Chunker: LoadedDocument → ChunkDraft[]. Pure and deterministic (same input → identical output).
+ *
+ * Each section is split on its own with LangChain's RecursiveCharacterTextSplitter (markdown-aware
+ * separators for markdown), so a chunk never spans two sections and has exactly one heading path.
+ * Sizes are measured in UTF-16 code units ("chars", JavaScript's `string.length`).
+ */
+import { RecursiveCharacterTextSplitter } from '@langchain/textsplitters';
+import { ValidationError } from '../src/core/errors.ts';
+import type { ChunkDraft, LoadedDocument, TokenCounter } from './types.ts';
+
+/** Default maximum chunk length, in chars. Around 200–250 BERT tokens of English: fits a 512-token embedder. */
+export const CHUNK_SIZE_CHARS = 1000;
+/** Default overlap between consecutive chunks of one section, in chars (whole splits, so often less). */
+export const CHUNK_OVERLAP_CHARS = 150;
+/** Pieces shorter than this (chars, after trimming) are merged into a neighbour of the same section when the result still fits. */
+export const MIN_CHUNK_CHARS = 20;
+/** Separator between heading path elements in ChunkDraft.headingPath. */
+export const HEADING_PATH_SEPARATOR = ' > ';
+
+/** Options for {@link chunkDocument}. */
+export interface ChunkOptions {
+  /** Maximum chunk length in chars (integer ≥ 1). Default {@link CHUNK_SIZE_CHARS}. */
+  chunkSizeChars?: number;
+  /**
+   * Overlap in chars (integer, 0 ≤ overlap < chunkSizeChars). Default {@link CHUNK_OVERLAP_CHARS},
+   * lowered to 15% of chunkSizeChars when a smaller chunk size is given without an overlap.
+   */
+  chunkOverlapChars?: number;
+}
+
+interface Span {
+  start: number;
+  end: number;
+}
+
+/**
+ * Splits a document into chunks: ord is 0..n-1 over the whole document, text is trimmed and never
+ * whitespace-only, headingPath is the section's path joined with " > ", tokenCount = countTokens(text).
+ *
+ * @throws ValidationError when chunkSizeChars / chunkOverlapChars are not valid integers as documented.
+ */
+export async function chunkDocument(doc: LoadedDocument, countTokens: TokenCounter, opts: ChunkOptions = {}): Promise<ChunkDraft[]> {
+  const { sizeChars, overlapChars } = resolveSizes(opts);
+  const splitter =
+    doc.kind === 'text/markdown'
+      ? RecursiveCharacterTextSplitter.fromLanguage('markdown', { chunkSize: sizeChars, chunkOverlap: overlapChars })
+      : new RecursiveCharacterTextSplitter({ chunkSize: sizeChars, chunkOverlap: overlapChars });
+
+  const chunks: ChunkDraft[] = [];
+  for (const section of doc.sections) {
+    const headingPath = section.headingPath.join(HEADING_PATH_SEPARATOR);
+    for (const text of await splitSection(splitter, section.text, sizeChars, overlapChars)) {
+      chunks.push({ ord: chunks.length, text, headingPath, tokenCount: countTokens(text) });
+    }
+  }
+  return chunks;
+}
+
+function resolveSizes(opts: ChunkOptions): { sizeChars: number; overlapChars: number } {
+  const sizeChars = opts.chunkSizeChars ?? CHUNK_SIZE_CHARS;
+  if (!Number.isInteger(sizeChars) || sizeChars < 1) throw new ValidationError(`chunkSizeChars must be an integer >= 1, got ${sizeChars}`);
+  const overlapChars = opts.chunkOverlapChars ?? Math.min(CHUNK_OVERLAP_CHARS, Math.floor(sizeChars * 0.15));
+  if (!Number.isInteger(overlapChars) || overlapChars < 0 || overlapChars >= sizeChars) {
+    throw new ValidationError(`chunkOverlapChars must be an integer >= 0 and < chunkSizeChars (${sizeChars}), got ${overlapChars}`);
+  }
+  return { sizeChars, overlapChars };
+}
+
+/** One section's text → trimmed, non-empty chunk texts of at most `sizeChars` chars. */
+async function splitSection(splitter: RecursiveCharacterTextSplitter, text: string, sizeChars: number, overlapChars: number): Promise<string[]> {
+  const pieces = (await splitter.splitText(text)).map((p) => p.trim()).filter((p) => p !== '');
+  const spans = locatePieces(text, pieces, overlapChars);
+  // Locating only fails if the splitter ever rewrote text; then keep its pieces as they are.
+  if (spans === null) return pieces;
+  return mergeTinySpans(spans, sizeChars).map((s) => text.slice(s.start, s.end).trim());
+}
+
+/**
+ * Finds each piece in the source text. The splitter only cuts (never rewrites), so every piece is a
+ * substring; the next one starts after the previous start and at most `overlapChars` before its end,
+ * which keeps repeated phrases from matching an earlier occurrence.
+ */
+function locatePieces(text: string, pieces: readonly string[], overlapChars: number): Span[] | null {
+  const spans: Span[] = [];
+  for (const piece of pieces) {
+    const prev = spans.at(-1);
+    const from = prev ? Math.max(prev.start + 1, prev.end - overlapChars) : 0;
+    let start = text.indexOf(piece, from);
+    if (start === -1 && prev) start = text.indexOf(piece, prev.start + 1);
+    if (start === -1) return null;
+    spans.push({ start, end: start + piece.length });
+  }
+  return spans;
+}
+
+/**
+ * Merges pieces shorter than {@link MIN_CHUNK_CHARS} into the previous piece (or lets a tiny piece
+ * absorb the next one) when the merged span still fits `sizeChars`; drops a piece wholly inside its
+ * predecessor (pure overlap). Works on spans of one section only, so merges never cross sections.
+ */
+function mergeTinySpans(spans: readonly Span[], sizeChars: number): Span[] {
+  const merged: Span[] = [];
+  for (const span of spans) {
+    const prev = merged.at(-1);
+    if (prev) {
+      if (span.end <= prev.end) continue;
+      const tiny = span.end - span.start < MIN_CHUNK_CHARS || prev.end - prev.start < MIN_CHUNK_CHARS;
+      if (tiny && span.end - prev.start <= sizeChars) {
+        prev.end = span.end;
+        continue;
+      }
+    }
+    merged.push({ ...span });
+  }
+  return merged;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Token estimate
+
+/** Scripts whose characters BERT's basic tokenizer (or its vocab, in practice) treats one by one. */
+const CJK_CHAR = /[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Hangul}]/u;
+/** Pre-tokens: one CJK char | a run of letters/digits | one punctuation or symbol char. */
+const PRE_TOKEN = /[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Hangul}]|(?:(?![\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Hangul}])[\p{L}\p{M}\p{N}])+|[^\s\p{L}\p{M}\p{N}]/gu;
+
+/**
+ * Fast token-count estimate for when no tokenizer is loaded; aims at BERT WordPiece (uncased) counts
+ * on English, without [CLS]/[SEP].
+ *
+ * Method, mirroring BERT's pre-tokenizer then guessing WordPiece splits:
+ * - every punctuation/symbol char is one token (BERT splits each off), every CJK char is one token;
+ * - a letters-only word of up to 8 chars is one token (common words are whole vocab entries), and
+ *   each further 8 chars (or part) adds one wordpiece;
+ * - a digits-only run costs one token per 3 digits (BERT keeps short numbers, splits long ones);
+ * - a mixed letters+digits word (ids like "hx3", "e417") costs one token per 2 chars.
+ * Typical English prose comes out near 1.3 tokens per word, about BERT's rate. Rare names and
+ * identifiers are undercounted; treat it as an estimate (±25% on prose), never a hard limit.
+ */
+export function estimateTokens(text: string): number {
+  let tokens = 0;
+  for (const match of text.matchAll(PRE_TOKEN)) {
+    tokens += preTokenCost(match[0]);
+  }
+  return tokens;
+}
+
+function preTokenCost(word: string): number {
+  const length = [...word].length;
+  if (length === 1 || CJK_CHAR.test(word)) return 1;
+  if (/^\p{N}+$/u.test(word)) return Math.ceil(length / 3);
+  if (/^[\p{L}\p{M}]+$/u.test(word)) return Math.ceil(length / 8);
+  if (/[\p{L}\p{M}\p{N}]/u.test(word)) return Math.ceil(length / 2);
+  return 1;
+}

@@ -1,0 +1,53 @@
+/** Shapes shared by retrieval, answering and the HTTP layer. */
+
+export interface RetrievedChunk {
+  chunkId: number;
+  documentId: number;
+  collection: string;
+  /** The document's source path (absolute file path). */
+  source: string;
+  title: string;
+  headingPath: string;
+  text: string;
+  /** sha256 of the chunk text, logged so an answer can be checked against the corpus later. */
+  contentSha256: string;
+  /** Fused score (reciprocal rank fusion, after personalization re-rank), higher is better. */
+  score: number;
+  /** 1-based rank in the BM25 list, null when absent from it. */
+  bm25Rank: number | null;
+  /** 1-based rank in the dense list, null when absent from it (or no embedder). */
+  denseRank: number | null;
+}
+
+/** What personalization knows about the asking user (from the feature store). */
+export interface PersonalizationSignals {
+  /** 0 turns personalization off (ranking must then equal the unpersonalized one exactly). */
+  weight: number;
+  engagedDocuments: number[];
+  dislikedDocuments: number[];
+  topCollections: string[];
+  /** Decayed mean of the user's query embeddings, same model as the index; null if unknown. */
+  interestVector: Float32Array | null;
+}
+
+export interface RetrieveRequest {
+  query: string;
+  /** Number of chunks to return (1..50). */
+  topK: number;
+  collection?: string | undefined;
+  personalization?: PersonalizationSignals | undefined;
+}
+
+export interface RetrieveResult {
+  chunks: RetrievedChunk[];
+  /** What actually ran: hybrid when vectors were available, bm25 otherwise. */
+  mode: 'hybrid' | 'bm25' | 'dense';
+  /** The query embedding, when one was computed (features use it for the interest vector). */
+  queryVector: Float32Array | null;
+  timings: { embed_ms: number; bm25_ms: number; dense_ms: number; fuse_ms: number };
+}
+
+export interface Retriever {
+  /** @throws ValidationError for an empty query or a topK out of range. */
+  retrieve(req: RetrieveRequest): Promise<RetrieveResult>;
+}

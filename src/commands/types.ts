@@ -1,0 +1,18 @@
+import type { Writable } from 'node:stream';
+
+/** Where a command writes; tests pass buffers, the CLI passes process streams. */
+export interface CommandIo {
+  stdout: Writable;
+  stderr: Writable;
+  env: Record<string, string | undefined>;
+  /** True when stderr is a terminal (progress bars). */
+  isTty: boolean;
+}
+
+export interface Command {
+  name: string;
+  /** One-line usage shown by `mneme help`. */
+  usage: string;
+  /** Runs the command; resolves to the exit code. Throws MnemeError for clean failures. */
+  run(args: string[], io: CommandIo): Promise<number>;
+}

@@ -1,0 +1,209 @@
+/**
+ * Sentence embeddings. `Embedder` is the small interface the pipelines use; `TransformersEmbedder`
+ * runs a transformers.js feature-extraction model in a worker thread, batching by a padded-token
+ * budget after sorting by length (padding waste made batch 16 slower than batch 1 unsorted).
+ */
+import type { Worker } from 'node:worker_threads';
+import { AutoTokenizer, env } from '@huggingface/transformers';
+import type { PreTrainedTokenizer } from '@huggingface/transformers';
+import type { Config } from './config.ts';
+import { ModelLoadError } from './errors.ts';
+import { configureTransformersEnv } from './transformers-env.ts';
+import { startWorker } from './workers.ts';
+
+/** Padded tokens per batch sent to the model (batch size × longest item). */
+export const EMBED_BATCH_TOKENS = 4096;
+/** Upper bound on items per batch, whatever their length. */
+export const EMBED_BATCH_MAX_ITEMS = 64;
+/** Trained length of the default all-MiniLM-L6-v2 (its tokenizer says 512, the model was trained at 256). */
+export const DEFAULT_EMBED_MAX_TOKENS = 256;
+
+export interface EmbedderInfo {
+  modelId: string;
+  dimension: number;
+  /** Inputs are truncated to this many tokens. */
+  maxTokens: number;
+  pooling: 'mean' | 'cls';
+  normalized: boolean;
+}
+
+export interface Embedder {
+  readonly info: EmbedderInfo;
+  /** Tokens the model would see for `text` (before truncation, special tokens included). */
+  countTokens(text: string): number;
+  /** One vector per text, same order. @throws Error if the worker fails. */
+  embed(texts: string[]): Promise<Float32Array[]>;
+  close(): Promise<void>;
+}
+
+export interface EmbedWorkerData {
+  modelRef: string;
+  modelsDir: string;
+  offline: boolean;
+  dtype: string;
+  threads: number;
+  maxTokens: number | undefined;
+  defaultMaxTokens: number | undefined;
+}
+
+export type EmbedWorkerRequest = { type: 'init' } | { type: 'embed'; id: number; texts: string[] };
+export type EmbedWorkerReply =
+  | { type: 'ready'; dimension: number; maxTokens: number; pooling: 'mean' | 'cls'; normalize: boolean }
+  | { type: 'vectors'; id: number; vectors: Float32Array }
+  | { type: 'error'; id: number; message: string };
+
+/** Groups item indexes (already sorted by length) into batches under the padded-token budget. */
+export function planBatches(lengths: number[], budgetTokens = EMBED_BATCH_TOKENS, maxItems = EMBED_BATCH_MAX_ITEMS): number[][] {
+  const order = lengths.map((_, i) => i).sort((a, b) => lengths[a]! - lengths[b]! || a - b);
+  const batches: number[][] = [];
+  let cur: number[] = [];
+  let longest = 0;
+  for (const i of order) {
+    const len = Math.max(1, lengths[i]!);
+    const nextLongest = Math.max(longest, len);
+    if (cur.length > 0 && (nextLongest * (cur.length + 1) > budgetTokens || cur.length >= maxItems)) {
+      batches.push(cur);
+      cur = [];
+    }
+    cur.push(i);
+    longest = cur.length === 1 ? len : nextLongest;
+  }
+  if (cur.length > 0) batches.push(cur);
+  return batches;
+}
+
+export class TransformersEmbedder implements Embedder {
+  readonly info: EmbedderInfo;
+  private readonly worker: Worker;
+  private readonly tokenizer: PreTrainedTokenizer;
+  private nextId = 1;
+  private readonly pending = new Map<number, { resolve: (v: Float32Array) => void; reject: (e: Error) => void }>();
+  private failed: Error | null = null;
+  private closing = false;
+
+  private constructor(info: EmbedderInfo, worker: Worker, tokenizer: PreTrainedTokenizer) {
+    this.info = info;
+    this.worker = worker;
+    this.tokenizer = tokenizer;
+    worker.on('message', (msg: EmbedWorkerReply) => {
+      if (msg.type === 'ready') return;
+      const p = this.pending.get(msg.id);
+      if (!p) return;
+      this.pending.delete(msg.id);
+      if (msg.type === 'vectors') p.resolve(msg.vectors);
+      else p.reject(new Error(`embedding failed: ${msg.message}`));
+    });
+    const failAll = (err: Error) => {
+      this.failed = err;
+      for (const p of this.pending.values()) p.reject(err);
+      this.pending.clear();
+    };
+    worker.on('error', (err) => failAll(err));
+    worker.on('exit', (code) => {
+      if (!this.closing) failAll(new Error(`embedding worker exited (code ${code})`));
+    });
+  }
+
+  /**
+   * Loads the model in a worker and its tokenizer here.
+   * @throws ModelLoadError naming the model when it cannot be loaded (offline and not cached,
+   * missing files, corrupt ONNX).
+   */
+  static async load(options: Omit<EmbedWorkerData, 'defaultMaxTokens'>): Promise<TransformersEmbedder> {
+    const data: EmbedWorkerData = {
+      ...options,
+      defaultMaxTokens: options.modelRef === 'Xenova/all-MiniLM-L6-v2' ? DEFAULT_EMBED_MAX_TOKENS : undefined,
+    };
+    const worker = startWorker(new URL('./embed-worker.ts', import.meta.url), data);
+    const listeners: { onError?: (e: Error) => void; onExit?: (c: number) => void; onMessage?: (m: EmbedWorkerReply) => void } = {};
+    try {
+      const ready = await new Promise<Extract<EmbedWorkerReply, { type: 'ready' }>>((resolve, reject) => {
+        listeners.onError = reject;
+        listeners.onExit = (code) => reject(new Error(`worker exited with code ${code}`));
+        listeners.onMessage = (m) => {
+          if (m.type === 'ready') resolve(m);
+          else if (m.type === 'error' && m.id === -1) reject(new Error(m.message));
+        };
+        worker.on('error', listeners.onError).on('exit', listeners.onExit).on('message', listeners.onMessage);
+        worker.postMessage({ type: 'init' } satisfies EmbedWorkerRequest);
+      });
+      // Only our own listeners: removeAllListeners() would also drop the Worker's internal ones.
+      worker.off('error', listeners.onError!).off('exit', listeners.onExit!).off('message', listeners.onMessage!);
+      const id = configureTransformersEnv(env, options);
+      const tokenizer = await AutoTokenizer.from_pretrained(id);
+      return new TransformersEmbedder(
+        { modelId: options.modelRef, dimension: ready.dimension, maxTokens: ready.maxTokens, pooling: ready.pooling, normalized: ready.normalize },
+        worker,
+        tokenizer,
+      );
+    } catch (cause) {
+      await worker.terminate();
+      throw new ModelLoadError(`cannot load embedding model ${options.modelRef}: ${(cause as Error).message}`, { cause });
+    }
+  }
+
+  countTokens(text: string): number {
+    return this.tokenizer.encode(text).length;
+  }
+
+  async embed(texts: string[]): Promise<Float32Array[]> {
+    if (texts.length === 0) return [];
+    const lengths = texts.map((t) => Math.min(this.countTokens(t), this.info.maxTokens));
+    const out = new Array<Float32Array>(texts.length);
+    const dim = this.info.dimension;
+    await Promise.all(
+      planBatches(lengths).map(async (batch) => {
+        const flat = await this.request(batch.map((i) => texts[i]!));
+        batch.forEach((i, j) => {
+          out[i] = flat.slice(j * dim, (j + 1) * dim);
+        });
+      }),
+    );
+    return out;
+  }
+
+  private request(texts: string[]): Promise<Float32Array> {
+    if (this.failed) return Promise.reject(this.failed);
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ type: 'embed', id, texts } satisfies EmbedWorkerRequest);
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    await this.worker.terminate();
+  }
+}
+
+export type EmbedderLoad = { embedder: Embedder; warning: null } | { embedder: null; warning: string };
+
+/**
+ * Loads the configured embedder, or explains why there is none. Never throws: without a model
+ * mneme runs on BM25 alone, and the caller prints `warning`.
+ */
+export async function loadEmbedder(config: Config): Promise<EmbedderLoad> {
+  if (config.embed.model === null) {
+    return { embedder: null, warning: 'embeddings disabled (MNEME_EMBED_MODEL=none): BM25 only' };
+  }
+  try {
+    const embedder = await TransformersEmbedder.load({
+      modelRef: config.embed.model,
+      modelsDir: config.modelsDir,
+      offline: config.offline,
+      dtype: config.embed.dtype,
+      threads: config.threads,
+      maxTokens: config.embed.maxTokens,
+    });
+    return { embedder, warning: null };
+  } catch (err) {
+    const where = config.embed.model.startsWith('/')
+      ? `the directory ${config.embed.model}`
+      : `${config.modelsDir}/${config.embed.model} (or allow downloads: unset MNEME_OFFLINE, or set MNEME_EMBED_MODEL to a local model directory)`;
+    return {
+      embedder: null,
+      warning: `no embedding model: ${(err as Error).message}. Continuing with BM25 only; put the model in ${where} and re-run ingest to embed what is missing.`,
+    };
+  }
+}

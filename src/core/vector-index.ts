@@ -1,0 +1,226 @@
+/**
+ * Vector indexes keyed by integer labels (= chunk ids). Two implementations share one interface and
+ * one test suite: HnswVectorIndex (hnswlib-node, approximate, the product default) and
+ * ExactVectorIndex (brute force; the ground truth for recall measurements and tiny corpora).
+ * Vectors are expected L2-normalized; scores are cosine similarities (higher is better).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import hnswlib from 'hnswlib-node';
+
+/** HNSW graph degree. 16 is hnswlib's recommended default for 384-d text embeddings. */
+export const HNSW_M = 16;
+/** Build-time candidate list size. */
+export const HNSW_EF_CONSTRUCTION = 200;
+/** Query-time candidate list size (measured recall@10 ≥ 0.99 at 100k, see bench/README.md). */
+export const HNSW_EF_SEARCH = 64;
+/** Initial capacity in vectors; grows geometrically by HNSW_GROWTH_FACTOR, never to the exact size. */
+export const HNSW_INITIAL_CAPACITY = 1024;
+export const HNSW_GROWTH_FACTOR = 2;
+/** Fixed seed so a rebuild from the same data gives the same graph. */
+export const HNSW_RANDOM_SEED = 100;
+
+export interface VectorHit {
+  label: number;
+  /** Cosine similarity in [-1, 1]. */
+  score: number;
+}
+
+export interface VectorIndex {
+  readonly dimension: number;
+  /** Number of live (not deleted) vectors. */
+  size(): number;
+  has(label: number): boolean;
+  /** Inserts or replaces the vector of `label`. @throws RangeError on a wrong dimension. */
+  upsert(label: number, vector: Float32Array): void;
+  /** Removes `label` if present (no-op otherwise). */
+  remove(label: number): void;
+  /** Live labels, unordered. */
+  labels(): number[];
+  /** Up to `k` nearest live vectors, best first; `filter` restricts candidates. */
+  search(query: Float32Array, k: number, filter?: (label: number) => boolean): VectorHit[];
+}
+
+function checkDim(expected: number, v: Float32Array): void {
+  if (v.length !== expected) throw new RangeError(`vector has ${v.length} dimensions, index has ${expected}`);
+}
+
+/** Brute-force cosine search over an in-memory map. O(n·d) per query. */
+export class ExactVectorIndex implements VectorIndex {
+  readonly dimension: number;
+  private readonly vectors = new Map<number, Float32Array>();
+
+  constructor(options: { dimension: number }) {
+    this.dimension = options.dimension;
+  }
+  size(): number {
+    return this.vectors.size;
+  }
+  has(label: number): boolean {
+    return this.vectors.has(label);
+  }
+  upsert(label: number, vector: Float32Array): void {
+    checkDim(this.dimension, vector);
+    this.vectors.set(label, Float32Array.from(vector));
+  }
+  remove(label: number): void {
+    this.vectors.delete(label);
+  }
+  labels(): number[] {
+    return [...this.vectors.keys()];
+  }
+  search(query: Float32Array, k: number, filter?: (label: number) => boolean): VectorHit[] {
+    checkDim(this.dimension, query);
+    const hits: VectorHit[] = [];
+    const qn = norm(query);
+    for (const [label, v] of this.vectors) {
+      if (filter && !filter(label)) continue;
+      let dot = 0;
+      for (let i = 0; i < v.length; i++) dot += v[i]! * query[i]!;
+      hits.push({ label, score: dot / (qn * norm(v) || 1) });
+    }
+    hits.sort((a, b) => b.score - a.score || a.label - b.label);
+    return hits.slice(0, k);
+  }
+}
+
+function norm(v: Float32Array): number {
+  let s = 0;
+  for (let i = 0; i < v.length; i++) s += v[i]! * v[i]!;
+  return Math.sqrt(s);
+}
+
+export interface HnswOptions {
+  dimension: number;
+  m?: number;
+  efConstruction?: number;
+  efSearch?: number;
+  initialCapacity?: number;
+}
+
+/**
+ * hnswlib-node wrapper. Deleted slots are reused (allowReplaceDeleted), capacity doubles when full,
+ * `save` is atomic (temp file, fsync, rename). Not thread-safe: one JS thread owns it.
+ */
+export class HnswVectorIndex implements VectorIndex {
+  readonly dimension: number;
+  readonly m: number;
+  readonly efConstruction: number;
+  readonly efSearch: number;
+  private index: hnswlib.HierarchicalNSW;
+  /** Live labels; hnswlib keeps deleted labels in getIdsList until their slot is reused. */
+  private readonly live = new Set<number>();
+  /** Labels marked deleted whose slot is not yet reused (they still count against capacity). */
+  private deleted = 0;
+
+  private constructor(options: HnswOptions, index: hnswlib.HierarchicalNSW) {
+    this.dimension = options.dimension;
+    this.m = options.m ?? HNSW_M;
+    this.efConstruction = options.efConstruction ?? HNSW_EF_CONSTRUCTION;
+    this.efSearch = options.efSearch ?? HNSW_EF_SEARCH;
+    this.index = index;
+  }
+
+  /** An empty index. */
+  static create(options: HnswOptions): HnswVectorIndex {
+    const index = new hnswlib.HierarchicalNSW('cosine', options.dimension);
+    const self = new HnswVectorIndex(options, index);
+    index.initIndex(options.initialCapacity ?? HNSW_INITIAL_CAPACITY, self.m, self.efConstruction, HNSW_RANDOM_SEED, true);
+    index.setEf(self.efSearch);
+    return self;
+  }
+
+  /**
+   * Loads a saved index. Labels whose vectors were soft-deleted before the save are detected
+   * (hnswlib's getPoint throws for them) and not counted as live.
+   * @throws Error when the file is missing, truncated or of another dimension.
+   */
+  static load(file: string, options: HnswOptions): HnswVectorIndex {
+    const index = new hnswlib.HierarchicalNSW('cosine', options.dimension);
+    // hnswlib aborts the process on some truncated files instead of throwing: check the size first.
+    const st = fs.statSync(file);
+    if (st.size < 64) throw new Error(`index file ${file} is truncated (${st.size} bytes)`);
+    index.readIndexSync(file, true);
+    index.setEf(options.efSearch ?? HNSW_EF_SEARCH);
+    const self = new HnswVectorIndex(options, index);
+    for (const label of index.getIdsList()) {
+      try {
+        index.getPoint(label);
+        self.live.add(label);
+      } catch {
+        self.deleted++;
+      }
+    }
+    return self;
+  }
+
+  size(): number {
+    return this.live.size;
+  }
+  has(label: number): boolean {
+    return this.live.has(label);
+  }
+  labels(): number[] {
+    return [...this.live];
+  }
+  capacity(): number {
+    return this.index.getMaxElements();
+  }
+
+  upsert(label: number, vector: Float32Array): void {
+    checkDim(this.dimension, vector);
+    if (this.live.has(label)) {
+      // Replacing in place keeps stale graph links; delete + re-add is the correct update.
+      this.remove(label);
+    }
+    const reuse = this.deleted > 0;
+    if (!reuse && this.index.getCurrentCount() >= this.index.getMaxElements()) {
+      this.index.resizeIndex(Math.max(HNSW_INITIAL_CAPACITY, Math.ceil(this.index.getMaxElements() * HNSW_GROWTH_FACTOR)));
+    }
+    // hnswlib-node takes plain arrays only.
+    this.index.addPoint(Array.from(vector), label, reuse);
+    if (reuse) this.deleted--;
+    this.live.add(label);
+  }
+
+  remove(label: number): void {
+    if (!this.live.delete(label)) return;
+    this.index.markDelete(label);
+    this.deleted++;
+  }
+
+  search(query: Float32Array, k: number, filter?: (label: number) => boolean): VectorHit[] {
+    checkDim(this.dimension, query);
+    const n = Math.min(k, this.live.size);
+    if (n <= 0) return [];
+    // ef must be ≥ k for hnswlib to return k results.
+    if (this.index.getEf() < n) this.index.setEf(n);
+    const res = this.index.searchKnn(Array.from(query), n, filter);
+    if (this.index.getEf() !== this.efSearch) this.index.setEf(Math.max(this.efSearch, 1));
+    const hits: VectorHit[] = [];
+    for (let i = 0; i < res.neighbors.length; i++) {
+      hits.push({ label: res.neighbors[i]!, score: 1 - res.distances[i]! });
+    }
+    return hits;
+  }
+
+  /** Writes the index to `file` atomically: temp file in the same dir, fsync, rename, fsync dir. */
+  save(file: string): void {
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    const tmp = `${file}.tmp-${process.pid}`;
+    this.index.writeIndexSync(tmp);
+    const fd = fs.openSync(tmp, 'r');
+    try {
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, file);
+    const dirFd = fs.openSync(path.dirname(file), 'r');
+    try {
+      fs.fsyncSync(dirFd);
+    } finally {
+      fs.closeSync(dirFd);
+    }
+  }
+}
