@@ -126,6 +126,7 @@ CREATE TABLE responses (
   endpoint             TEXT    NOT NULL,          -- chat | chat.completions
   request_json         TEXT    NOT NULL,          -- the validated request
   query                TEXT    NOT NULL,          -- the user's message
+  query_vector         BLOB,                      -- its embedding (float32) when an embedder ran; feeds the interest vector
   history_json         TEXT    NOT NULL,          -- earlier turns given to the model [{role, content}]
   collection           TEXT,
   top_k                INTEGER NOT NULL,

@@ -1,0 +1,70 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../../src/core/config.ts';
+import { loadEmbedder, planBatches, TransformersEmbedder } from '../../../src/core/embedder.ts';
+import { ModelLoadError } from '../../../src/core/errors.ts';
+import { tempDir, TINY_BERT } from '../../helpers/cli.ts';
+
+describe('planBatches', () => {
+  it('sorts by length and respects the padded-token budget and item cap', () => {
+    const lengths = [100, 5, 50, 6, 7, 100, 49];
+    const batches = planBatches(lengths, 120, 3);
+    expect(batches.flat().sort()).toEqual([0, 1, 2, 3, 4, 5, 6]);
+    for (const b of batches) {
+      const longest = Math.max(...b.map((i) => lengths[i]!));
+      expect(b.length === 1 || longest * b.length <= 120).toBe(true);
+      expect(b.length).toBeLessThanOrEqual(3);
+    }
+    // Short items travel together, long ones alone.
+    expect(batches[0]).toEqual([1, 3, 4]);
+  });
+});
+
+describe('TransformersEmbedder (tiny fixture model, real loading path)', () => {
+  let e: TransformersEmbedder;
+  beforeAll(async () => {
+    e = await TransformersEmbedder.load({ modelRef: TINY_BERT, modelsDir: tempDir(), offline: true, dtype: 'fp32', threads: 1, maxTokens: undefined });
+  });
+  afterAll(async () => {
+    await e.close();
+  });
+
+  it('reports the model shape from its files', () => {
+    expect(e.info).toMatchObject({ modelId: TINY_BERT, dimension: 32, maxTokens: 128, pooling: 'mean', normalized: true });
+  });
+
+  it('returns unit vectors in input order, and batching does not change them', async () => {
+    const texts = ['short one', 'a considerably longer sentence about vacuum and storage in postgres databases', 'mid length text here'];
+    const together = await e.embed(texts);
+    const alone = await Promise.all(texts.map(async (t) => (await e.embed([t]))[0]!));
+    for (let i = 0; i < texts.length; i++) {
+      const v = together[i]!;
+      expect(v.length).toBe(32);
+      expect(Math.hypot(...v)).toBeCloseTo(1, 5);
+      for (let k = 0; k < 32; k++) expect(v[k]!).toBeCloseTo(alone[i]![k]!, 4);
+    }
+  });
+
+  it('counts tokens with the model tokenizer (special tokens included)', () => {
+    expect(e.countTokens('hello world')).toBeGreaterThanOrEqual(4);
+    expect(e.countTokens('word '.repeat(300))).toBeGreaterThan(300);
+  });
+});
+
+describe('loading failures', () => {
+  it('a missing directory is a ModelLoadError naming it', async () => {
+    await expect(
+      TransformersEmbedder.load({ modelRef: '/nonexistent/model-dir', modelsDir: tempDir(), offline: true, dtype: 'fp32', threads: 1, maxTokens: undefined }),
+    ).rejects.toThrow(ModelLoadError);
+    await expect(
+      TransformersEmbedder.load({ modelRef: '/nonexistent/model-dir', modelsDir: tempDir(), offline: true, dtype: 'fp32', threads: 1, maxTokens: undefined }),
+    ).rejects.toThrow('/nonexistent/model-dir');
+  });
+
+  it('offline with an uncached hub model degrades to BM25 with a warning that says where to put it', async () => {
+    const dataDir = tempDir();
+    const r = await loadEmbedder(loadConfig({ MNEME_DATA_DIR: dataDir, MNEME_OFFLINE: '1' }));
+    expect(r.embedder).toBeNull();
+    expect(r.warning).toContain('BM25 only');
+    expect(r.warning).toContain(`${dataDir}/models/Xenova/all-MiniLM-L6-v2`);
+  });
+});
