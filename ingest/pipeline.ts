@@ -11,11 +11,12 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Db } from '../src/core/db.ts';
-import { blobToVector, nowIso, vectorToBlob } from '../src/core/db.ts';
+import { blobToVector, corpusVersion, nowIso, vectorToBlob } from '../src/core/db.ts';
+import type { VectorStack } from '../src/core/deps.ts';
 import type { Embedder } from '../src/core/embedder.ts';
 import { LoaderError } from '../src/core/errors.ts';
 import type { IndexMeta } from '../src/core/index-store.ts';
-import { indexFile, reconcile } from '../src/core/index-store.ts';
+import { saveIndex, vectorWorkPending } from '../src/core/index-store.ts';
 import type { HnswVectorIndex } from '../src/core/vector-index.ts';
 import { chunkDocument, estimateTokens } from './chunk.ts';
 import { loadDocument } from './loaders.ts';
@@ -36,10 +37,14 @@ export interface IngestOptions {
   collection: string;
   prune: boolean;
   maxFileBytes: number;
-  /** null = BM25 only (chunks are stored unembedded and embedded by a later run with a model). */
-  embedder: Embedder | null;
-  /** The active index generation and its in-memory index; both null when embedder is null. */
-  index: { meta: IndexMeta; hnsw: HnswVectorIndex } | null;
+  /**
+   * Loads the embedder and the active index (reconciled with SQLite) on first need, so a run over
+   * unchanged files never loads a model. Its embedder is null for BM25 only: chunks are then stored
+   * unembedded and embedded by a later run with a model. Called at most once.
+   */
+  vectors: () => Promise<VectorStack>;
+  /** The configured embedding model (null = embeddings disabled); decides whether vectors load up front. */
+  configuredModel: string | null;
   jsonTextFields?: string[] | undefined;
   onProgress?: ((p: IngestProgress) => void) | undefined;
 }
@@ -95,13 +100,17 @@ export function embeddingInput(c: { headingPath: string; text: string }): string
 
 export async function runIngest(opts: IngestOptions): Promise<IngestSummary> {
   const started = process.hrtime.bigint();
-  const { db, embedder } = opts;
-  const modelId = embedder?.info.modelId ?? null;
-  const countTokens = embedder ? (t: string) => embedder.countTokens(t) : estimateTokens;
+  const { db } = opts;
+  let stackPromise: Promise<VectorStack> | null = null;
+  let stack: VectorStack | null = null;
+  const vectors = async (): Promise<VectorStack> => {
+    stackPromise ??= opts.vectors().then((v) => (stack = v));
+    return stackPromise;
+  };
   const s: IngestSummary = {
     documents_seen: 0, documents_added: 0, documents_updated: 0, documents_unchanged: 0, documents_deleted: 0,
     documents_failed: 0, chunks_added: 0, chunks_deleted: 0, chunks_embedded: 0, seconds: 0,
-    failed: [], skipped: [], embedding_model: modelId, warnings: [],
+    failed: [], skipped: [], embedding_model: opts.configuredModel, warnings: [],
   };
 
   const findDoc = db.prepare<[string, string], { id: number; content_sha256: string; deleted_at: string | null }>(
@@ -123,18 +132,20 @@ export async function runIngest(opts: IngestOptions): Promise<IngestSummary> {
   const insertVector = db.prepare('INSERT OR REPLACE INTO embeddings (chunk_id, model_id, vector) VALUES (?, ?, ?)');
 
   let lastCheckpoint = Date.now();
-  let indexDirty = false;
+  /** Saves the index when it no longer matches what its file was saved from (or on a timer). */
   const checkpoint = (force: boolean) => {
-    if (!opts.index || !indexDirty) return;
+    const index = stack?.index;
+    if (!index) return;
     if (!force && Date.now() - lastCheckpoint < INDEX_CHECKPOINT_SECONDS * 1000) return;
-    opts.index.hnsw.save(indexFile(opts.dataDir, opts.index.meta));
-    indexDirty = false;
+    saveIndex(db, opts.dataDir, index.meta, index.hnsw);
     lastCheckpoint = Date.now();
   };
 
   /** Embeds what the window needs, then commits each document in its own transaction. */
   const flush = async (window: PendingDoc[]) => {
     if (window.length === 0) return;
+    const { embedder, index } = await vectors();
+    const modelId = embedder?.info.modelId ?? null;
     // Reuse vectors of unchanged chunk texts from the previous version of each document.
     const reuse = new Map<string, Float32Array>();
     if (modelId) {
@@ -162,9 +173,9 @@ export async function runIngest(opts: IngestOptions): Promise<IngestSummary> {
         }),
       );
     }
-    const vectors = embedder ? await embedder.embed(toEmbed) : [];
-    vectors.forEach((v, i) => reuse.set(toEmbedHash[i]!, v));
-    s.chunks_embedded += vectors.length;
+    const fresh = embedder ? await embedder.embed(toEmbed) : [];
+    fresh.forEach((v, i) => reuse.set(toEmbedHash[i]!, v));
+    s.chunks_embedded += fresh.length;
 
     const now = nowIso();
     for (let i = 0; i < window.length; i++) {
@@ -196,20 +207,17 @@ export async function runIngest(opts: IngestOptions): Promise<IngestSummary> {
       if (!d.existing) s.documents_added++;
       else if (d.existing.deleted_at) s.documents_added++;
       else s.documents_updated++;
-      if (opts.index) {
-        for (const l of labelsRemoved) opts.index.hnsw.remove(l);
-        for (const [l, v] of labelsAdded) opts.index.hnsw.upsert(l, v);
-        indexDirty = indexDirty || labelsAdded.length > 0 || labelsRemoved.length > 0;
+      if (index) {
+        for (const l of labelsRemoved) index.hnsw.remove(l);
+        for (const [l, v] of labelsAdded) index.hnsw.upsert(l, v);
       }
     }
     checkpoint(false);
   };
 
-  // Bring the index in line with SQLite first (a previous run may have been killed before saving).
-  if (opts.index) {
-    const r = reconcile(db, opts.index.hnsw, opts.index.meta.model_id);
-    indexDirty = r.added + r.removed > 0;
-  }
+  // Load the model up front only when there is vector work whatever the files say (a lagging index
+  // file, unembedded chunks, a model change); otherwise only when a changed file needs it.
+  if (vectorWorkPending(db, opts.configuredModel)) await vectors();
 
   const seenPaths = new Set<string>();
   let window: PendingDoc[] = [];
@@ -255,7 +263,8 @@ export async function runIngest(opts: IngestOptions): Promise<IngestSummary> {
     let chunks: ChunkDraft[];
     try {
       loaded = await loadDocument(bytes, path.basename(item.path), { jsonTextFields: opts.jsonTextFields });
-      chunks = await chunkDocument(loaded, countTokens);
+      const { embedder } = await vectors();
+      chunks = await chunkDocument(loaded, embedder ? (t) => embedder.countTokens(t) : estimateTokens);
       if (chunks.length === 0) throw new LoaderError('empty', 'no text to index after extraction');
     } catch (err) {
       if (err instanceof LoaderError) fail(item.path, err.reason, err.message);
@@ -276,9 +285,10 @@ export async function runIngest(opts: IngestOptions): Promise<IngestSummary> {
   await inFlight;
   await flush(window);
 
-  if (opts.prune) pruneMissing(opts, seenPaths, s);
-  if (embedder && opts.index) await embedMissing(opts, embedder, opts.index, s);
-  indexDirty = indexDirty || s.documents_deleted > 0 || s.chunks_embedded > 0;
+  if (opts.prune) await pruneMissing(opts, seenPaths, s, vectors);
+  const final = stack as VectorStack | null;
+  if (final?.embedder && final.index) await embedMissing(opts, final.embedder, final.index, s);
+  if (final) s.embedding_model = final.embedder?.info.modelId ?? null;
   checkpoint(true);
 
   db.prepare('UPDATE corpus_state SET last_ingest_at = ? WHERE id = 1').run(nowIso());
@@ -287,7 +297,7 @@ export async function runIngest(opts: IngestOptions): Promise<IngestSummary> {
 }
 
 /** Tombstones documents of this collection under the walked roots whose files were not seen. */
-function pruneMissing(opts: IngestOptions, seen: Set<string>, s: IngestSummary): void {
+async function pruneMissing(opts: IngestOptions, seen: Set<string>, s: IngestSummary, vectors: () => Promise<VectorStack>): Promise<void> {
   const { db } = opts;
   const docs = db
     .prepare<[string], { id: number; source_uri: string }>('SELECT id, source_uri FROM documents WHERE collection = ? AND deleted_at IS NULL')
@@ -301,11 +311,12 @@ function pruneMissing(opts: IngestOptions, seen: Set<string>, s: IngestSummary):
     if (fs.existsSync(d.source_uri) && s.failed.some((f) => f.path === d.source_uri)) continue;
     if (fs.existsSync(d.source_uri) && !s.skipped.some((f) => f.path === d.source_uri)) continue;
     const ids = chunkIds.all(d.id) as number[];
+    const { index } = await vectors();
     db.transaction(() => {
       s.chunks_deleted += del.run(d.id).changes;
       tomb.run(nowIso(), d.id);
     }).immediate();
-    for (const id of ids) opts.index?.hnsw.remove(id);
+    for (const id of ids) index?.hnsw.remove(id);
     s.documents_deleted++;
   }
 }

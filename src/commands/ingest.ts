@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { loadConfig } from '../core/config.ts';
 import { openDatabase, openVectorStack } from '../core/deps.ts';
+import type { VectorStack } from '../core/deps.ts';
 import { acquireLock } from '../core/lock.ts';
 import { nowIso } from '../core/db.ts';
 import { runIngest } from '../../ingest/pipeline.ts';
@@ -38,8 +39,12 @@ export const ingestCommand: Command = {
     const lock = await acquireLock(config.dataDir, 'ingest', 'mneme ingest', opts.wait ? 24 * 3600 * 1000 : 0);
     const db = openDatabase(config);
     try {
-      const stack = await openVectorStack(db, config);
-      for (const w of stack.warnings) io.stderr.write(`warning: ${w}\n`);
+      let stack: Promise<VectorStack> | null = null;
+      const vectors = () =>
+        (stack ??= openVectorStack(db, config).then((v) => {
+          for (const w of v.warnings) io.stderr.write(`warning: ${w}\n`);
+          return v;
+        }));
       const run = db.prepare('INSERT INTO ingest_runs (started_at) VALUES (?)').run(nowIso());
       let lastDraw = 0;
       const summary = await runIngest({
@@ -49,8 +54,8 @@ export const ingestCommand: Command = {
         collection: opts.collection,
         prune: opts.prune,
         maxFileBytes: config.maxFileBytes,
-        embedder: stack.embedder,
-        index: stack.index,
+        vectors,
+        configuredModel: config.embed.model,
         jsonTextFields: opts['text-field'],
         onProgress: io.isTty
           ? (p) => {
@@ -63,7 +68,8 @@ export const ingestCommand: Command = {
       });
       if (io.isTty) io.stderr.write('\r\x1b[2K');
       db.prepare('UPDATE ingest_runs SET finished_at = ?, summary_json = ? WHERE id = ?').run(nowIso(), JSON.stringify(summary), run.lastInsertRowid);
-      await stack.embedder?.close();
+      const opened = stack as Promise<VectorStack> | null;
+      if (opened) await (await opened).embedder?.close();
       report(summary, opts.json, io);
       return 0;
     } finally {

@@ -8,7 +8,7 @@ import { openDatabase } from '../core/deps.ts';
 import { TransformersEmbedder } from '../core/embedder.ts';
 import { ValidationError } from '../core/errors.ts';
 import type { IndexMeta } from '../core/index-store.ts';
-import { activeIndexMeta, createGeneration, indexFile } from '../core/index-store.ts';
+import { activeIndexMeta, createGeneration, indexFile, saveIndex } from '../core/index-store.ts';
 import { acquireLock } from '../core/lock.ts';
 import { HnswVectorIndex } from '../core/vector-index.ts';
 import { embeddingInput } from '../../ingest/pipeline.ts';
@@ -33,7 +33,7 @@ export function rebuildIndexFile(db: Db, dataDir: string, meta: IndexMeta): numb
     vector: Buffer;
   }>;
   for (const r of rows) index.upsert(r.chunk_id, blobToVector(r.vector));
-  index.save(indexFile(dataDir, meta));
+  saveIndex(db, dataDir, meta, index);
   return index.size();
 }
 

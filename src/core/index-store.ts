@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Db } from './db.ts';
-import { blobToVector, nowIso } from './db.ts';
+import { blobToVector, corpusVersion, nowIso } from './db.ts';
 import type { EmbedderInfo } from './embedder.ts';
 import { ConflictError } from './errors.ts';
 import { HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, HNSW_M, HnswVectorIndex } from './vector-index.ts';
@@ -27,6 +27,8 @@ export interface IndexMeta {
   status: 'building' | 'active' | 'retired';
   created_at: string;
   activated_at: string | null;
+  /** corpus_state.version when the file was last saved; differs = the file lags SQLite. */
+  saved_corpus_version: number | null;
 }
 
 export function activeIndexMeta(db: Db): IndexMeta | undefined {
@@ -117,4 +119,30 @@ export function reconcile(db: Db, index: HnswVectorIndex, modelId: string): Reco
     if (row) index.upsert(id, blobToVector(row.vector));
   }
   return { added: missing.length, removed };
+}
+
+/** Saves the index file atomically and records which corpus version it reflects. */
+export function saveIndex(db: Db, dataDir: string, meta: IndexMeta, index: HnswVectorIndex): void {
+  // Read first: this process is the only writer (ingest lock), so the index holds exactly this version.
+  const version = corpusVersion(db);
+  index.save(indexFile(dataDir, meta));
+  db.prepare('UPDATE index_meta SET saved_corpus_version = ? WHERE generation = ?').run(version, meta.generation);
+}
+
+/**
+ * Cheap check (no model, no index file) of whether a run must load the vector stack even when no
+ * file changed: the saved index lags SQLite, chunks lack vectors, or the configured model differs
+ * from the index's (loading then reports the conflict).
+ */
+export function vectorWorkPending(db: Db, configuredModel: string | null): boolean {
+  if (configuredModel === null) return false;
+  const meta = activeIndexMeta(db);
+  const chunks = db.prepare('SELECT count(*) FROM chunks').pluck().get() as number;
+  if (!meta) return chunks > 0;
+  if (meta.model_id !== configuredModel || meta.saved_corpus_version !== corpusVersion(db)) return true;
+  const unembedded = db
+    .prepare('SELECT count(*) FROM chunks c WHERE NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.chunk_id = c.id AND e.model_id = ?)')
+    .pluck()
+    .get(meta.model_id) as number;
+  return unembedded > 0;
 }

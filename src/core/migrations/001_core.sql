@@ -85,7 +85,8 @@ CREATE TABLE index_meta (
   file                 TEXT    NOT NULL,   -- relative to the data dir
   status               TEXT    NOT NULL CHECK (status IN ('building', 'active', 'retired')),
   created_at           TEXT    NOT NULL,
-  activated_at         TEXT
+  activated_at         TEXT,
+  saved_corpus_version INTEGER                  -- corpus_state.version the file reflects; differs = file lags SQLite
 );
 CREATE UNIQUE INDEX index_meta_one_active ON index_meta (status) WHERE status = 'active';
 
