@@ -139,20 +139,22 @@ function renderTokens(tokens: Token[], vars: Record<string, string>): string {
   // Depth of sections being skipped: once inside a false section, everything up to its close is dropped.
   let skipping = 0;
   for (const t of tokens) {
-    if (t.kind === 'open') {
-      if (skipping > 0 || (vars[t.name] ?? '').trim() === '') skipping++;
-      continue;
-    }
-    if (t.kind === 'close') {
-      if (skipping > 0) skipping--;
-      continue;
-    }
-    if (skipping > 0) continue;
-    if (t.kind === 'text') out += t.value;
-    else {
-      const value = vars[t.name] ?? '';
-      // An empty standalone placeholder takes its whole line with it (lead/trail are '' inline).
-      if (value !== '') out += t.lead + value + t.trail;
+    switch (t.kind) {
+      case 'open':
+        if (skipping > 0 || (vars[t.name] ?? '').trim() === '') skipping++;
+        break;
+      case 'close':
+        if (skipping > 0) skipping--;
+        break;
+      case 'text':
+        if (skipping === 0) out += t.value;
+        break;
+      case 'var': {
+        const value = vars[t.name] ?? '';
+        // An empty standalone placeholder takes its whole line with it (lead/trail are '' inline).
+        if (skipping === 0 && value !== '') out += t.lead + value + t.trail;
+        break;
+      }
     }
   }
   return out;

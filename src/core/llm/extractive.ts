@@ -77,45 +77,97 @@ export function tokenizeTerms(text: string): string[] {
   return out;
 }
 
+export type SentenceKind = 'prose' | 'heading' | 'code';
+
+/** Most words in a lone, unpunctuated line for it to count as a title rather than prose. */
+const TITLE_MAX_WORDS = 10;
+const LIST_MARKER = /^(?:[-*+•]\s+|\d{1,3}[.)]\s+|>\s?)/;
+
 /**
- * Splits prose into sentences. Hard-wrapped lines are joined; blank lines, list items and markdown
- * headings always start a new sentence. Markdown markers (#, -, *, 1.) are stripped from the start.
+ * Splits text into sentences, each tagged prose, heading or code. Hard-wrapped lines are joined;
+ * blank lines and list items start a new sentence; markdown headings, ALL-CAPS lines and lone
+ * unpunctuated short lines are headings; lines inside ``` fences are code, one per line. Markdown
+ * markers (#, -, *, 1., >) are stripped and whitespace is collapsed.
  */
-export function splitSentences(text: string): string[] {
-  const blocks: string[] = [];
+export function segmentSentences(text: string): { text: string; kind: SentenceKind }[] {
+  const blocks: { lines: string[]; kind: SentenceKind; list: boolean }[] = [];
   let current: string[] = [];
+  let currentIsList = false;
   const flush = (): void => {
-    if (current.length) blocks.push(current.join(' '));
+    if (current.length) {
+      const only = current[0] ?? '';
+      const title = current.length === 1 && !currentIsList && !/[.!?:;,)]$/.test(only) && only.split(/\s+/).length <= TITLE_MAX_WORDS;
+      blocks.push({ lines: current, kind: title ? 'heading' : 'prose', list: currentIsList });
+    }
     current = [];
+    currentIsList = false;
   };
+  let inFence = false;
   for (const raw of text.split(/\r?\n/)) {
     const line = raw.trim();
+    if (/^(?:```|~~~)/.test(line)) {
+      flush();
+      inFence = !inFence;
+      continue;
+    }
+    if (inFence) {
+      if (line !== '') blocks.push({ lines: [line], kind: 'code', list: false });
+      continue;
+    }
     if (line === '') {
       flush();
       continue;
     }
-    if (/^(?:#{1,6}\s|[-*+•]\s|\d{1,3}[.)]\s|>\s?|\|)/.test(line)) flush();
-    current.push(line.replace(/^(?:#{1,6}\s+|[-*+•]\s+|\d{1,3}[.)]\s+|>\s?)/, ''));
-    if (/^#{1,6}\s/.test(line)) flush(); // a heading is a sentence of its own
+    const heading = /^#{1,6}\s+(.*)$/.exec(line);
+    const shouting = /\p{Lu}.*\p{Lu}/u.test(line) && !/\p{Ll}/u.test(line) && line.split(/\s+/).length <= TITLE_MAX_WORDS * 2;
+    if (heading || shouting) {
+      flush();
+      blocks.push({ lines: [heading ? (heading[1] ?? '') : line], kind: 'heading', list: false });
+      continue;
+    }
+    if (/^(?:=+|-{2,})$/.test(line) && current.length === 1) {
+      // Setext heading underline: the line above was a heading.
+      blocks.push({ lines: current, kind: 'heading', list: false });
+      current = [];
+      continue;
+    }
+    if (LIST_MARKER.test(line) || line.startsWith('|')) {
+      flush();
+      currentIsList = true;
+    }
+    current.push(line.replace(LIST_MARKER, ''));
   }
   flush();
-  const sentences: string[] = [];
+  const out: { text: string; kind: SentenceKind }[] = [];
   for (const block of blocks) {
+    const joined = block.lines.join(' ').replace(/\s+/g, ' ').trim();
+    if (joined === '') continue;
+    if (block.kind !== 'prose') {
+      out.push({ text: joined, kind: block.kind });
+      continue;
+    }
     let start = 0;
-    for (const m of block.matchAll(/[.!?]+["')\]]*(\s+)(?=["'(\[]?[\p{Lu}\p{N}])/gu)) {
+    for (const m of joined.matchAll(/[.!?]+["')\]]*(\s+)(?=["'(\[]?[\p{Lu}\p{N}])/gu)) {
       const endPunct = m.index + m[0].length - (m[1]?.length ?? 0);
-      const before = block.slice(start, m.index);
+      const before = joined.slice(start, m.index);
       const lastWord = (/([\p{L}.]+)$/u.exec(before)?.[1] ?? '').toLowerCase();
       // "e.g. Foo", "Dr. Smith", initials ("J. Doe"): not a sentence end.
       if (ABBREVIATIONS.has(lastWord.replace(/\.$/, '')) || /^\p{L}$/u.test(lastWord)) continue;
-      const s = block.slice(start, endPunct).trim();
-      if (s) sentences.push(s);
+      const sentence = joined.slice(start, endPunct).trim();
+      if (sentence) out.push({ text: sentence, kind: 'prose' });
       start = m.index + m[0].length;
     }
-    const s = block.slice(start).trim();
-    if (s) sentences.push(s);
+    const rest = joined.slice(start).trim();
+    if (rest) out.push({ text: rest, kind: 'prose' });
   }
-  return sentences.map((s) => s.replace(/\s+/g, ' '));
+  return out;
+}
+
+/** The prose sentences of `text` (headings and code lines left out); see segmentSentences. */
+export function splitSentences(text: string): string[] {
+  return segmentSentences(text)
+    .filter((s) => s.kind === 'prose')
+    .map((s) => s.text);
 }
 
 interface Candidate {

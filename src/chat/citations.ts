@@ -1,0 +1,177 @@
+/**
+ * Turns a generated answer into its final text plus a citation list. Pure.
+ *
+ * Markers: `[n]`, `[1, 2]`, `[1; 2]`, `[1-3]` (also en dash) and runs like `[1][2]`; `[n]` refers to
+ * chunks[n-1] (the numbering of formatContext). Markers inside code (``` fences or `inline`) and
+ * markdown links (`[1](url)`) are left alone. Numbers pointing at no chunk are removed (a group keeps
+ * its valid numbers), with the spacing tidied, and a marker left unfinished at the very end of a
+ * truncated answer (`… [2`) is dropped.
+ */
+import { segmentSentences, tokenizeTerms } from '../core/llm/extractive.ts';
+import type { RetrievedChunk } from './types.ts';
+
+/** Longest snippet, in characters (ellipsis included). */
+export const SNIPPET_MAX_CHARS = 240;
+/** A range marker `[a-b]` wider than this is not expanded (it is noise, not a citation). */
+export const MAX_RANGE_WIDTH = 20;
+
+export interface Citation {
+  /** The number as written in the answer. */
+  n: number;
+  document_id: number;
+  chunk_id: number;
+  source: string;
+  title: string;
+  score: number;
+  /** The most relevant excerpt of the chunk (≤ SNIPPET_MAX_CHARS characters). */
+  snippet: string;
+}
+
+const MARKER = /\[\s*(\d{1,4}(?:\s*(?:[,;]|[-–])\s*\d{1,4})*)\s*\]/g;
+
+/** [start, end) ranges of fenced code blocks and inline code spans. */
+function codeRanges(text: string): [number, number][] {
+  const ranges: [number, number][] = [];
+  for (const m of text.matchAll(/```[\s\S]*?(?:```|$)|`[^`\n]*`/g)) ranges.push([m.index, m.index + m[0].length]);
+  return ranges;
+}
+
+/** The numbers a marker body denotes, in written order ("1-3, 5" → 1,2,3,5); null for absurd ranges. */
+function expand(body: string): number[] | null {
+  const out: number[] = [];
+  for (const part of body.split(/\s*[,;]\s*/)) {
+    const range = /^(\d+)\s*[-–]\s*(\d+)$/.exec(part);
+    if (range) {
+      const a = Number(range[1]);
+      const b = Number(range[2]);
+      if (b < a || b - a > MAX_RANGE_WIDTH) return null;
+      for (let k = a; k <= b; k++) out.push(k);
+    } else {
+      out.push(Number(part));
+    }
+  }
+  return out;
+}
+
+/** The answer sentence a marker at `start`..`end` belongs to (the text before it, or after it at a sentence start). */
+function citingSentence(answer: string, start: number, end: number): string {
+  // Drop the markers and spaces directly before this one ("claim [1][2]" → "claim").
+  const left = answer.slice(0, start).replace(/(?:\s*\[[^\]\n]*\])*\s*$/, '');
+  let boundary = 0;
+  for (const m of left.matchAll(/[.!?]["')\]]*\s+|\n/g)) boundary = m.index + m[0].length;
+  const before = left.slice(boundary).trim();
+  if (tokenizeTerms(before).length > 0) return before;
+  // "[1] The lamp …" style: the claim follows the marker.
+  const right = answer.slice(end);
+  const stop = right.search(/[.!?](?:\s|$)|\n/);
+  return (stop === -1 ? right : right.slice(0, stop + 1)).trim();
+}
+
+function truncate(text: string, max: number): string {
+  if (text.length <= max) return text;
+  const cut = text.slice(0, max - 1);
+  const space = cut.lastIndexOf(' ');
+  return `${(space > max / 2 ? cut.slice(0, space) : cut).replace(/[\s,;:]+$/, '')}…`;
+}
+
+/**
+ * The chunk's excerpt most relevant to the answer sentence(s) citing it: the chunk sentence covering
+ * the largest share of a citing sentence's terms (the first citing sentence wins ties), extended by
+ * neighbouring sentences that also share terms while it stays within `maxChars` (default
+ * SNIPPET_MAX_CHARS); the chunk's start when nothing is shared. Headings are never the snippet.
+ */
+export function bestSnippet(chunkText: string, citing: string | string[], maxChars = SNIPPET_MAX_CHARS): string {
+  const targets = (Array.isArray(citing) ? citing : [citing]).map((c) => new Set(tokenizeTerms(c))).filter((t) => t.size > 0);
+  const sentences = segmentSentences(chunkText)
+    .filter((s) => s.kind !== 'heading')
+    .map((s) => s.text);
+  // Coverage of the best-matching citing sentence, minus a tiny per-citing-sentence offset so that
+  // the first citation wins a tie.
+  const scores = sentences.map((s) => {
+    const terms = new Set(tokenizeTerms(s));
+    let best = 0;
+    targets.forEach((target, j) => {
+      let shared = 0;
+      for (const t of target) if (terms.has(t)) shared++;
+      if (shared > 0) best = Math.max(best, shared / target.size - j * 1e-6);
+    });
+    return best;
+  });
+  let best = -1;
+  scores.forEach((s, i) => {
+    if (s > 0 && (best === -1 || s > (scores[best] ?? 0))) best = i;
+  });
+  if (best === -1) return truncate(chunkText.replace(/\s+/g, ' ').trim(), maxChars);
+  let lo = best;
+  let hi = best;
+  let text = sentences[best] ?? '';
+  // Grow towards whichever neighbour shares more terms, while the excerpt still fits.
+  for (;;) {
+    const prev = lo > 0 ? (scores[lo - 1] ?? 0) : 0;
+    const next = hi < sentences.length - 1 ? (scores[hi + 1] ?? 0) : 0;
+    if (prev === 0 && next === 0) break;
+    const takeNext = next >= prev;
+    const candidate = takeNext ? `${text} ${sentences[hi + 1]}` : `${sentences[lo - 1]} ${text}`;
+    if (candidate.length > maxChars) break;
+    text = candidate;
+    if (takeNext) hi++;
+    else lo--;
+  }
+  return truncate(text, maxChars);
+}
+
+/**
+ * Validates and resolves the [n] markers of `answer` against `chunks`.
+ * @returns the tidied answer and one Citation per distinct cited chunk, in order of first citation.
+ */
+export function finalizeCitations(answer: string, chunks: RetrievedChunk[]): { answer: string; citations: Citation[] } {
+  const code = codeRanges(answer);
+  const inCode = (i: number): boolean => code.some(([a, b]) => i >= a && i < b);
+  let out = '';
+  let pos = 0;
+  const order: number[] = [];
+  const citingTexts = new Map<number, string[]>();
+
+  for (const m of answer.matchAll(MARKER)) {
+    const start = m.index;
+    const end = start + m[0].length;
+    if (inCode(start) || answer[end] === '(') continue;
+    const numbers = expand(m[1] ?? '');
+    const valid = (numbers ?? []).filter((k) => Number.isInteger(k) && k >= 1 && k <= chunks.length);
+    out += answer.slice(pos, start);
+    pos = end;
+    if (valid.length > 0) {
+      out += numbers && valid.length === numbers.length ? m[0] : `[${valid.join(', ')}]`;
+      const sentence = citingSentence(answer, start, end);
+      for (const k of valid) {
+        if (!citingTexts.has(k)) {
+          order.push(k);
+          citingTexts.set(k, []);
+        }
+        citingTexts.get(k)?.push(sentence);
+      }
+    } else if (/^(?:[.,;:!?)\]\s]|$)/.test(answer.slice(end, end + 1))) {
+      // Removing "[9]": "claim [9]." → "claim."; "claim [9] more" → "claim more" (the space after
+      // stays); before a word or another marker the space is kept ("claim [9][1]" → "claim [1]").
+      out = out.replace(/[ \t]+$/, '');
+    }
+  }
+  out += answer.slice(pos);
+  // An unfinished marker at the very end (answer cut by max_tokens): "... [2" or "... [1, ".
+  const tail = /\s*\[[\d\s,;\-–]*$/.exec(out);
+  if (tail && !codeRanges(out).some(([a, b]) => tail.index >= a && tail.index < b)) out = out.slice(0, tail.index);
+
+  const citations: Citation[] = order.map((k) => {
+    const chunk = chunks[k - 1] as RetrievedChunk;
+    return {
+      n: k,
+      document_id: chunk.documentId,
+      chunk_id: chunk.chunkId,
+      source: chunk.source,
+      title: chunk.title,
+      score: chunk.score,
+      snippet: bestSnippet(chunk.text, citingTexts.get(k) ?? []),
+    };
+  });
+  return { answer: out, citations };
+}
