@@ -4,11 +4,27 @@
  */
 import { MnemeError, ValidationError } from './core/errors.ts';
 import { doctorCommand } from './commands/doctor.ts';
+import { evalCommand } from './commands/eval.ts';
+import { exportCommand } from './commands/export.ts';
+import { featuresCommand } from './commands/features.ts';
 import { ingestCommand } from './commands/ingest.ts';
+import { modelsCommand } from './commands/models.ts';
 import { reindexCommand } from './commands/reindex.ts';
+import { serveCommand } from './commands/serve.ts';
 import type { Command, CommandIo } from './commands/types.ts';
+import { usersCommand } from './commands/users.ts';
 
-export const COMMANDS: Command[] = [ingestCommand, reindexCommand, doctorCommand];
+export const COMMANDS: Command[] = [
+  ingestCommand,
+  serveCommand,
+  usersCommand,
+  featuresCommand,
+  exportCommand,
+  evalCommand,
+  modelsCommand,
+  reindexCommand,
+  doctorCommand,
+];
 
 function usage(): string {
   return [
