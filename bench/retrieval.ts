@@ -1,0 +1,304 @@
+/**
+ * Retrieval latency and HNSW recall on a synthetic corpus.
+ *
+ *   node --import tsx bench/retrieval.ts [--chunks 100000] [--queries 1000] [--dim 384] [--clusters 1000]
+ *                                        [--recall-queries 1000] [--seed 1]
+ *
+ * Corpus: N chunks of 384-d unit vectors drawn around C Gaussian cluster centres, each with ~80 words
+ * of text (70% from a Zipf-distributed 50k-word vocabulary, 30% from its cluster's 20 topic words),
+ * inserted straight into a scratch data dir through the real schema (openDb: documents, chunks → FTS5
+ * triggers, embeddings, index_meta) and into an HnswVectorIndex (build time reported).
+ * Queries: a perturbed cluster centre as the vector (query embedding is excluded from the timings)
+ * and 3 topic words + 1 mid-frequency word as text.
+ *
+ * Reports p50/p99 in ms of: BM25 search, dense search (HNSW, DENSE_CANDIDATES), BM25-only retrieval
+ * (search + live check + loading texts, no vector) and hybrid retrieval (BM25 + dense + RRF +
+ * hydration + near-duplicate removal); and HNSW recall@10 against ExactVectorIndex at
+ * HNSW_EF_SEARCH (and at larger ef values until recall ≥ 0.99, if 64 is not enough).
+ * Latencies are wall-clock per call after WARMUP_QUERIES untimed ones; on a shared machine p99 mostly
+ * measures the neighbours (run it on an idle machine for release figures).
+ * Prints one JSON line on stdout; progress goes to stderr.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { DENSE_CANDIDATES, BM25_CANDIDATES, HybridRetriever } from '../src/chat/retrieve.ts';
+import { nowIso, openDb, vectorToBlob } from '../src/core/db.ts';
+import { createGeneration, indexFile } from '../src/core/index-store.ts';
+import { ExactVectorIndex, HNSW_EF_SEARCH, HnswVectorIndex } from '../src/core/vector-index.ts';
+
+const { values } = parseArgs({
+  options: {
+    chunks: { type: 'string', default: '100000' },
+    queries: { type: 'string', default: '1000' },
+    dim: { type: 'string', default: '384' },
+    clusters: { type: 'string', default: '1000' },
+    'recall-queries': { type: 'string' },
+    seed: { type: 'string', default: '1' },
+  },
+});
+const int = (name: string, v: string | undefined, min: number): number => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer ≥ ${min}, got ${v}`);
+  return n;
+};
+const N = int('chunks', values.chunks, 10);
+const Q = int('queries', values.queries, 1);
+const DIM = int('dim', values.dim, 2);
+const CLUSTERS = Math.min(int('clusters', values.clusters, 1), N);
+const RECALL_Q = Math.min(int('recall-queries', values['recall-queries'] ?? String(Q), 1), Q);
+const SEED = int('seed', values.seed, 0);
+
+/** Vocabulary size and Zipf exponent of the synthetic text. */
+const VOCAB = 50_000;
+const ZIPF_S = 1.0;
+const WORDS_PER_CHUNK = 80;
+const TOPIC_WORDS = 20;
+const TOPIC_SHARE = 0.3;
+const CHUNKS_PER_DOC = 10;
+/** Norm of the Gaussian noise added to a cluster centre (centre norm 1) before normalizing. */
+const NOISE_NORM = 0.7;
+const WARMUP_QUERIES = 50;
+const EF_LADDER = [HNSW_EF_SEARCH, 96, 128, 192, 256, 400];
+const RECALL_TARGET = 0.99;
+const MODEL_ID = `bench-random-${DIM}d`;
+
+const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+const rand = mulberry32(SEED);
+function gauss(): number {
+  // Box-Muller; 1 - rand() avoids log(0).
+  return Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
+}
+function normalize(v: Float32Array): Float32Array {
+  let s = 0;
+  for (let i = 0; i < v.length; i++) s += v[i]! * v[i]!;
+  const n = Math.sqrt(s) || 1;
+  for (let i = 0; i < v.length; i++) v[i]! /= n;
+  return v;
+}
+function randomUnit(): Float32Array {
+  return normalize(Float32Array.from({ length: DIM }, gauss));
+}
+function around(center: Float32Array): Float32Array {
+  const sigma = NOISE_NORM / Math.sqrt(DIM);
+  return normalize(Float32Array.from(center, (c) => c + sigma * gauss()));
+}
+
+// Pronounceable unique words: base-K digits over syllables (letters only: one FTS5 token each).
+const SYLLABLES = 'ka ke ki ko ku la le li lo lu ma me mi mo mu na ne ni no nu ra re ri ro ru sa se si so su ta te ti to tu va ve vi vo vu za ze zi zo zu'.split(' ');
+function word(i: number): string {
+  let s = '';
+  let n = i;
+  do {
+    s += SYLLABLES[n % SYLLABLES.length];
+    n = Math.floor(n / SYLLABLES.length);
+  } while (n > 0);
+  return `${s}x`; // the suffix keeps the porter stemmer from merging words
+}
+const vocab = Array.from({ length: VOCAB }, (_, i) => word(i));
+const zipfCdf = (() => {
+  const w = Array.from({ length: VOCAB }, (_, i) => 1 / (i + 1) ** ZIPF_S);
+  const total = w.reduce((a, b) => a + b, 0);
+  const cdf = new Float64Array(VOCAB);
+  let acc = 0;
+  w.forEach((x, i) => (cdf[i] = acc += x / total));
+  return cdf;
+})();
+function zipfRank(minRank = 0): number {
+  for (;;) {
+    const u = rand();
+    let lo = 0;
+    let hi = VOCAB - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (zipfCdf[mid]! < u) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo >= minRank) return lo;
+  }
+}
+
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
+}
+const stats = (xs: number[]) => ({ p50: round(pct(xs, 50)), p99: round(pct(xs, 99)), mean: round(xs.reduce((a, b) => a + b, 0) / xs.length) });
+const round = (x: number, d = 3) => Math.round(x * 10 ** d) / 10 ** d;
+
+async function main() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mneme-bench-'));
+  try {
+    log(`scratch data dir ${dir}; ${N} chunks × ${DIM}-d, ${CLUSTERS} clusters, ${Q} queries`);
+    const db = openDb(path.join(dir, 'mneme.sqlite'));
+    const centers = Array.from({ length: CLUSTERS }, randomUnit);
+    const topics = centers.map(() => Array.from({ length: TOPIC_WORDS }, () => vocab[200 + Math.floor(rand() * (VOCAB - 200))]!));
+
+    // ---- SQLite + FTS5 + embeddings
+    let t0 = performance.now();
+    const insertDoc = db.prepare(
+      "INSERT INTO documents (collection, source_uri, content_sha256, title, kind, bytes, ingested_at, updated_at) VALUES ('bench', ?, ?, ?, 'text/plain', 0, ?, ?)",
+    );
+    const insertChunk = db.prepare('INSERT INTO chunks (document_id, ord, text, heading_path, token_count, content_sha256) VALUES (?, ?, ?, ?, ?, ?)');
+    const insertVec = db.prepare('INSERT INTO embeddings (chunk_id, model_id, vector) VALUES (?, ?, ?)');
+    const vectors: Float32Array[] = new Array(N);
+    const labels: number[] = new Array(N);
+    const BATCH = 5000;
+    for (let start = 0; start < N; start += BATCH) {
+      db.transaction(() => {
+        let docId = 0;
+        for (let i = start; i < Math.min(N, start + BATCH); i++) {
+          const c = Math.floor(rand() * CLUSTERS);
+          if (i % CHUNKS_PER_DOC === 0) {
+            const now = nowIso();
+            docId = Number(insertDoc.run(`/bench/doc-${i / CHUNKS_PER_DOC}.txt`, `sha-${i}`, `${topics[c]![0]} ${topics[c]![1]} notes`, now, now).lastInsertRowid);
+          }
+          const words: string[] = [];
+          for (let w = 0; w < WORDS_PER_CHUNK; w++) {
+            words.push(rand() < TOPIC_SHARE ? topics[c]![Math.floor(rand() * TOPIC_WORDS)]! : vocab[zipfRank()]!);
+          }
+          const v = around(centers[c]!);
+          const id = Number(insertChunk.run(docId, i % CHUNKS_PER_DOC, words.join(' '), `${topics[c]![2]} > part ${i % CHUNKS_PER_DOC}`, WORDS_PER_CHUNK, `h${i}`).lastInsertRowid);
+          insertVec.run(id, MODEL_ID, vectorToBlob(v));
+          vectors[i] = v;
+          labels[i] = id;
+        }
+      }).immediate();
+      if ((start / BATCH) % 4 === 0) log(`sqlite: ${Math.min(N, start + BATCH)} chunks`);
+    }
+    const sqliteSeconds = (performance.now() - t0) / 1000;
+    log(`sqlite+fts insert ${sqliteSeconds.toFixed(1)} s`);
+
+    // ---- HNSW
+    const meta = createGeneration(db, { modelId: MODEL_ID, dimension: DIM, maxTokens: 256, pooling: 'mean', normalized: true }, 'active');
+    t0 = performance.now();
+    const hnsw = HnswVectorIndex.create({ dimension: DIM, initialCapacity: N });
+    for (let i = 0; i < N; i++) {
+      hnsw.upsert(labels[i]!, vectors[i]!);
+      if (i > 0 && i % 20_000 === 0) log(`hnsw: ${i} vectors, ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+    }
+    const hnswBuildSeconds = (performance.now() - t0) / 1000;
+    log(`hnsw build ${hnswBuildSeconds.toFixed(1)} s`);
+    t0 = performance.now();
+    const file = indexFile(dir, meta);
+    hnsw.save(file);
+    const hnswSaveSeconds = (performance.now() - t0) / 1000;
+
+    t0 = performance.now();
+    const retriever = new HybridRetriever({ db, embedder: null, index: { meta, hnsw } });
+    const retrieverInitSeconds = (performance.now() - t0) / 1000;
+
+    // ---- Queries
+    const queries = Array.from({ length: Q + WARMUP_QUERIES }, () => {
+      const c = Math.floor(rand() * CLUSTERS);
+      const t = topics[c]!;
+      const pick = () => t[Math.floor(rand() * TOPIC_WORDS)]!;
+      return { text: `${pick()} ${pick()} ${pick()} ${vocab[zipfRank(100)]}`, vector: around(centers[c]!) };
+    });
+    const time = (fn: (q: (typeof queries)[number]) => unknown) => {
+      for (const q of queries.slice(0, WARMUP_QUERIES)) fn(q);
+      return queries.slice(WARMUP_QUERIES).map((q) => {
+        const s = performance.now();
+        fn(q);
+        return performance.now() - s;
+      });
+    };
+    log('timing bm25 search');
+    const bm25Search = time((q) => retriever.searchBm25(q.text, BM25_CANDIDATES));
+    log('timing dense search');
+    const denseSearch = time((q) => retriever.searchDense(q.vector, DENSE_CANDIDATES));
+    log('timing bm25-only retrieval');
+    const bm25Retrieve = time((q) => retriever.retrieveWithVector({ query: q.text, topK: 10 }, null));
+    log('timing hybrid retrieval');
+    let hybridReturned = 0;
+    const stages = { bm25_ms: 0, dense_ms: 0, fuse_ms: 0 };
+    const hybridRetrieve = time((q) => {
+      const r = retriever.retrieveWithVector({ query: q.text, topK: 10 }, q.vector);
+      hybridReturned += r.chunks.length;
+      stages.bm25_ms += r.timings.bm25_ms;
+      stages.dense_ms += r.timings.dense_ms;
+      stages.fuse_ms += r.timings.fuse_ms;
+    });
+
+    // ---- Recall@10 vs exact
+    log(`exact search for ${RECALL_Q} queries`);
+    const exact = new ExactVectorIndex({ dimension: DIM });
+    for (let i = 0; i < N; i++) exact.upsert(labels[i]!, vectors[i]!);
+    const recallQueries = queries.slice(WARMUP_QUERIES, WARMUP_QUERIES + RECALL_Q);
+    t0 = performance.now();
+    const truth = recallQueries.map((q) => new Set(exact.search(q.vector, 10).map((h) => h.label)));
+    const exactMs = (performance.now() - t0) / RECALL_Q;
+    const recallAt = (index: HnswVectorIndex) => {
+      let found = 0;
+      recallQueries.forEach((q, i) => {
+        for (const h of index.search(q.vector, 10)) if (truth[i]!.has(h.label)) found++;
+      });
+      return found / (RECALL_Q * 10);
+    };
+    const recall: Record<string, number> = {};
+    const denseAtEf: Record<string, { p50: number; p99: number; mean: number }> = {};
+    let efNeeded: number | null = null;
+    for (const ef of EF_LADDER) {
+      const ix = ef === HNSW_EF_SEARCH ? hnsw : HnswVectorIndex.load(file, { dimension: DIM, efSearch: ef });
+      recall[ef] = round(recallAt(ix), 4);
+      denseAtEf[ef] = stats(
+        recallQueries.map((q) => {
+          const s = performance.now();
+          ix.search(q.vector, DENSE_CANDIDATES);
+          return performance.now() - s;
+        }),
+      );
+      log(`ef=${ef}: recall@10 ${recall[ef]}, dense p50 ${denseAtEf[ef]!.p50} ms`);
+      if (recall[ef]! >= RECALL_TARGET) {
+        efNeeded = ef;
+        break;
+      }
+    }
+    db.close();
+
+    const out = {
+      bench: 'retrieval',
+      chunks: N,
+      dim: DIM,
+      clusters: CLUSTERS,
+      queries: Q,
+      node: process.version,
+      cpus: os.availableParallelism(),
+      sqlite_insert_s: round(sqliteSeconds, 1),
+      hnsw_build_s: round(hnswBuildSeconds, 1),
+      hnsw_save_s: round(hnswSaveSeconds, 2),
+      retriever_init_ms: round(retrieverInitSeconds * 1000, 1),
+      ef_search: HNSW_EF_SEARCH,
+      bm25_search_ms: stats(bm25Search),
+      dense_search_ms: stats(denseSearch),
+      bm25_retrieve_ms: stats(bm25Retrieve),
+      hybrid_retrieve_ms: stats(hybridRetrieve),
+      hybrid_stage_mean_ms: {
+        bm25: round(stages.bm25_ms / (Q + WARMUP_QUERIES)),
+        dense: round(stages.dense_ms / (Q + WARMUP_QUERIES)),
+        fuse_hydrate_dedupe: round(stages.fuse_ms / (Q + WARMUP_QUERIES)),
+      },
+      hybrid_avg_returned: round(hybridReturned / (Q + WARMUP_QUERIES), 2),
+      recall_at_10: recall,
+      dense_ms_at_ef: denseAtEf,
+      ef_for_recall_0_99: efNeeded,
+      exact_search_ms: round(exactMs, 1),
+    };
+    process.stdout.write(`${JSON.stringify(out)}\n`);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();

@@ -1,0 +1,67 @@
+/**
+ * User text → a safe FTS5 MATCH expression.
+ *
+ * Every term is emitted as a double-quoted FTS5 string, so nothing the user types can be read as
+ * FTS5 syntax (AND/OR/NOT/NEAR, `*`, `^`, `-`, column filters, parentheses). Terms are joined with
+ * OR: an implicit AND would return nothing as soon as one word is missing from every chunk, while
+ * OR lets BM25 rank chunks by how many (and how rare) of the query's terms they cover.
+ *
+ * A term is a run of letters/digits/marks, optionally joined by `-`, `_`, `.`, `:`, `/`, `'` to
+ * more such runs ("E-417", "halcyon.conf", "OSR-KESTREL-04"). FTS5 tokenizes a quoted compound into
+ * a phrase ("e 417"), so compounds match as adjacent tokens: much more precise than OR-ing the parts.
+ */
+
+/** At most this many distinct terms are kept (the first ones): bounds the cost of long messages. */
+export const MAX_FTS_TERMS = 32;
+
+/**
+ * A small English stopword list: words so common that OR-ing them in only adds cost (their posting
+ * lists are huge) and noise. Deliberately short; BM25's IDF already discounts common words.
+ */
+export const STOPWORDS: ReadonlySet<string> = new Set([
+  'a', 'about', 'above', 'after', 'again', 'all', 'am', 'an', 'and', 'any', 'are', 'as', 'at', 'be', 'because', 'been',
+  'before', 'being', 'below', 'between', 'both', 'but', 'by', 'can', 'could', 'did', 'do', 'does', 'doing', 'down',
+  'during', 'each', 'few', 'for', 'from', 'further', 'had', 'has', 'have', 'having', 'he', 'her', 'here', 'hers',
+  'him', 'his', 'how', 'i', 'if', 'in', 'into', 'is', 'it', 'its', 'itself', 'just', 'me', 'more', 'most', 'my',
+  'no', 'nor', 'not', 'of', 'off', 'on', 'once', 'only', 'or', 'other', 'our', 'ours', 'out', 'over', 'own', 'same',
+  'she', 'should', 'so', 'some', 'such', 'than', 'that', 'the', 'their', 'theirs', 'them', 'then', 'there', 'these',
+  'they', 'this', 'those', 'through', 'to', 'too', 'under', 'until', 'up', 'very', 'was', 'we', 'were', 'what',
+  'when', 'where', 'which', 'while', 'who', 'whom', 'why', 'will', 'with', 'would', 'you', 'your', 'yours',
+  "don't", "doesn't", "didn't", "isn't", "aren't", "can't", "won't", "i'm", "it's", 'please', 'tell',
+]);
+
+/** Letters, digits and combining marks, optionally joined by single joiner characters. */
+const TERM_RE = /[\p{L}\p{N}\p{M}]+(?:[-_.:/'’][\p{L}\p{N}\p{M}]+)*/gu;
+/** Possessive "'s" adds nothing to a search ("Tom's marrow" → "tom", "marrow"). */
+const POSSESSIVE_RE = /['’]s(?![\p{L}\p{N}])/gu;
+
+/**
+ * Extracts the searchable terms of `text`: lower-cased, deduplicated, stopwords dropped (unless
+ * the text is nothing but stopwords, as in "to be or not to be": then they are all that can be
+ * searched for, and BM25's IDF still ranks sensibly), at most {@link MAX_FTS_TERMS}.
+ */
+export function ftsTerms(text: string): string[] {
+  if (typeof text !== 'string' || text === '') return [];
+  const normalized = text.normalize('NFKC').toLowerCase().replace(POSSESSIVE_RE, '').replace(/’/g, "'");
+  const all: string[] = [];
+  const seen = new Set<string>();
+  for (const m of normalized.matchAll(TERM_RE)) {
+    const term = m[0];
+    if (seen.has(term)) continue;
+    seen.add(term);
+    all.push(term);
+  }
+  const content = all.filter((t) => !STOPWORDS.has(t));
+  return (content.length > 0 ? content : all).slice(0, MAX_FTS_TERMS);
+}
+
+/**
+ * Turns arbitrary user text into an FTS5 MATCH expression such as `"e-417" OR "kestrelctl"`, or
+ * null when the text contains nothing searchable (empty, whitespace, punctuation only). Never throws.
+ */
+export function toFtsQuery(text: string): string | null {
+  const terms = ftsTerms(text);
+  if (terms.length === 0) return null;
+  // Terms contain no '"' (TERM_RE excludes it), so quoting needs no escaping.
+  return terms.map((t) => `"${t}"`).join(' OR ');
+}

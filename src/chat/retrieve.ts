@@ -1,0 +1,588 @@
+/**
+ * Hybrid retrieval: BM25 over FTS5 + dense search over the HNSW index, fused with reciprocal rank
+ * fusion, near-duplicates removed, re-ranked by the user's personalization signals.
+ *
+ * Pipeline of one `retrieve`:
+ *   sync (≤ once per INDEX_SYNC_INTERVAL_MS: pick up other processes' ingestions)
+ *   → embed query (worker thread) → BM25 top BM25_CANDIDATES ∥ dense top DENSE_CANDIDATES
+ *   → RRF → metadata + live/collection check → personalization → near-duplicate removal → top_k.
+ *
+ * SQLite is the truth: every candidate is re-checked against `chunks`/`documents` (live document,
+ * requested collection) before it is returned, so a chunk pruned by another process between two
+ * syncs is never served even while the in-memory index still holds its vector.
+ */
+import type { Db } from '../core/db.ts';
+import { blobToVector, corpusVersion } from '../core/db.ts';
+import type { Embedder } from '../core/embedder.ts';
+import { ValidationError } from '../core/errors.ts';
+import type { IndexMeta } from '../core/index-store.ts';
+import { reconcile } from '../core/index-store.ts';
+import type { HnswVectorIndex } from '../core/vector-index.ts';
+import { toFtsQuery } from './fts-query.ts';
+import type { PersonalizationSignals, RetrieveRequest, RetrieveResult, RetrievedChunk, Retriever } from './types.ts';
+
+/**
+ * RRF constant: score = Σ 1/(k + rank). 60 is the value of the original RRF paper (Cormack et al.
+ * 2009) and the de-facto default (Elasticsearch, OpenSearch): it damps the top ranks so that one
+ * list cannot dominate, while rank differences deep in a list still count.
+ */
+export const RRF_K = 60;
+/** Chunks taken from the BM25 list before fusion. */
+export const BM25_CANDIDATES = 100;
+/** Chunks taken from the dense list before fusion. */
+export const DENSE_CANDIDATES = 100;
+/** Largest `topK` a request may ask for. */
+export const MAX_TOP_K = 50;
+/** At most one corpus-version check per this many ms (default 1000): a check is one tiny SELECT. */
+export const INDEX_SYNC_INTERVAL_MS = 1000;
+/**
+ * Word-3-shingle Jaccard at or above which two chunks count as near-duplicates (default 0.9).
+ * One changed word in a 100-word chunk changes ~3 of ~98 shingles (J ≈ 0.94), so re-saved copies,
+ * a file ingested twice with a new footer, or mirrored docs are caught; two genuinely different
+ * sections that merely share boilerplate stay well below 0.9.
+ */
+export const NEAR_DUPLICATE_JACCARD = 0.9;
+/** Words per shingle for the near-duplicate test. */
+export const SHINGLE_WORDS = 3;
+/**
+ * FTS5 bm25() column weights (text, heading_path, title). The heading path and title are short
+ * and repeated in every chunk of a section/document: they help (a query naming the document finds
+ * it) but must not outweigh the passage text itself.
+ */
+export const BM25_WEIGHT_TEXT = 1.0;
+export const BM25_WEIGHT_HEADING = 0.5;
+export const BM25_WEIGHT_TITLE = 0.5;
+/**
+ * With a collection filter, the FTS subquery fetches this many times the wanted count before the
+ * filter (applied outside the MATCH subquery) drops other collections; when too few survive, the
+ * query is re-run without an inner limit, so a small collection is never starved.
+ */
+export const BM25_FILTER_OVERFETCH = 4;
+/** Chunk-id sets of this many collections are cached (per corpus version) for dense filtering. */
+export const COLLECTION_CACHE_MAX = 32;
+/** Texts are fetched in windows of at least this many candidates while removing near-duplicates. */
+export const HYDRATE_WINDOW = 20;
+
+/**
+ * Personalization boosts, in "RRF units" (the score of a rank-1 hit in one list, 1/(RRF_K+1)),
+ * multiplied by `weight`. At the default weight 0.3 an engaged document's chunk gains 0.15 units,
+ * which moves a chunk ranked ~30th in both lists to ~20th: a nudge, never a takeover of relevance.
+ */
+export const PERSONAL_ENGAGED_BOOST = 0.5;
+export const PERSONAL_COLLECTION_BOOST = 0.25;
+export const PERSONAL_DISLIKED_PENALTY = 1.0;
+/** Multiplies cosine(interestVector, chunk vector) ∈ [-1, 1]. */
+export const PERSONAL_INTEREST_BOOST = 0.5;
+
+export type RetrievalMode = 'hybrid' | 'bm25' | 'dense';
+
+export interface ScoredChunk {
+  chunkId: number;
+  /** BM25: -bm25 (higher is better). Dense: cosine similarity. */
+  score: number;
+}
+
+export interface FusedCandidate {
+  chunkId: number;
+  /** RRF score, higher is better. */
+  score: number;
+  bm25Rank: number | null;
+  denseRank: number | null;
+}
+
+export interface CandidateTimings {
+  bm25_ms: number;
+  dense_ms: number;
+  fuse_ms: number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pure functions
+
+/**
+ * Reciprocal rank fusion of ranked id lists (best first). Returns id → Σ 1/(k + rank) with 1-based
+ * ranks; an id repeated within one list counts once (its best rank). Map order = first appearance
+ * scanning the lists in order, which {@link rankFused} uses as a tie-break.
+ */
+export function fuseRrf(lists: number[][], k = RRF_K): Map<number, number> {
+  const scores = new Map<number, number>();
+  for (const list of lists) {
+    const seen = new Set<number>();
+    list.forEach((id, i) => {
+      if (seen.has(id)) return;
+      seen.add(id);
+      scores.set(id, (scores.get(id) ?? 0) + 1 / (k + i + 1));
+    });
+  }
+  return scores;
+}
+
+/**
+ * Fuses a BM25 and a dense list into candidates sorted by RRF score (ties: the better best-rank,
+ * then the smaller chunk id, so the order is deterministic).
+ */
+export function rankFused(bm25: readonly number[], dense: readonly number[], k = RRF_K): FusedCandidate[] {
+  const bm25Rank = firstRanks(bm25);
+  const denseRank = firstRanks(dense);
+  const scores = fuseRrf([bm25 as number[], dense as number[]], k);
+  const out: FusedCandidate[] = [];
+  for (const [chunkId, score] of scores) {
+    out.push({ chunkId, score, bm25Rank: bm25Rank.get(chunkId) ?? null, denseRank: denseRank.get(chunkId) ?? null });
+  }
+  const best = (c: FusedCandidate) => Math.min(c.bm25Rank ?? Infinity, c.denseRank ?? Infinity);
+  out.sort((a, b) => b.score - a.score || best(a) - best(b) || a.chunkId - b.chunkId);
+  return out;
+}
+
+function firstRanks(list: readonly number[]): Map<number, number> {
+  const m = new Map<number, number>();
+  list.forEach((id, i) => {
+    if (!m.has(id)) m.set(id, i + 1);
+  });
+  return m;
+}
+
+/** Lower-cased words of `text` (letters/digits runs), NFKC-normalized: the unit of duplicate tests. */
+function normalizedWords(text: string): string[] {
+  return text.normalize('NFKC').toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? [];
+}
+
+/**
+ * Incremental near-duplicate filter: `accept` returns false for a text that is an exact duplicate
+ * (same normalized words) or a near-duplicate (word-shingle Jaccard ≥ threshold) of one accepted
+ * before. Feed items best-first so the better-ranked copy is the one kept.
+ */
+export class NearDuplicateFilter {
+  private readonly exact = new Set<string>();
+  private readonly kept: Array<Set<number>> = [];
+  /** Word → small integer, so shingles are hashed numbers rather than concatenated strings. */
+  private readonly wordIds = new Map<string, number>();
+
+  constructor(private readonly threshold = NEAR_DUPLICATE_JACCARD, private readonly shingleWords = SHINGLE_WORDS) {}
+
+  accept(text: string): boolean {
+    const words = normalizedWords(text);
+    const key = words.join(' ');
+    if (this.exact.has(key)) return false;
+    const shingles = this.shingles(words);
+    for (const other of this.kept) {
+      // |A∩B|/|A∪B| ≤ min/max: skip pairs whose sizes alone rule a match out.
+      const small = Math.min(shingles.size, other.size);
+      const large = Math.max(shingles.size, other.size);
+      if (large === 0 || small / large < this.threshold) continue;
+      if (jaccard(shingles, other) >= this.threshold) return false;
+    }
+    this.exact.add(key);
+    this.kept.push(shingles);
+    return true;
+  }
+
+  /**
+   * Hashed word-n-gram set (32-bit FNV-1a over word ids). A collision can only merge two of the
+   * ~10^2 shingles of a chunk among 2^32 values: negligible next to the threshold's own tolerance.
+   * Fewer words than n: one shingle of all of them.
+   */
+  private shingles(words: string[]): Set<number> {
+    const ids = words.map((w) => {
+      let id = this.wordIds.get(w);
+      if (id === undefined) this.wordIds.set(w, (id = this.wordIds.size + 1));
+      return id;
+    });
+    const s = new Set<number>();
+    const n = Math.min(this.shingleWords, ids.length);
+    if (n === 0) return s;
+    for (let i = 0; i + n <= ids.length; i++) {
+      let h = 0x811c9dc5;
+      for (let j = 0; j < n; j++) h = Math.imul(h ^ ids[i + j]!, 0x01000193);
+      s.add(h >>> 0);
+    }
+    return s;
+  }
+}
+
+function jaccard(a: Set<number>, b: Set<number>): number {
+  const [small, large] = a.size <= b.size ? [a, b] : [b, a];
+  let inter = 0;
+  for (const x of small) if (large.has(x)) inter++;
+  const union = a.size + b.size - inter;
+  return union === 0 ? 1 : inter / union;
+}
+
+/**
+ * Removes exact (normalized text) and near-duplicate items (word-3-shingle Jaccard ≥
+ * NEAR_DUPLICATE_JACCARD), keeping the first (better-ranked) of each group. Order is preserved.
+ */
+export function dedupeNearDuplicates<T extends { text: string }>(items: T[], threshold = NEAR_DUPLICATE_JACCARD): T[] {
+  const filter = new NearDuplicateFilter(threshold);
+  return items.filter((item) => filter.accept(item.text));
+}
+
+export interface PersonalizableItem {
+  documentId: number;
+  collection: string;
+  score: number;
+  /** The chunk's stored embedding; needed only for the interest-vector term. */
+  vector?: Float32Array | null | undefined;
+}
+
+/**
+ * Re-ranks `items` (best-first, by `score`) with the user's signals and returns new objects with the
+ * adjusted score, sorted best-first (stable: equal scores keep their input order).
+ *
+ * adjusted = score + weight·unit·( PERSONAL_ENGAGED_BOOST·[engaged doc]
+ *                                 + PERSONAL_COLLECTION_BOOST·[top collection]
+ *                                 − PERSONAL_DISLIKED_PENALTY·[disliked doc]
+ *                                 + PERSONAL_INTEREST_BOOST·cos(interestVector, vector) )
+ *
+ * With no signals, or a weight that is not > 0 (0, negative, NaN), the input order and scores are
+ * returned unchanged (same objects, a new array): personalization off means exactly off.
+ * @param unit score scale of one boost unit; default 1/(RRF_K+1), the RRF score of a rank-1 hit.
+ */
+export function personalizeScores<T extends PersonalizableItem>(
+  items: readonly T[],
+  signals: PersonalizationSignals | null | undefined,
+  unit = 1 / (RRF_K + 1),
+): T[] {
+  if (!signals || !(signals.weight > 0) || !Number.isFinite(signals.weight)) return [...items];
+  const engaged = new Set(signals.engagedDocuments);
+  const disliked = new Set(signals.dislikedDocuments);
+  const collections = new Set(signals.topCollections);
+  const interest = signals.interestVector;
+  const interestNorm = interest ? l2(interest) : 0;
+  const scale = signals.weight * unit;
+  const adjusted = items.map((item, i) => {
+    let boost = 0;
+    if (engaged.has(item.documentId)) boost += PERSONAL_ENGAGED_BOOST;
+    if (collections.has(item.collection)) boost += PERSONAL_COLLECTION_BOOST;
+    if (disliked.has(item.documentId)) boost -= PERSONAL_DISLIKED_PENALTY;
+    const v = item.vector;
+    // A vector of another model (dimension mismatch) says nothing about this user's interest.
+    if (interest && interestNorm > 0 && v && v.length === interest.length) {
+      const vn = l2(v);
+      if (vn > 0) boost += PERSONAL_INTEREST_BOOST * (dot(interest, v) / (interestNorm * vn));
+    }
+    return { item: { ...item, score: item.score + scale * boost }, i };
+  });
+  adjusted.sort((a, b) => b.item.score - a.item.score || a.i - b.i);
+  return adjusted.map((a) => a.item);
+}
+
+function dot(a: Float32Array, b: Float32Array): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i]! * b[i]!;
+  return s;
+}
+
+function l2(v: Float32Array): number {
+  return Math.sqrt(dot(v, v));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The retriever
+
+export interface HybridRetrieverOptions {
+  db: Db;
+  /** null: BM25 only (no model could be loaded). */
+  embedder: Embedder | null;
+  /** The active index generation (from openVectorStack); null: BM25 only. Reconciled with `db` here. */
+  index: { meta: IndexMeta; hnsw: HnswVectorIndex } | null;
+  /** Minimum time between corpus-version checks, in ms. Default INDEX_SYNC_INTERVAL_MS; 0 = every search. */
+  syncIntervalMs?: number;
+}
+
+export interface CandidateOptions {
+  /** What to run; 'hybrid' and 'dense' need a query vector (or they fall back to BM25 only). */
+  mode: RetrievalMode;
+  collection?: string | undefined;
+  /** Candidates from the BM25 list. Default BM25_CANDIDATES. */
+  bm25Limit?: number;
+  /** Candidates from the dense list. Default DENSE_CANDIDATES. */
+  denseLimit?: number;
+}
+
+interface CandidateMeta {
+  chunkId: number;
+  documentId: number;
+  collection: string;
+}
+
+interface ChunkRow {
+  chunkId: number;
+  documentId: number;
+  collection: string;
+  source: string;
+  title: string;
+  headingPath: string;
+  text: string;
+  contentSha256: string;
+}
+
+const elapsed = (t0: number) => performance.now() - t0;
+
+/**
+ * The product retriever. One instance per process, used from one JS thread: the HNSW index is only
+ * mutated by `sync()` on this thread, between searches, so a search never sees a half-updated index.
+ *
+ * Corpus changes by other processes (a `mneme ingest` while the server runs) are picked up by
+ * `sync()`, which every search calls: at most once per `syncIntervalMs` it reads the corpus version
+ * and, when it changed, reconciles the in-memory index with SQLite's embeddings and drops the
+ * cached collection → chunk-id sets. If the data dir had no index when this retriever was built
+ * (no embedding model), it stays BM25-only until restart: without a model queries cannot be embedded.
+ */
+export class HybridRetriever implements Retriever {
+  private readonly db: Db;
+  private readonly embedder: Embedder | null;
+  private readonly index: { meta: IndexMeta; hnsw: HnswVectorIndex } | null;
+  private readonly syncIntervalMs: number;
+  private version: number;
+  private lastSyncCheck = 0;
+  /** collection → live chunk ids, valid for `version`; insertion order = LRU order. */
+  private readonly collectionChunks = new Map<string, Set<number>>();
+
+  private readonly bm25Stmt;
+  private readonly bm25FilteredStmt;
+  private readonly metaStmt;
+  private readonly rowsStmt;
+  private readonly collectionStmt;
+  private readonly vectorsStmt;
+
+  constructor(opts: HybridRetrieverOptions) {
+    this.db = opts.db;
+    this.embedder = opts.embedder;
+    // Kept even without an embedder: retrieveWithVector can still search it with a given vector.
+    this.index = opts.index;
+    this.syncIntervalMs = opts.syncIntervalMs ?? INDEX_SYNC_INTERVAL_MS;
+    const rankSpec = `bm25(${BM25_WEIGHT_TEXT}, ${BM25_WEIGHT_HEADING}, ${BM25_WEIGHT_TITLE})`;
+    // The MATCH runs alone in its subquery (ordered by `rank`, FTS5's fast path); filters and joins
+    // stay outside it, so the planner can never turn the query into a scan of documents.
+    const inner = `SELECT rowid AS id, rank FROM chunks_fts WHERE chunks_fts MATCH @match AND rank MATCH '${rankSpec}' ORDER BY rank LIMIT @inner`;
+    this.bm25Stmt = this.db.prepare<{ match: string; inner: number; limit: number }, { id: number; rank: number }>(
+      `SELECT f.id AS id, f.rank AS rank FROM (${inner}) f
+       JOIN chunks c ON c.id = f.id JOIN documents d ON d.id = c.document_id
+       WHERE d.deleted_at IS NULL ORDER BY f.rank LIMIT @limit`,
+    );
+    this.bm25FilteredStmt = this.db.prepare<{ match: string; inner: number; limit: number; collection: string }, { id: number; rank: number }>(
+      `SELECT f.id AS id, f.rank AS rank FROM (${inner}) f
+       JOIN chunks c ON c.id = f.id JOIN documents d ON d.id = c.document_id
+       WHERE d.deleted_at IS NULL AND d.collection = @collection ORDER BY f.rank LIMIT @limit`,
+    );
+    this.metaStmt = this.db.prepare<[string], CandidateMeta>(
+      `SELECT c.id AS chunkId, c.document_id AS documentId, d.collection AS collection
+       FROM chunks c JOIN documents d ON d.id = c.document_id
+       WHERE c.id IN (SELECT value FROM json_each(?)) AND d.deleted_at IS NULL`,
+    );
+    this.rowsStmt = this.db.prepare<[string], ChunkRow>(
+      `SELECT c.id AS chunkId, c.document_id AS documentId, d.collection AS collection, d.source_uri AS source, d.title AS title,
+              c.heading_path AS headingPath, c.text AS text, c.content_sha256 AS contentSha256
+       FROM chunks c JOIN documents d ON d.id = c.document_id
+       WHERE c.id IN (SELECT value FROM json_each(?)) AND d.deleted_at IS NULL`,
+    );
+    this.collectionStmt = this.db.prepare<[string], number>(
+      'SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id WHERE d.collection = ? AND d.deleted_at IS NULL',
+    ).pluck();
+    this.vectorsStmt = this.db.prepare<[string, string], { chunkId: number; vector: Buffer }>(
+      'SELECT chunk_id AS chunkId, vector FROM embeddings WHERE model_id = ? AND chunk_id IN (SELECT value FROM json_each(?))',
+    );
+    // Start from a consistent state even if the caller's index lags SQLite.
+    this.version = this.reconcileNow();
+    this.lastSyncCheck = Date.now();
+  }
+
+  /** What `retrieve` runs: 'hybrid' with an embedder and index, else 'bm25'. */
+  get mode(): 'hybrid' | 'bm25' {
+    return this.embedder && this.index ? 'hybrid' : 'bm25';
+  }
+
+  /**
+   * Brings the in-memory state up to date with SQLite when another process changed the corpus.
+   * Cheap when nothing changed (one SELECT, and at most once per syncIntervalMs).
+   */
+  sync(): void {
+    const now = Date.now();
+    if (this.syncIntervalMs > 0 && now - this.lastSyncCheck < this.syncIntervalMs) return;
+    this.lastSyncCheck = now;
+    if (corpusVersion(this.db) === this.version) return;
+    this.version = this.reconcileNow();
+  }
+
+  /** Reconciles inside one read transaction (a consistent snapshot) and returns its corpus version. */
+  private reconcileNow(): number {
+    this.collectionChunks.clear();
+    return this.db.transaction(() => {
+      // Read the version first: a write landing after this read bumps it again, so the next sync
+      // reconciles once more (reconcile is idempotent), and nothing is ever missed.
+      const v = corpusVersion(this.db);
+      if (this.index) reconcile(this.db, this.index.hnsw, this.index.meta.model_id);
+      return v;
+    })();
+  }
+
+  /**
+   * BM25 search: live chunks matching any term of `query`, best first.
+   * @param collection only chunks of this collection (applied outside the MATCH subquery)
+   * @returns [] when the query has no searchable term.
+   */
+  searchBm25(query: string, limit: number, collection?: string): ScoredChunk[] {
+    checkLimit(limit);
+    const match = toFtsQuery(query);
+    if (match === null) return [];
+    const run = (inner: number) =>
+      collection === undefined
+        ? this.bm25Stmt.all({ match, inner, limit })
+        : this.bm25FilteredStmt.all({ match, inner, limit, collection });
+    const firstInner = collection === undefined ? limit : limit * BM25_FILTER_OVERFETCH;
+    let rows = run(firstInner);
+    // Too few survived the outside filter: the inner limit may have cut matches that would pass it.
+    if (rows.length < limit) rows = run(-1);
+    return rows.map((r) => ({ chunkId: r.id, score: -r.rank }));
+  }
+
+  /**
+   * Dense search over the HNSW index (empty without an index), best first. Labels are chunk ids;
+   * a collection filter restricts the graph search itself, so `limit` hits of that collection come back.
+   */
+  searchDense(vector: Float32Array, limit: number, collection?: string): ScoredChunk[] {
+    checkLimit(limit);
+    if (!this.index) return [];
+    let filter: ((label: number) => boolean) | undefined;
+    if (collection !== undefined) {
+      const ids = this.chunksOfCollection(collection);
+      if (ids.size === 0) return [];
+      filter = (label) => ids.has(label);
+    }
+    return this.index.hnsw.search(vector, limit, filter).map((h) => ({ chunkId: h.label, score: h.score }));
+  }
+
+  /** Live chunk ids of a collection, cached per corpus version (LRU of COLLECTION_CACHE_MAX). */
+  private chunksOfCollection(collection: string): Set<number> {
+    let ids = this.collectionChunks.get(collection);
+    if (ids) {
+      this.collectionChunks.delete(collection);
+    } else {
+      ids = new Set(this.collectionStmt.all(collection));
+      if (this.collectionChunks.size >= COLLECTION_CACHE_MAX) {
+        const oldest = this.collectionChunks.keys().next().value;
+        if (oldest !== undefined) this.collectionChunks.delete(oldest);
+      }
+    }
+    this.collectionChunks.set(collection, ids);
+    return ids;
+  }
+
+  /**
+   * BM25 and/or dense candidates fused with RRF (no hydration, no personalization). Used by
+   * `retrieve` and by the evaluation, which needs deeper lists than MAX_TOP_K.
+   * 'hybrid'/'dense' without a query vector or index degrade to what can run; `mode` says what ran.
+   */
+  candidates(query: string, queryVector: Float32Array | null, opts: CandidateOptions): { candidates: FusedCandidate[]; mode: RetrievalMode; timings: CandidateTimings } {
+    const bm25Limit = opts.bm25Limit ?? BM25_CANDIDATES;
+    const denseLimit = opts.denseLimit ?? DENSE_CANDIDATES;
+    const canDense = this.index !== null && queryVector !== null;
+    const mode: RetrievalMode = !canDense ? 'bm25' : opts.mode;
+    let t0 = performance.now();
+    const bm25 = mode === 'dense' ? [] : this.searchBm25(query, bm25Limit, opts.collection).map((h) => h.chunkId);
+    const bm25_ms = elapsed(t0);
+    t0 = performance.now();
+    const dense = mode === 'bm25' || !queryVector ? [] : this.searchDense(queryVector, denseLimit, opts.collection).map((h) => h.chunkId);
+    const dense_ms = elapsed(t0);
+    t0 = performance.now();
+    const candidates = rankFused(bm25, dense);
+    return { candidates, mode, timings: { bm25_ms, dense_ms, fuse_ms: elapsed(t0) } };
+  }
+
+  /**
+   * Retrieves `topK` chunks for `req.query`: embeds the query (when a model is loaded), then
+   * {@link retrieveWithVector}.
+   * @throws ValidationError for an empty query or topK outside 1..MAX_TOP_K.
+   * @throws Error when the embedding worker fails.
+   */
+  async retrieve(req: RetrieveRequest): Promise<RetrieveResult> {
+    validateRequest(req);
+    let queryVector: Float32Array | null = null;
+    let embed_ms = 0;
+    if (this.embedder && this.index) {
+      const t0 = performance.now();
+      queryVector = (await this.embedder.embed([req.query]))[0] ?? null;
+      embed_ms = elapsed(t0);
+    }
+    const result = this.retrieveWithVector(req, queryVector);
+    result.timings.embed_ms = embed_ms;
+    return result;
+  }
+
+  /**
+   * `retrieve` with the query vector given (already embedded by the caller, or null for BM25
+   * only). Synchronous. `timings.fuse_ms` covers fusion, the live/collection check, personalization,
+   * near-duplicate removal and loading the returned chunks.
+   * @throws ValidationError for an empty query or topK outside 1..MAX_TOP_K.
+   */
+  retrieveWithVector(req: RetrieveRequest, queryVector: Float32Array | null): RetrieveResult {
+    validateRequest(req);
+    if (queryVector && this.index && queryVector.length !== this.index.meta.dimension) {
+      throw new ValidationError(`query vector has ${queryVector.length} dimensions, the index has ${this.index.meta.dimension}`);
+    }
+    this.sync();
+    const { candidates, mode, timings } = this.candidates(req.query, queryVector, { mode: 'hybrid', collection: req.collection });
+    const t0 = performance.now();
+
+    type Item = FusedCandidate & { vector?: Float32Array | null };
+    let items: Item[] = candidates;
+    const p = req.personalization;
+    if (p && p.weight > 0 && candidates.length > 0) {
+      // Personalization needs every candidate's document and collection (and vector) up front;
+      // stale ids (deleted since the last sync) drop out here.
+      const ids = JSON.stringify(candidates.map((c) => c.chunkId));
+      const metas = new Map<number, CandidateMeta>();
+      for (const m of this.metaStmt.all(ids)) metas.set(m.chunkId, m);
+      const vectors = new Map<number, Float32Array>();
+      if (p.interestVector && this.index) {
+        for (const r of this.vectorsStmt.all(this.index.meta.model_id, ids)) vectors.set(r.chunkId, blobToVector(r.vector));
+      }
+      const withMeta: Array<Item & CandidateMeta> = [];
+      for (const c of candidates) {
+        const m = metas.get(c.chunkId);
+        if (m) withMeta.push({ ...c, ...m, vector: vectors.get(c.chunkId) ?? null });
+      }
+      items = personalizeScores(withMeta, p);
+    }
+
+    // Load texts window by window, best first, until topK distinct chunks are kept.
+    const dedupe = new NearDuplicateFilter();
+    const chunks: RetrievedChunk[] = [];
+    const window = Math.max(HYDRATE_WINDOW, req.topK * 2);
+    for (let start = 0; start < items.length && chunks.length < req.topK; start += window) {
+      const slice = items.slice(start, start + window);
+      const rows = new Map<number, ChunkRow>();
+      for (const r of this.rowsStmt.all(JSON.stringify(slice.map((i) => i.chunkId)))) rows.set(r.chunkId, r);
+      for (const it of slice) {
+        const r = rows.get(it.chunkId);
+        // Missing: deleted by another process since the last sync. The collection is re-checked
+        // against SQLite too, since the index may lag by one sync.
+        if (!r || (req.collection !== undefined && r.collection !== req.collection) || !dedupe.accept(r.text)) continue;
+        chunks.push({ ...r, score: it.score, bm25Rank: it.bm25Rank, denseRank: it.denseRank });
+        if (chunks.length >= req.topK) break;
+      }
+    }
+    timings.fuse_ms += elapsed(t0);
+    return {
+      chunks,
+      mode: mode === 'dense' ? 'hybrid' : mode,
+      queryVector,
+      timings: { embed_ms: 0, bm25_ms: timings.bm25_ms, dense_ms: timings.dense_ms, fuse_ms: timings.fuse_ms },
+    };
+  }
+}
+
+function checkLimit(limit: number): void {
+  if (!Number.isInteger(limit) || limit < 1) throw new ValidationError(`limit must be a positive integer, got ${limit}`);
+}
+
+function validateRequest(req: RetrieveRequest): void {
+  if (typeof req.query !== 'string' || req.query.trim() === '') throw new ValidationError('query must be a non-empty string');
+  if (!Number.isInteger(req.topK) || req.topK < 1 || req.topK > MAX_TOP_K) {
+    throw new ValidationError(`top_k must be an integer from 1 to ${MAX_TOP_K}, got ${String(req.topK)}`);
+  }
+  if (req.collection !== undefined && (typeof req.collection !== 'string' || req.collection === '')) {
+    throw new ValidationError('collection must be a non-empty string');
+  }
+}
