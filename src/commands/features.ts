@@ -1,0 +1,78 @@
+/**
+ * `mneme features materialize [--rebuild] [--json]`: folds new log rows into the user feature store.
+ * `mneme features show --user NAME`: prints `{"user": NAME, "features": {name: value}}` (online values).
+ * `mneme features list [--json]`: the feature definitions (name, type, source, freshness, description).
+ */
+import { z } from 'zod';
+import { loadConfig } from '../core/config.ts';
+import { openDatabase } from '../core/deps.ts';
+import { NotFoundError, ValidationError } from '../core/errors.ts';
+import { findUserByName } from '../chat/users.ts';
+import { FEATURE_DEFINITIONS } from '../features/definitions.ts';
+import { materializeFeatures } from '../features/materialize.ts';
+import { SqliteFeatureStore } from '../features/store.ts';
+import { parseCommandArgs, printJson } from './args.ts';
+import type { Command, CommandIo } from './types.ts';
+
+const USAGE = 'features materialize [--rebuild] [--json] | features show --user NAME | features list [--json]';
+
+const materializeSchema = z.object({ 'data-dir': z.string().optional(), json: z.boolean(), rebuild: z.boolean().default(false) });
+const showSchema = z.object({ 'data-dir': z.string().optional(), json: z.boolean(), user: z.string().min(1, 'required') });
+const listSchema = z.object({ 'data-dir': z.string().optional(), json: z.boolean() });
+
+async function materialize(args: string[], io: CommandIo): Promise<number> {
+  const opts = parseCommandArgs('features materialize', args, { rebuild: { type: 'boolean' } }, materializeSchema);
+  const db = openDatabase(loadConfig(io.env, { dataDir: opts['data-dir'] }));
+  try {
+    const s = materializeFeatures(db, { rebuild: opts.rebuild });
+    if (opts.json) printJson(io.stdout, s);
+    else {
+      io.stdout.write(
+        `${s.rebuilt ? 'rebuilt from the whole log: ' : ''}${s.responses} responses and ${s.feedback} feedback rows for ${s.users} users → ${s.historyRows} feature values changed (${s.seconds.toFixed(2)} s)\n`,
+      );
+    }
+    return 0;
+  } finally {
+    db.close();
+  }
+}
+
+async function show(args: string[], io: CommandIo): Promise<number> {
+  // --user is validated by the schema; an absent flag reaches zod as undefined.
+  const opts = parseCommandArgs('features show', args, { user: { type: 'string' } }, showSchema);
+  const db = openDatabase(loadConfig(io.env, { dataDir: opts['data-dir'] }));
+  try {
+    const user = findUserByName(db, opts.user);
+    if (!user) throw new NotFoundError(`no user named ${JSON.stringify(opts.user)}`);
+    printJson(io.stdout, { user: user.name, features: new SqliteFeatureStore({ db }).getOnlineFeatures(user.id) });
+    return 0;
+  } finally {
+    db.close();
+  }
+}
+
+async function list(args: string[], io: CommandIo): Promise<number> {
+  const opts = parseCommandArgs('features list', args, {}, listSchema);
+  const rows = FEATURE_DEFINITIONS.map(({ name, type, nullable, source, freshness, description }) => ({ name, type, nullable, source, freshness, description }));
+  if (opts.json) printJson(io.stdout, rows);
+  else for (const r of rows) io.stdout.write(`${r.name.padEnd(32)} ${`${r.type}${r.nullable ? '?' : ''}`.padEnd(14)} ${r.source.padEnd(10)} ${r.description}\n`);
+  return 0;
+}
+
+export const featuresCommand: Command = {
+  name: 'features',
+  usage: USAGE,
+  async run(args, io) {
+    const [sub, ...rest] = args;
+    switch (sub) {
+      case 'materialize':
+        return materialize(rest, io);
+      case 'show':
+        return show(rest, io);
+      case 'list':
+        return list(rest, io);
+      default:
+        throw new ValidationError(`features: expected a subcommand (materialize, show or list), got ${sub === undefined ? 'nothing' : JSON.stringify(sub)}`);
+    }
+  },
+};

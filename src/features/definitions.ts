@@ -1,0 +1,417 @@
+/**
+ * The user feature registry: every feature mneme knows about, with its name, type, description,
+ * source and freshness, in one place (the "feature view" of Feast / the "feature group" of Hopsworks).
+ *
+ * Precomputed features are folded from the prediction log (`responses`) and `feedback` into a small
+ * per-user state by the materialization pipeline (src/features/materialize.ts); `compute(state)`
+ * turns that state into the values stored in `feature_history` / `feature_online`. On-demand features
+ * are computed from the request itself at request time (src/features/on-demand.ts).
+ *
+ * Time semantics (the one rule every reader relies on):
+ * - A precomputed value's `event_time` is the `created_at` of the latest source row that contributed
+ *   to it (a response for the `responses` group, a feedback row for the `feedback` group), made
+ *   monotonic per user and group (`max(previous event time, created_at)`), so a value never becomes
+ *   visible before the row that produced it.
+ * - Time-windowed features (`messages_7d`, `active_days_30d`) are computed AS OF THEIR EVENT TIME,
+ *   i.e. the window ends at the user's latest message, not at "now". Why: the offline history is then
+ *   an exact function of the log (the same rows give the same history whatever the batch boundaries
+ *   or the time the pipeline ran, which is what makes incremental == full recompute provable and
+ *   point-in-time training data reproducible). Consequence: the online value is "as of last_seen_at";
+ *   a user silent for two weeks still reads their last `messages_7d` until their next message.
+ *   Consumers that care about recency combine it with `last_seen_at` or the on-demand
+ *   `seconds_since_previous_message`.
+ *
+ * Everything in this module is free of I/O (the folds mutate the state object they are given).
+ */
+import type { FeatureValue } from './types.ts';
+
+/** Bumped whenever a definition or fold below changes meaning; materialization then rebuilds from the log. */
+export const FEATURE_DEFINITIONS_VERSION = 1;
+
+/** One day, in ms. */
+export const DAY_MS = 86_400_000;
+/** Window of `messages_7d`, in days (ending at the event time, start exclusive). */
+export const MESSAGES_WINDOW_DAYS = 7;
+/** Window of `active_days_30d`, in days (ending at the event time, start exclusive). */
+export const ACTIVE_DAYS_WINDOW_DAYS = 30;
+/** Most collections listed in `top_collections`. */
+export const TOP_COLLECTIONS_MAX = 3;
+/** Most documents listed in `engaged_documents` / `disliked_documents`. */
+export const DOCUMENT_LIST_MAX = 50;
+/**
+ * Half-life of a query's weight in the interest vector, in days: a question asked 14 days before the
+ * latest one counts half as much, 28 days before a quarter.
+ */
+export const INTEREST_HALF_LIFE_DAYS = 14;
+/** Decimals kept in stored interest-vector components (1e-4 is far below what re-ranking can notice). */
+export const INTEREST_VECTOR_DECIMALS = 4;
+/** Weight of a correction's length against an up-rated answer's length (1) in `preferred_answer_length`. */
+export const CORRECTION_LENGTH_WEIGHT = 2;
+/** Decimals kept in rates and averages. */
+export const RATE_DECIMALS = 4;
+
+export type FeatureType = 'int' | 'float' | 'timestamp' | 'string_list' | 'int_list' | 'float_vector';
+/** Where a feature's value comes from: a log table, or the request being answered. */
+export type FeatureSource = 'responses' | 'feedback' | 'request';
+
+export interface FeatureDefinition {
+  name: string;
+  type: FeatureType;
+  /** True when the value may be null (unknown). */
+  nullable: boolean;
+  description: string;
+  source: FeatureSource;
+  /** How fresh the value is when read, in words. */
+  freshness: string;
+}
+
+/** A feature folded from the logs by the pipeline. */
+export interface PrecomputedFeatureDefinition extends FeatureDefinition {
+  source: 'responses' | 'feedback';
+  /** The value for a state (JSON-serializable, deterministic). */
+  compute(state: UserFeatureState): FeatureValue;
+}
+
+/**
+ * Running per-user aggregates. Stored in `feature_user_state`: everything but the interest sum as
+ * JSON (`state_json`), the interest sum as raw float64 bytes (`interest_sum`), exact either way.
+ */
+export interface UserFeatureState {
+  // --- responses group ---
+  messagesTotal: number;
+  questionTokensSum: number;
+  /** Event time of the responses group: the latest response created_at seen (monotonic max). */
+  responsesEventTime: string | null;
+  /** created_at (epoch ms, ascending) of the messages inside the longest window before responsesEventTime. */
+  recentMs: number[];
+  /** Messages per collection (the request's collection filter plus the collections of cited documents). */
+  collectionCounts: Record<string, number>;
+  /** Time-decayed sum of query vectors and of their weights, as of `atMs`; null before the first vector. */
+  interest: { sum: Float64Array; weight: number; atMs: number } | null;
+  // --- feedback group (built from the CURRENT rating of each rated response) ---
+  feedbackEventTime: string | null;
+  ratedUp: number;
+  ratedDown: number;
+  /** Document id → (responses citing it rated up) − (rated down). Zero entries are removed. */
+  documentNet: Record<string, number>;
+  /** Answer length in words → vote weight (up-rated answers: 1, corrections: CORRECTION_LENGTH_WEIGHT). */
+  lengthVotes: Record<string, number>;
+}
+
+/** A response row as the responses fold sees it. */
+export interface ResponseEvent {
+  createdAt: string;
+  query: string;
+  /** The query embedding, or null when no embedder ran. */
+  queryVector: Float32Array | null;
+  /** Collections this message touched: its collection filter and the collections of its cited documents. */
+  collections: string[];
+}
+
+/** What one (response, rating) pair contributes to the feedback group. */
+export interface RatingContribution {
+  rating: 1 | -1;
+  /** Distinct ids of the documents cited by the rated answer. */
+  documentIds: number[];
+  /** Words in the rated answer (citation markers excluded); 0 when it has none. */
+  answerWords: number;
+  /** Words in the user's correction; 0 when none was given. */
+  correctionWords: number;
+}
+
+export function emptyState(): UserFeatureState {
+  return {
+    messagesTotal: 0,
+    questionTokensSum: 0,
+    responsesEventTime: null,
+    recentMs: [],
+    collectionCounts: {},
+    interest: null,
+    feedbackEventTime: null,
+    ratedUp: 0,
+    ratedDown: 0,
+    documentNet: {},
+    lengthVotes: {},
+  };
+}
+
+/**
+ * Model-independent token estimate of a question: runs of letters/digits plus single punctuation
+ * marks. The pipeline cannot depend on which embedding model happens to be configured (that would
+ * make the history depend on configuration, not on the log), so it uses this instead of a tokenizer.
+ */
+export function countQuestionTokens(text: string): number {
+  return text.match(/[\p{L}\p{N}_]+|[^\s\p{L}\p{N}_]/gu)?.length ?? 0;
+}
+
+/** Words (tokens with a letter or digit) in an answer or correction, ignoring citation markers like "[2]", "[1, 3]" or "[2-4]". */
+export function countWords(text: string | null): number {
+  if (!text) return 0;
+  return text.replace(/\[\s*\d[\d\s,;\-–]*\]/g, ' ').match(/\S*[\p{L}\p{N}]\S*/gu)?.length ?? 0;
+}
+
+const later = (a: string | null, b: string): string => (a !== null && a > b ? a : b);
+const round = (x: number, decimals: number): number => {
+  const f = 10 ** decimals;
+  const r = Math.round(x * f) / f;
+  return Object.is(r, -0) ? 0 : r;
+};
+const bump = (map: Record<string, number>, key: string, delta: number): void => {
+  const v = (map[key] ?? 0) + delta;
+  if (v === 0) delete map[key];
+  else map[key] = v;
+};
+
+/**
+ * Folds one response into the state (mutating it) and returns the group's new event time.
+ * Responses must be folded in log order (`responses.seq`): the interest vector is a float sum, and the
+ * same order gives bit-identical results.
+ */
+export function applyResponse(state: UserFeatureState, e: ResponseEvent): string {
+  const ms = Date.parse(e.createdAt);
+  state.messagesTotal += 1;
+  state.questionTokensSum += countQuestionTokens(e.query);
+  const eventTime = later(state.responsesEventTime, e.createdAt);
+  state.responsesEventTime = eventTime;
+
+  // Keep only what the longest window can still see; insert in order (created_at may arrive slightly out of order).
+  const horizon = Date.parse(eventTime) - ACTIVE_DAYS_WINDOW_DAYS * DAY_MS;
+  const recent = state.recentMs;
+  let drop = 0;
+  while (drop < recent.length && recent[drop]! <= horizon) drop++;
+  if (drop > 0) recent.splice(0, drop);
+  if (ms > horizon) {
+    let i = recent.length;
+    while (i > 0 && recent[i - 1]! > ms) i--;
+    recent.splice(i, 0, ms);
+  }
+
+  for (const c of new Set(e.collections)) bump(state.collectionCounts, c, 1);
+
+  if (e.queryVector && e.queryVector.length > 0) {
+    const x = e.queryVector;
+    // A different dimension means the embedding model changed: old vectors live in another space.
+    if (!state.interest || state.interest.sum.length !== x.length) {
+      state.interest = { sum: new Float64Array(x.length), weight: 0, atMs: ms };
+    }
+    const it = state.interest;
+    const decay = 2 ** (-Math.max(0, ms - it.atMs) / (INTEREST_HALF_LIFE_DAYS * DAY_MS));
+    for (let i = 0; i < x.length; i++) it.sum[i] = it.sum[i]! * decay + x[i]!;
+    it.weight = it.weight * decay + 1;
+    it.atMs = Math.max(it.atMs, ms);
+  }
+  return eventTime;
+}
+
+/**
+ * Adds (`sign` 1) or removes (`sign` -1) one rating's contribution. A changed rating is "remove the
+ * previous one, add the new one"; all aggregates are integer counts, so the result is exact whatever
+ * the order of changes.
+ */
+export function applyRating(state: UserFeatureState, c: RatingContribution, sign: 1 | -1): void {
+  if (c.rating === 1) state.ratedUp += sign;
+  else state.ratedDown += sign;
+  for (const d of new Set(c.documentIds)) bump(state.documentNet, String(d), sign * c.rating);
+  // A thumbs-down alone says nothing about length (it is as often about content), so only up-rated
+  // answers and explicit corrections vote.
+  if (c.rating === 1 && c.answerWords > 0) bump(state.lengthVotes, String(c.answerWords), sign);
+  if (c.correctionWords > 0) bump(state.lengthVotes, String(c.correctionWords), sign * CORRECTION_LENGTH_WEIGHT);
+}
+
+/** Advances the feedback group's event time; returns it. */
+export function advanceFeedbackTime(state: UserFeatureState, createdAt: string): string {
+  state.feedbackEventTime = later(state.feedbackEventTime, createdAt);
+  return state.feedbackEventTime;
+}
+
+/** The interest vector: decayed sum / total weight, rounded to INTEREST_VECTOR_DECIMALS (a plain loop: the hot path). */
+function interestMean(s: UserFeatureState): number[] | null {
+  const it = s.interest;
+  if (!it || it.weight <= 0) return null;
+  const scale = 10 ** INTEREST_VECTOR_DECIMALS;
+  const out = new Array<number>(it.sum.length);
+  // `+ 0` turns -0 into 0, so the JSON never says "-0".
+  for (let i = 0; i < it.sum.length; i++) out[i] = Math.round((it.sum[i]! / it.weight) * scale) / scale + 0;
+  return out;
+}
+
+function windowTimes(state: UserFeatureState, days: number): number[] {
+  if (state.responsesEventTime === null) return [];
+  const start = Date.parse(state.responsesEventTime) - days * DAY_MS;
+  return state.recentMs.filter((t) => t > start);
+}
+
+function documentList(state: UserFeatureState, positive: boolean): number[] {
+  return Object.entries(state.documentNet)
+    .filter(([, n]) => (positive ? n > 0 : n < 0))
+    .map(([id, n]) => ({ id: Number(id), n: Math.abs(n) }))
+    .sort((a, b) => b.n - a.n || a.id - b.id)
+    .slice(0, DOCUMENT_LIST_MAX)
+    .map((d) => d.id);
+}
+
+/** Weighted lower median of the length votes, in words; null without votes. */
+function weightedMedianLength(votes: Record<string, number>): number | null {
+  const entries = Object.entries(votes)
+    .map(([w, n]) => [Number(w), n] as const)
+    .filter(([, n]) => n > 0)
+    .sort((a, b) => a[0] - b[0]);
+  const total = entries.reduce((s, [, n]) => s + n, 0);
+  if (total === 0) return null;
+  let acc = 0;
+  for (const [words, n] of entries) {
+    acc += n;
+    if (acc * 2 >= total) return words;
+  }
+  return null;
+}
+
+const RESPONSES_FRESHNESS = 'materialized (every MNEME_FEATURES_INTERVAL_S, default 60 s); value as of the user\'s latest message';
+const FEEDBACK_FRESHNESS = 'materialized (every MNEME_FEATURES_INTERVAL_S, default 60 s); value as of the user\'s latest rating';
+
+/** Features materialized into feature_history / feature_online, in a stable order. */
+export const PRECOMPUTED_FEATURES: readonly PrecomputedFeatureDefinition[] = [
+  {
+    name: 'messages_total',
+    type: 'int',
+    nullable: false,
+    source: 'responses',
+    freshness: RESPONSES_FRESHNESS,
+    description: 'Questions the user has asked (every logged answer attempt, whatever its status).',
+    compute: (s) => s.messagesTotal,
+  },
+  {
+    name: 'messages_7d',
+    type: 'int',
+    nullable: false,
+    source: 'responses',
+    freshness: RESPONSES_FRESHNESS,
+    description: `Questions asked in the ${MESSAGES_WINDOW_DAYS} days ending at the latest one (window (t-7d, t], t = event time).`,
+    compute: (s) => windowTimes(s, MESSAGES_WINDOW_DAYS).length,
+  },
+  {
+    name: 'active_days_30d',
+    type: 'int',
+    nullable: false,
+    source: 'responses',
+    freshness: RESPONSES_FRESHNESS,
+    description: `Distinct UTC days with a question in the ${ACTIVE_DAYS_WINDOW_DAYS} days ending at the latest one.`,
+    compute: (s) => new Set(windowTimes(s, ACTIVE_DAYS_WINDOW_DAYS).map((t) => Math.floor(t / DAY_MS))).size,
+  },
+  {
+    name: 'last_seen_at',
+    type: 'timestamp',
+    nullable: false,
+    source: 'responses',
+    freshness: RESPONSES_FRESHNESS,
+    description: 'Time of the latest question (ISO-8601 UTC).',
+    compute: (s) => s.responsesEventTime,
+  },
+  {
+    name: 'top_collections',
+    type: 'string_list',
+    nullable: false,
+    source: 'responses',
+    freshness: RESPONSES_FRESHNESS,
+    description: `Up to ${TOP_COLLECTIONS_MAX} collections the user asks about most (collection filter + collections of cited documents), most frequent first, ties by name.`,
+    compute: (s) =>
+      Object.entries(s.collectionCounts)
+        .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+        .slice(0, TOP_COLLECTIONS_MAX)
+        .map(([c]) => c),
+  },
+  {
+    name: 'avg_question_tokens',
+    type: 'float',
+    nullable: false,
+    source: 'responses',
+    freshness: RESPONSES_FRESHNESS,
+    description: 'Mean question length in model-independent tokens (word runs + punctuation marks).',
+    compute: (s) => (s.messagesTotal === 0 ? 0 : round(s.questionTokensSum / s.messagesTotal, RATE_DECIMALS)),
+  },
+  {
+    name: 'interest_vector',
+    type: 'float_vector',
+    nullable: true,
+    source: 'responses',
+    freshness: RESPONSES_FRESHNESS,
+    description: `Time-decayed mean of the user's query embeddings (half-life ${INTEREST_HALF_LIFE_DAYS} days; the decay to "now" cancels out of a mean, so it needs no refresh); null when no embedding model has run.`,
+    compute: interestMean,
+  },
+  {
+    name: 'ratings_total',
+    type: 'int',
+    nullable: false,
+    source: 'feedback',
+    freshness: FEEDBACK_FRESHNESS,
+    description: 'Answers the user has rated (the latest rating per answer counts).',
+    compute: (s) => s.ratedUp + s.ratedDown,
+  },
+  {
+    name: 'helpful_rate',
+    type: 'float',
+    nullable: true,
+    source: 'feedback',
+    freshness: FEEDBACK_FRESHNESS,
+    description: 'Share of rated answers rated up (latest rating per answer); null before any rating.',
+    compute: (s) => (s.ratedUp + s.ratedDown === 0 ? null : round(s.ratedUp / (s.ratedUp + s.ratedDown), RATE_DECIMALS)),
+  },
+  {
+    name: 'engaged_documents',
+    type: 'int_list',
+    nullable: false,
+    source: 'feedback',
+    freshness: FEEDBACK_FRESHNESS,
+    description: `Up to ${DOCUMENT_LIST_MAX} document ids cited in answers the user rated up more often than down, strongest first.`,
+    compute: (s) => documentList(s, true),
+  },
+  {
+    name: 'disliked_documents',
+    type: 'int_list',
+    nullable: false,
+    source: 'feedback',
+    freshness: FEEDBACK_FRESHNESS,
+    description: `Up to ${DOCUMENT_LIST_MAX} document ids cited in answers the user rated down more often than up, strongest first.`,
+    compute: (s) => documentList(s, false),
+  },
+  {
+    name: 'preferred_answer_length',
+    type: 'int',
+    nullable: true,
+    source: 'feedback',
+    freshness: FEEDBACK_FRESHNESS,
+    description: `Preferred answer length in words, learned from feedback: weighted median of the lengths of up-rated answers (weight 1) and of corrections (weight ${CORRECTION_LENGTH_WEIGHT}); null without such feedback.`,
+    compute: (s) => weightedMedianLength(s.lengthVotes),
+  },
+];
+
+const REQUEST_FRESHNESS = 'computed at request time from the request itself; logged with the precomputed values';
+
+/** Features computed from the request (src/features/on-demand.ts). */
+export const ON_DEMAND_FEATURES: readonly FeatureDefinition[] = [
+  { name: 'turn_index', type: 'int', nullable: false, source: 'request', freshness: REQUEST_FRESHNESS, description: 'Index of this question in its conversation (0 = first).' },
+  {
+    name: 'seconds_since_previous_message',
+    type: 'float',
+    nullable: true,
+    source: 'request',
+    freshness: REQUEST_FRESHNESS,
+    description: "Seconds since the user's previous message (in any conversation); null for their very first one.",
+  },
+  { name: 'question_tokens', type: 'int', nullable: false, source: 'request', freshness: REQUEST_FRESHNESS, description: 'Length of this question in tokens of the serving tokenizer.' },
+  {
+    name: 'is_follow_up',
+    type: 'int',
+    nullable: false,
+    source: 'request',
+    freshness: REQUEST_FRESHNESS,
+    description: '1 when the question continues a conversation whose previous message is recent (see FOLLOW_UP_WINDOW_SECONDS), else 0.',
+  },
+];
+
+/** Every feature, precomputed first. */
+export const FEATURE_DEFINITIONS: readonly FeatureDefinition[] = [...PRECOMPUTED_FEATURES, ...ON_DEMAND_FEATURES];
+
+/** Precomputed features by source group. */
+export const RESPONSE_FEATURES = PRECOMPUTED_FEATURES.filter((f) => f.source === 'responses');
+export const FEEDBACK_FEATURES = PRECOMPUTED_FEATURES.filter((f) => f.source === 'feedback');
