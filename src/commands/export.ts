@@ -1,0 +1,144 @@
+/**
+ * `mneme export --format sft|preference --out FILE [filters] [--val-fraction F] [--json]`: turns the
+ * prediction log and feedback into fine-tuning datasets (see src/export/run.ts for the files written).
+ * Exit 0 when the export ran (also when it selected nothing: a message says so and no file is
+ * written), 1 when it could not (no database, unwritable output, cancelled), 2 for bad usage.
+ */
+import fs from 'node:fs';
+import { z } from 'zod';
+import { loadConfig } from '../core/config.ts';
+import { openDb } from '../core/db.ts';
+import { ConfigError } from '../core/errors.ts';
+import { EXPORT_FORMATS } from '../export/format.ts';
+import { runExport } from '../export/run.ts';
+import type { ExportManifest } from '../export/run.ts';
+import { SCRUB_KINDS } from '../export/scrub.ts';
+import { parseCommandArgs, printJson } from './args.ts';
+import type { Command, CommandIo } from './types.ts';
+
+/** How often the terminal progress line is redrawn, in ms. */
+const PROGRESS_REDRAW_MS = 200;
+
+const ISO_RE = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$/i;
+
+/** ISO-8601 date or date-time → the stored form (UTC, ms). A time without a zone is taken as UTC. */
+const isoInstant = z.string().transform((v, ctx) => {
+  const m = ISO_RE.exec(v.trim());
+  if (!m) {
+    ctx.addIssue({ code: 'custom', message: `expected an ISO-8601 date or date-time (e.g. 2025-01-31 or 2025-01-31T12:00:00Z), got "${v}"` });
+    return z.NEVER;
+  }
+  const text = v.trim().replace(' ', 'T');
+  // Date-only strings are UTC in JS already; a date-time without a zone would be local time.
+  const withZone = text.includes('T') && !m[1] ? `${text}Z` : text;
+  const t = new Date(withZone);
+  if (Number.isNaN(t.getTime())) {
+    ctx.addIssue({ code: 'custom', message: `not a valid date: "${v}"` });
+    return z.NEVER;
+  }
+  return t.toISOString();
+});
+
+const schema = z
+  .object({
+    'data-dir': z.string().optional(),
+    json: z.boolean(),
+    format: z.enum(EXPORT_FORMATS, { error: () => 'expected sft or preference' }),
+    out: z.string({ error: () => 'required: the file to write' }).min(1),
+    since: isoInstant.optional(),
+    until: isoInstant.optional(),
+    'min-rating': z.coerce.number().int().min(-1).max(1).optional(),
+    collection: z.string().min(1).optional(),
+    model: z.string().min(1).optional(),
+    prompt: z.string().min(1).optional(),
+    'include-errors': z.boolean().default(false),
+    'val-fraction': z.coerce.number().min(0).lt(1).default(0),
+  })
+  .refine((o) => o.since === undefined || o.until === undefined || o.since < o.until, { message: '--since must be before --until', path: ['since'] });
+
+const OPTIONS = {
+  format: { type: 'string' },
+  out: { type: 'string' },
+  since: { type: 'string' },
+  until: { type: 'string' },
+  'min-rating': { type: 'string' },
+  collection: { type: 'string' },
+  model: { type: 'string' },
+  prompt: { type: 'string' },
+  'include-errors': { type: 'boolean' },
+  'val-fraction': { type: 'string' },
+} as const;
+
+export const exportCommand: Command = {
+  name: 'export',
+  usage:
+    'export --format sft|preference --out FILE [--since ISO] [--until ISO] [--min-rating N] [--collection C] [--model M] [--prompt NAME_OR_HASH] [--include-errors] [--val-fraction F] [--json]',
+  async run(args, io) {
+    const opts = parseCommandArgs('export', args, OPTIONS, schema);
+    const config = loadConfig(io.env, { dataDir: opts['data-dir'] });
+    if (!fs.existsSync(config.dbFile)) throw new ConfigError(`no database at ${config.dbFile} (wrong --data-dir?)`);
+    const db = openDb(config.dbFile, { readonly: true });
+    const controller = new AbortController();
+    const onSignal = (): void => controller.abort();
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+    let lastDraw = 0;
+    try {
+      const result = await runExport({
+        db,
+        format: opts.format,
+        out: opts.out,
+        filters: {
+          since: opts.since,
+          until: opts.until,
+          minRating: opts['min-rating'] as -1 | 0 | 1 | undefined,
+          collection: opts.collection,
+          model: opts.model,
+          prompt: opts.prompt,
+          includeErrors: opts['include-errors'],
+        },
+        valFraction: opts['val-fraction'],
+        signal: controller.signal,
+        onProgress: io.isTty
+          ? (p) => {
+              const now = Date.now();
+              if (now - lastDraw < PROGRESS_REDRAW_MS) return;
+              lastDraw = now;
+              io.stderr.write(`\r\x1b[2Kexport: ${p.rowsRead} rows read, ${p.examplesWritten} examples`);
+            }
+          : undefined,
+      });
+      if (io.isTty) io.stderr.write('\r\x1b[2K');
+      for (const w of result.warnings) io.stderr.write(`warning: ${w}\n`);
+      if (opts.json) {
+        if (!result.written) io.stderr.write(`export: ${result.message}\n`);
+        printJson(io.stdout, result.manifest);
+      } else report(result.manifest, result.message, io);
+      return 0;
+    } finally {
+      process.removeListener('SIGINT', onSignal);
+      process.removeListener('SIGTERM', onSignal);
+      db.close();
+    }
+  },
+};
+
+function report(m: ExportManifest, message: string, io: CommandIo): void {
+  const c = m.counts;
+  io.stdout.write(`export: ${message}\n`);
+  if (c.rows_read === 0 && c.rows_matched === 0) return;
+  const line = [
+    `rows read ${c.rows_read}`,
+    `excluded (status) ${c.excluded_status.error + c.excluded_status.cancelled}`,
+    `malformed ${c.malformed}`,
+    `duplicates ${c.duplicates_exact} exact + ${c.duplicates_near} near`,
+    `train ${c.train}`,
+    `val ${c.val}`,
+  ];
+  io.stdout.write(`  ${line.join(', ')}\n`);
+  const scrubbed = SCRUB_KINDS.filter((k) => m.scrub[k] > 0).map((k) => `${k} ${m.scrub[k]}`);
+  if (scrubbed.length) io.stdout.write(`  scrubbed: ${scrubbed.join(', ')}\n`);
+  if (m.malformed_rows.length) {
+    io.stdout.write(`  malformed log ids: ${m.malformed_rows.slice(0, 20).map((r) => `${r.seq} (${r.reason})`).join(', ')}${m.malformed_rows.length > 20 || m.malformed_rows_truncated ? ', …' : ''}\n`);
+  }
+}

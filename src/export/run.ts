@@ -1,0 +1,584 @@
+/**
+ * The export pipeline: selected log rows → examples (format.ts) → PII scrub (scrub.ts) → duplicate
+ * removal (dedupe.ts) → train/val by conversation (split.ts) → JSONL files + a manifest.
+ *
+ * Files (see split.ts): the train set at `out`, the validation set (when `valFraction` > 0) at `out`
+ * with `.val` before its last extension, and `out.manifest.json`. Each is written to a temp file in
+ * the same directory (`.<name>.tmp-<pid>-<random>`), fsynced, and renamed into place only when the
+ * whole export succeeded — data files first, the manifest last — so an interrupted export (error,
+ * Ctrl-C, injected failure) leaves neither a half-written file at `out` nor a temp file behind (a
+ * SIGKILL can leave a temp file, never a partial `out`, and the next export of that path deletes it).
+ * An export that selects nothing writes nothing (an existing `out` is left as it was).
+ *
+ * Memory is flat in the log size: rows stream one at a time, lines are written through a 1 MiB buffer,
+ * and what grows is the duplicate index (≈ 35-60 bytes per exported example, see dedupe.ts) plus the
+ * capped lists in the manifest.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Db } from '../core/db.ts';
+import { CancelledError, InternalError, MnemeError, ValidationError } from '../core/errors.ts';
+import { Deduper, NEAR_DUP_MAX_HAMMING } from './dedupe.ts';
+import type { DedupeVerdict } from './dedupe.ts';
+import {
+  EXAMPLE_SCHEMAS,
+  correctionPair,
+  isBlank,
+  parseRenderedPrompt,
+  preferenceDedupeTexts,
+  ratingPair,
+  sftDedupeTexts,
+  sftExample,
+  targetOf,
+} from './format.ts';
+import type { ExportFormat, FormatResult, LoggedResponse, MalformedReason, PreferenceExample, SftExample, Skip } from './format.ts';
+import { ScrubCache, addScrubCounts, emptyScrubCounts } from './scrub.ts';
+import type { ScrubCounts } from './scrub.ts';
+import { dropPreferencePlan, logSnapshot, planPreference, selectPreferenceRows, selectResponses } from './select.ts';
+import type { ExportFilters, SelectionStats } from './select.ts';
+import { SPLIT_SEED, manifestPathFor, splitOf, valPathFor } from './split.ts';
+import type { Split } from './split.ts';
+
+/** Bytes buffered before a write(2). */
+export const WRITE_BUFFER_BYTES = 1024 * 1024;
+/** Rows processed between yields to the event loop (lets Ctrl-C / an abort signal through). */
+export const YIELD_EVERY_ROWS = 256;
+/** Most entries listed in each manifest list (malformed rows, models, prompts); counts stay exact. */
+export const MANIFEST_MAX_LISTED = 1000;
+
+/** The output path cannot be written (missing directory, a directory, no permission...). */
+export class ExportOutputError extends MnemeError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('export_output_unwritable', 500, message, options);
+  }
+}
+
+export interface ExportProgress {
+  rowsRead: number;
+  examplesWritten: number;
+}
+
+export interface RunExportOptions {
+  db: Db;
+  format: ExportFormat;
+  /** Train file path (the others are derived from it). */
+  out: string;
+  filters?: ExportFilters;
+  /** Share of conversations in the validation file, 0 ≤ f < 1. Default 0 (no validation file). */
+  valFraction?: number;
+  /** Split seed (default SPLIT_SEED). */
+  splitSeed?: string;
+  /** Aborting stops the export at the next yield point with CancelledError; nothing is left behind. */
+  signal?: AbortSignal;
+  /** Called after every row; a throw aborts the export like any failure (tests inject failures here). */
+  onProgress?: (p: ExportProgress) => void;
+  /** Clock for `created_at` (default: now). */
+  now?: () => Date;
+  /** Rows per select page (default SELECT_PAGE_ROWS). */
+  pageRows?: number;
+}
+
+export interface ManifestFile {
+  split: Split;
+  /** File name, relative to the manifest's directory. */
+  name: string;
+  path: string;
+  examples: number;
+  bytes: number;
+  sha256: string;
+}
+
+export interface ExportManifest {
+  manifest_version: 1;
+  format: ExportFormat;
+  created_at: string;
+  files: ManifestFile[];
+  filters: {
+    since: string | null;
+    until: string | null;
+    min_rating: number | null;
+    collection: string | null;
+    model: string | null;
+    prompt: string | null;
+    include_errors: boolean;
+  };
+  split: { val_fraction: number; seed: string; by: 'conversation' };
+  log: {
+    /** Largest log id when the export started; rows after it were not read. */
+    snapshot_seq: number;
+    /** Smallest and largest log id among the written examples (null when none). */
+    example_seq_min: number | null;
+    example_seq_max: number | null;
+  };
+  counts: {
+    /** Responses matching the filters (status aside). */
+    rows_matched: number;
+    /** Rows turned into (or tried as) examples. */
+    rows_read: number;
+    excluded_status: { error: number; cancelled: number };
+    malformed: number;
+    /** Rows with nothing to train on (no correction, blank answer). */
+    no_target: number;
+    /** Preference pairs whose two sides were the same text. */
+    same_output: number;
+    duplicates_exact: number;
+    duplicates_near: number;
+    /** Rated-down responses with neither a correction nor a rated-up answer to the same prompt. */
+    unpaired: number;
+    /** Pairs dropped because their two responses' conversations fall in different splits. */
+    pairs_dropped_cross_split: number;
+    pairs_from_corrections: number;
+    pairs_from_ratings: number;
+    /** SFT examples whose assistant turn is the user's correction. */
+    corrections_used: number;
+    /** Current ratings of the rows read (SFT) or of the rated responses considered (preference). */
+    ratings: { up: number; down: number; unrated: number };
+    examples: number;
+    train: number;
+    val: number;
+  };
+  models: Array<{ backend: string; model_id: string; examples: number }>;
+  models_truncated: boolean;
+  prompts: Array<{ name: string; sha256: string; examples: number }>;
+  prompts_truncated: boolean;
+  /** Replacements per kind in the written files (duplicates dropped are not counted). */
+  scrub: ScrubCounts & { total: number };
+  malformed_rows: Array<{ seq: number; id: string; reason: MalformedReason; detail: string }>;
+  malformed_rows_truncated: boolean;
+  dedupe: { exact: 'normalized-text 64-bit hash'; near: 'simhash-64 lsh'; near_max_hamming: number; index_bytes: number };
+}
+
+export interface ExportResult {
+  /** False when nothing was selected: no file was written. */
+  written: boolean;
+  manifest: ExportManifest;
+  /** One human-readable line saying what happened. */
+  message: string;
+  warnings: string[];
+}
+
+/** A JSONL file written to a temp name and renamed into place on commit. */
+class AtomicJsonl {
+  readonly tempPath: string;
+  private fd: number | null;
+  private buffer: string[] = [];
+  private buffered = 0;
+  private readonly hash = crypto.createHash('sha256');
+  lines = 0;
+  bytes = 0;
+
+  constructor(readonly finalPath: string) {
+    this.tempPath = tempPathFor(finalPath);
+    try {
+      this.fd = fs.openSync(this.tempPath, 'wx', 0o644);
+    } catch (cause) {
+      throw new ExportOutputError(`cannot write ${finalPath}: ${(cause as Error).message}`, { cause });
+    }
+  }
+
+  writeLine(line: string): void {
+    this.buffer.push(line, '\n');
+    // Length in UTF-16 units: close enough to bytes for a flush threshold.
+    this.buffered += line.length + 1;
+    this.lines++;
+    if (this.buffered >= WRITE_BUFFER_BYTES) this.flush();
+  }
+
+  private flush(): void {
+    if (this.buffered === 0 || this.fd === null) return;
+    const chunk = Buffer.from(this.buffer.join(''), 'utf8');
+    this.buffer = [];
+    this.buffered = 0;
+    this.hash.update(chunk);
+    let off = 0;
+    while (off < chunk.length) off += fs.writeSync(this.fd, chunk, off);
+    this.bytes += chunk.length;
+  }
+
+  /** Flushes, fsyncs and closes the temp file; returns its sha256. Rename with `publish`. */
+  finish(): string {
+    this.flush();
+    if (this.fd !== null) {
+      fs.fsyncSync(this.fd);
+      fs.closeSync(this.fd);
+      this.fd = null;
+    }
+    return this.hash.digest('hex');
+  }
+
+  publish(): void {
+    fs.renameSync(this.tempPath, this.finalPath);
+  }
+
+  /** Closes and deletes the temp file; safe to call twice. */
+  discard(): void {
+    if (this.fd !== null) {
+      try {
+        fs.closeSync(this.fd);
+      } catch {
+        // Already closed by a failed finish(): the unlink below is what matters.
+      }
+      this.fd = null;
+    }
+    fs.rmSync(this.tempPath, { force: true });
+  }
+}
+
+function tempPathFor(finalPath: string): string {
+  return path.join(path.dirname(finalPath), `.${path.basename(finalPath)}.tmp-${process.pid}-${crypto.randomBytes(4).toString('hex')}`);
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: it exists but belongs to someone else.
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Deletes temp files a killed export (SIGKILL, power loss) left beside `finalPath`: only names of
+ * our exact pattern whose writer process is gone, so a concurrent export's temp file is kept.
+ * Returns the paths removed.
+ */
+export function removeStaleTemps(finalPath: string): string[] {
+  const dir = path.dirname(finalPath);
+  const prefix = `.${path.basename(finalPath)}.tmp-`;
+  const removed: string[] = [];
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return removed;
+  }
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const m = /^(\d+)-[0-9a-f]{8}$/.exec(name.slice(prefix.length));
+    if (!m || processAlive(Number(m[1]))) continue;
+    fs.rmSync(path.join(dir, name), { force: true });
+    removed.push(path.join(dir, name));
+  }
+  return removed;
+}
+
+/** @throws ExportOutputError when `out` cannot be a file we write. */
+function checkOutput(out: string): void {
+  const dir = path.dirname(out);
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(dir);
+  } catch (cause) {
+    throw new ExportOutputError(`cannot write ${out}: directory ${dir} does not exist`, { cause });
+  }
+  if (!st.isDirectory()) throw new ExportOutputError(`cannot write ${out}: ${dir} is not a directory`);
+  const existing = fs.statSync(out, { throwIfNoEntry: false });
+  if (existing?.isDirectory()) throw new ExportOutputError(`cannot write ${out}: it is a directory`);
+  try {
+    fs.accessSync(dir, fs.constants.W_OK);
+  } catch (cause) {
+    throw new ExportOutputError(`cannot write ${out}: directory ${dir} is not writable`, { cause });
+  }
+}
+
+/** Counts keyed entries, keeping at most MANIFEST_MAX_LISTED distinct keys. */
+class CappedCounter<K> {
+  readonly entries = new Map<string, { key: K; n: number }>();
+  truncated = false;
+  add(id: string, key: K): void {
+    const e = this.entries.get(id);
+    if (e) e.n++;
+    else if (this.entries.size < MANIFEST_MAX_LISTED) this.entries.set(id, { key, n: 1 });
+    else this.truncated = true;
+  }
+}
+
+const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/**
+ * Runs one export.
+ * @throws ValidationError for bad options (format, fraction, a min rating with preference pairs).
+ * @throws ExportOutputError when `out` cannot be written.
+ * @throws CancelledError when `signal` aborts; InternalError if an example fails its schema (a bug).
+ */
+export async function runExport(options: RunExportOptions): Promise<ExportResult> {
+  const { db, format } = options;
+  const filters = options.filters ?? {};
+  const valFraction = options.valFraction ?? 0;
+  const seed = options.splitSeed ?? SPLIT_SEED;
+  if (format !== 'sft' && format !== 'preference') throw new ValidationError(`unknown export format "${String(format)}" (expected sft or preference)`);
+  if (!(valFraction >= 0 && valFraction < 1)) throw new ValidationError(`val fraction must be in [0, 1), got ${valFraction}`);
+  if (format === 'preference' && filters.minRating !== undefined) {
+    throw new ValidationError('--min-rating applies to --format sft only: a preference pair always sets a better-rated answer against a worse one');
+  }
+  const out = path.resolve(options.out);
+  const valPath = valPathFor(out);
+  const manifestPath = manifestPathFor(out);
+  checkOutput(out);
+  for (const p of [out, valPath, manifestPath]) removeStaleTemps(p);
+
+  const manifest = emptyManifest(format, filters, valFraction, seed, (options.now ?? (() => new Date()))().toISOString());
+  const c = manifest.counts;
+  const scrubCounts = emptyScrubCounts();
+  const scrubber = new ScrubCache();
+  const deduper = new Deduper();
+  const models = new CappedCounter<{ backend: string; model_id: string }>();
+  const prompts = new CappedCounter<{ name: string; sha256: string }>();
+  const schema = EXAMPLE_SCHEMAS[format];
+  const warnings: string[] = [];
+
+  const files: Partial<Record<Split, AtomicJsonl>> = {};
+  let manifestFile: AtomicJsonl | null = null;
+  files.train = new AtomicJsonl(out);
+  try {
+    if (valFraction > 0) files.val = new AtomicJsonl(valPath);
+
+    const { snapshotSeq } = logSnapshot(db);
+    manifest.log.snapshot_seq = snapshotSeq;
+    const progress: ExportProgress = { rowsRead: 0, examplesWritten: 0 };
+
+    const skip = (row: LoggedResponse, s: Skip): void => {
+      if (s.kind === 'malformed') {
+        c.malformed++;
+        if (manifest.malformed_rows.length < MANIFEST_MAX_LISTED) manifest.malformed_rows.push({ seq: row.seq, id: row.id, reason: s.reason, detail: s.detail });
+        else manifest.malformed_rows_truncated = true;
+      } else if (s.kind === 'no_target') c.no_target++;
+      else c.same_output++;
+    };
+    const countDuplicate = (v: DedupeVerdict): boolean => {
+      if (v === 'exact') c.duplicates_exact++;
+      else if (v === 'near') c.duplicates_near++;
+      return v === 'unique';
+    };
+    // Scrub counts of the example being built; added to the manifest's only if it is written.
+    let pending = emptyScrubCounts();
+    const write = (example: SftExample | PreferenceExample, split: Split, sources: LoggedResponse[]): void => {
+      const valid = schema.safeParse(example);
+      if (!valid.success) {
+        throw new InternalError(`export produced an invalid ${format} example from log id ${sources[0]?.seq}: ${valid.error.issues[0]?.message}`, { cause: valid.error });
+      }
+      const file = files[split];
+      if (!file) throw new InternalError(`no ${split} file open`);
+      file.writeLine(JSON.stringify(example));
+      addScrubCounts(scrubCounts, pending);
+      c.examples++;
+      c[split]++;
+      progress.examplesWritten++;
+      const seen = new Set<string>();
+      for (const s of sources) {
+        manifest.log.example_seq_min = Math.min(manifest.log.example_seq_min ?? s.seq, s.seq);
+        manifest.log.example_seq_max = Math.max(manifest.log.example_seq_max ?? s.seq, s.seq);
+        const m = `${s.modelBackend}\u0000${s.modelId}`;
+        if (!seen.has(m)) models.add(m, { backend: s.modelBackend, model_id: s.modelId });
+        const p = `${s.promptName}\u0000${s.promptSha256}`;
+        if (!seen.has(p)) prompts.add(p, { name: s.promptName, sha256: s.promptSha256 });
+        seen.add(m).add(p);
+      }
+    };
+    const scrub = (text: string): string => scrubber.scrub(text, pending);
+    const tick = async (): Promise<void> => {
+      progress.rowsRead++;
+      options.onProgress?.(progress);
+      if (progress.rowsRead % YIELD_EVERY_ROWS === 0) await yieldToLoop();
+      if (options.signal?.aborted) throw new CancelledError('export cancelled');
+    };
+
+    if (format === 'sft') {
+      const stats: SelectionStats = { matched: 0, excludedByStatus: { error: 0, cancelled: 0 } };
+      for (const row of selectResponses(db, { filters, snapshotSeq, pageRows: options.pageRows }, stats)) {
+        c.rows_read++;
+        countRating(c.ratings, row.rating);
+        const ex = sftExample(row);
+        if (!ex.ok) skip(row, ex.skip);
+        else {
+          pending = emptyScrubCounts();
+          const example: SftExample = { messages: ex.value.messages.map((m) => ({ ...m, content: scrub(m.content) })) };
+          if (countDuplicate(deduper.check(sftDedupeTexts(example, row.query)))) {
+            if (targetOf(row)?.source === 'correction') c.corrections_used++;
+            write(example, splitOf(row.conversationId, valFraction, seed), [row]);
+          }
+        }
+        await tick();
+      }
+      c.rows_matched = stats.matched;
+      c.excluded_status = stats.excludedByStatus;
+    } else {
+      const plan = planPreference(db, { filters, snapshotSeq });
+      c.rows_matched = plan.rated + plan.excludedByStatus.error + plan.excludedByStatus.cancelled;
+      c.excluded_status = plan.excludedByStatus;
+      const ratingCounts = db.prepare('SELECT rating, count(*) AS n FROM temp.export_rated GROUP BY rating').all() as Array<{ rating: number; n: number }>;
+      for (const r of ratingCounts) c.ratings[r.rating === 1 ? 'up' : 'down'] += r.n;
+      try {
+        for (const { down, up } of selectPreferenceRows(db, { pageRows: options.pageRows })) {
+          c.rows_read++;
+          const prompt = parseRenderedPrompt(down.renderedPromptJson);
+          if (!prompt.ok) skip(down, prompt.skip);
+          else if (down.rating === -1) {
+            const candidates: Array<{ kind: 'correction' | 'rating'; result: FormatResult<PreferenceExample>; sources: LoggedResponse[] }> = [];
+            if (!isBlank(down.correction)) candidates.push({ kind: 'correction', result: correctionPair(down, prompt.value), sources: [down] });
+            if (up) candidates.push({ kind: 'rating', result: ratingPair(down, prompt.value, up), sources: [down, up] });
+            if (candidates.length === 0) c.unpaired++;
+            for (const cand of candidates) {
+              if (!cand.result.ok) {
+                skip(down, cand.result.skip);
+                continue;
+              }
+              const split = splitOf(down.conversationId, valFraction, seed);
+              if (up && cand.kind === 'rating' && splitOf(up.conversationId, valFraction, seed) !== split) {
+                c.pairs_dropped_cross_split++;
+                continue;
+              }
+              const ex = cand.result.value;
+              pending = emptyScrubCounts();
+              const example: PreferenceExample = {
+                input: { messages: ex.input.messages.map((m) => ({ ...m, content: scrub(m.content) })) },
+                preferred_output: [{ role: 'assistant', content: scrub(ex.preferred_output[0].content) }],
+                non_preferred_output: [{ role: 'assistant', content: scrub(ex.non_preferred_output[0].content) }],
+              };
+              if (!countDuplicate(deduper.check(preferenceDedupeTexts(example, down.query)))) continue;
+              if (cand.kind === 'correction') c.pairs_from_corrections++;
+              else c.pairs_from_ratings++;
+              write(example, split, cand.sources);
+            }
+          }
+          await tick();
+        }
+      } finally {
+        dropPreferencePlan(db);
+      }
+    }
+
+    if (options.signal?.aborted) throw new CancelledError('export cancelled');
+    manifest.models = [...models.entries.values()].map((e) => ({ ...e.key, examples: e.n }));
+    manifest.models_truncated = models.truncated;
+    manifest.prompts = [...prompts.entries.values()].map((e) => ({ ...e.key, examples: e.n }));
+    manifest.prompts_truncated = prompts.truncated;
+    manifest.scrub = { ...scrubCounts, total: Object.values(scrubCounts).reduce((a, b) => a + b, 0) };
+    manifest.dedupe.index_bytes = deduper.bytes;
+
+    if (c.examples === 0) {
+      for (const f of Object.values(files)) f.discard();
+      return { written: false, manifest, message: emptyMessage(manifest), warnings };
+    }
+
+    // Finish every file before publishing any, so a failure here still leaves nothing behind.
+    const finished: AtomicJsonl[] = [];
+    for (const split of ['train', 'val'] as const) {
+      const f = files[split];
+      if (!f) continue;
+      if (f.lines === 0) {
+        f.discard();
+        delete files[split];
+        warnings.push(`the ${split} split is empty (${split === 'val' ? `--val-fraction ${valFraction} selected none of the conversations` : 'every conversation went to validation'}); no ${split} file written`);
+        continue;
+      }
+      const sha256 = f.finish();
+      finished.push(f);
+      manifest.files.push({ split, name: path.basename(f.finalPath), path: f.finalPath, examples: f.lines, bytes: f.bytes, sha256 });
+    }
+    if (!files.val && fs.existsSync(valPath)) warnings.push(`${valPath} is left from an earlier export and is not part of this one`);
+    if (!files.train && fs.existsSync(out)) warnings.push(`${out} is left from an earlier export and is not part of this one`);
+
+    manifestFile = new AtomicJsonl(manifestPath);
+    manifestFile.writeLine(JSON.stringify(manifest, null, 2));
+    manifestFile.finish();
+    for (const f of finished) f.publish();
+    manifestFile.publish();
+    fsyncDir(path.dirname(out));
+    return { written: true, manifest, message: writtenMessage(manifest, manifestPath), warnings };
+  } catch (err) {
+    for (const f of Object.values(files)) f.discard();
+    manifestFile?.discard();
+    throw err;
+  }
+}
+
+function fsyncDir(dir: string): void {
+  // Makes the renames durable; not every platform lets a directory be opened, so failure is ignored.
+  try {
+    const fd = fs.openSync(dir, 'r');
+    try {
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    // Durability of the rename is best-effort where directories cannot be fsynced.
+  }
+}
+
+function countRating(r: ExportManifest['counts']['ratings'], rating: 1 | -1 | null): void {
+  if (rating === 1) r.up++;
+  else if (rating === -1) r.down++;
+  else r.unrated++;
+}
+
+function emptyManifest(format: ExportFormat, f: ExportFilters, valFraction: number, seed: string, createdAt: string): ExportManifest {
+  return {
+    manifest_version: 1,
+    format,
+    created_at: createdAt,
+    files: [],
+    filters: {
+      since: f.since ?? null,
+      until: f.until ?? null,
+      min_rating: f.minRating ?? null,
+      collection: f.collection ?? null,
+      model: f.model ?? null,
+      prompt: f.prompt ?? null,
+      include_errors: f.includeErrors ?? false,
+    },
+    split: { val_fraction: valFraction, seed, by: 'conversation' },
+    log: { snapshot_seq: 0, example_seq_min: null, example_seq_max: null },
+    counts: {
+      rows_matched: 0,
+      rows_read: 0,
+      excluded_status: { error: 0, cancelled: 0 },
+      malformed: 0,
+      no_target: 0,
+      same_output: 0,
+      duplicates_exact: 0,
+      duplicates_near: 0,
+      unpaired: 0,
+      pairs_dropped_cross_split: 0,
+      pairs_from_corrections: 0,
+      pairs_from_ratings: 0,
+      corrections_used: 0,
+      ratings: { up: 0, down: 0, unrated: 0 },
+      examples: 0,
+      train: 0,
+      val: 0,
+    },
+    models: [],
+    models_truncated: false,
+    prompts: [],
+    prompts_truncated: false,
+    scrub: { ...emptyScrubCounts(), total: 0 },
+    malformed_rows: [],
+    malformed_rows_truncated: false,
+    dedupe: { exact: 'normalized-text 64-bit hash', near: 'simhash-64 lsh', near_max_hamming: NEAR_DUP_MAX_HAMMING, index_bytes: 0 },
+  };
+}
+
+function emptyMessage(m: ExportManifest): string {
+  const c = m.counts;
+  const why: string[] = [];
+  if (c.excluded_status.error + c.excluded_status.cancelled > 0) {
+    why.push(`${c.excluded_status.error + c.excluded_status.cancelled} errored/cancelled excluded (--include-errors to keep them)`);
+  }
+  if (c.malformed > 0) why.push(`${c.malformed} malformed`);
+  if (c.no_target > 0) why.push(`${c.no_target} without an answer or correction`);
+  if (c.same_output > 0) why.push(`${c.same_output} pairs with identical sides`);
+  if (c.duplicates_exact + c.duplicates_near > 0) why.push(`${c.duplicates_exact + c.duplicates_near} duplicates`);
+  if (c.unpaired > 0) why.push(`${c.unpaired} rated-down answers with no correction and no rated-up answer to the same prompt`);
+  if (c.pairs_dropped_cross_split > 0) why.push(`${c.pairs_dropped_cross_split} pairs across splits`);
+  const what = m.format === 'sft' ? `${c.rows_matched} logged responses matched the filters` : `${c.rows_matched} rated responses matched the filters`;
+  return `nothing to export: ${what}${why.length ? ` (${why.join(', ')})` : ''}; no file written`;
+}
+
+function writtenMessage(m: ExportManifest, manifestPath: string): string {
+  const parts = m.files.map((f) => `${f.path} (${f.split}, ${f.examples})`);
+  return `wrote ${m.counts.examples} ${m.format} examples to ${parts.join(' and ')}; manifest ${manifestPath}`;
+}
