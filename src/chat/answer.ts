@@ -1,0 +1,362 @@
+/**
+ * One chat turn, end to end (the inference pipeline):
+ *   conversation → features (online + on-demand) → retrieve (with personalization signals)
+ *   → fit the passages into the model's context budget → render the prompt → generate (queue,
+ *   streaming) → finalize citations → write the prediction log.
+ *
+ * Exactly one `responses` row is written for every turn that passed validation and the conversation
+ * check, whatever happens next: status 'ok', 'error' (with the error code) or 'cancelled' (the client
+ * went away or the server shut down; any partial answer is kept).
+ */
+import { randomUUID } from 'node:crypto';
+import type { Config } from '../core/config.ts';
+import type { Db } from '../core/db.ts';
+import { nowIso } from '../core/db.ts';
+import { CancelledError, ContextOverflowError, MnemeError, NotFoundError } from '../core/errors.ts';
+import { samplingFromConfig } from '../core/llm/index.ts';
+import type { ChatMessage, ChatModel, GenerateRequest, GenerateResult, SamplingParams } from '../core/llm/types.ts';
+import type { PromptTemplate } from '../core/prompts.ts';
+import { renderPrompt } from '../core/prompts.ts';
+import { computeOnDemandFeatures } from '../features/on-demand.ts';
+import { formatPersonalizationBlock, toPersonalizationSignals } from '../features/personalize.ts';
+import type { FeatureReader, FeatureValue } from '../features/types.ts';
+import type { Citation } from './citations.ts';
+import { finalizeCitations } from './citations.ts';
+import { fitContext, formatContext, formatHistory, toPassages } from './context.ts';
+import type { LoggedChunk, Logger, PredictionRecord } from './log.ts';
+import { silentLogger, writePredictionLog } from './log.ts';
+import type { ChatMetrics } from './metrics.ts';
+import type { RetrievedChunk, Retriever, RetrieveResult } from './types.ts';
+import type { User } from './users.ts';
+
+/** Earlier conversation messages (user + assistant) given to the model as history. */
+export const HISTORY_MAX_MESSAGES = 6;
+/** Tokens counted per chat message for role markers and separators (chat templates add a few). */
+export const PROMPT_MESSAGE_OVERHEAD_TOKENS = 8;
+/** Default number of passages retrieved per question. */
+export const DEFAULT_TOP_K = 6;
+
+/** Where generation happens (the GenerationQueue in production). */
+export interface Generator {
+  run(req: GenerateRequest): Promise<GenerateResult>;
+}
+
+export interface AnswerDeps {
+  db: Db;
+  retriever: Retriever;
+  /** Names the backend/model in responses and counts tokens for the context budget. */
+  model: ChatModel;
+  /** Runs generation (bounded queue); usually wraps `model`. */
+  generator: Generator;
+  /** The 'answer' prompt template. */
+  prompt: PromptTemplate;
+  config: Config;
+  /** Optional feature store: without it, no precomputed features and no personalization. */
+  features?: FeatureReader | undefined;
+  metrics?: ChatMetrics | undefined;
+  logger?: Logger | undefined;
+}
+
+export interface TurnInput {
+  user: User;
+  endpoint: 'chat' | 'chat.completions';
+  message: string;
+  /** An existing conversation of this user; absent = start a new one. */
+  conversationId?: string | undefined;
+  /**
+   * Explicit history (the OpenAI-compatible endpoint, where the client sends the transcript).
+   * Absent = the last HISTORY_MAX_MESSAGES messages of the conversation.
+   */
+  history?: ChatMessage[] | undefined;
+  topK: number;
+  collection?: string | undefined;
+  /** Per-request sampling overrides (the completions endpoint). */
+  sampling?: Partial<SamplingParams> | undefined;
+  /** The validated request, logged as is. */
+  request: unknown;
+  /** Pre-allocated response id (streams announce it before the end); default: a new one. */
+  responseId?: string | undefined;
+}
+
+export interface TurnOptions {
+  /** Aborting cancels the turn: the log row gets status 'cancelled' and CancelledError is thrown. */
+  signal: AbortSignal;
+  /** Receives generated text as it arrives (raw model output, before citation clean-up). */
+  onToken?: ((text: string) => void) | undefined;
+}
+
+export interface ChatTimings {
+  features_ms: number;
+  retrieve_ms: number;
+  generate_ms: number;
+  total_ms: number;
+}
+
+/** The /v1/chat response body (also the SSE `done` event). */
+export interface ChatAnswer {
+  id: string;
+  conversation_id: string;
+  answer: string;
+  citations: Citation[];
+  model: { backend: string; id: string };
+  prompt: { name: string; sha256: string };
+  timings: ChatTimings;
+  usage: { prompt_tokens: number; completion_tokens: number };
+  finish_reason: 'stop' | 'length';
+  retrieval_mode: RetrieveResult['mode'];
+}
+
+export interface ConversationState {
+  id: string;
+  isNew: boolean;
+  /** Completed turns so far (0 for a new conversation). */
+  turnIndex: number;
+  /** Recent messages, oldest first. */
+  history: ChatMessage[];
+}
+
+/**
+ * Loads the conversation of `userId` (or plans a new one).
+ * @throws NotFoundError for an unknown id or another user's conversation (same message for both).
+ */
+export function loadConversation(db: Db, userId: number, conversationId: string | undefined, maxMessages = HISTORY_MAX_MESSAGES): ConversationState {
+  if (conversationId === undefined) return { id: `conv_${randomUUID()}`, isNew: true, turnIndex: 0, history: [] };
+  const owner = db.prepare('SELECT user_id FROM conversations WHERE id = ?').pluck().get(conversationId) as number | undefined;
+  if (owner !== userId) throw new NotFoundError(`no conversation ${conversationId}`);
+  const turnIndex = db.prepare("SELECT count(*) FROM messages WHERE conversation_id = ? AND role = 'user'").pluck().get(conversationId) as number;
+  const rows = db
+    .prepare('SELECT role, content FROM messages WHERE conversation_id = ? ORDER BY id DESC LIMIT ?')
+    .all(conversationId, maxMessages) as ChatMessage[];
+  return { id: conversationId, isNew: false, turnIndex, history: rows.reverse() };
+}
+
+/** A new public response id (`resp_<uuid>`). */
+export function newResponseId(): string {
+  return `resp_${randomUUID()}`;
+}
+
+/** Milliseconds since `t0` (performance clock), rounded to 0.01 ms. */
+function since(t0: number): number {
+  return Math.round((performance.now() - t0) * 100) / 100;
+}
+
+function throwIfCancelled(signal: AbortSignal): void {
+  if (signal.aborted) throw new CancelledError('the request was cancelled', { cause: signal.reason });
+}
+
+function toLoggedChunks(chunks: RetrievedChunk[], kept: Set<number>): LoggedChunk[] {
+  return chunks.map((c) => ({
+    chunk_id: c.chunkId,
+    document_id: c.documentId,
+    content_sha256: c.contentSha256,
+    score: c.score,
+    bm25_rank: c.bm25Rank,
+    dense_rank: c.denseRank,
+    in_context: kept.has(c.chunkId),
+  }));
+}
+
+/** Tokens of a rendered prompt as the model counts them, with per-message overhead. */
+export function promptTokens(messages: ChatMessage[], countTokens: (text: string) => number): number {
+  return messages.reduce((n, m) => n + countTokens(m.content) + PROMPT_MESSAGE_OVERHEAD_TOKENS, 0);
+}
+
+/**
+ * Runs one turn. See the module comment for the stages and the logging guarantee.
+ * @throws NotFoundError (unknown conversation, before anything is logged); CancelledError;
+ * UnavailableError (queue full / model loading); UpstreamError / UpstreamTimeoutError;
+ * ContextOverflowError when even the bare question does not fit; ValidationError from retrieval.
+ */
+export async function answerTurn(deps: AnswerDeps, input: TurnInput, opts: TurnOptions): Promise<ChatAnswer> {
+  const { db, model, prompt } = deps;
+  const logger = deps.logger ?? silentLogger;
+  const t0 = performance.now();
+  const createdAt = nowIso();
+  const conversation = loadConversation(db, input.user.id, input.conversationId);
+  const history = input.history ?? conversation.history;
+  const responseId = input.responseId ?? newResponseId();
+  const sampling: SamplingParams = { ...samplingFromConfig(deps.config), ...stripUndefined(input.sampling ?? {}) };
+
+  // Filled in as the stages run, so a failure logs everything known up to that point.
+  const timings: Record<string, number> = { features_ms: 0, retrieve_ms: 0, generate_ms: 0, total_ms: 0 };
+  let precomputed: Record<string, FeatureValue> = {};
+  let onDemand: Record<string, unknown> = {};
+  let retrieval: RetrieveResult | null = null;
+  let kept: RetrievedChunk[] = [];
+  let usedHistory: ChatMessage[] = history;
+  let rendered: ChatMessage[] = [];
+  let partial = '';
+  let result: GenerateResult | null = null;
+  let finalized: { answer: string; citations: Citation[] } | null = null;
+
+  const record = (status: PredictionRecord['status'], err: unknown): PredictionRecord => ({
+    id: responseId,
+    userId: input.user.id,
+    conversationId: conversation.id,
+    newConversation: conversation.isNew,
+    turnIndex: conversation.turnIndex,
+    createdAt,
+    endpoint: input.endpoint,
+    request: input.request,
+    query: input.message,
+    queryVector: retrieval?.queryVector ?? null,
+    history: usedHistory,
+    collection: input.collection ?? null,
+    topK: input.topK,
+    retrieved: retrieval ? toLoggedChunks(retrieval.chunks, new Set(kept.map((c) => c.chunkId))) : [],
+    features: { precomputed, on_demand: onDemand },
+    promptName: prompt.name,
+    promptSha256: prompt.sha256,
+    renderedPrompt: rendered,
+    modelBackend: model.backend,
+    modelId: model.modelId,
+    sampling,
+    answer: finalized?.answer ?? (partial === '' ? null : partial),
+    citations: finalized?.citations ?? [],
+    timings,
+    promptTokens: result?.promptTokens ?? null,
+    completionTokens: result?.completionTokens ?? null,
+    status,
+    errorCode: err === null ? null : err instanceof MnemeError ? err.code : 'internal_error',
+    errorMessage: err === null ? null : err instanceof Error ? err.message : String(err),
+  });
+
+  try {
+    throwIfCancelled(opts.signal);
+    // 1. Features: what the store knows (precomputed) + what this request says (on-demand).
+    const tf = performance.now();
+    precomputed = readOnlineFeatures(deps, input.user.id, logger);
+    onDemand = safeOnDemand(db, input, conversation, model, logger);
+    timings.features_ms = since(tf);
+    deps.metrics?.featuresDuration.observe({}, timings.features_ms / 1000);
+
+    // 2. Retrieval, personalized by the precomputed features.
+    throwIfCancelled(opts.signal);
+    const personalization = deps.features ? toPersonalizationSignals(precomputed, deps.config.personalizationWeight) : undefined;
+    const tr = performance.now();
+    retrieval = await deps.retriever.retrieve({ query: input.message, topK: input.topK, collection: input.collection, personalization });
+    timings.retrieve_ms = since(tr);
+    Object.assign(timings, retrieval.timings);
+    deps.metrics?.retrieveDuration.observe({}, timings.retrieve_ms / 1000);
+
+    // 3. Context budget: window minus the answer's tokens minus the prompt without passages.
+    throwIfCancelled(opts.signal);
+    const personalizationBlock = deps.features ? formatPersonalizationBlock(precomputed) : '';
+    const render = (context: string, turns: ChatMessage[]) =>
+      renderPrompt(prompt, { question: input.message, context, personalization: personalizationBlock, history: formatHistory(turns) });
+    const count = (text: string) => model.countTokens(text);
+    const windowBudget = deps.config.llm.contextTokens - sampling.maxTokens;
+    // History is the first thing to go when the question alone is long: oldest messages first, and
+    // an answer whose question was dropped goes with it (it would read as context-free).
+    while (promptTokens(render('', usedHistory), count) > windowBudget && usedHistory.length > 0) {
+      usedHistory = usedHistory.slice(1);
+      while (usedHistory[0]?.role === 'assistant') usedHistory = usedHistory.slice(1);
+    }
+    const base = promptTokens(render('', usedHistory), count);
+    if (base > windowBudget) {
+      throw new ContextOverflowError(
+        `the question needs ${base} prompt tokens but the model's window leaves ${windowBudget} (${deps.config.llm.contextTokens} minus ${sampling.maxTokens} for the answer)`,
+      );
+    }
+    const fit = fitContext(retrieval.chunks, windowBudget - base, count);
+    kept = fit.kept;
+    if (fit.dropped.length > 0) {
+      deps.metrics?.contextDropped.inc({}, fit.dropped.length);
+      logger.warn('context budget: dropped retrieved chunks', {
+        response_id: responseId,
+        dropped_chunk_ids: fit.dropped.map((c) => c.chunkId),
+        budget_tokens: windowBudget - base,
+      });
+    }
+    rendered = render(formatContext(kept), usedHistory);
+
+    // 4. Generation (queued; streams through onToken).
+    const tg = performance.now();
+    try {
+      result = await deps.generator.run({
+        messages: rendered,
+        sampling,
+        signal: opts.signal,
+        onToken: (text) => {
+          partial += text;
+          opts.onToken?.(text);
+        },
+        context: { query: input.message, passages: toPassages(kept) },
+      });
+    } finally {
+      timings.generate_ms = since(tg);
+      deps.metrics?.generateDuration.observe({}, timings.generate_ms / 1000);
+    }
+    // A backend that finished although the client left still counts as cancelled: nobody got it.
+    throwIfCancelled(opts.signal);
+
+    // 5. Citations: only [n] that point at passages in the prompt survive.
+    finalized = finalizeCitations(result.text, kept);
+    timings.total_ms = since(t0);
+    writePredictionLog(db, record('ok', null));
+    deps.metrics?.answers.inc({ endpoint: input.endpoint, status: 'ok' });
+    deps.metrics?.answerDuration.observe({}, timings.total_ms / 1000);
+    deps.metrics?.tokens.inc({ kind: 'prompt' }, result.promptTokens);
+    deps.metrics?.tokens.inc({ kind: 'completion' }, result.completionTokens);
+    deps.metrics?.completionTokens.observe({}, result.completionTokens);
+    return {
+      id: responseId,
+      conversation_id: conversation.id,
+      answer: finalized.answer,
+      citations: finalized.citations,
+      model: { backend: model.backend, id: model.modelId },
+      prompt: { name: prompt.name, sha256: prompt.sha256 },
+      timings: { features_ms: timings.features_ms, retrieve_ms: timings.retrieve_ms, generate_ms: timings.generate_ms, total_ms: timings.total_ms },
+      usage: { prompt_tokens: result.promptTokens, completion_tokens: result.completionTokens },
+      finish_reason: result.finishReason,
+      retrieval_mode: retrieval.mode,
+    };
+  } catch (caught) {
+    const cancelled = opts.signal.aborted || caught instanceof CancelledError;
+    const err = cancelled && !(caught instanceof CancelledError) ? new CancelledError('the request was cancelled', { cause: caught }) : caught;
+    timings.total_ms = since(t0);
+    const status = cancelled ? 'cancelled' : 'error';
+    try {
+      writePredictionLog(db, record(status, err));
+    } catch (logErr) {
+      // The original error is what the client must see; the lost row is loud in the server log.
+      logger.error('prediction log write failed', { response_id: responseId, error: (logErr as Error).message });
+    }
+    deps.metrics?.answers.inc({ endpoint: input.endpoint, status });
+    throw err;
+  }
+}
+
+/** Online features, or {} (with a warning) when the store fails: features never break chat. */
+function readOnlineFeatures(deps: AnswerDeps, userId: number, logger: Logger): Record<string, FeatureValue> {
+  if (!deps.features) return {};
+  try {
+    return deps.features.getOnlineFeatures(userId);
+  } catch (err) {
+    logger.warn('feature store read failed; answering without features', { user_id: userId, error: (err as Error).message });
+    return {};
+  }
+}
+
+function safeOnDemand(db: Db, input: TurnInput, conversation: ConversationState, model: ChatModel, logger: Logger): Record<string, unknown> {
+  try {
+    const previousMessageAt = db
+      .prepare("SELECT max(created_at) FROM messages WHERE user_id = ? AND role = 'user'")
+      .pluck()
+      .get(input.user.id) as string | null;
+    return { ...computeOnDemandFeatures({
+      message: input.message,
+      turnIndex: conversation.turnIndex,
+      previousMessageAt,
+      now: new Date(),
+      countTokens: (t: string) => model.countTokens(t),
+    }) };
+  } catch (err) {
+    logger.warn('on-demand features failed; answering without them', { error: (err as Error).message });
+    return {};
+  }
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

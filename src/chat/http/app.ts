@@ -1,0 +1,225 @@
+/**
+ * The chat HTTP server: `createApp(deps)` builds the Express 5 app from already-constructed
+ * components (see wiring.ts for how `mneme serve` builds them). Nothing here opens files or loads
+ * models, so tests build the app from real components of a temp data dir.
+ *
+ * Pipeline per request: metrics → (/healthz: no auth) → authenticate → shutdown gate → rate limit
+ * (per key) → JSON body (size limit) → route → errorHandler (the one error → status mapping).
+ */
+import express from 'express';
+import type { Express, RequestHandler } from 'express';
+import type { Config } from '../../core/config.ts';
+import type { Db } from '../../core/db.ts';
+import { NotFoundError, UnavailableError } from '../../core/errors.ts';
+import type { ChatModel, GenerateRequest, GenerateResult } from '../../core/llm/types.ts';
+import type { PromptTemplate } from '../../core/prompts.ts';
+import type { FeatureReader } from '../../features/types.ts';
+import type { AnswerDeps } from '../answer.ts';
+import type { Logger } from '../log.ts';
+import { silentLogger } from '../log.ts';
+import { ChatMetrics } from '../metrics.ts';
+import { TokenBucketLimiter } from '../rate-limit.ts';
+import type { Retriever } from '../types.ts';
+import { authenticate, currentUser } from './auth.ts';
+import { errorHandler } from './errors.ts';
+import { chatRoutes } from './routes/chat.ts';
+import { completionsRoutes } from './routes/completions.ts';
+import { feedbackRoutes } from './routes/feedback.ts';
+import { healthRoutes } from './routes/health.ts';
+import { meRoutes } from './routes/me.ts';
+import { metricsRoutes } from './routes/metrics.ts';
+
+/** The generation queue as the app sees it (GenerationQueue in production). */
+export interface GenerationQueueLike {
+  run(req: GenerateRequest): Promise<GenerateResult>;
+  /** Requests waiting. */
+  depth(): number;
+  /** Requests generating now. */
+  active(): number;
+}
+
+/** The feature store as the app sees it: online reads, plus erasure when a user deletes themselves. */
+export interface FeatureStoreLike extends FeatureReader {
+  eraseUser?(userId: number): unknown;
+}
+
+/** What /healthz reports about retrieval; read at request time. */
+export interface VectorInfo {
+  embedder: { model_id: string; dimension: number } | null;
+  /** Live vectors in the loaded HNSW index, null without an embedder. */
+  vectors(): number | null;
+}
+
+export interface AppDeps {
+  db: Db;
+  config: Config;
+  retriever: Retriever;
+  model: ChatModel;
+  queue: GenerationQueueLike;
+  /** The 'answer' template (from PromptStore.get('answer')). */
+  prompt: PromptTemplate;
+  /** Optional: without it chat works, unpersonalized, and /v1/me/features returns {}. */
+  features?: FeatureStoreLike | undefined;
+  /** For /healthz; default: no embedder. */
+  vectors?: VectorInfo | undefined;
+  /** Default: a fresh ChatMetrics. */
+  metrics?: ChatMetrics | undefined;
+  /** Default: silent. */
+  logger?: Logger | undefined;
+  /** Default: a TokenBucketLimiter at config.server.rateLimitPerMin. */
+  rateLimiter?: TokenBucketLimiter | undefined;
+  /** Tracks running answers for graceful shutdown; default: a fresh one (`app.locals.inflight`). */
+  inflight?: InFlight | undefined;
+}
+
+/** Running answers, so shutdown can wait for them or cancel them. */
+export class InFlight {
+  private readonly controllers = new Set<AbortController>();
+  private waiters: Array<() => void> = [];
+  private closing = false;
+
+  /** Registers a request's controller; call the returned function when the request ends. */
+  add(controller: AbortController): () => void {
+    this.controllers.add(controller);
+    return () => {
+      this.controllers.delete(controller);
+      if (this.controllers.size === 0) {
+        const w = this.waiters;
+        this.waiters = [];
+        for (const fn of w) fn();
+      }
+    };
+  }
+
+  size(): number {
+    return this.controllers.size;
+  }
+
+  /** True once `beginShutdown` ran: new requests get 503 shutting_down. */
+  get shuttingDown(): boolean {
+    return this.closing;
+  }
+
+  beginShutdown(): void {
+    this.closing = true;
+  }
+
+  /** Resolves true when every running answer finished, false after `timeoutMs`. */
+  idle(timeoutMs: number): Promise<boolean> {
+    if (this.controllers.size === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== done);
+        resolve(false);
+      }, timeoutMs);
+      const done = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      this.waiters.push(done);
+    });
+  }
+
+  /** Aborts every running answer (each logs a 'cancelled' row). */
+  abortAll(reason: string): void {
+    for (const c of this.controllers) c.abort(new Error(reason));
+  }
+}
+
+/** Everything a route module needs, defaults resolved. */
+export interface AppContext {
+  deps: AppDeps;
+  answerDeps: AnswerDeps;
+  metrics: ChatMetrics;
+  logger: Logger;
+  inflight: InFlight;
+}
+
+/** Route labels for metrics: the fixed set of paths (anything else is "other", bounding cardinality). */
+export const ROUTES = ['/v1/chat', '/v1/chat/completions', '/v1/feedback', '/v1/me', '/v1/me/features', '/healthz', '/metrics'] as const;
+
+function routeLabel(path: string): string {
+  return (ROUTES as readonly string[]).includes(path) ? path : 'other';
+}
+
+/** Observes request count + latency per route, method and status (499: the client went away first). */
+function metricsMiddleware(metrics: ChatMetrics): RequestHandler {
+  return (req, res, next) => {
+    const t0 = performance.now();
+    let done = false;
+    const observe = (status: number) => {
+      if (done) return;
+      done = true;
+      const labels = { route: routeLabel(req.path), method: req.method, status: String(status) };
+      metrics.httpRequests.inc(labels);
+      metrics.httpDuration.observe(labels, (performance.now() - t0) / 1000);
+    };
+    res.once('finish', () => observe(res.statusCode));
+    res.once('close', () => observe(res.writableFinished ? res.statusCode : 499));
+    next();
+  };
+}
+
+/**
+ * Builds the app. Register the returned app with `app.listen(port, host)`; `app.locals.inflight`
+ * is the InFlight tracker used for graceful shutdown.
+ */
+export function createApp(deps: AppDeps): Express {
+  const metrics = deps.metrics ?? new ChatMetrics();
+  const logger = deps.logger ?? silentLogger;
+  const inflight = deps.inflight ?? new InFlight();
+  const limiter = deps.rateLimiter ?? new TokenBucketLimiter({ perMinute: deps.config.server.rateLimitPerMin });
+  metrics.observeQueue(deps.queue);
+  metrics.observeModel(deps.model);
+
+  const ctx: AppContext = {
+    deps,
+    metrics,
+    logger,
+    inflight,
+    answerDeps: {
+      db: deps.db,
+      retriever: deps.retriever,
+      model: deps.model,
+      generator: deps.queue,
+      prompt: deps.prompt,
+      config: deps.config,
+      features: deps.features,
+      metrics,
+      logger,
+    },
+  };
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.locals.inflight = inflight;
+  app.use(metricsMiddleware(metrics));
+  app.use(healthRoutes(ctx));
+
+  app.use(authenticate(deps.db));
+  app.use((_req, _res, next) => {
+    next(inflight.shuttingDown ? new UnavailableError('shutting_down', 'the server is shutting down', 5) : undefined);
+  });
+  app.use((_req, res, next) => {
+    try {
+      limiter.consume(`user:${currentUser(res).id}`);
+      next();
+    } catch (err) {
+      next(err);
+    }
+  });
+  // Only JSON bodies are parsed; anything else leaves req.body undefined and the route's validation
+  // answers 400. The limit makes body-parser fail with 413 before reading a huge body.
+  app.use(express.json({ limit: deps.config.server.bodyLimitBytes, type: ['application/json', 'application/*+json'] }));
+
+  app.use(chatRoutes(ctx));
+  app.use(completionsRoutes(ctx));
+  app.use(feedbackRoutes(ctx));
+  app.use(meRoutes(ctx));
+  app.use(metricsRoutes(ctx));
+  app.use((req, _res, next) => {
+    next(new NotFoundError(`no route ${req.method} ${req.path}`));
+  });
+  app.use(errorHandler(logger));
+  return app;
+}

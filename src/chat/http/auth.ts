@@ -1,0 +1,52 @@
+/**
+ * Bearer-key authentication. Every route except /healthz runs `authenticate`: it reads
+ * `Authorization: Bearer <key>`, looks the sha256 of the key up among live users and puts the user on
+ * `res.locals.user`. A missing, malformed, unknown, revoked or deleted key is a 401 (the same answer
+ * for all of them, so the API never tells which keys exist). `requireAdmin` then 403s non-admins.
+ */
+import type { RequestHandler, Response } from 'express';
+import type { Db } from '../../core/db.ts';
+import { AuthError, ForbiddenError, InternalError } from '../../core/errors.ts';
+import type { User } from '../users.ts';
+import { findUserByApiKey } from '../users.ts';
+
+/** Longest Authorization header value considered, in characters (real keys are ~46). */
+const MAX_AUTH_HEADER_CHARS = 512;
+const BEARER = /^Bearer[ \t]+([A-Za-z0-9._~+/=-]+)[ \t]*$/i;
+
+/** The key in an Authorization header value, or null. Pure. */
+export function parseBearer(header: string | undefined): string | null {
+  if (!header || header.length > MAX_AUTH_HEADER_CHARS) return null;
+  const m = BEARER.exec(header);
+  return m?.[1] ?? null;
+}
+
+/** Middleware: authenticates the request or fails it with AuthError (401). */
+export function authenticate(db: Db): RequestHandler {
+  return (req, res, next) => {
+    const key = parseBearer(req.get('authorization'));
+    const user = key ? findUserByApiKey(db, key) : null;
+    if (!user) {
+      res.setHeader('WWW-Authenticate', 'Bearer realm="mneme"');
+      next(new AuthError());
+      return;
+    }
+    res.locals.user = user;
+    next();
+  };
+}
+
+/** Middleware (after `authenticate`): ForbiddenError (403) unless the user is an admin. */
+export const requireAdmin: RequestHandler = (_req, res, next) => {
+  next(currentUser(res).isAdmin ? undefined : new ForbiddenError('this route needs an admin API key'));
+};
+
+/**
+ * The authenticated user of this request.
+ * @throws InternalError when called on a route without `authenticate` (a wiring bug).
+ */
+export function currentUser(res: Response): User {
+  const user = res.locals.user as User | undefined;
+  if (!user) throw new InternalError('route used without authentication');
+  return user;
+}

@@ -1,0 +1,113 @@
+/**
+ * Builds everything `createApp` needs from a Config, the way `mneme serve` runs it: SQLite, the
+ * embedder + HNSW generation (src/core/deps.ts), the hybrid retriever, the 'answer' prompt, the chat
+ * model behind a bounded generation queue, and the SQLite feature store. `close()` releases it all
+ * in reverse order (the database last, so its WAL is checkpointed after the final log rows).
+ */
+import type { Config } from '../../core/config.ts';
+import type { Db } from '../../core/db.ts';
+import { openDatabase, openVectorStack } from '../../core/deps.ts';
+import type { VectorStack } from '../../core/deps.ts';
+import { createChatModel } from '../../core/llm/index.ts';
+import type { ChatModel } from '../../core/llm/types.ts';
+import { PROMPTS_DIR, PromptStore } from '../../core/prompts.ts';
+import { SqliteFeatureStore } from '../../features/store.ts';
+import type { Logger } from '../log.ts';
+import { silentLogger } from '../log.ts';
+import { ChatMetrics } from '../metrics.ts';
+import { GenerationQueue } from '../queue.ts';
+import { HybridRetriever } from '../retrieve.ts';
+import type { AppDeps } from './app.ts';
+import { InFlight } from './app.ts';
+
+/** The prompt template chat answers with. */
+export const ANSWER_PROMPT = 'answer';
+
+/**
+ * Generations run at once, per backend. A local model (gguf, transformers) saturates the cores with
+ * one generation, so more would only slow each down; an OpenAI-compatible server batches parallel
+ * requests itself (llama.cpp slots, vLLM); the extractive backend costs microseconds of CPU per word
+ * but yields to the event loop between words, so a concurrency of 1 would make the queue, not the
+ * CPU, the bottleneck (bench/chat-throughput.ts: 18 req/s at concurrency 1).
+ */
+export const GENERATION_CONCURRENCY: Readonly<Record<string, number>> = { extractive: 64, openai: 4, gguf: 1, transformers: 1 };
+/** For a backend missing from GENERATION_CONCURRENCY. */
+export const DEFAULT_GENERATION_CONCURRENCY = 1;
+
+/** Generations allowed at once for `backend`. */
+export function generationConcurrency(backend: string): number {
+  return GENERATION_CONCURRENCY[backend] ?? DEFAULT_GENERATION_CONCURRENCY;
+}
+
+export interface ServerDeps extends AppDeps {
+  queue: GenerationQueue;
+  features: SqliteFeatureStore;
+  metrics: ChatMetrics;
+  inflight: InFlight;
+  /** Things the operator should know (BM25-only, repaired index...). */
+  warnings: string[];
+  /** Closes the model, the embedder and the database (in that order). Idempotent. */
+  close(): Promise<void>;
+}
+
+export interface BuildServerDepsOptions {
+  /** Prompt directory. Default PROMPTS_DIR (the repository's prompts/). */
+  promptsDir?: string;
+  logger?: Logger;
+}
+
+/**
+ * Opens and loads everything for `mneme serve`.
+ * @throws ConfigError (bad prompt template, bad MNEME_LLM, unopenable database), ConflictError (the
+ * data dir's index uses another embedding model), ModelLoadError. Whatever was opened before the
+ * failure is closed again.
+ */
+export async function buildServerDeps(config: Config, options: BuildServerDepsOptions = {}): Promise<ServerDeps> {
+  const logger = options.logger ?? silentLogger;
+  const db: Db = openDatabase(config);
+  let stack: VectorStack | null = null;
+  let model: ChatModel | null = null;
+  try {
+    // Templates first: a broken prompt should fail the start before any model loads.
+    const prompt = PromptStore.load(options.promptsDir ?? PROMPTS_DIR).get(ANSWER_PROMPT);
+    stack = await openVectorStack(db, config);
+    const retriever = new HybridRetriever({ db, embedder: stack.embedder, index: stack.index });
+    model = await createChatModel(config);
+    const queue = new GenerationQueue({ model, maxQueued: config.server.queueMax, concurrency: generationConcurrency(model.backend) });
+    const features = new SqliteFeatureStore({ db });
+    const index = stack.index;
+    const embedder = stack.embedder;
+    let closed = false;
+    const ownedModel = model;
+    const ownedStack = stack;
+    return {
+      db,
+      config,
+      retriever,
+      model,
+      queue,
+      prompt,
+      features,
+      vectors: {
+        embedder: embedder ? { model_id: embedder.info.modelId, dimension: embedder.info.dimension } : null,
+        vectors: () => (index ? index.hnsw.size() : null),
+      },
+      metrics: new ChatMetrics(),
+      logger,
+      inflight: new InFlight(),
+      warnings: [...stack.warnings],
+      async close() {
+        if (closed) return;
+        closed = true;
+        await ownedModel.close().catch((err: unknown) => logger.warn('closing the chat model failed', { error: String(err) }));
+        await ownedStack.embedder?.close().catch((err: unknown) => logger.warn('closing the embedder failed', { error: String(err) }));
+        db.close();
+      },
+    };
+  } catch (err) {
+    await model?.close().catch(() => {});
+    await stack?.embedder?.close().catch(() => {});
+    db.close();
+    throw err;
+  }
+}

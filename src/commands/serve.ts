@@ -1,0 +1,135 @@
+/**
+ * `mneme serve [--port N] [--host H]`: the chat HTTP server (defaults MNEME_PORT / MNEME_HOST).
+ * Prints the URL once listening, runs the feature materializer every MNEME_FEATURES_INTERVAL_S, and
+ * shuts down gracefully on SIGINT/SIGTERM:
+ *   stop accepting (new requests on open connections get 503 shutting_down) → let running answers
+ *   finish for up to SHUTDOWN_GRACE_MS → cancel the rest (each still writes its 'cancelled'
+ *   prediction-log row) → close connections, the model, the embedder and SQLite → exit 0.
+ * A second signal skips the grace period.
+ */
+import type { Server } from 'node:http';
+import { z } from 'zod';
+import { loadConfig } from '../core/config.ts';
+import type { Config } from '../core/config.ts';
+import { createApp } from '../chat/http/app.ts';
+import { buildServerDeps } from '../chat/http/wiring.ts';
+import type { ServerDeps } from '../chat/http/wiring.ts';
+import { jsonLineLogger } from '../chat/log.ts';
+import type { Logger } from '../chat/log.ts';
+import { startFeatureScheduler } from '../features/materialize.ts';
+import { parseCommandArgs } from './args.ts';
+import type { Command, CommandIo } from './types.ts';
+
+/** How long running answers may take to finish after a shutdown signal, in ms. */
+export const SHUTDOWN_GRACE_MS = 10_000;
+/** After cancelling, how long to wait for the cancelled answers to log their rows, in ms. */
+export const SHUTDOWN_CANCEL_WAIT_MS = 2_000;
+
+export interface StartServerOptions {
+  /** Operational log (default: JSON lines on io.stderr). */
+  logger?: Logger;
+  /** Grace period for running answers, in ms. Default SHUTDOWN_GRACE_MS. */
+  graceMs?: number;
+  /** Prebuilt dependencies (tests); default buildServerDeps(config). */
+  deps?: ServerDeps;
+}
+
+export interface RunningServer {
+  /** http://host:port actually bound (port 0 resolved). */
+  url: string;
+  server: Server;
+  deps: ServerDeps;
+  /** Graceful shutdown (idempotent; concurrent calls share one run). `force` skips the grace period. */
+  shutdown(opts?: { force?: boolean }): Promise<void>;
+}
+
+/** Builds the deps, listens, starts the feature scheduler. Resolves once listening. */
+export async function startServer(config: Config, io: CommandIo, options: StartServerOptions = {}): Promise<RunningServer> {
+  const logger = options.logger ?? jsonLineLogger(io.stderr);
+  const deps = options.deps ?? (await buildServerDeps(config, { logger }));
+  const graceMs = options.graceMs ?? SHUTDOWN_GRACE_MS;
+  for (const w of deps.warnings) io.stderr.write(`warning: ${w}\n`);
+  const app = createApp({ ...deps, logger });
+  let server: Server;
+  try {
+    server = await new Promise<Server>((resolve, reject) => {
+      const s = app.listen(config.server.port, config.server.host, (err?: Error) => (err ? reject(err) : resolve(s)));
+      s.once('error', reject);
+    });
+  } catch (err) {
+    await deps.close();
+    throw err;
+  }
+  const addr = server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : config.server.port;
+  const host = config.server.host.includes(':') ? `[${config.server.host}]` : config.server.host;
+  const url = `http://${host}:${port}`;
+
+  const scheduler = startFeatureScheduler(deps.db, config.featuresIntervalSeconds, (err) =>
+    logger.error('feature materialization failed', { error: (err as Error).message }),
+  );
+
+  let shuttingDown: Promise<void> | null = null;
+  let forced = false;
+  const shutdown = (opts: { force?: boolean } = {}): Promise<void> => {
+    if (opts.force && !forced) {
+      forced = true;
+      deps.inflight.abortAll('server shutting down');
+    }
+    shuttingDown ??= (async () => {
+      logger.info('shutting down', { running_answers: deps.inflight.size() });
+      deps.inflight.beginShutdown();
+      scheduler.stop();
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      if (!(await deps.inflight.idle(forced ? 0 : graceMs))) {
+        logger.warn('grace period over: cancelling running answers', { running_answers: deps.inflight.size() });
+        deps.inflight.abortAll('server shutting down');
+        await deps.inflight.idle(SHUTDOWN_CANCEL_WAIT_MS);
+      }
+      await deps.queue.close({ cancelInFlight: true });
+      server.closeAllConnections();
+      await closed;
+      await deps.close();
+      logger.info('stopped');
+    })();
+    return shuttingDown;
+  };
+  return { url, server, deps, shutdown };
+}
+
+const schema = z.object({
+  'data-dir': z.string().optional(),
+  json: z.boolean(),
+  port: z.coerce.number().int().min(0).max(65_535).optional(),
+  host: z.string().min(1).optional(),
+});
+
+export const serveCommand: Command = {
+  name: 'serve',
+  usage: 'serve [--port N] [--host H]',
+  async run(args, io) {
+    const opts = parseCommandArgs('serve', args, { port: { type: 'string' }, host: { type: 'string' } }, schema);
+    const config = loadConfig(io.env, { dataDir: opts['data-dir'], port: opts.port, host: opts.host });
+    const running = await startServer(config, io);
+    const { model } = running.deps;
+    io.stdout.write(
+      `mneme listening on ${running.url} (chat model: ${model.backend} ${model.modelId}; retrieval: ${running.deps.vectors?.embedder ? 'hybrid' : 'BM25 only'})\n`,
+    );
+    await new Promise<void>((resolve) => {
+      let signals = 0;
+      const onSignal = (signal: NodeJS.Signals) => {
+        signals++;
+        io.stderr.write(signals === 1 ? `\n${signal}: shutting down (again to cancel running answers)\n` : `${signal}: cancelling running answers\n`);
+        running.shutdown({ force: signals > 1 }).then(() => {
+          process.off('SIGINT', onSignal);
+          process.off('SIGTERM', onSignal);
+          resolve();
+        }, resolve);
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+    });
+    return 0;
+  },
+};

@@ -1,0 +1,70 @@
+/**
+ * `mneme users create --name NAME [--admin] [--json]` prints the new API key once (it is stored only
+ * as a hash); `users delete --name NAME [--json]` erases the user with their conversations, logs,
+ * feedback and features; `users list [--json]`.
+ */
+import { z } from 'zod';
+import { loadConfig } from '../core/config.ts';
+import { openDatabase } from '../core/deps.ts';
+import { ValidationError } from '../core/errors.ts';
+import { createUser, deleteUserByName, listUsers, userNameSchema } from '../chat/users.ts';
+import { parseCommandArgs, printJson } from './args.ts';
+import type { Command } from './types.ts';
+
+const SUBCOMMANDS = ['create', 'delete', 'list'] as const;
+
+const schema = z.object({
+  'data-dir': z.string().optional(),
+  json: z.boolean(),
+  name: userNameSchema.optional(),
+  admin: z.boolean().default(false),
+});
+
+export const usersCommand: Command = {
+  name: 'users',
+  usage: 'users create --name NAME [--admin] [--json] | users delete --name NAME [--json] | users list [--json]',
+  async run(args, io) {
+    const opts = parseCommandArgs('users', args, { name: { type: 'string' }, admin: { type: 'boolean' } }, schema, true);
+    const [sub, ...extra] = opts.positionals;
+    if (!sub || !(SUBCOMMANDS as readonly string[]).includes(sub) || extra.length > 0) {
+      throw new ValidationError(`users: expected one of ${SUBCOMMANDS.join(', ')}`);
+    }
+    if (sub !== 'list' && !opts.name) throw new ValidationError(`users ${sub}: --name is required`);
+    if (sub !== 'create' && opts.admin) throw new ValidationError(`users ${sub}: --admin only applies to create`);
+    const config = loadConfig(io.env, { dataDir: opts['data-dir'] });
+    const db = openDatabase(config);
+    try {
+      if (sub === 'create') {
+        const { user, apiKey } = createUser(db, { name: opts.name!, admin: opts.admin });
+        if (opts.json) printJson(io.stdout, { name: user.name, api_key: apiKey, admin: user.isAdmin });
+        else {
+          io.stdout.write(`created ${user.isAdmin ? 'admin ' : ''}user ${user.name}\n`);
+          io.stdout.write(`API key (shown once, store it now): ${apiKey}\n`);
+        }
+        return 0;
+      }
+      if (sub === 'delete') {
+        const { user, erased } = deleteUserByName(db, opts.name!);
+        if (opts.json) printJson(io.stdout, { name: user.name, deleted: true, erased });
+        else {
+          const parts = Object.entries(erased)
+            .filter(([, n]) => n > 0)
+            .map(([t, n]) => `${n} ${t}`);
+          io.stdout.write(`deleted user ${user.name}${parts.length ? ` (erased ${parts.join(', ')})` : ''}\n`);
+        }
+        return 0;
+      }
+      const users = listUsers(db);
+      if (opts.json) {
+        printJson(
+          io.stdout,
+          users.map((u) => ({ name: u.name, admin: u.isAdmin, key_prefix: u.keyPrefix, created_at: u.createdAt })),
+        );
+      } else if (users.length === 0) io.stdout.write('no users (create one with `mneme users create --name NAME`)\n');
+      else for (const u of users) io.stdout.write(`${u.name}${u.isAdmin ? ' (admin)' : ''}  key ${u.keyPrefix}…  created ${u.createdAt}\n`);
+      return 0;
+    } finally {
+      db.close();
+    }
+  },
+};

@@ -1,0 +1,110 @@
+/**
+ * Users and erasure: `mneme users create/delete/list`, DELETE /v1/me erasing every row of the caller
+ * (in every table with a user_id, features included) and nothing of anyone else.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tablesWithUserId } from '../../src/chat/users.ts';
+import { usersCommand } from '../../src/commands/users.ts';
+import { materializeFeatures } from '../../src/features/materialize.ts';
+import type { TestServer } from './http-helpers.ts';
+import { authHeaders, bufferIo, count, ingestFixtures, postJson, startTestServer, tempDir, testEnv } from './http-helpers.ts';
+
+describe('users and erasure', () => {
+  let env: Record<string, string>;
+  let srv: TestServer;
+
+  beforeAll(async () => {
+    env = testEnv(tempDir());
+    await ingestFixtures(env);
+    srv = await startTestServer(env);
+  });
+  afterAll(async () => {
+    await srv?.stop();
+  });
+
+  async function users(args: string[]) {
+    const io = bufferIo(env);
+    const code = await usersCommand.run(args, io);
+    return { code, out: io.out(), err: io.err() };
+  }
+
+  it('users create prints the key once (--json shape), stores only its hash, and the key works', async () => {
+    const r = await users(['create', '--name', 'frank', '--json']);
+    expect(r.code).toBe(0);
+    const created = JSON.parse(r.out.trim()) as { name: string; api_key: string; admin: boolean };
+    expect(created).toEqual({ name: 'frank', api_key: expect.stringMatching(/^mn_[A-Za-z0-9_-]{43}$/), admin: false });
+    const row = srv.deps.db.prepare('SELECT api_key_hash, key_prefix FROM users WHERE name = ?').get('frank') as { api_key_hash: string; key_prefix: string };
+    expect(row.api_key_hash).toMatch(/^[0-9a-f]{64}$/);
+    expect(JSON.stringify(srv.deps.db.prepare('SELECT * FROM users').all())).not.toContain(created.api_key);
+    const me = await fetch(`${srv.url}/v1/me/features`, { headers: authHeaders(created.api_key) });
+    expect(me.status).toBe(200);
+    expect((await me.json()).user).toBe('frank');
+
+    const admin = await users(['create', '--name', 'gina', '--admin']);
+    expect(admin.code).toBe(0);
+    expect(admin.out).toMatch(/API key \(shown once[^)]*\): mn_/);
+    const list = await users(['list', '--json']);
+    const listed = JSON.parse(list.out.trim()) as Array<{ name: string; admin: boolean; key_prefix: string }>;
+    expect(listed.map((u) => [u.name, u.admin])).toEqual([
+      ['frank', false],
+      ['gina', true],
+    ]);
+    expect(list.out).not.toContain(created.api_key);
+    await expect(users(['create', '--name', 'frank'])).rejects.toMatchObject({ code: 'conflict' });
+    await expect(users(['create', '--name', 'bad name!'])).rejects.toMatchObject({ code: 'invalid_request' });
+    await expect(users(['delete'])).rejects.toMatchObject({ code: 'invalid_request' });
+  });
+
+  it('users delete erases the user; their key is 401 afterwards', async () => {
+    const r = await users(['create', '--name', 'henry', '--json']);
+    const key = (JSON.parse(r.out.trim()) as { api_key: string }).api_key;
+    const a = await postJson(`${srv.url}/v1/chat`, key, { message: 'What is OrbiSync?' });
+    expect(a.status).toBe(200);
+    const id = srv.deps.db.prepare('SELECT id FROM users WHERE name = ?').pluck().get('henry') as number;
+    const del = await users(['delete', '--name', 'henry', '--json']);
+    expect(del.code).toBe(0);
+    expect(JSON.parse(del.out.trim())).toMatchObject({ name: 'henry', deleted: true, erased: { responses: 1, messages: 2, conversations: 1, users: 1 } });
+    for (const t of tablesWithUserId(srv.deps.db)) expect(count(srv.deps, t, 'user_id = ?', id), t).toBe(0);
+    const after = await postJson(`${srv.url}/v1/chat`, key, { message: 'What is OrbiSync?' });
+    expect(after.status).toBe(401);
+    await expect(users(['delete', '--name', 'henry'])).rejects.toMatchObject({ code: 'not_found' });
+  });
+
+  it('DELETE /v1/me erases every row of the caller in every table, and nothing of other users', async () => {
+    const ivy = srv.key('ivy');
+    const jack = srv.key('jack');
+    for (const key of [ivy, jack]) {
+      const first = await postJson(`${srv.url}/v1/chat`, key, { message: 'Which part number is the Halcyon X3 filter cartridge?' });
+      const second = await postJson(`${srv.url}/v1/chat`, key, { message: 'How long do I flush it?', conversation_id: first.body.conversation_id });
+      expect(second.status).toBe(200);
+      expect((await postJson(`${srv.url}/v1/feedback`, key, { response_id: first.body.id, rating: 1 })).status).toBe(201);
+      expect((await postJson(`${srv.url}/v1/feedback`, key, { response_id: second.body.id, rating: -1, correction: 'Five minutes.' })).status).toBe(201);
+    }
+    // Features for both users, materialized from their logs.
+    materializeFeatures(srv.deps.db);
+    const ivyId = srv.deps.db.prepare('SELECT id FROM users WHERE name = ?').pluck().get('ivy') as number;
+    const jackId = srv.deps.db.prepare('SELECT id FROM users WHERE name = ?').pluck().get('jack') as number;
+    const tables = tablesWithUserId(srv.deps.db);
+    expect(tables).toEqual(expect.arrayContaining(['conversations', 'messages', 'responses', 'feedback', 'feature_history', 'feature_online']));
+    const snapshot = (userId: number) => Object.fromEntries(tables.map((t) => [t, count(srv.deps, t, 'user_id = ?', userId)]));
+    const ivyBefore = snapshot(ivyId);
+    const jackBefore = snapshot(jackId);
+    for (const t of tables) expect(ivyBefore[t], `ivy has rows in ${t}`).toBeGreaterThan(0);
+    const features = await (await fetch(`${srv.url}/v1/me/features`, { headers: authHeaders(ivy) })).json();
+    expect(Object.keys(features.features).length).toBeGreaterThan(0);
+
+    const del = await fetch(`${srv.url}/v1/me`, { method: 'DELETE', headers: authHeaders(ivy) });
+    expect(del.status).toBe(200);
+    const body = await del.json();
+    expect(body).toMatchObject({ deleted: true, user: 'ivy', erased: { users: 1, responses: 2, feedback: 2, messages: 4, conversations: 1 } });
+
+    for (const t of tables) expect(count(srv.deps, t, 'user_id = ?', ivyId), t).toBe(0);
+    expect(count(srv.deps, 'users', 'id = ?', ivyId)).toBe(0);
+    expect(snapshot(jackId)).toEqual(jackBefore);
+    expect(count(srv.deps, 'users', 'id = ?', jackId)).toBe(1);
+    // The key is dead; the other user's still works.
+    expect((await fetch(`${srv.url}/v1/me/features`, { headers: authHeaders(ivy) })).status).toBe(401);
+    expect((await fetch(`${srv.url}/v1/me/features`, { headers: authHeaders(jack) })).status).toBe(200);
+    expect(srv.deps.db.prepare('PRAGMA foreign_key_check').all()).toEqual([]);
+  });
+});
