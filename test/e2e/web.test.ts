@@ -19,10 +19,6 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../src/chat/http/app.ts';
-import { authenticate } from '../../src/chat/http/auth.ts';
-import { errorHandler } from '../../src/chat/http/errors.ts';
-import { adminRouter } from '../../src/chat/http/routes/admin.ts';
-import { conversationsRouter } from '../../src/chat/http/routes/conversations.ts';
 import { CONTENT_SECURITY_POLICY, webRouter } from '../../src/chat/http/routes/web.ts';
 import { buildServerDeps } from '../../src/chat/http/wiring.ts';
 import type { ServerDeps } from '../../src/chat/http/wiring.ts';
@@ -49,29 +45,9 @@ The Zephyrine valve must be flushed every 90 days with warm water. Someone once 
 A Zephyrine valve that hisses needs a new <b>gasket</b> <img src=x onerror="window.__pwned = 2">, part ZV-9.
 `;
 
-/**
- * The app as `mneme serve` will mount it: pages before authentication, the conversations and
- * admin routers after it, createApp's API for everything else. createApp has no hook for extra
- * routers yet, so the authenticated routers run in front of it with the same authenticate +
- * errorHandler it uses.
- */
+/** The app exactly as `mneme serve` builds it, serving the pages built into `assetsDir`. */
 function composeApp(deps: ServerDeps, assetsDir: string): express.Express {
-  const outer = express();
-  outer.disable('x-powered-by');
-  outer.use(webRouter({ assetsDir }));
-  const mine = express.Router();
-  mine.use(authenticate(deps.db));
-  mine.use(conversationsRouter({ db: deps.db }));
-  mine.use(
-    adminRouter({ db: deps.db, queueDepth: () => deps.queue.depth(), queueActive: () => deps.queue.active(), model: deps.model, vectors: deps.vectors }),
-  );
-  outer.use((req, res, next) => {
-    if (req.path.startsWith('/v1/admin/') || req.path === '/v1/conversations' || req.path.startsWith('/v1/conversations/')) mine(req, res, next);
-    else next();
-  });
-  outer.use(createApp(deps));
-  outer.use(errorHandler());
-  return outer;
+  return createApp({ ...deps, webAssetsDir: assetsDir });
 }
 
 // --- WCAG contrast, computed from the page's real colors -------------------------------------

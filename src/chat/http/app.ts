@@ -22,7 +22,10 @@ import { TokenBucketLimiter } from '../rate-limit.ts';
 import type { Retriever } from '../types.ts';
 import { authenticate, currentUser } from './auth.ts';
 import { errorHandler } from './errors.ts';
+import { adminRouter } from './routes/admin.ts';
 import { chatRoutes } from './routes/chat.ts';
+import { conversationsRouter } from './routes/conversations.ts';
+import { webRouter } from './routes/web.ts';
 import { completionsRoutes } from './routes/completions.ts';
 import { feedbackRoutes } from './routes/feedback.ts';
 import { healthRoutes } from './routes/health.ts';
@@ -70,6 +73,8 @@ export interface AppDeps {
   rateLimiter?: TokenBucketLimiter | undefined;
   /** Tracks running answers for graceful shutdown; default: a fresh one (`app.locals.inflight`). */
   inflight?: InFlight | undefined;
+  /** Built web pages (`npm run build`); default DEFAULT_WEB_ASSETS_DIR (dist/web). */
+  webAssetsDir?: string | undefined;
 }
 
 /** Running answers, so shutdown can wait for them or cancel them. */
@@ -195,6 +200,8 @@ export function createApp(deps: AppDeps): Express {
   app.locals.inflight = inflight;
   app.use(metricsMiddleware(metrics));
   app.use(healthRoutes(ctx));
+  // Pages load before sign-in (a browser cannot send the key for them); their data routes need one.
+  app.use(webRouter({ assetsDir: deps.webAssetsDir }));
 
   app.use(authenticate(deps.db));
   app.use((_req, _res, next) => {
@@ -217,6 +224,17 @@ export function createApp(deps: AppDeps): Express {
   app.use(feedbackRoutes(ctx));
   app.use(meRoutes(ctx));
   app.use(metricsRoutes(ctx));
+  app.use(conversationsRouter({ db: deps.db }));
+  app.use(
+    adminRouter({
+      db: deps.db,
+      queueDepth: () => deps.queue.depth(),
+      queueActive: () => deps.queue.active(),
+      model: deps.model,
+      vectors: deps.vectors,
+      metrics,
+    }),
+  );
   app.use((req, _res, next) => {
     next(new NotFoundError(`no route ${req.method} ${req.path}`));
   });
