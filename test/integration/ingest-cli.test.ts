@@ -2,22 +2,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { beforeAll, describe, expect, it } from 'vitest';
+import type { IngestSummary as Summary } from '../../ingest/pipeline.ts';
 import { cliEnv, FIXTURE_DOCS, runCli, runCliAsync, tempDir, TINY_BERT } from '../helpers/cli.ts';
 
-interface Summary {
-  documents_seen: number;
-  documents_added: number;
-  documents_updated: number;
-  documents_unchanged: number;
-  documents_deleted: number;
-  documents_failed: number;
-  chunks_added: number;
-  chunks_deleted: number;
-  chunks_embedded: number;
-  seconds: number;
-  failed: Array<{ path: string; reason: string; message: string }>;
-  skipped: Array<{ path: string; reason: string }>;
-}
 
 function copyCorpus(): string {
   const dir = tempDir('mneme-corpus-');
