@@ -16,7 +16,7 @@ import { blobToVector, corpusVersion } from '../core/db.ts';
 import type { Embedder } from '../core/embedder.ts';
 import { ValidationError } from '../core/errors.ts';
 import type { IndexMeta } from '../core/index-store.ts';
-import { reconcile } from '../core/index-store.ts';
+import { activeIndexMeta, reconcile } from '../core/index-store.ts';
 import type { HnswVectorIndex } from '../core/vector-index.ts';
 import { toFtsQuery } from './fts-query.ts';
 import type { PersonalizationSignals, RetrieveRequest, RetrieveResult, RetrievedChunk, Retriever } from './types.ts';
@@ -332,7 +332,8 @@ const elapsed = (t0: number) => performance.now() - t0;
 export class HybridRetriever implements Retriever {
   private readonly db: Db;
   private readonly embedder: Embedder | null;
-  private readonly index: { meta: IndexMeta; hnsw: HnswVectorIndex } | null;
+  /** Set to null when `reindex --model` activates another generation: its model is not loaded here. */
+  private index: { meta: IndexMeta; hnsw: HnswVectorIndex } | null;
   private readonly syncIntervalMs: number;
   private version: number;
   private lastSyncCheck = 0;
@@ -412,6 +413,12 @@ export class HybridRetriever implements Retriever {
       // Read the version first: a write landing after this read bumps it again, so the next sync
       // reconciles once more (reconcile is idempotent), and nothing is ever missed.
       const v = corpusVersion(this.db);
+      if (this.index && activeIndexMeta(this.db)?.generation !== this.index.meta.generation) {
+        // Another model's index became active (`mneme reindex --model`): reconciling would empty
+        // this one as the old vectors are deleted, and queries cannot be embedded with the new model
+        // without loading it. Serve BM25 only until the restart that loads it.
+        this.index = null;
+      }
       if (this.index) reconcile(this.db, this.index.hnsw, this.index.meta.model_id);
       return v;
     })();

@@ -371,3 +371,28 @@ describe('HybridRetriever on the ingested fixture corpus', () => {
     expect(r.chunks[0]!.denseRank).not.toBeNull();
   });
 });
+
+describe('an index generation switched by `reindex --model` while serving', () => {
+  it('falls back to BM25 instead of emptying the old index, until a restart loads the new model', async () => {
+    const { reindexCommand } = await import('../../../src/commands/reindex.ts');
+    const { Writable } = await import('node:stream');
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mneme-regen-'));
+    const config = loadConfig({ MNEME_EMBED_MODEL: TINY_BERT, MNEME_DATA_DIR: dataDir, MNEME_OFFLINE: '1' });
+    const db = openDb(config.dbFile);
+    const stack = await openVectorStack(db, config);
+    const vectors = async () => stack;
+    await runIngest({ db, dataDir, paths: [FIXTURE_DOCS], collection: 'default', prune: false, maxFileBytes: config.maxFileBytes, vectors, configuredModel: config.embed.model });
+    const retriever = new HybridRetriever({ db, embedder: stack.embedder, index: stack.index, syncIntervalMs: 0 });
+    expect((await retriever.retrieve({ query: 'E-417 flow sensor', topK: 3 })).mode).toBe('hybrid');
+    const other = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'mneme-model-')), 'other-bert');
+    fs.cpSync(TINY_BERT, other, { recursive: true });
+    const sink = new Writable({ write: (_c, _e, cb) => cb() });
+    const code = await reindexCommand.run(['--model', other, '--data-dir', dataDir], { stdout: sink, stderr: sink, env: { MNEME_OFFLINE: '1' }, isTty: false });
+    expect(code).toBe(0);
+    const after = await retriever.retrieve({ query: 'E-417 flow sensor', topK: 3 });
+    expect(after.mode).toBe('bm25');
+    expect(after.chunks[0]?.source).toContain('halcyon-x3-manual.md');
+    await stack.embedder?.close();
+    db.close();
+  });
+});
