@@ -6,7 +6,7 @@
  * Walks the issue's scenario: a wrong key, sign in, ask, see streamed text and a citation, open it,
  * rate the answer with a correction, see it on /admin; HTML in answers/questions/documents shown as
  * text; a revoked key returns to sign-in; the features panel; erase my data; keyboard use; text
- * contrast; a phone-sized window. Saves docs/screenshots/{chat,admin,chat-phone}.png.
+ * contrast; a phone-sized window. Takes screenshots of both pages (see SCREENSHOTS).
  *
  * Needs chromium: MNEME_CHROMIUM_PATH (default /usr/bin/chromium; `.ci/run` installs Debian's).
  */
@@ -32,7 +32,11 @@ import { FIXTURE_DOCS, REPO, bufferIo, startFakeLlm, tempDir, testEnv } from '..
 
 const CHROMIUM_PATH = loadConfig({ MNEME_CHROMIUM_PATH: process.env.MNEME_CHROMIUM_PATH }).chromiumPath;
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-const SCREENSHOTS = path.join(REPO, 'docs/screenshots');
+/**
+ * Screenshots go to the README's docs/screenshots only when asked (`MNEME_UPDATE_SCREENSHOTS=1 npx
+ * vitest run test/e2e`), so a test run never modifies tracked files; otherwise to a temp dir.
+ */
+const SCREENSHOTS = process.env.MNEME_UPDATE_SCREENSHOTS === '1' ? path.join(REPO, 'docs/screenshots') : tempDir();
 const DESKTOP = { width: 1280, height: 820 };
 const PHONE = { width: 390, height: 844 };
 /** Longest wait for one UI step, in ms (the extractive answer takes well under a second). */
