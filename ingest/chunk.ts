@@ -1,13 +1,17 @@
 /**
  * Chunker: LoadedDocument → ChunkDraft[]. Pure and deterministic (same input → identical output).
  *
- * Each section is split on its own with LangChain's RecursiveCharacterTextSplitter (markdown-aware
- * separators for markdown), so a chunk never spans two sections and has exactly one heading path.
+ * Consecutive small sections are first packed together while they fit one chunk (their own headings
+ * kept as lines in the text, the chunk's heading path being the deepest path they share), so a
+ * document of many short sections does not turn into many tiny chunks: fewer, fuller chunks embed
+ * faster and carry more context. Each packed or large section is then split on its own with
+ * LangChain's RecursiveCharacterTextSplitter (markdown-aware separators for markdown), so a chunk
+ * never spans two unrelated large sections.
  * Sizes are measured in UTF-16 code units ("chars", JavaScript's `string.length`).
  */
 import { RecursiveCharacterTextSplitter } from '@langchain/textsplitters';
 import { ValidationError } from '../src/core/errors.ts';
-import type { ChunkDraft, LoadedDocument, TokenCounter } from './types.ts';
+import type { ChunkDraft, LoadedDocument, Section, TokenCounter } from './types.ts';
 
 /** Default maximum chunk length, in chars. Around 200–250 BERT tokens of English: fits a 512-token embedder. */
 export const CHUNK_SIZE_CHARS = 1000;
@@ -48,13 +52,55 @@ export async function chunkDocument(doc: LoadedDocument, countTokens: TokenCount
       : new RecursiveCharacterTextSplitter({ chunkSize: sizeChars, chunkOverlap: overlapChars });
 
   const chunks: ChunkDraft[] = [];
-  for (const section of doc.sections) {
+  for (const section of packSections(doc.sections, sizeChars)) {
     const headingPath = section.headingPath.join(HEADING_PATH_SEPARATOR);
     for (const text of await splitSection(splitter, section.text, sizeChars, overlapChars)) {
       chunks.push({ ord: chunks.length, text, headingPath, tokenCount: countTokens(text) });
     }
   }
   return chunks;
+}
+
+/** A heading written into packed text as a line of its own (markdown style, so it reads as one). */
+function headingLine(path: readonly string[], depth: number): string {
+  return `${'#'.repeat(Math.min(depth + 1, 6))} ${path.slice(depth).join(HEADING_PATH_SEPARATOR)}`;
+}
+
+function commonPrefix(a: readonly string[], b: readonly string[]): string[] {
+  let i = 0;
+  while (i < a.length && i < b.length && a[i] === b[i]) i++;
+  return a.slice(0, i);
+}
+
+/**
+ * Packs runs of consecutive sections whose combined text (with their headings as lines) fits
+ * `sizeChars` into one section under their shared heading path. Sections that do not fit stay alone.
+ * Pure and order-preserving.
+ */
+export function packSections(sections: readonly Section[], sizeChars: number): Section[] {
+  const out: Section[] = [];
+  let run: Section[] = [];
+  const render = (members: Section[]): Section => {
+    if (members.length === 1) return members[0]!;
+    const shared = members.map((m) => m.headingPath).reduce((a, b) => commonPrefix(a, b));
+    const text = members
+      .map((m) => (m.headingPath.length > shared.length ? `${headingLine(m.headingPath, shared.length)}\n\n${m.text}` : m.text))
+      .join('\n\n');
+    return { headingPath: shared, text };
+  };
+  for (const section of sections) {
+    // Nothing to index, and it must not leave a bare heading line behind.
+    if (section.text.trim() === '') continue;
+    const candidate = [...run, section];
+    if (run.length > 0 && render(candidate).text.length > sizeChars) {
+      out.push(render(run));
+      run = [section];
+    } else {
+      run = candidate;
+    }
+  }
+  if (run.length > 0) out.push(render(run));
+  return out;
 }
 
 function resolveSizes(opts: ChunkOptions): { sizeChars: number; overlapChars: number } {
