@@ -52,7 +52,9 @@ export async function chunkDocument(doc: LoadedDocument, countTokens: TokenCount
       : new RecursiveCharacterTextSplitter({ chunkSize: sizeChars, chunkOverlap: overlapChars });
 
   const chunks: ChunkDraft[] = [];
-  for (const section of packSections(doc.sections, sizeChars)) {
+  // JSON records are units of their own (an FAQ entry, a ticket): never packed together.
+  const sections = doc.kind === 'application/json' ? doc.sections : packSections(doc.sections, sizeChars);
+  for (const section of sections) {
     const headingPath = section.headingPath.join(HEADING_PATH_SEPARATOR);
     for (const text of await splitSection(splitter, section.text, sizeChars, overlapChars)) {
       chunks.push({ ord: chunks.length, text, headingPath, tokenCount: countTokens(text) });
