@@ -6,7 +6,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../src/core/config.ts';
-import { CancelledError, ConfigError, UpstreamError, UpstreamTimeoutError, ValidationError } from '../../../src/core/errors.ts';
+import { CancelledError, ConfigError, ModelLoadError, UpstreamError, UpstreamTimeoutError, ValidationError } from '../../../src/core/errors.ts';
 import { ExtractiveChatModel } from '../../../src/core/llm/extractive.ts';
 import { createChatModel, samplingFromConfig } from '../../../src/core/llm/index.ts';
 import { OpenAICompatibleChatModel, chatCompletionsUrl } from '../../../src/core/llm/openai.ts';
@@ -441,11 +441,12 @@ describe('createChatModel', () => {
     expect(received[0]?.headers.authorization).toBe('Bearer k1');
   });
 
-  it('requires MNEME_LLM_MODEL for openai:, and refuses backends not in this build', async () => {
+  it('requires MNEME_LLM_MODEL for openai:, and fails fast on a missing local model naming its path', async () => {
     await expect(createChatModel(cfg({ MNEME_LLM: 'openai:http://127.0.0.1:1' }))).rejects.toThrow(/MNEME_LLM_MODEL/);
     await expect(createChatModel(cfg({ MNEME_LLM: 'openai:http://127.0.0.1:1' }))).rejects.toBeInstanceOf(ConfigError);
-    await expect(createChatModel(cfg({ MNEME_LLM: 'gguf:/models/x.gguf' }))).rejects.toThrow(/gguf backend is not available/);
-    await expect(createChatModel(cfg({ MNEME_LLM: 'transformers:Xenova/x' }))).rejects.toBeInstanceOf(ConfigError);
+    await expect(createChatModel(cfg({ MNEME_LLM: 'gguf:/models/x.gguf' }))).rejects.toBeInstanceOf(ModelLoadError);
+    await expect(createChatModel(cfg({ MNEME_LLM: 'gguf:/models/x.gguf' }))).rejects.toThrow('/models/x.gguf');
+    await expect(createChatModel(cfg({ MNEME_LLM: 'transformers:/models/nope' }))).rejects.toThrow('/models/nope');
   });
 
   it('derives sampling parameters from the config', () => {
