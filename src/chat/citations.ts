@@ -8,12 +8,12 @@
  * truncated answer (`… [2`) is dropped.
  */
 import { segmentSentences, tokenizeTerms } from '../core/llm/extractive.ts';
+import { CITATION_MARKER, expandMarker } from './markers.ts';
 import type { RetrievedChunk } from './types.ts';
 
 /** Longest snippet, in characters (ellipsis included). */
 export const SNIPPET_MAX_CHARS = 240;
-/** A range marker `[a-b]` wider than this is not expanded (it is noise, not a citation). */
-export const MAX_RANGE_WIDTH = 20;
+export { MAX_RANGE_WIDTH } from './markers.ts';
 
 export interface Citation {
   /** The number as written in the answer. */
@@ -27,30 +27,12 @@ export interface Citation {
   snippet: string;
 }
 
-const MARKER = /\[\s*(\d{1,4}(?:\s*(?:[,;]|[-–])\s*\d{1,4})*)\s*\]/g;
 
 /** [start, end) ranges of fenced code blocks and inline code spans. */
 function codeRanges(text: string): [number, number][] {
   const ranges: [number, number][] = [];
   for (const m of text.matchAll(/```[\s\S]*?(?:```|$)|`[^`\n]*`/g)) ranges.push([m.index, m.index + m[0].length]);
   return ranges;
-}
-
-/** The numbers a marker body denotes, in written order ("1-3, 5" → 1,2,3,5); null for absurd ranges. */
-function expand(body: string): number[] | null {
-  const out: number[] = [];
-  for (const part of body.split(/\s*[,;]\s*/)) {
-    const range = /^(\d+)\s*[-–]\s*(\d+)$/.exec(part);
-    if (range) {
-      const a = Number(range[1]);
-      const b = Number(range[2]);
-      if (b < a || b - a > MAX_RANGE_WIDTH) return null;
-      for (let k = a; k <= b; k++) out.push(k);
-    } else {
-      out.push(Number(part));
-    }
-  }
-  return out;
 }
 
 /** The answer sentence a marker at `start`..`end` belongs to (the text before it, or after it at a sentence start). */
@@ -132,11 +114,11 @@ export function finalizeCitations(answer: string, chunks: RetrievedChunk[]): { a
   const order: number[] = [];
   const citingTexts = new Map<number, string[]>();
 
-  for (const m of answer.matchAll(MARKER)) {
+  for (const m of answer.matchAll(CITATION_MARKER)) {
     const start = m.index;
     const end = start + m[0].length;
     if (inCode(start) || answer[end] === '(') continue;
-    const numbers = expand(m[1] ?? '');
+    const numbers = expandMarker(m[1] ?? '');
     const valid = (numbers ?? []).filter((k) => Number.isInteger(k) && k >= 1 && k <= chunks.length);
     out += answer.slice(pos, start);
     pos = end;

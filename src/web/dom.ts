@@ -3,6 +3,7 @@
  * in answers, questions, titles or snippets is displayed, never parsed or run. Event handlers are
  * functions (`on: {click}`), never attribute strings.
  */
+import { CITATION_MARKER, expandMarker } from '../chat/markers.ts';
 
 export type Child = Node | string | number | null | undefined | false;
 
@@ -70,26 +71,6 @@ export function byId<T extends HTMLElement = HTMLElement>(id: string): T {
 /** A piece of answer text: plain text or a citation marker [n]. */
 export type AnswerSegment = { kind: 'text'; text: string } | { kind: 'cite'; n: number };
 
-const MARKER = /\[\s*(\d{1,4}(?:\s*(?:[,;]|[-–])\s*\d{1,4})*)\s*\]/g;
-/** Ranges wider than this are not expanded (same bound as the server's citation parser). */
-const MAX_RANGE_WIDTH = 20;
-
-function expandMarker(body: string): number[] | null {
-  const out: number[] = [];
-  for (const part of body.split(/\s*[,;]\s*/)) {
-    const range = /^(\d+)\s*[-–]\s*(\d+)$/.exec(part);
-    if (range) {
-      const a = Number(range[1]);
-      const b = Number(range[2]);
-      if (b < a || b - a > MAX_RANGE_WIDTH) return null;
-      for (let k = a; k <= b; k++) out.push(k);
-    } else {
-      out.push(Number(part));
-    }
-  }
-  return out;
-}
-
 /**
  * Splits answer text into text and citation segments. A marker becomes citations only when every
  * number in it is a known citation (`known`); otherwise it stays text. "[1, 2]" gives two cite
@@ -104,7 +85,7 @@ export function splitCitations(text: string, known: ReadonlySet<number>): Answer
     else out.push({ kind: 'text', text: t });
   };
   let pos = 0;
-  for (const m of text.matchAll(MARKER)) {
+  for (const m of text.matchAll(CITATION_MARKER)) {
     const numbers = expandMarker(m[1] ?? '');
     // "[1](url)" is a markdown link, not a citation.
     if (!numbers || numbers.length === 0 || !numbers.every((n) => known.has(n)) || text[m.index + m[0].length] === '(') continue;
