@@ -89,6 +89,8 @@ export interface ChatTimings {
   features_ms: number;
   retrieve_ms: number;
   generate_ms: number;
+  /** From the start of generation (queue wait included) to the first generated text; null when none came. */
+  first_token_ms: number | null;
   total_ms: number;
 }
 
@@ -178,7 +180,7 @@ export async function answerTurn(deps: AnswerDeps, input: TurnInput, opts: TurnO
   const sampling: SamplingParams = { ...samplingFromConfig(deps.config), ...stripUndefined(input.sampling ?? {}) };
 
   // Filled in as the stages run, so a failure logs everything known up to that point.
-  const timings: Record<string, number> = { features_ms: 0, retrieve_ms: 0, generate_ms: 0, total_ms: 0 };
+  const timings: ChatTimings & Record<string, number | null> = { features_ms: 0, retrieve_ms: 0, generate_ms: 0, first_token_ms: null, total_ms: 0 };
   let precomputed: Record<string, FeatureValue> = {};
   let onDemand: Record<string, unknown> = {};
   let retrieval: RetrieveResult | null = null;
@@ -278,6 +280,7 @@ export async function answerTurn(deps: AnswerDeps, input: TurnInput, opts: TurnO
         sampling,
         signal: opts.signal,
         onToken: (text) => {
+          if (timings.first_token_ms === null) timings.first_token_ms = since(tg);
           partial += text;
           opts.onToken?.(text);
         },
@@ -286,6 +289,7 @@ export async function answerTurn(deps: AnswerDeps, input: TurnInput, opts: TurnO
     } finally {
       timings.generate_ms = since(tg);
       deps.metrics?.generateDuration.observe({}, timings.generate_ms / 1000);
+      if (timings.first_token_ms !== null) deps.metrics?.firstTokenDuration.observe({}, timings.first_token_ms / 1000);
     }
     // A backend that finished although the client left still counts as cancelled: nobody got it.
     throwIfCancelled(opts.signal);
@@ -306,7 +310,13 @@ export async function answerTurn(deps: AnswerDeps, input: TurnInput, opts: TurnO
       citations: finalized.citations,
       model: { backend: model.backend, id: model.modelId },
       prompt: { name: prompt.name, sha256: prompt.sha256 },
-      timings: { features_ms: timings.features_ms, retrieve_ms: timings.retrieve_ms, generate_ms: timings.generate_ms, total_ms: timings.total_ms },
+      timings: {
+        features_ms: timings.features_ms,
+        retrieve_ms: timings.retrieve_ms,
+        generate_ms: timings.generate_ms,
+        first_token_ms: timings.first_token_ms,
+        total_ms: timings.total_ms,
+      },
       usage: { prompt_tokens: result.promptTokens, completion_tokens: result.completionTokens },
       finish_reason: result.finishReason,
       retrieval_mode: retrieval.mode,

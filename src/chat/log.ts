@@ -73,7 +73,7 @@ export interface PredictionRecord {
   sampling: SamplingParams | null;
   answer: string | null;
   citations: Citation[];
-  timings: Record<string, number>;
+  timings: Record<string, number | null>;
   promptTokens: number | null;
   completionTokens: number | null;
   status: ResponseStatus;

@@ -186,6 +186,7 @@ export class ChatMetrics {
   readonly featuresDuration = this.registry.histogram('mneme_features_duration_seconds', 'Time reading online + computing on-demand features per answer.');
   readonly retrieveDuration = this.registry.histogram('mneme_retrieve_duration_seconds', 'Retrieval (embed + bm25 + dense + fusion) time per answer.');
   readonly generateDuration = this.registry.histogram('mneme_generate_duration_seconds', 'Generation time per answer (queue wait included).');
+  readonly firstTokenDuration = this.registry.histogram('mneme_first_token_seconds', 'From the start of generation (queue wait included) to the first generated text.');
   readonly answerDuration = this.registry.histogram('mneme_answer_duration_seconds', 'Whole answer pipeline time per answer.');
   readonly tokens = this.registry.counter('mneme_tokens_total', 'Prompt and completion tokens of answered requests.');
   readonly completionTokens = this.registry.histogram('mneme_completion_tokens', 'Completion tokens per answer.', TOKEN_BUCKETS);

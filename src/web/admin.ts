@@ -230,6 +230,7 @@ function renderCharts(ts: TimeseriesBody): void {
     }),
     latency('features', 'Features latency'),
     latency('retrieval', 'Retrieval latency'),
+    latency('first_token', 'Time to first token (from the start of generation, queue wait included)'),
     latency('generation', 'Generation latency (queue wait included)'),
     queueChart(),
   );

@@ -15,7 +15,7 @@ interface ChatBody {
   citations: Array<{ n: number; document_id: number; chunk_id: number; source: string; score: number; snippet: string }>;
   model: { backend: string; id: string };
   prompt: { name: string; sha256: string };
-  timings: { features_ms: number; retrieve_ms: number; generate_ms: number; total_ms: number };
+  timings: { features_ms: number; retrieve_ms: number; generate_ms: number; first_token_ms: number | null; total_ms: number };
 }
 
 describe('chat HTTP API (extractive model)', () => {
@@ -52,6 +52,9 @@ describe('chat HTTP API (extractive model)', () => {
     expect(b.citations.length).toBeGreaterThan(0);
     for (const k of ['features_ms', 'retrieve_ms', 'generate_ms', 'total_ms'] as const) expect(b.timings[k]).toBeGreaterThanOrEqual(0);
     expect(b.timings.total_ms).toBeGreaterThanOrEqual(b.timings.retrieve_ms);
+    // The extractive answerer streams its text too: the first piece arrives within generation.
+    expect(b.timings.first_token_ms).toBeGreaterThanOrEqual(0);
+    expect(b.timings.first_token_ms).toBeLessThanOrEqual(b.timings.generate_ms);
 
     expect(count(srv.deps, 'responses')).toBe(before + 1);
     const row = srv.deps.db.prepare('SELECT * FROM responses WHERE id = ?').get(b.id) as Record<string, any>;

@@ -58,6 +58,10 @@ export class SseStream {
   private write(chunk: string): void {
     if (this.closed) return;
     this.res.write(chunk);
+    // Node corks the socket for a chunked write and flushes it on the next tick, by which time a
+    // local model has already started decoding the next token; flushing now keeps the syscall (and
+    // whatever it wakes) out of the decode that follows. An extra uncork is a no-op.
+    this.res.socket?.uncork();
   }
 
   private stopHeartbeat(): void {

@@ -6,7 +6,7 @@ const T0 = Date.parse('2025-03-01T10:00:00.000Z');
 const at = (minutes: number, seconds = 0) => new Date(T0 + minutes * 60_000 + seconds * 1000).toISOString();
 
 function sample(createdAt: string, over: Partial<ResponseSample> = {}): ResponseSample {
-  return { created_at: createdAt, status: 'ok', features_ms: 1, retrieve_ms: 10, generate_ms: 100, total_ms: 111, top_score: 0.03, retrieved: 6, ...over };
+  return { created_at: createdAt, status: 'ok', features_ms: 1, retrieve_ms: 10, generate_ms: 100, first_token_ms: 20, total_ms: 111, top_score: 0.03, retrieved: 6, ...over };
 }
 
 describe('quantile (nearest rank)', () => {

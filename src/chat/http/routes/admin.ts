@@ -51,7 +51,13 @@ export const OVERVIEW_RECENT_MINUTES = 5;
 const MINUTE_MS = 60_000;
 
 /** Pipeline stages reported, with the `timings_json` field each reads. */
-export const STAGES = { features: 'features_ms', retrieval: 'retrieve_ms', generation: 'generate_ms', total: 'total_ms' } as const;
+export const STAGES = {
+  features: 'features_ms',
+  retrieval: 'retrieve_ms',
+  first_token: 'first_token_ms',
+  generation: 'generate_ms',
+  total: 'total_ms',
+} as const;
 export type Stage = keyof typeof STAGES;
 
 export interface AdminDeps {
@@ -137,6 +143,8 @@ export interface ResponseSample {
   features_ms: number | null;
   retrieve_ms: number | null;
   generate_ms: number | null;
+  /** Null for answers logged before this field existed, or with no generated text. */
+  first_token_ms: number | null;
   total_ms: number | null;
   /** Score of the best retrieved chunk; null when nothing was retrieved. */
   top_score: number | null;
@@ -262,6 +270,7 @@ function readResponseSamples(db: Db, fromIso: string, toIso: string, maxRows: nu
               json_extract(timings_json, '$.features_ms') AS features_ms,
               json_extract(timings_json, '$.retrieve_ms') AS retrieve_ms,
               json_extract(timings_json, '$.generate_ms') AS generate_ms,
+              json_extract(timings_json, '$.first_token_ms') AS first_token_ms,
               json_extract(timings_json, '$.total_ms') AS total_ms,
               json_extract(retrieved_json, '$[0].score') AS top_score,
               json_array_length(retrieved_json) AS retrieved
