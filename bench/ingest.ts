@@ -34,6 +34,22 @@ function peakRssMb(): number {
   return m ? Number(m[1]) / 1024 : process.memoryUsage().rss / 2 ** 20;
 }
 
+/**
+ * CPU seconds used by this process's main thread (the event loop: parsing, chunking, SQLite, HNSW),
+ * from /proc; null elsewhere. On 2 cores every second of it is taken from the embedding worker.
+ */
+function mainThreadCpuSeconds(): number | null {
+  try {
+    const stat = fs.readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15 (1-based).
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticksPerSecond = 100;
+    return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond;
+  } catch {
+    return null;
+  }
+}
+
 function listFiles(root: string, limit: number | undefined): string[] {
   const out: string[] = [];
   const walk = (d: string) => {
@@ -69,6 +85,7 @@ async function phaseMneme(dataDir: string, filesDir: string): Promise<Record<str
     documents: s.documents_added + s.documents_updated, unchanged: s.documents_unchanged, chunks: s.chunks_added,
     embedded: s.chunks_embedded, failed: s.documents_failed,
     chunks_per_s: s.chunks_added / total, docs_per_s: (s.documents_added + s.documents_updated) / total, peak_rss_mb: peakRssMb(),
+    main_thread_cpu_s: mainThreadCpuSeconds() ?? Number.NaN,
   };
 }
 

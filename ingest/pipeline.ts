@@ -141,19 +141,32 @@ export async function runIngest(opts: IngestOptions): Promise<IngestSummary> {
     lastCheckpoint = Date.now();
   };
 
-  /** Embeds what the window needs, then commits each document in its own transaction. */
-  const flush = async (window: PendingDoc[]) => {
-    if (window.length === 0) return;
-    const { embedder, index } = await vectors();
+  /** A window whose new vectors are being computed (sent to the embedding worker, not awaited). */
+  interface EmbeddingWindow {
+    window: PendingDoc[];
+    hashes: string[][];
+    modelId: string | null;
+    /** Vectors by embedding-input hash: reused ones at once, fresh ones when `embedded` settles. */
+    vectorsByHash: Map<string, Float32Array>;
+    embedded: Promise<void>;
+  }
+
+  /**
+   * Works out which chunk texts of the window need a new vector and sends them to the embedding
+   * worker without waiting for the result, so the worker can start on this window while the
+   * previous one is committed.
+   */
+  const startEmbedding = async (window: PendingDoc[]): Promise<EmbeddingWindow> => {
+    const { embedder } = await vectors();
     const modelId = embedder?.info.modelId ?? null;
     // Reuse vectors of unchanged chunk texts from the previous version of each document.
-    const reuse = new Map<string, Float32Array>();
+    const vectorsByHash = new Map<string, Float32Array>();
     if (modelId) {
       for (const d of window) {
         if (!d.existing) continue;
         for (const c of oldChunks.all(d.existing.id)) {
           const v = oldVector.get(c.id, modelId);
-          if (v) reuse.set(c.content_sha256, blobToVector(v.vector));
+          if (v) vectorsByHash.set(c.content_sha256, blobToVector(v.vector));
         }
       }
     }
@@ -165,7 +178,7 @@ export async function runIngest(opts: IngestOptions): Promise<IngestSummary> {
       window.forEach((d, i) =>
         d.chunks.forEach((c, j) => {
           const h = hashes[i]![j]!;
-          if (!reuse.has(h) && !queued.has(h)) {
+          if (!vectorsByHash.has(h) && !queued.has(h)) {
             queued.add(h);
             toEmbed.push(embeddingInput(c));
             toEmbedHash.push(h);
@@ -173,10 +186,20 @@ export async function runIngest(opts: IngestOptions): Promise<IngestSummary> {
         }),
       );
     }
-    const fresh = embedder ? await embedder.embed(toEmbed) : [];
-    fresh.forEach((v, i) => reuse.set(toEmbedHash[i]!, v));
-    s.chunks_embedded += fresh.length;
+    const embedded = (embedder ? embedder.embed(toEmbed) : Promise.resolve([])).then((fresh) => {
+      fresh.forEach((v, i) => vectorsByHash.set(toEmbedHash[i]!, v));
+      s.chunks_embedded += fresh.length;
+    });
+    // Awaited later (after the previous window commits); a failure must not count as unhandled meanwhile.
+    embedded.catch(() => {});
+    return { window, hashes, modelId, vectorsByHash, embedded };
+  };
 
+  /** Waits for the window's vectors, then commits each document in its own transaction. */
+  const commitWindow = async (w: EmbeddingWindow) => {
+    await w.embedded;
+    const { window, hashes, modelId, vectorsByHash } = w;
+    const { index } = await vectors();
     const now = nowIso();
     for (let i = 0; i < window.length; i++) {
       const d = window[i]!;
@@ -195,7 +218,7 @@ export async function runIngest(opts: IngestOptions): Promise<IngestSummary> {
         d.chunks.forEach((c, j) => {
           const h = hashes[i]![j]!;
           const chunkId = Number(insertChunk.run(docId, c.ord, c.text, c.headingPath, c.tokenCount, h).lastInsertRowid);
-          const v = modelId ? reuse.get(h) : undefined;
+          const v = modelId ? vectorsByHash.get(h) : undefined;
           if (v && modelId) {
             insertVector.run(chunkId, modelId, vectorToBlob(v));
             labelsAdded.push([chunkId, v]);
@@ -222,7 +245,15 @@ export async function runIngest(opts: IngestOptions): Promise<IngestSummary> {
   const seenPaths = new Set<string>();
   let window: PendingDoc[] = [];
   let windowChunks = 0;
-  let inFlight: Promise<void> = Promise.resolve();
+  // The window being embedded. Windows commit in order, each after the next one has been sent to
+  // the worker, so the worker never idles while the main thread commits (SQLite + HNSW inserts).
+  let embedding: EmbeddingWindow | null = null;
+  /** Sends `next` (if any) to the worker, then commits the window sent before it. */
+  const advance = async (next: PendingDoc[] | null) => {
+    const previous = embedding;
+    embedding = next && next.length > 0 ? await startEmbedding(next) : null;
+    if (previous) await commitWindow(previous);
+  };
   let filesDone = 0;
   const fail = (p: string, reason: LoadFailureCode, message: string) => {
     s.documents_failed++;
@@ -274,16 +305,15 @@ export async function runIngest(opts: IngestOptions): Promise<IngestSummary> {
     window.push({ path: item.path, sha256: hash, bytes: bytes.length, existing, loaded, chunks });
     windowChunks += chunks.length;
     if (windowChunks >= INGEST_WINDOW_CHUNKS || window.length >= INGEST_WINDOW_DOCS) {
-      // One window embeds while the next is read and chunked.
+      // This window embeds while the previous one commits and the next one is read and chunked.
       const ready = window;
       window = [];
       windowChunks = 0;
-      await inFlight;
-      inFlight = flush(ready);
+      await advance(ready);
     }
   }
-  await inFlight;
-  await flush(window);
+  await advance(window);
+  await advance(null);
 
   if (opts.prune) await pruneMissing(opts, seenPaths, s, vectors);
   const final = stack as VectorStack | null;
