@@ -177,6 +177,9 @@ export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8
 /** Token counts per answer are bounded by the context window: buckets in tokens. */
 const TOKEN_BUCKETS = [16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192];
 
+/** Questions embedded together by the query batcher: buckets in calls. */
+const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256];
+
 /** The chat server's metrics. */
 export class ChatMetrics {
   readonly registry = new MetricsRegistry();
@@ -190,6 +193,7 @@ export class ChatMetrics {
   readonly answerDuration = this.registry.histogram('mneme_answer_duration_seconds', 'Whole answer pipeline time per answer.');
   readonly tokens = this.registry.counter('mneme_tokens_total', 'Prompt and completion tokens of answered requests.');
   readonly completionTokens = this.registry.histogram('mneme_completion_tokens', 'Completion tokens per answer.', TOKEN_BUCKETS);
+  readonly queryEmbedBatch = this.registry.histogram('mneme_query_embed_batch_calls', 'Concurrent query embeddings served by one model call.', BATCH_BUCKETS);
   readonly contextDropped = this.registry.counter('mneme_context_chunks_dropped_total', 'Retrieved chunks dropped to fit the context budget.');
   readonly queueDepth = this.registry.gauge('mneme_generation_queue_depth', 'Generation requests waiting in the queue.');
   readonly queueActive = this.registry.gauge('mneme_generation_active', 'Generations running now.');

@@ -7,6 +7,7 @@
 import type { Config } from '../../core/config.ts';
 import type { Db } from '../../core/db.ts';
 import { openDatabase, openVectorStack } from '../../core/deps.ts';
+import { BatchingEmbedder } from '../../core/embed-batcher.ts';
 import type { VectorStack } from '../../core/deps.ts';
 import { createChatModel } from '../../core/llm/index.ts';
 import type { ChatModel } from '../../core/llm/types.ts';
@@ -71,7 +72,12 @@ export async function buildServerDeps(config: Config, options: BuildServerDepsOp
     // Templates first: a broken prompt should fail the start before any model loads.
     const prompt = PromptStore.load(options.promptsDir ?? PROMPTS_DIR).get(ANSWER_PROMPT);
     stack = await openVectorStack(db, config);
-    const retriever = new HybridRetriever({ db, embedder: stack.embedder, index: stack.index });
+    const metrics = new ChatMetrics();
+    // Concurrent questions share one model call instead of queueing one by one at the worker.
+    const queryEmbedder = stack.embedder
+      ? new BatchingEmbedder(stack.embedder, { onBatch: ({ calls }) => metrics.queryEmbedBatch.observe({}, calls) })
+      : null;
+    const retriever = new HybridRetriever({ db, embedder: queryEmbedder, index: stack.index });
     model = await createChatModel(config);
     const queue = new GenerationQueue({ model, maxQueued: config.server.queueMax, concurrency: generationConcurrency(model.backend) });
     const features = new SqliteFeatureStore({ db });
@@ -92,7 +98,7 @@ export async function buildServerDeps(config: Config, options: BuildServerDepsOp
         embedder: embedder ? { model_id: embedder.info.modelId, dimension: embedder.info.dimension } : null,
         vectors: () => (index ? index.hnsw.size() : null),
       },
-      metrics: new ChatMetrics(),
+      metrics,
       logger,
       inflight: new InFlight(),
       warnings: [...stack.warnings],
