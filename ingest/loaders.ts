@@ -333,8 +333,32 @@ const BLOCK_BREAKS: ReadonlyMap<string, 1 | 2> = new Map<string, 1 | 2>([
 ]);
 const HEADING_LEVELS: ReadonlyMap<string, number> = new Map([1, 2, 3, 4, 5, 6].map((n) => [`h${n}`, n]));
 
+/** ARIA roles of page chrome, skipped like <nav> and <footer>. */
+const SKIPPED_ROLES = new Set(['navigation', 'contentinfo', 'search']);
+/**
+ * Class names of navigation chrome in generated documentation (DocBook's `navheader`/`navfooter`
+ * prev/up/next tables on every page, breadcrumb trails), skipped like <nav>. Whole class tokens only.
+ */
+const SKIPPED_CLASSES = new Set(['navheader', 'navfooter', 'navbar', 'breadcrumb', 'breadcrumbs']);
+/**
+ * Containers whose headings are local to them: an admonition's "Note" or "Warning" title must not
+ * become the heading of everything after the box. Matched on <aside> and on whole class tokens.
+ */
+const LOCAL_HEADING_CLASSES = new Set(['note', 'tip', 'warning', 'caution', 'important', 'admonition', 'callout', 'sidebar']);
+
+function classTokens(attribs: Readonly<Record<string, string>>): string[] {
+  const c = attribs['class'];
+  return c ? c.toLowerCase().split(/\s+/) : [];
+}
+
+function isLocalHeadingContainer(name: string, attribs: Readonly<Record<string, string>>): boolean {
+  return name === 'aside' || classTokens(attribs).some((t) => LOCAL_HEADING_CLASSES.has(t));
+}
+
 function isHiddenElement(name: string, attribs: Readonly<Record<string, string>>): boolean {
   if (SKIPPED_ELEMENTS.has(name)) return true;
+  if (SKIPPED_ROLES.has(attribs['role']?.trim().toLowerCase() ?? '')) return true;
+  if (classTokens(attribs).some((t) => SKIPPED_CLASSES.has(t))) return true;
   if ('hidden' in attribs) return true;
   if (attribs['aria-hidden']?.trim().toLowerCase() === 'true') return true;
   return /(?:^|;)\s*display\s*:\s*none\b/i.test(attribs['style'] ?? '');
@@ -351,9 +375,11 @@ function collapseWhitespace(text: string): string {
  */
 function parseHtml(html: string, fallbackTitle: string, xhtml: boolean): LoadedDocument {
   const sections: Section[] = [];
-  const headingStack: OpenHeading[] = [];
+  let headingStack: OpenHeading[] = [];
   /** Per open element: did it start a skipped subtree? htmlparser2 balances open/close events. */
   const openElements: boolean[] = [];
+  /** Open local-heading containers (see LOCAL_HEADING_CLASSES): their depth and the headings outside them. */
+  const localContainers: Array<{ depth: number; outside: OpenHeading[] }> = [];
   let skipDepth = 0;
   let svgDepth = 0;
   let preDepth = 0;
@@ -415,6 +441,7 @@ function parseHtml(html: string, fallbackTitle: string, xhtml: boolean): LoadedD
         if (name === 'svg') svgDepth++;
         if (startsSkip) skipDepth++;
         if (skipDepth > 0) return;
+        if (isLocalHeadingContainer(name, attribs)) localContainers.push({ depth: openElements.length - 1, outside: [...headingStack] });
 
         const level = HEADING_LEVELS.get(name);
         if (level !== undefined) {
@@ -451,6 +478,7 @@ function parseHtml(html: string, fallbackTitle: string, xhtml: boolean): LoadedD
         else appendText(data);
       },
       onclosetag(name) {
+        const depth = openElements.length - 1;
         const startedSkip = openElements.pop() ?? false;
         if (name === 'svg') svgDepth = Math.max(0, svgDepth - 1);
         if (name === 'title' && titleBuffer !== null) {
@@ -471,6 +499,14 @@ function parseHtml(html: string, fallbackTitle: string, xhtml: boolean): LoadedD
         if (name === 'pre') preDepth = Math.max(0, preDepth - 1);
         const brk = BLOCK_BREAKS.get(name);
         if (brk !== undefined && name !== 'br') requestBreak(brk);
+        if (localContainers.at(-1)?.depth === depth) {
+          // What follows the box is back under the headings that were open before it.
+          const { outside } = localContainers.pop()!;
+          if (outside.length !== headingStack.length || outside.some((h, i) => h !== headingStack[i])) {
+            flushSection();
+            headingStack = outside;
+          }
+        }
       },
     },
     // xhtml: honour <div/> self-closing syntax; plain HTML ignores it as browsers do.

@@ -255,6 +255,42 @@ line 1
   it('markup-only html is empty', async () => {
     await expectLoaderError(load('<html><head><title>T</title></head><body><script>x()</script></body></html>', 'x.html'), 'empty');
   });
+  it('drops navigation chrome marked by ARIA role or by generated-docs class names (DocBook prev/up/next)', async () => {
+    const doc = await load(
+      `<div class="navheader"><table><tr><th>8.1. Numeric Types</th></tr><tr><td><a href="p.html">Prev</a></td><td>Up</td><td>Next</td></tr></table></div>
+<div class="sect1"><div class="titlepage"><div><div><h2 class="title">8.1. Numeric Types</h2></div></div></div>
+<p>Numeric types consist of integers.</p></div>
+<div role="navigation">ROLE-NAV</div><div role="contentinfo">ROLE-FOOTER</div><ol class="Breadcrumb">CRUMBS</ol>
+<div class="navfooter"><table><tr><td>Prev</td><td>Home</td><td>Next</td></tr></table></div>
+<div class="navigation-help">kept: not a whole class token of the list</div>`,
+      'datatype-numeric.html',
+    );
+    const all = doc.sections.map((s) => s.text).join('\n');
+    for (const chrome of ['Prev', 'Next', 'Home', 'ROLE-NAV', 'ROLE-FOOTER', 'CRUMBS']) expect(all).not.toContain(chrome);
+    expect(doc.sections).toEqual([
+      { headingPath: ['8.1. Numeric Types'], text: 'Numeric types consist of integers.\n\nkept: not a whole class token of the list' },
+    ]);
+  });
+
+  it('scopes an admonition title (Note, Warning, <aside>) to its box: what follows is back under the section', async () => {
+    const doc = await load(
+      `<h1>9.4. String Functions</h1><p>Intro.</p>
+<div class="note"><h3 class="title">Note</h3><p>Before 8.3 these were different.</p></div>
+<p>The string functions are listed in Table 9.9.</p>
+<aside><h2>Aside heading at the same level</h2><p>side text</p></aside>
+<p>Still string functions.</p>
+<h2>9.4.1. format</h2><p>Formats.</p>`,
+      'functions-string.html',
+    );
+    expect(doc.sections).toEqual([
+      { headingPath: ['9.4. String Functions'], text: 'Intro.' },
+      { headingPath: ['9.4. String Functions', 'Note'], text: 'Before 8.3 these were different.' },
+      { headingPath: ['9.4. String Functions'], text: 'The string functions are listed in Table 9.9.' },
+      { headingPath: ['9.4. String Functions', 'Aside heading at the same level'], text: 'side text' },
+      { headingPath: ['9.4. String Functions'], text: 'Still string functions.' },
+      { headingPath: ['9.4. String Functions', '9.4.1. format'], text: 'Formats.' },
+    ]);
+  });
 });
 
 describe('loadDocument: plain text', () => {
