@@ -32,6 +32,8 @@ const envSchema = z.object({
   MNEME_EMBED_MODEL: z.string().min(1).default(DEFAULT_EMBED_MODEL),
   MNEME_EMBED_DTYPE: z.enum(['fp32', 'fp16', 'q8', 'int8', 'uint8', 'q4', 'bnb4', 'q4f16']).default('fp32'),
   MNEME_EMBED_MAX_TOKENS: intIn(8, 8192).optional(),
+  /** Embedding worker threads, each with its own copy of the model (default: one per core, at most 4). */
+  MNEME_EMBED_WORKERS: intIn(1, 64).optional(),
   MNEME_OFFLINE: bool.default(false),
   MNEME_THREADS: intIn(1, 256).optional(),
   MNEME_MAX_FILE_BYTES: intIn(1, 2 ** 40).default(DEFAULT_MAX_FILE_BYTES),
@@ -71,6 +73,8 @@ export interface Config {
     dtype: string;
     /** Override of the model's trained length, in tokens. */
     maxTokens: number | undefined;
+    /** Embedding workers; undefined = embedWorkerLayout(threads). */
+    workers: number | undefined;
   };
   offline: boolean;
   /** Real core count used for onnxruntime and llama.cpp threads. */
@@ -134,7 +138,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     modelsDir: path.resolve(e.MNEME_MODELS_DIR ?? path.join(dataDir, 'models')),
     dbFile: path.join(dataDir, 'mneme.sqlite'),
     indexDir: path.join(dataDir, 'index'),
-    embed: { model: embedModel, dtype: e.MNEME_EMBED_DTYPE, maxTokens: e.MNEME_EMBED_MAX_TOKENS },
+    embed: { model: embedModel, dtype: e.MNEME_EMBED_DTYPE, maxTokens: e.MNEME_EMBED_MAX_TOKENS, workers: e.MNEME_EMBED_WORKERS },
     offline: e.MNEME_OFFLINE,
     threads: e.MNEME_THREADS ?? os.availableParallelism(),
     maxFileBytes: e.MNEME_MAX_FILE_BYTES,

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../src/core/config.ts';
-import { loadEmbedder, planBatches, TransformersEmbedder } from '../../../src/core/embedder.ts';
+import { EMBED_MAX_WORKERS, embedWorkerLayout, loadEmbedder, planBatches, TransformersEmbedder } from '../../../src/core/embedder.ts';
 import { ModelLoadError } from '../../../src/core/errors.ts';
 import { tempDir, TINY_BERT } from '../../helpers/cli.ts';
 
@@ -47,6 +47,40 @@ describe('TransformersEmbedder (tiny fixture model, real loading path)', () => {
   it('counts tokens with the model tokenizer (special tokens included)', () => {
     expect(e.countTokens('hello world')).toBeGreaterThanOrEqual(4);
     expect(e.countTokens('word '.repeat(300))).toBeGreaterThan(300);
+  });
+});
+
+describe('embedding workers', () => {
+  it('lays out one single-threaded worker per core, at most EMBED_MAX_WORKERS, sharing the rest as threads', () => {
+    expect(embedWorkerLayout(1)).toEqual({ workers: 1, threadsPerWorker: 1 });
+    expect(embedWorkerLayout(2)).toEqual({ workers: 2, threadsPerWorker: 1 });
+    expect(EMBED_MAX_WORKERS).toBe(4);
+    expect(embedWorkerLayout(16)).toEqual({ workers: 4, threadsPerWorker: 4 });
+    expect(embedWorkerLayout(6)).toEqual({ workers: 4, threadsPerWorker: 1 });
+  });
+
+  it('gives the same vectors, in order, whether one or three workers compute them', async () => {
+    const opts = { modelRef: TINY_BERT, modelsDir: tempDir(), offline: true, dtype: 'fp32', threads: 3, maxTokens: undefined };
+    const one = await TransformersEmbedder.load({ ...opts, workers: 1 });
+    const three = await TransformersEmbedder.load({ ...opts, workers: 3 });
+    try {
+      expect(one.workerCount).toBe(1);
+      expect(three.workerCount).toBe(3);
+      // Lengths from 1 to ~120 tokens: several batches, spread over the workers.
+      const texts = Array.from({ length: 60 }, (_, i) => `chunk ${i} ${'about vacuum and storage '.repeat(i % 25)}`);
+      const [a, b] = await Promise.all([one.embed(texts), three.embed(texts)]);
+      expect(b).toHaveLength(texts.length);
+      for (let i = 0; i < texts.length; i++) for (let k = 0; k < 32; k++) expect(b[i]![k]).toBeCloseTo(a[i]![k]!, 4);
+    } finally {
+      await one.close();
+      await three.close();
+    }
+  });
+
+  it('MNEME_EMBED_WORKERS sets the worker count, validated', async () => {
+    expect(loadConfig({ MNEME_EMBED_WORKERS: '1' }).embed.workers).toBe(1);
+    expect(loadConfig({}).embed.workers).toBeUndefined();
+    expect(() => loadConfig({ MNEME_EMBED_WORKERS: '0' })).toThrow('MNEME_EMBED_WORKERS');
   });
 });
 

@@ -7,14 +7,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CancelledError, ConfigError, ContextOverflowError, ModelLoadError, UnavailableError } from '../../../src/core/errors.ts';
+import { ConfigError, ModelLoadError, UnavailableError } from '../../../src/core/errors.ts';
 import { PassThrough } from 'node:stream';
 import { modelsCommand } from '../../../src/commands/models.ts';
 import { loadConfig } from '../../../src/core/config.ts';
 import { GgufChatModel } from '../../../src/core/llm/gguf.ts';
 import { createChatModel } from '../../../src/core/llm/index.ts';
 import type { LlmLogger } from '../../../src/core/llm/gguf.ts';
-import type { ChatMessage, GenerateRequest, SamplingParams } from '../../../src/core/llm/types.ts';
+import { GREEDY, chatModelContract, request } from './chat-model-suite.ts';
 
 const FIXTURE = fileURLToPath(new URL('../../fixtures/models/tiny-llama.gguf', import.meta.url));
 /** The product always uses the real core count (see the createChatModel tests below). */
@@ -26,22 +26,6 @@ const THREADS = os.availableParallelism();
  */
 const TEST_THREADS = 1;
 const CONTEXT_TOKENS = 512;
-
-const MESSAGES: ChatMessage[] = [
-  { role: 'system', content: 'Answer from the context. Cite passages as [n].' },
-  { role: 'user', content: 'What is the Halcyon ferry schedule?' },
-];
-const GREEDY: SamplingParams = { maxTokens: 40, temperature: 0, topP: 1, seed: 42, stop: [] };
-
-function request(over: Partial<GenerateRequest> = {}): GenerateRequest {
-  return {
-    messages: MESSAGES,
-    sampling: GREEDY,
-    signal: new AbortController().signal,
-    context: { query: 'What is the Halcyon ferry schedule?', passages: [] },
-    ...over,
-  };
-}
 
 function recordingLogger(): LlmLogger & { lines: Array<{ msg: string; fields?: Record<string, unknown> }> } {
   const lines: Array<{ msg: string; fields?: Record<string, unknown> }> = [];
@@ -73,123 +57,9 @@ describe('GgufChatModel on tiny-llama.gguf', () => {
     const loaded = log.lines.find((l) => l.msg === 'chat model loaded');
     expect(loaded?.fields).toMatchObject({ threads: TEST_THREADS, context_tokens: CONTEXT_TOKENS, chat_template: 'ChatML' });
   });
-
-  it('streams tokens whose concatenation is the answer, and reports token counts', async () => {
-    const chunks: string[] = [];
-    const r = await model.generate(request({ onToken: (t) => chunks.push(t) }));
-    expect(chunks.length).toBeGreaterThan(5);
-    expect(chunks.join('')).toBe(r.text);
-    expect(r.text.trim().length).toBeGreaterThan(0);
-    expect(r.promptTokens).toBe(model.countPromptTokens(MESSAGES));
-    // ChatML wrapping adds tokens beyond the bare message text.
-    expect(r.promptTokens).toBeGreaterThan(model.countTokens(MESSAGES[0]!.content) + model.countTokens(MESSAGES[1]!.content));
-    expect(r.completionTokens).toBe(GREEDY.maxTokens);
-    expect(r.finishReason).toBe('length');
-  });
-
-  it('stops at maxTokens', async () => {
-    const r = await model.generate(request({ sampling: { ...GREEDY, maxTokens: 7 } }));
-    expect(r.completionTokens).toBe(7);
-    expect(r.finishReason).toBe('length');
-    const full = await model.generate(request());
-    // Greedy decoding: the short answer is the start of the long one.
-    expect(full.text.startsWith(r.text)).toBe(true);
-    expect(full.text.length).toBeGreaterThan(r.text.length);
-  });
-
-  it('stops before a stop sequence the model emits, and never streams any of it', async () => {
-    const first = await model.generate(request());
-    // A piece of the greedy output that first occurs well after its start.
-    const words = first.text.split(' ').filter((w) => w.length >= 3);
-    const stop = words.map((w) => w.slice(0, 3)).find((w) => first.text.indexOf(w) >= 8);
-    expect(stop, `no usable stop string in ${JSON.stringify(first.text)}`).toBeDefined();
-    const at = first.text.indexOf(stop!);
-    const chunks: string[] = [];
-    const second = await model.generate(request({ sampling: { ...GREEDY, stop: [stop!] }, onToken: (t) => chunks.push(t) }));
-    expect(second.text).toBe(first.text.slice(0, at));
-    expect(second.finishReason).toBe('stop');
-    expect(second.completionTokens).toBeLessThan(first.completionTokens);
-    expect(chunks.join('')).toBe(second.text);
-  });
-
-  it('cancels mid-generation: CancelledError, no tokens after the abort, generation stopped', async () => {
-    const ac = new AbortController();
-    let seen = 0;
-    let afterAbort = 0;
-    const cancelLines = () => log.lines.filter((l) => l.msg === 'generation cancelled');
-    const before = cancelLines().length;
-    const p = model.generate(
-      request({
-        sampling: { ...GREEDY, maxTokens: 400 },
-        signal: ac.signal,
-        onToken: () => {
-          if (ac.signal.aborted) afterAbort++;
-          if (++seen === 3) ac.abort();
-        },
-      }),
-    );
-    await expect(p).rejects.toBeInstanceOf(CancelledError);
-    expect(afterAbort).toBe(0);
-    const line = cancelLines()[before];
-    expect(line).toBeDefined();
-    expect(line!.fields!.completion_tokens as number).toBeLessThan(20);
-    // The model is free again and answers normally.
-    const r = await model.generate(request({ sampling: { ...GREEDY, maxTokens: 5 } }));
-    expect(r.completionTokens).toBe(5);
-  });
-
-  it('rejects at once when the signal is already aborted', async () => {
-    const ac = new AbortController();
-    ac.abort();
-    await expect(model.generate(request({ signal: ac.signal }))).rejects.toBeInstanceOf(CancelledError);
-  });
-
-  it('keeps requests independent: no history leaks from one generate() into the next', async () => {
-    const a1 = await model.generate(request());
-    await model.generate(request({ messages: [{ role: 'user', content: 'Tell me about vexmoor and kestrelctl instead.' }] }));
-    const a2 = await model.generate(request());
-    expect(a2.text).toBe(a1.text);
-    expect(a2.promptTokens).toBe(a1.promptTokens);
-  });
-
-  it('samples reproducibly from temperature, top-p and seed', async () => {
-    const sampling = { ...GREEDY, temperature: 0.9, topP: 0.9, seed: 7 };
-    const a = await model.generate(request({ sampling }));
-    const b = await model.generate(request({ sampling }));
-    expect(b.text).toBe(a.text);
-  });
-
-  it('serialises concurrent calls on one model', async () => {
-    const sequential = [await model.generate(request({ sampling: { ...GREEDY, maxTokens: 12 } })), await model.generate(request({ messages: [{ role: 'user', content: 'the model answer' }], sampling: { ...GREEDY, maxTokens: 12 } }))];
-    const concurrent = await Promise.all([
-      model.generate(request({ sampling: { ...GREEDY, maxTokens: 12 } })),
-      model.generate(request({ messages: [{ role: 'user', content: 'the model answer' }], sampling: { ...GREEDY, maxTokens: 12 } })),
-    ]);
-    expect(concurrent.map((r) => r.text)).toEqual(sequential.map((r) => r.text));
-  });
-
-  it('refuses a prompt + answer budget over the context window with the numbers', async () => {
-    const long = 'the ferry leaves at noon '.repeat(120);
-    const err = await model.generate(request({ messages: [{ role: 'user', content: long }], sampling: { ...GREEDY, maxTokens: 64 } })).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(ContextOverflowError);
-    const details = (err as ContextOverflowError).details!;
-    expect(details.context_tokens).toBe(CONTEXT_TOKENS);
-    expect(details.max_tokens).toBe(64);
-    expect(details.prompt_tokens as number).toBeGreaterThan(CONTEXT_TOKENS - 64);
-    // The same prompt fits once the answer budget leaves room (the check is prompt + budget).
-    const short = 'the ferry leaves at noon '.repeat(40);
-    const n = model.countPromptTokens([{ role: 'user', content: short }]);
-    const ok = await model.generate(request({ messages: [{ role: 'user', content: short }], sampling: { ...GREEDY, maxTokens: CONTEXT_TOKENS - n - 1 } }));
-    expect(ok.promptTokens).toBe(n);
-  });
-
-  it('turns a failing token consumer into a rejected generate(), and keeps working', async () => {
-    const boom = new Error('client write failed');
-    await expect(model.generate(request({ onToken: () => { throw boom; } }))).rejects.toBe(boom);
-    const r = await model.generate(request({ sampling: { ...GREEDY, maxTokens: 3 } }));
-    expect(r.completionTokens).toBe(3);
-  });
 });
+
+chatModelContract('gguf (node-llama-cpp) on tiny-llama.gguf', { model: () => model, contextTokens: CONTEXT_TOKENS, logLines: () => log.lines });
 
 describe('GgufChatModel loading failures', () => {
   it('a missing file fails at start with the path', () => {

@@ -8,32 +8,16 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AutoModelForCausalLM, Tensor, env } from '@huggingface/transformers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CancelledError, ContextOverflowError, InternalError, ModelLoadError, UnavailableError } from '../../../src/core/errors.ts';
+import { InternalError, ModelLoadError, UnavailableError } from '../../../src/core/errors.ts';
 import { loadConfig } from '../../../src/core/config.ts';
 import type { LlmLogger } from '../../../src/core/llm/gguf.ts';
 import { createChatModel } from '../../../src/core/llm/index.ts';
 import { TransformersChatModel, neutralizeSpecialTokens, scanStops, topPFilter } from '../../../src/core/llm/transformers-llm.ts';
-import type { ChatMessage, GenerateRequest, SamplingParams } from '../../../src/core/llm/types.ts';
+import { GREEDY, chatModelContract, request } from './chat-model-suite.ts';
 
 const FIXTURE = fileURLToPath(new URL('../../fixtures/models/tiny-causal-lm', import.meta.url));
 const THREADS = os.availableParallelism();
 const CONTEXT_TOKENS = 512;
-
-const MESSAGES: ChatMessage[] = [
-  { role: 'system', content: 'Answer from the context. Cite passages as [n].' },
-  { role: 'user', content: 'What is the Halcyon ferry schedule?' },
-];
-const GREEDY: SamplingParams = { maxTokens: 40, temperature: 0, topP: 1, seed: 42, stop: [] };
-
-function request(over: Partial<GenerateRequest> = {}): GenerateRequest {
-  return {
-    messages: MESSAGES,
-    sampling: GREEDY,
-    signal: new AbortController().signal,
-    context: { query: 'What is the Halcyon ferry schedule?', passages: [] },
-    ...over,
-  };
-}
 
 const lines: Array<{ msg: string; fields?: Record<string, unknown> }> = [];
 const log: LlmLogger = { info: (msg, fields) => lines.push({ msg, fields }), warn: (msg, fields) => lines.push({ msg, fields }) };
@@ -80,98 +64,6 @@ describe('TransformersChatModel on tiny-causal-lm', () => {
     expect(lines.find((l) => l.msg === 'chat model loaded')?.fields).toMatchObject({ threads: THREADS, dtype: 'fp32' });
   });
 
-  it('streams tokens whose concatenation is the answer, and reports token counts', async () => {
-    const chunks: string[] = [];
-    const r = await model.generate(request({ onToken: (t) => chunks.push(t) }));
-    expect(chunks.length).toBeGreaterThan(5);
-    expect(chunks.join('')).toBe(r.text);
-    expect(r.text.trim().length).toBeGreaterThan(0);
-    expect(r.promptTokens).toBe(model.countPromptTokens(MESSAGES));
-    expect(r.promptTokens).toBeGreaterThan(model.countTokens(MESSAGES[0]!.content) + model.countTokens(MESSAGES[1]!.content));
-    expect(r.completionTokens).toBe(GREEDY.maxTokens);
-    expect(r.finishReason).toBe('length');
-  });
-
-  it('stops at maxTokens', async () => {
-    const r = await model.generate(request({ sampling: { ...GREEDY, maxTokens: 7 } }));
-    expect(r.completionTokens).toBe(7);
-    expect(r.finishReason).toBe('length');
-    const full = await model.generate(request());
-    expect(full.text.startsWith(r.text)).toBe(true);
-    expect(full.text.length).toBeGreaterThan(r.text.length);
-  });
-
-  it('stops before a stop sequence the model emits, and never streams any of it', async () => {
-    const first = await model.generate(request());
-    const words = first.text.split(' ').filter((w) => w.length >= 3);
-    const stop = words.map((w) => w.slice(0, 3)).find((w) => first.text.indexOf(w) >= 8);
-    expect(stop, `no usable stop string in ${JSON.stringify(first.text)}`).toBeDefined();
-    const at = first.text.indexOf(stop!);
-    const chunks: string[] = [];
-    const second = await model.generate(request({ sampling: { ...GREEDY, stop: [stop!] }, onToken: (t) => chunks.push(t) }));
-    expect(second.text).toBe(first.text.slice(0, at));
-    expect(second.finishReason).toBe('stop');
-    expect(second.completionTokens).toBeLessThan(first.completionTokens);
-    expect(chunks.join('')).toBe(second.text);
-  });
-
-  it('cancels mid-generation: CancelledError, no tokens after the abort, the worker stops', async () => {
-    const ac = new AbortController();
-    let seen = 0;
-    let afterAbort = 0;
-    const before = lines.filter((l) => l.msg === 'generation cancelled').length;
-    const p = model.generate(
-      request({
-        sampling: { ...GREEDY, maxTokens: 400 },
-        signal: ac.signal,
-        onToken: () => {
-          if (ac.signal.aborted) afterAbort++;
-          if (++seen === 3) ac.abort();
-        },
-      }),
-    );
-    await expect(p).rejects.toBeInstanceOf(CancelledError);
-    // The next request runs once the worker has stopped the cancelled one.
-    const r = await model.generate(request({ sampling: { ...GREEDY, maxTokens: 5 } }));
-    expect(r.completionTokens).toBe(5);
-    expect(afterAbort).toBe(0);
-    const line = lines.filter((l) => l.msg === 'generation cancelled')[before];
-    expect(line).toBeDefined();
-    expect(line!.fields!.completion_tokens as number).toBeLessThan(20);
-  });
-
-  it('keeps requests independent: no history leaks from one generate() into the next', async () => {
-    const a1 = await model.generate(request());
-    await model.generate(request({ messages: [{ role: 'user', content: 'Tell me about vexmoor and kestrelctl instead.' }] }));
-    const a2 = await model.generate(request());
-    expect(a2.text).toBe(a1.text);
-  });
-
-  it('samples reproducibly from temperature, top-p and seed', async () => {
-    const sampling = { ...GREEDY, temperature: 0.9, topP: 0.9, seed: 7 };
-    const a = await model.generate(request({ sampling }));
-    const b = await model.generate(request({ sampling }));
-    expect(b.text).toBe(a.text);
-    expect(a.completionTokens).toBe(GREEDY.maxTokens);
-  });
-
-  it('serialises concurrent calls on one model', async () => {
-    const other: ChatMessage[] = [{ role: 'user', content: 'the model answer' }];
-    const short = { ...GREEDY, maxTokens: 12 };
-    const sequential = [await model.generate(request({ sampling: short })), await model.generate(request({ messages: other, sampling: short }))];
-    const concurrent = await Promise.all([model.generate(request({ sampling: short })), model.generate(request({ messages: other, sampling: short }))]);
-    expect(concurrent.map((r) => r.text)).toEqual(sequential.map((r) => r.text));
-  });
-
-  it('refuses a prompt + answer budget over the context window with the numbers', async () => {
-    const long = 'the ferry leaves at noon '.repeat(120);
-    const err = await model.generate(request({ messages: [{ role: 'user', content: long }], sampling: { ...GREEDY, maxTokens: 64 } })).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(ContextOverflowError);
-    const details = (err as ContextOverflowError).details!;
-    expect(details).toMatchObject({ context_tokens: CONTEXT_TOKENS, max_tokens: 64 });
-    expect(details.prompt_tokens as number).toBeGreaterThan(CONTEXT_TOKENS - 64);
-  });
-
   it('does not let message text forge special tokens (a "<|im_end|>" in a document stays text)', () => {
     const plain = model.countPromptTokens([{ role: 'user', content: 'a b' }]);
     const forged = model.countPromptTokens([{ role: 'user', content: 'a <|im_end|> b' }]);
@@ -180,14 +72,9 @@ describe('TransformersChatModel on tiny-causal-lm', () => {
     expect(neutralizeSpecialTokens('x <|im_end|> y <|im_end|>', ['<|im_end|>'])).toBe('x <\u200b|im_end|> y <\u200b|im_end|>');
     expect(neutralizeSpecialTokens('nothing special', ['<|im_end|>'])).toBe('nothing special');
   });
-
-  it('turns a failing token consumer into a rejected generate(), and keeps working', async () => {
-    const boom = new Error('client write failed');
-    await expect(model.generate(request({ onToken: () => { throw boom; } }))).rejects.toBe(boom);
-    const r = await model.generate(request({ sampling: { ...GREEDY, maxTokens: 3 } }));
-    expect(r.completionTokens).toBe(3);
-  });
 });
+
+chatModelContract('transformers.js (worker) on tiny-causal-lm', { model: () => model, contextTokens: CONTEXT_TOKENS, logLines: () => lines });
 
 describe('TransformersChatModel failures', () => {
   it('a missing model directory fails at start with the path', () => {
