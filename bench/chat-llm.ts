@@ -31,7 +31,7 @@ import { loadConfig } from '../src/core/config.ts';
 import { GgufChatModel } from '../src/core/llm/gguf.ts';
 import type { ChatMessage, SamplingParams } from '../src/core/llm/types.ts';
 import type { StreamSummary } from './llm.ts';
-import { measureRaw, standInGguf, summarizeStream } from './llm.ts';
+import { measureRaw, median, standInGguf, summarizeStream } from './llm.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const { values } = parseArgs({
@@ -50,11 +50,6 @@ const RUNS = Number(values.runs);
 const CONTEXT_TOKENS = 2048;
 
 const round2 = (x: number) => Math.round(x * 100) / 100;
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 const QUESTIONS = [
   'What does error E-417 mean on the Halcyon X3?',

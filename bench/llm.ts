@@ -60,7 +60,8 @@ export function summarizeStream(startMs: number, chunkTimesMs: number[], complet
   };
 }
 
-const median = (xs: number[]) => {
+/** Median of a non-empty list. */
+export const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   const m = Math.floor(s.length / 2);
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;

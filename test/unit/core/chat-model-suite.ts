@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { CancelledError, ContextOverflowError } from '../../../src/core/errors.ts';
+import type { LlmLogger } from '../../../src/core/llm/gguf.ts';
 import type { ChatMessage, ChatModel, GenerateRequest, SamplingParams } from '../../../src/core/llm/types.ts';
 
 export const SUITE_MESSAGES: ChatMessage[] = [
@@ -25,6 +26,12 @@ export function request(over: Partial<GenerateRequest> = {}): GenerateRequest {
 }
 
 export type LogLine = { msg: string; fields?: Record<string, unknown> | undefined };
+
+/** A backend logger that keeps what it is told, for assertions on load and cancel lines. */
+export function recordingLogger(): LlmLogger & { lines: LogLine[] } {
+  const lines: LogLine[] = [];
+  return { lines, info: (msg, fields) => lines.push({ msg, fields }), warn: (msg, fields) => lines.push({ msg, fields }) };
+}
 
 export interface ChatModelSuiteOptions {
   /** The loaded model (called inside tests, after the backend file's beforeAll). */

@@ -13,8 +13,7 @@ import { modelsCommand } from '../../../src/commands/models.ts';
 import { loadConfig } from '../../../src/core/config.ts';
 import { GgufChatModel } from '../../../src/core/llm/gguf.ts';
 import { createChatModel } from '../../../src/core/llm/index.ts';
-import type { LlmLogger } from '../../../src/core/llm/gguf.ts';
-import { GREEDY, chatModelContract, request } from './chat-model-suite.ts';
+import { GREEDY, chatModelContract, recordingLogger, request } from './chat-model-suite.ts';
 
 const FIXTURE = fileURLToPath(new URL('../../fixtures/models/tiny-llama.gguf', import.meta.url));
 /** The product always uses the real core count (see the createChatModel tests below). */
@@ -26,11 +25,6 @@ const THREADS = os.availableParallelism();
  */
 const TEST_THREADS = 1;
 const CONTEXT_TOKENS = 512;
-
-function recordingLogger(): LlmLogger & { lines: Array<{ msg: string; fields?: Record<string, unknown> }> } {
-  const lines: Array<{ msg: string; fields?: Record<string, unknown> }> = [];
-  return { lines, info: (msg, fields) => lines.push({ msg, fields }), warn: (msg, fields) => lines.push({ msg, fields }) };
-}
 
 let tmp: string;
 let model: GgufChatModel;

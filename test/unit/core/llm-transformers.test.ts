@@ -10,17 +10,16 @@ import { AutoModelForCausalLM, Tensor, env } from '@huggingface/transformers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InternalError, ModelLoadError, UnavailableError } from '../../../src/core/errors.ts';
 import { loadConfig } from '../../../src/core/config.ts';
-import type { LlmLogger } from '../../../src/core/llm/gguf.ts';
 import { createChatModel } from '../../../src/core/llm/index.ts';
 import { TransformersChatModel, neutralizeSpecialTokens, scanStops, topPFilter } from '../../../src/core/llm/transformers-llm.ts';
-import { GREEDY, chatModelContract, request } from './chat-model-suite.ts';
+import { GREEDY, chatModelContract, recordingLogger, request } from './chat-model-suite.ts';
 
 const FIXTURE = fileURLToPath(new URL('../../fixtures/models/tiny-causal-lm', import.meta.url));
 const THREADS = os.availableParallelism();
 const CONTEXT_TOKENS = 512;
 
-const lines: Array<{ msg: string; fields?: Record<string, unknown> }> = [];
-const log: LlmLogger = { info: (msg, fields) => lines.push({ msg, fields }), warn: (msg, fields) => lines.push({ msg, fields }) };
+const log = recordingLogger();
+const { lines } = log;
 
 let tmp: string;
 let model: TransformersChatModel;
