@@ -11,7 +11,7 @@ import { ConfigError } from './errors.ts';
 
 export type Db = Database.Database;
 
-const MIGRATIONS_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'migrations');
+const MIGRATIONS_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'store', 'migrations', 'sqlite');
 /** How long a writer waits for another process's write lock before SQLITE_BUSY, in ms. */
 export const DB_BUSY_TIMEOUT_MS = 10_000;
 

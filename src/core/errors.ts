@@ -88,7 +88,7 @@ export class RateLimitError extends MnemeError {
 /** 503: generation queue full, or the model is still loading / failed. */
 export class UnavailableError extends MnemeError {
   readonly retryAfterSeconds: number;
-  constructor(code: 'queue_full' | 'model_loading' | 'model_failed' | 'shutting_down', message: string, retryAfterSeconds = 1, options?: Opts) {
+  constructor(code: 'queue_full' | 'model_loading' | 'model_failed' | 'shutting_down' | 'database_busy', message: string, retryAfterSeconds = 1, options?: Opts) {
     super(code, 503, message, options);
     this.retryAfterSeconds = retryAfterSeconds;
   }

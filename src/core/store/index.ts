@@ -1,0 +1,46 @@
+/**
+ * The data layer: every SQL statement of mneme lives under src/core/store/. Pipelines, routes and
+ * commands call the typed, Promise-returning aggregate stores below; none of them sees a database
+ * handle. The record types are defined here, per aggregate, and imported by the pipelines (never
+ * the other way round).
+ *
+ * Engines: `sqlite` (the embedded default: one file in the data dir, see sqlite/) — PostgreSQL
+ * fits behind the same interface (its own folder, selected by configuration).
+ */
+import type { ConversationStore } from './conversations.ts';
+import type { CorpusStore } from './corpus.ts';
+import type { ExportSource } from './exports.ts';
+import type { FeatureTableStore } from './features.ts';
+import type { MonitoringStore } from './monitoring.ts';
+import type { PredictionStore } from './predictions.ts';
+import type { UserStore } from './users.ts';
+
+export type StoreEngine = 'sqlite';
+
+export interface Store {
+  readonly engine: StoreEngine;
+  /** Documents, chunks, embeddings, index generations, corpus state, change feed. */
+  readonly corpus: CorpusStore;
+  /** Users, API keys, erasure. */
+  readonly users: UserStore;
+  /** Conversations and messages. */
+  readonly conversations: ConversationStore;
+  /** The prediction log and feedback. */
+  readonly predictions: PredictionStore;
+  /** Read-only aggregates for /admin. */
+  readonly monitoring: MonitoringStore;
+  /** User feature tables (offline history, online values, state, watermarks). */
+  readonly features: FeatureTableStore;
+  /** Snapshot reads for the training-data export. */
+  readonly exports: ExportSource;
+  /** Closes the engine (idempotent); pending writes finish first. */
+  close(): Promise<void>;
+}
+
+export type { ConversationStore } from './conversations.ts';
+export type { CorpusStore } from './corpus.ts';
+export type { ExportSource } from './exports.ts';
+export type { FeatureTableStore } from './features.ts';
+export type { MonitoringStore } from './monitoring.ts';
+export type { PredictionStore } from './predictions.ts';
+export type { UserStore } from './users.ts';

@@ -1,0 +1,235 @@
+/**
+ * The SQLite engine's one connection per process: opening (WAL, secure_delete, foreign keys),
+ * numbered migrations with a recorded checksum, a statement cache, and writes that never wait for
+ * another process's lock on the event loop.
+ *
+ * Only files under src/core/store/ may use this (a test enforces it): everything else goes through
+ * the typed aggregate stores built on it.
+ */
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
+import { ConfigError, UnavailableError } from '../../errors.ts';
+
+export type SqliteDb = Database.Database;
+export type Statement<P extends unknown[] | object, R> = Database.Statement<P, R>;
+
+/** Where the SQLite engine's numbered migrations live. */
+export const SQLITE_MIGRATIONS_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'migrations', 'sqlite');
+
+/**
+ * How long one attempt waits inside SQLite (synchronously, on the calling thread) for another
+ * process's write lock, in ms. Kept tiny: beyond it the write backs off asynchronously, so the event
+ * loop keeps serving while an ingest commits.
+ */
+export const SQLITE_BUSY_SLICE_MS = 2;
+/** First asynchronous back-off after SQLITE_BUSY, in ms; doubles up to SQLITE_BUSY_MAX_BACKOFF_MS. */
+export const SQLITE_BUSY_FIRST_BACKOFF_MS = 2;
+export const SQLITE_BUSY_MAX_BACKOFF_MS = 50;
+/** A write still locked out after this long fails with 503 `database_busy`, in ms (default 30 s). */
+export const SQLITE_WRITE_DEADLINE_MS = 30_000;
+
+export interface SqliteConnectionOptions {
+  /** Open read-only (no migrations, no writes); used by `doctor`. Default false. */
+  readonly?: boolean;
+  /** Migrations folder. Default SQLITE_MIGRATIONS_DIR. */
+  migrationsDir?: string;
+  /** Give up on a locked-out write after this many ms. Default SQLITE_WRITE_DEADLINE_MS. */
+  writeDeadlineMs?: number;
+}
+
+/** A SQLite error code (SQLITE_BUSY, SQLITE_CONSTRAINT_UNIQUE, ...), or undefined for other errors. */
+export function sqliteCode(err: unknown): string | undefined {
+  return err instanceof Database.SqliteError ? err.code : undefined;
+}
+
+function isBusy(err: unknown): boolean {
+  const code = sqliteCode(err);
+  return code === 'SQLITE_BUSY' || code === 'SQLITE_BUSY_SNAPSHOT' || code === 'SQLITE_LOCKED';
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export class SqliteConnection {
+  readonly db: SqliteDb;
+  readonly file: string;
+  private readonly cache = new Map<string, Statement<unknown[], unknown>>();
+  private readonly writeDeadlineMs: number;
+  private closed = false;
+  /** Writes of this process run one at a time, in arrival order (SQLite has one writer anyway). */
+  private writeChain: Promise<unknown> = Promise.resolve();
+
+  /**
+   * Opens (creating if needed) the database at `file` and applies pending migrations.
+   * @throws ConfigError when the file cannot be opened or created (message names the path), or when
+   * an applied migration was edited since (message names the file).
+   */
+  constructor(file: string, options: SqliteConnectionOptions = {}) {
+    this.file = file;
+    this.writeDeadlineMs = options.writeDeadlineMs ?? SQLITE_WRITE_DEADLINE_MS;
+    const readonly = options.readonly ?? false;
+    try {
+      if (!readonly) fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+      this.db = new Database(file, { readonly, fileMustExist: readonly });
+    } catch (cause) {
+      throw new ConfigError(`cannot open database ${file}: ${(cause as Error).message}`, { cause });
+    }
+    try {
+      this.db.pragma(`busy_timeout = ${SQLITE_BUSY_SLICE_MS}`);
+      if (!readonly) {
+        this.db.pragma('journal_mode = WAL');
+        // WAL + NORMAL survives a killed process (only an OS crash can lose the last commits).
+        this.db.pragma('synchronous = NORMAL');
+      }
+      // Erased rows are overwritten with zeros, not left readable in free pages (GDPR erasure).
+      this.db.pragma('secure_delete = ON');
+      this.db.pragma('foreign_keys = ON');
+      if (!readonly) this.migrateWithRetry(options.migrationsDir ?? SQLITE_MIGRATIONS_DIR);
+    } catch (err) {
+      this.db.close();
+      throw err;
+    }
+  }
+
+  /** A cached prepared statement for `sql` (prepared once per connection: ~1 µs per call after). */
+  stmt<P extends unknown[] | object = unknown[], R = unknown>(sql: string): Statement<P, R> {
+    let s = this.cache.get(sql);
+    if (!s) {
+      s = this.db.prepare(sql);
+      this.cache.set(sql, s);
+    }
+    return s as unknown as Statement<P, R>;
+  }
+
+  /** Runs `fn` in a deferred read transaction: one consistent snapshot, never waits for a lock in WAL. */
+  read<T>(fn: () => T): T {
+    return this.db.transaction(fn).deferred();
+  }
+
+  /**
+   * Runs `fn` in one IMMEDIATE write transaction. When another process holds the write lock, waits
+   * asynchronously (exponential back-off from SQLITE_BUSY_FIRST_BACKOFF_MS), never on the event loop
+   * for more than SQLITE_BUSY_SLICE_MS. `fn` must be synchronous: a transaction never spans an await.
+   * @throws UnavailableError('database_busy') after the write deadline; whatever `fn` throws.
+   */
+  write<T>(fn: () => T): Promise<T> {
+    const run = this.writeChain.then(() => this.writeNow(fn));
+    this.writeChain = run.catch(() => undefined);
+    return run;
+  }
+
+  private async writeNow<T>(fn: () => T): Promise<T> {
+    const tx = this.db.transaction(fn);
+    const deadline = Date.now() + this.writeDeadlineMs;
+    let backoff = SQLITE_BUSY_FIRST_BACKOFF_MS;
+    for (;;) {
+      try {
+        return tx.immediate();
+      } catch (err) {
+        if (!isBusy(err) || this.closed) throw err;
+        if (Date.now() >= deadline) {
+          throw new UnavailableError('database_busy', `the database stayed locked by another process for ${this.writeDeadlineMs} ms`, 1, { cause: err });
+        }
+        await sleep(backoff);
+        backoff = Math.min(backoff * 2, SQLITE_BUSY_MAX_BACKOFF_MS);
+      }
+    }
+  }
+
+  /**
+   * Synchronous write for code that cannot await (migrations, CLI-only maintenance); waits for the
+   * lock by blocking. Never use it on a server request path.
+   */
+  writeSync<T>(fn: () => T, waitMs = SQLITE_WRITE_DEADLINE_MS): T {
+    const tx = this.db.transaction(fn);
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      try {
+        return tx.immediate();
+      } catch (err) {
+        if (!isBusy(err) || Date.now() >= deadline) throw err;
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+      }
+    }
+  }
+
+  /** Moves WAL content into the main file and truncates the WAL (after an erase: no copy left there). */
+  checkpoint(): void {
+    this.db.pragma('wal_checkpoint(TRUNCATE)');
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.cache.clear();
+    this.db.close();
+  }
+
+  get isOpen(): boolean {
+    return !this.closed;
+  }
+
+  private migrateWithRetry(dir: string): void {
+    this.writeSync(() => this.db.exec(MIGRATIONS_TABLE_SQL));
+    migrate(this, dir);
+  }
+}
+
+const MIGRATIONS_TABLE_SQL = 'CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL, sha256 TEXT)';
+
+/** sha256 hex of a migration file's text with line endings normalized (a CRLF checkout is no edit). */
+export function migrationChecksum(sql: string): string {
+  return createHash('sha256').update(sql.replace(/\r\n/g, '\n'), 'utf8').digest('hex');
+}
+
+/**
+ * Applies pending migrations in file-name order, each once, each in its own IMMEDIATE transaction
+ * (safe when several processes start at once), recording each file's checksum.
+ * @throws ConfigError naming the file when an applied migration's text changed since it was applied,
+ * or when the database records a migration this build does not have (a newer mneme wrote it).
+ */
+export function migrate(conn: SqliteConnection, dir = SQLITE_MIGRATIONS_DIR): string[] {
+  const db = conn.db;
+  const columns = db.prepare<[], { name: string }>('PRAGMA table_info(schema_migrations)').all();
+  if (!columns.some((c) => c.name === 'sha256')) conn.writeSync(() => db.exec('ALTER TABLE schema_migrations ADD COLUMN sha256 TEXT'));
+  const files = fs.readdirSync(dir).filter((f) => /^\d+_.*\.sql$/.test(f)).sort();
+  const recorded = db.prepare<[string], { name: string; sha256: string | null }>('SELECT name, sha256 FROM schema_migrations WHERE name = ?');
+  const record = db.prepare('INSERT INTO schema_migrations (name, applied_at, sha256) VALUES (?, ?, ?)');
+  const backfill = db.prepare('UPDATE schema_migrations SET sha256 = ? WHERE name = ? AND sha256 IS NULL');
+  const applied: string[] = [];
+  for (const name of files) {
+    const sql = fs.readFileSync(path.join(dir, name), 'utf8');
+    const sum = migrationChecksum(sql);
+    const check = (row: { sha256: string | null }) => {
+      if (row.sha256 !== null && row.sha256 !== sum) {
+        throw new ConfigError(
+          `migration ${name} was edited after it was applied to ${conn.file} (recorded sha256 ${row.sha256.slice(0, 12)}…, file ${sum.slice(0, 12)}…); ` +
+            'restore the file and add a new numbered migration for the change',
+        );
+      }
+    };
+    const before = recorded.get(name);
+    if (before) {
+      check(before);
+      // Databases migrated before checksums were recorded learn them on their next start.
+      if (before.sha256 === null) conn.writeSync(() => backfill.run(sum, name));
+      continue;
+    }
+    conn.writeSync(() => {
+      // Re-check inside the write transaction: another process may have applied it meanwhile.
+      const row = recorded.get(name);
+      if (row) return check(row);
+      db.exec(sql);
+      record.run(name, new Date().toISOString(), sum);
+      applied.push(name);
+    });
+  }
+  const known = new Set(files);
+  const unknown = db.prepare<[], { name: string }>('SELECT name FROM schema_migrations').all().filter((r) => !known.has(r.name));
+  if (unknown.length > 0) {
+    throw new ConfigError(`${conn.file} was migrated by a newer mneme (${unknown.map((r) => r.name).join(', ')}); upgrade mneme to open it`);
+  }
+  return applied;
+}

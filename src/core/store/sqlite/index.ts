@@ -1,0 +1,56 @@
+/**
+ * The embedded engine: one SQLite file (WAL) holding everything. `openSqliteStore(file)` opens and
+ * migrates it and builds each aggregate store on the one shared connection.
+ */
+import type { Store } from '../index.ts';
+import type { SqliteConnectionOptions } from './connection.ts';
+import { SqliteConnection } from './connection.ts';
+import { SqliteConversationStore } from './conversations.ts';
+import { SqliteCorpusStore } from './corpus.ts';
+import { SqliteExportSource } from './exports.ts';
+import { SqliteFeatureTableStore } from './features.ts';
+import { SqliteMonitoringStore } from './monitoring.ts';
+import { SqlitePredictionStore } from './predictions.ts';
+import { SqliteUserStore } from './users.ts';
+
+export class SqliteStore implements Store {
+  readonly engine = 'sqlite' as const;
+  readonly corpus: SqliteCorpusStore;
+  readonly users: SqliteUserStore;
+  readonly conversations: SqliteConversationStore;
+  readonly predictions: SqlitePredictionStore;
+  readonly monitoring: SqliteMonitoringStore;
+  readonly features: SqliteFeatureTableStore;
+  readonly exports: SqliteExportSource;
+
+  /** @param connection an open connection; the store owns it from now on (close() closes it). */
+  constructor(readonly connection: SqliteConnection) {
+    this.corpus = new SqliteCorpusStore(connection);
+    this.users = new SqliteUserStore(connection);
+    this.conversations = new SqliteConversationStore(connection);
+    this.predictions = new SqlitePredictionStore(connection);
+    this.monitoring = new SqliteMonitoringStore(connection);
+    this.features = new SqliteFeatureTableStore(connection);
+    this.exports = new SqliteExportSource(connection);
+  }
+
+  /** The database file. */
+  get file(): string {
+    return this.connection.file;
+  }
+
+  async close(): Promise<void> {
+    if (!this.connection.isOpen) return;
+    // Let writes already queued finish before the handle goes.
+    await this.connection.write(() => undefined).catch(() => undefined);
+    this.connection.close();
+  }
+}
+
+/**
+ * Opens (creating and migrating if needed) the SQLite store at `file`.
+ * @throws ConfigError when the file cannot be opened or a migration was edited after being applied.
+ */
+export function openSqliteStore(file: string, options: SqliteConnectionOptions = {}): SqliteStore {
+  return new SqliteStore(new SqliteConnection(file, options));
+}
