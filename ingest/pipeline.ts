@@ -10,15 +10,14 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Db } from '../src/core/db.ts';
-import { blobToVector, corpusVersion, nowIso, vectorToBlob } from '../src/core/db.ts';
-import type { VectorStack } from '../src/core/deps.ts';
+import type { LoadedIndex, VectorStack } from '../src/core/deps.ts';
 import type { Embedder } from '../src/core/embedder.ts';
 import { LoaderError } from '../src/core/errors.ts';
-import type { IndexMeta } from '../src/core/index-store.ts';
-import { saveIndex, vectorWorkPending } from '../src/core/index-store.ts';
-import type { HnswVectorIndex } from '../src/core/vector-index.ts';
-import { chunkDocument, estimateTokens } from './chunk.ts';
+import { saveIndex } from '../src/core/index-store.ts';
+import type { DocumentRef, NewChunk } from '../src/core/store/corpus.ts';
+import type { Store } from '../src/core/store/index.ts';
+import { estimateTokens } from '../src/core/tokens.ts';
+import { chunkDocument } from './chunk.ts';
 import { loadDocument } from './loaders.ts';
 import type { ChunkDraft, LoadedDocument, LoadFailureCode } from './types.ts';
 import { isUnder, walk } from './walk.ts';
@@ -29,9 +28,14 @@ export const INGEST_WINDOW_CHUNKS = 512;
 export const INGEST_WINDOW_DOCS = 256;
 /** Save the HNSW file at least this often during a long run, in seconds. */
 export const INDEX_CHECKPOINT_SECONDS = 120;
+/**
+ * Change-feed rows kept behind the saved index position (default 1,000,000, ~40 MB). A server
+ * further behind than this (stopped for a long time) reconciles in full once instead.
+ */
+export const FEED_RETAIN_CHANGES = 1_000_000;
 
 export interface IngestOptions {
-  db: Db;
+  store: Store;
   dataDir: string;
   paths: string[];
   collection: string;
@@ -82,7 +86,7 @@ interface PendingDoc {
   path: string;
   sha256: string;
   bytes: number;
-  existing: { id: number; deleted_at: string | null } | undefined;
+  existing: DocumentRef | null;
   loaded: LoadedDocument;
   chunks: ChunkDraft[];
 }
@@ -100,7 +104,7 @@ export function embeddingInput(c: { headingPath: string; text: string }): string
 
 export async function runIngest(opts: IngestOptions): Promise<IngestSummary> {
   const started = process.hrtime.bigint();
-  const { db } = opts;
+  const { store } = opts;
   let stackPromise: Promise<VectorStack> | null = null;
   let stack: VectorStack | null = null;
   const vectors = async (): Promise<VectorStack> => {
@@ -113,31 +117,13 @@ export async function runIngest(opts: IngestOptions): Promise<IngestSummary> {
     failed: [], skipped: [], embedding_model: opts.configuredModel, warnings: [],
   };
 
-  const findDoc = db.prepare<[string, string], { id: number; content_sha256: string; deleted_at: string | null }>(
-    'SELECT id, content_sha256, deleted_at FROM documents WHERE collection = ? AND source_uri = ?',
-  );
-  const oldChunks = db.prepare<[number], { id: number; content_sha256: string }>('SELECT id, content_sha256 FROM chunks WHERE document_id = ?');
-  const oldVector = db.prepare<[number, string], { vector: Buffer }>('SELECT vector FROM embeddings WHERE chunk_id = ? AND model_id = ?');
-  const insertDoc = db.prepare(
-    `INSERT INTO documents (collection, source_uri, content_sha256, title, kind, bytes, ingested_at, updated_at)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-  );
-  const updateDoc = db.prepare(
-    'UPDATE documents SET content_sha256 = ?, title = ?, kind = ?, bytes = ?, updated_at = ?, deleted_at = NULL WHERE id = ?',
-  );
-  const deleteChunks = db.prepare('DELETE FROM chunks WHERE document_id = ?');
-  const insertChunk = db.prepare(
-    'INSERT INTO chunks (document_id, ord, text, heading_path, token_count, content_sha256) VALUES (?, ?, ?, ?, ?, ?)',
-  );
-  const insertVector = db.prepare('INSERT OR REPLACE INTO embeddings (chunk_id, model_id, vector) VALUES (?, ?, ?)');
-
   let lastCheckpoint = Date.now();
   /** Saves the index when it no longer matches what its file was saved from (or on a timer). */
-  const checkpoint = (force: boolean) => {
+  const checkpoint = async (force: boolean) => {
     const index = stack?.index;
     if (!index) return;
     if (!force && Date.now() - lastCheckpoint < INDEX_CHECKPOINT_SECONDS * 1000) return;
-    saveIndex(db, opts.dataDir, index.meta, index.hnsw);
+    await saveIndex(store, opts.dataDir, index.meta, index.hnsw);
     lastCheckpoint = Date.now();
   };
 
@@ -164,10 +150,7 @@ export async function runIngest(opts: IngestOptions): Promise<IngestSummary> {
     if (modelId) {
       for (const d of window) {
         if (!d.existing) continue;
-        for (const c of oldChunks.all(d.existing.id)) {
-          const v = oldVector.get(c.id, modelId);
-          if (v) vectorsByHash.set(c.content_sha256, blobToVector(v.vector));
-        }
+        for (const [h, v] of await store.corpus.vectorsByContentHash(d.existing.id, modelId)) vectorsByHash.set(h, v);
       }
     }
     const hashes = window.map((d) => d.chunks.map((c) => sha256(embeddingInput(c))));
@@ -200,47 +183,31 @@ export async function runIngest(opts: IngestOptions): Promise<IngestSummary> {
     await w.embedded;
     const { window, hashes, modelId, vectorsByHash } = w;
     const { index } = await vectors();
-    const now = nowIso();
     for (let i = 0; i < window.length; i++) {
       const d = window[i]!;
-      const labelsAdded: Array<[number, Float32Array]> = [];
-      const labelsRemoved: number[] = [];
-      const commit = db.transaction(() => {
-        let docId: number;
-        if (d.existing) {
-          docId = d.existing.id;
-          for (const c of oldChunks.all(docId)) labelsRemoved.push(c.id);
-          s.chunks_deleted += deleteChunks.run(docId).changes;
-          updateDoc.run(d.sha256, d.loaded.title, d.loaded.kind, d.bytes, now, docId);
-        } else {
-          docId = Number(insertDoc.run(opts.collection, d.path, d.sha256, d.loaded.title, d.loaded.kind, d.bytes, now, now).lastInsertRowid);
-        }
-        d.chunks.forEach((c, j) => {
-          const h = hashes[i]![j]!;
-          const chunkId = Number(insertChunk.run(docId, c.ord, c.text, c.headingPath, c.tokenCount, h).lastInsertRowid);
-          const v = modelId ? vectorsByHash.get(h) : undefined;
-          if (v && modelId) {
-            insertVector.run(chunkId, modelId, vectorToBlob(v));
-            labelsAdded.push([chunkId, v]);
-          }
-        });
-        s.chunks_added += d.chunks.length;
+      const chunks: NewChunk[] = d.chunks.map((c, j) => {
+        const h = hashes[i]![j]!;
+        return { ord: c.ord, text: c.text, headingPath: c.headingPath, tokenCount: c.tokenCount, contentSha256: h, vector: modelId ? vectorsByHash.get(h) : undefined };
       });
-      commit.immediate();
-      if (!d.existing) s.documents_added++;
-      else if (d.existing.deleted_at) s.documents_added++;
+      const doc = { collection: opts.collection, sourceUri: d.path, contentSha256: d.sha256, title: d.loaded.title, kind: d.loaded.kind, bytes: d.bytes };
+      const r = await store.corpus.replaceDocument(doc, chunks, d.existing, modelId);
+      s.chunks_deleted += r.chunksDeleted;
+      s.chunks_added += r.chunksAdded;
+      if (!d.existing || d.existing.deletedAt) s.documents_added++;
       else s.documents_updated++;
       if (index) {
-        for (const l of labelsRemoved) index.hnsw.remove(l);
-        for (const [l, v] of labelsAdded) index.hnsw.upsert(l, v);
+        for (const l of r.chunkIdsRemoved) index.hnsw.remove(l);
+        for (const [l, v] of r.vectorsAdded) index.hnsw.upsert(l, v);
       }
     }
-    checkpoint(false);
+    await checkpoint(false);
   };
 
   // Load the model up front only when there is vector work whatever the files say (a lagging index
   // file, unembedded chunks, a model change); otherwise only when a changed file needs it.
-  if (vectorWorkPending(db, opts.configuredModel)) await vectors();
+  // What a killed run left (a half-written large document, chunks of a replaced one) goes first.
+  await store.corpus.cleanupInterrupted();
+  if (await store.corpus.vectorWorkPending(opts.configuredModel)) await vectors();
 
   const seenPaths = new Set<string>();
   let window: PendingDoc[] = [];
@@ -285,8 +252,8 @@ export async function runIngest(opts: IngestOptions): Promise<IngestSummary> {
       continue;
     }
     const hash = sha256(bytes);
-    const existing = findDoc.get(opts.collection, item.path);
-    if (existing && existing.content_sha256 === hash && existing.deleted_at === null) {
+    const existing = await store.corpus.findDocument(opts.collection, item.path);
+    if (existing && existing.contentSha256 === hash && existing.deletedAt === null) {
       s.documents_unchanged++;
       continue;
     }
@@ -319,70 +286,49 @@ export async function runIngest(opts: IngestOptions): Promise<IngestSummary> {
   const final = stack as VectorStack | null;
   if (final?.embedder && final.index) await embedMissing(opts, final.embedder, final.index, s);
   if (final) s.embedding_model = final.embedder?.info.modelId ?? null;
-  checkpoint(true);
-
-  db.prepare('UPDATE corpus_state SET last_ingest_at = ? WHERE id = 1').run(nowIso());
+  await checkpoint(true);
+  await truncateFeed(store);
   s.seconds = Number(process.hrtime.bigint() - started) / 1e9;
   return s;
 }
 
+/** Drops the oldest change-feed rows, keeping FEED_RETAIN_CHANGES behind every saved index position. */
+async function truncateFeed(store: Store): Promise<void> {
+  const { head } = await store.corpus.feedBounds();
+  const saved = [...(await store.corpus.generations('active')), ...(await store.corpus.generations('building'))].map((g) => g.savedFeedSeq ?? 0);
+  const upto = Math.min(head, ...saved) - FEED_RETAIN_CHANGES;
+  if (upto > 0) await store.corpus.truncateFeed(upto);
+}
+
 /** Tombstones documents of this collection under the walked roots whose files were not seen. */
 async function pruneMissing(opts: IngestOptions, seen: Set<string>, s: IngestSummary, vectors: () => Promise<VectorStack>): Promise<void> {
-  const { db } = opts;
-  const docs = db
-    .prepare<[string], { id: number; source_uri: string }>('SELECT id, source_uri FROM documents WHERE collection = ? AND deleted_at IS NULL')
-    .all(opts.collection);
-  const chunkIds = db.prepare('SELECT id FROM chunks WHERE document_id = ?').pluck();
-  const del = db.prepare('DELETE FROM chunks WHERE document_id = ?');
-  const tomb = db.prepare('UPDATE documents SET deleted_at = ? WHERE id = ?');
-  for (const d of docs) {
-    if (seen.has(d.source_uri) || !isUnder(d.source_uri, opts.paths)) continue;
+  const { store } = opts;
+  for (const d of await store.corpus.liveDocuments(opts.collection)) {
+    if (seen.has(d.sourceUri) || !isUnder(d.sourceUri, opts.paths)) continue;
     // A file that still exists but failed to load this time is not "gone": keep its last good version.
-    if (fs.existsSync(d.source_uri) && s.failed.some((f) => f.path === d.source_uri)) continue;
-    if (fs.existsSync(d.source_uri) && !s.skipped.some((f) => f.path === d.source_uri)) continue;
-    const ids = chunkIds.all(d.id) as number[];
+    if (fs.existsSync(d.sourceUri) && s.failed.some((f) => f.path === d.sourceUri)) continue;
+    if (fs.existsSync(d.sourceUri) && !s.skipped.some((f) => f.path === d.sourceUri)) continue;
     const { index } = await vectors();
-    db.transaction(() => {
-      s.chunks_deleted += del.run(d.id).changes;
-      tomb.run(nowIso(), d.id);
-    }).immediate();
+    const ids = await store.corpus.deleteDocument(d.id);
+    s.chunks_deleted += ids.length;
     for (const id of ids) index?.hnsw.remove(id);
     s.documents_deleted++;
   }
 }
 
 /** Embeds chunks stored without a vector for the active model (left by a BM25-only run). */
-async function embedMissing(
-  opts: IngestOptions,
-  embedder: Embedder,
-  index: { meta: IndexMeta; hnsw: HnswVectorIndex },
-  s: IngestSummary,
-): Promise<void> {
-  const { db } = opts;
-  const modelId = index.meta.model_id;
-  const page = db.prepare<[number, string, number], { id: number; text: string; heading_path: string }>(
-    `SELECT c.id, c.text, c.heading_path FROM chunks c
-     WHERE c.id > ? AND NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.chunk_id = c.id AND e.model_id = ?)
-     ORDER BY c.id LIMIT ?`,
-  );
-  const insert = db.prepare('INSERT OR IGNORE INTO embeddings (chunk_id, model_id, vector) VALUES (?, ?, ?)');
+async function embedMissing(opts: IngestOptions, embedder: Embedder, index: LoadedIndex, s: IngestSummary): Promise<void> {
+  const { store } = opts;
+  const modelId = index.meta.modelId;
   let after = 0;
   for (;;) {
-    const rows = page.all(after, modelId, INGEST_WINDOW_CHUNKS);
+    const rows = await store.corpus.chunksMissingEmbedding(modelId, after, INGEST_WINDOW_CHUNKS);
     if (rows.length === 0) break;
     after = rows[rows.length - 1]!.id;
-    const vectors = await embedder.embed(rows.map((r) => embeddingInput({ headingPath: r.heading_path, text: r.text })));
-    db.transaction(() => {
-      rows.forEach((r, i) => {
-        // The chunk may have been replaced meanwhile by another writer; the FK makes that an error we skip.
-        try {
-          insert.run(r.id, modelId, vectorToBlob(vectors[i]!));
-        } catch {
-          /* chunk gone */
-        }
-      });
-    }).immediate();
-    rows.forEach((r, i) => index.hnsw.upsert(r.id, vectors[i]!));
+    const vectors = await embedder.embed(rows.map((r) => embeddingInput(r)));
+    const pairs = rows.map((r, i): [number, Float32Array] => [r.id, vectors[i]!]);
+    await store.corpus.addEmbeddings(modelId, pairs);
+    for (const [id, v] of pairs) index.hnsw.upsert(id, v);
     s.chunks_embedded += rows.length;
   }
 }

@@ -3,22 +3,21 @@
  * fusion, near-duplicates removed, re-ranked by the user's personalization signals.
  *
  * Pipeline of one `retrieve`:
- *   sync (≤ once per INDEX_SYNC_INTERVAL_MS: pick up other processes' ingestions)
- *   → embed query (worker thread) → BM25 top BM25_CANDIDATES ∥ dense top DENSE_CANDIDATES
+ *   embed query (worker thread) → BM25 top BM25_CANDIDATES ∥ dense top DENSE_CANDIDATES
  *   → RRF → metadata + live/collection check → personalization → near-duplicate removal → top_k.
  *
- * SQLite is the truth: every candidate is re-checked against `chunks`/`documents` (live document,
- * requested collection) before it is returned, so a chunk pruned by another process between two
- * syncs is never served even while the in-memory index still holds its vector.
+ * The store is the truth: every candidate is re-checked (live document, requested collection)
+ * before it is returned, so a chunk pruned by another process is never served even while the
+ * in-memory index still holds its vector. The index follows the store through the change feed
+ * (src/core/index-sync.ts), in the background.
  */
-import type { Db } from '../core/db.ts';
-import { blobToVector, corpusVersion } from '../core/db.ts';
+import type { LoadedIndex } from '../core/deps.ts';
 import type { Embedder } from '../core/embedder.ts';
 import { ValidationError } from '../core/errors.ts';
-import type { IndexMeta } from '../core/index-store.ts';
-import { activeIndexMeta, reconcile } from '../core/index-store.ts';
-import type { HnswVectorIndex } from '../core/vector-index.ts';
-import { toFtsQuery } from './fts-query.ts';
+import { FEED_POLL_INTERVAL_MS, IndexSyncer } from '../core/index-sync.ts';
+import type { SyncLogger } from '../core/index-sync.ts';
+import type { ChunkMeta, ChunkRecord } from '../core/store/corpus.ts';
+import type { Store } from '../core/store/index.ts';
 import type { PersonalizationSignals, RetrieveRequest, RetrieveResult, RetrievedChunk, Retriever } from './types.ts';
 
 /**
@@ -33,8 +32,6 @@ export const BM25_CANDIDATES = 100;
 export const DENSE_CANDIDATES = 100;
 /** Largest `topK` a request may ask for. */
 export const MAX_TOP_K = 50;
-/** At most one corpus-version check per this many ms (default 1000): a check is one tiny SELECT. */
-export const INDEX_SYNC_INTERVAL_MS = 1000;
 /**
  * Word-3-shingle Jaccard at or above which two chunks count as near-duplicates (default 0.9).
  * One changed word in a 100-word chunk changes ~3 of ~98 shingles (J ≈ 0.94), so re-saved copies,
@@ -44,21 +41,7 @@ export const INDEX_SYNC_INTERVAL_MS = 1000;
 export const NEAR_DUPLICATE_JACCARD = 0.9;
 /** Words per shingle for the near-duplicate test. */
 export const SHINGLE_WORDS = 3;
-/**
- * FTS5 bm25() column weights (text, heading_path, title). The heading path and title are short
- * and repeated in every chunk of a section/document: they help (a query naming the document finds
- * it) but must not outweigh the passage text itself.
- */
-export const BM25_WEIGHT_TEXT = 1.0;
-export const BM25_WEIGHT_HEADING = 0.5;
-export const BM25_WEIGHT_TITLE = 0.5;
-/**
- * With a collection filter, the FTS subquery fetches this many times the wanted count before the
- * filter (applied outside the MATCH subquery) drops other collections; when too few survive, the
- * query is re-run without an inner limit, so a small collection is never starved.
- */
-export const BM25_FILTER_OVERFETCH = 4;
-/** Chunk-id sets of this many collections are cached (per corpus version) for dense filtering. */
+/** Chunk-id sets of this many collections are cached (patched from the change feed) for dense filtering. */
 export const COLLECTION_CACHE_MAX = 32;
 /** Texts are fetched in windows of at least this many candidates while removing near-duplicates. */
 export const HYDRATE_WINDOW = 20;
@@ -281,13 +264,18 @@ function l2(v: Float32Array): number {
 // The retriever
 
 export interface HybridRetrieverOptions {
-  db: Db;
+  store: Store;
   /** null: BM25 only (no model could be loaded). */
   embedder: Embedder | null;
-  /** The active index generation (from openVectorStack); null: BM25 only. Reconciled with `db` here. */
-  index: { meta: IndexMeta; hnsw: HnswVectorIndex } | null;
-  /** Minimum time between corpus-version checks, in ms. Default INDEX_SYNC_INTERVAL_MS; 0 = every search. */
+  /** The active index generation (from openVectorStack, up to date at its feedSeq); null: BM25 only. */
+  index: LoadedIndex | null;
+  /**
+   * How the index follows the corpus: 0 = apply pending changes before every search (tests, eval:
+   * always exact); > 0 = `startSync()` polls the change feed every this many ms and applies it in
+   * the background, never on the request path. Default FEED_POLL_INTERVAL_MS.
+   */
   syncIntervalMs?: number;
+  logger?: SyncLogger | undefined;
 }
 
 export interface CandidateOptions {
@@ -300,93 +288,50 @@ export interface CandidateOptions {
   denseLimit?: number;
 }
 
-interface CandidateMeta {
-  chunkId: number;
-  documentId: number;
-  collection: string;
-}
-
-interface ChunkRow {
-  chunkId: number;
-  documentId: number;
-  collection: string;
-  source: string;
-  title: string;
-  headingPath: string;
-  text: string;
-  contentSha256: string;
-}
-
 const elapsed = (t0: number) => performance.now() - t0;
 
 /**
  * The product retriever. One instance per process, used from one JS thread: the HNSW index is only
- * mutated by `sync()` on this thread, between searches, so a search never sees a half-updated index.
+ * mutated by its IndexSyncer on this thread, between searches, so a search never sees a
+ * half-updated index.
  *
- * Corpus changes by other processes (a `mneme ingest` while the server runs) are picked up by
- * `sync()`, which every search calls: at most once per `syncIntervalMs` it reads the corpus version
- * and, when it changed, reconciles the in-memory index with SQLite's embeddings and drops the
- * cached collection → chunk-id sets. If the data dir had no index when this retriever was built
- * (no embedding model), it stays BM25-only until restart: without a model queries cannot be embedded.
+ * Corpus changes by other processes (a `mneme ingest` while the server runs) reach it through the
+ * change feed: BM25 sees new chunks at once (it runs in the store), dense search catches up as the
+ * syncer applies the feed in small slices. The store is the truth: every candidate is re-checked
+ * (live document, requested collection) before it is returned, so a chunk pruned since the last
+ * applied change is never served. If the data dir had no index when this retriever was built (no
+ * embedding model), it stays BM25-only until restart.
  */
 export class HybridRetriever implements Retriever {
-  private readonly db: Db;
+  private readonly store: Store;
   private readonly embedder: Embedder | null;
   /** Set to null when `reindex --model` activates another generation: its model is not loaded here. */
-  private index: { meta: IndexMeta; hnsw: HnswVectorIndex } | null;
-  private readonly syncIntervalMs: number;
-  private version: number;
-  private lastSyncCheck = 0;
-  /** collection → live chunk ids, valid for `version`; insertion order = LRU order. */
+  private index: LoadedIndex | null;
+  private readonly syncEveryRequest: boolean;
+  readonly syncer: IndexSyncer;
+  /** collection → live chunk ids, patched from the change feed; insertion order = LRU order. */
   private readonly collectionChunks = new Map<string, Set<number>>();
 
-  private readonly bm25Stmt;
-  private readonly bm25FilteredStmt;
-  private readonly metaStmt;
-  private readonly rowsStmt;
-  private readonly collectionStmt;
-  private readonly vectorsStmt;
-
   constructor(opts: HybridRetrieverOptions) {
-    this.db = opts.db;
+    this.store = opts.store;
     this.embedder = opts.embedder;
     // Kept even without an embedder: retrieveWithVector can still search it with a given vector.
     this.index = opts.index;
-    this.syncIntervalMs = opts.syncIntervalMs ?? INDEX_SYNC_INTERVAL_MS;
-    const rankSpec = `bm25(${BM25_WEIGHT_TEXT}, ${BM25_WEIGHT_HEADING}, ${BM25_WEIGHT_TITLE})`;
-    // The MATCH runs alone in its subquery (ordered by `rank`, FTS5's fast path); filters and joins
-    // stay outside it, so the planner can never turn the query into a scan of documents.
-    const inner = `SELECT rowid AS id, rank FROM chunks_fts WHERE chunks_fts MATCH @match AND rank MATCH '${rankSpec}' ORDER BY rank LIMIT @inner`;
-    this.bm25Stmt = this.db.prepare<{ match: string; inner: number; limit: number }, { id: number; rank: number }>(
-      `SELECT f.id AS id, f.rank AS rank FROM (${inner}) f
-       JOIN chunks c ON c.id = f.id JOIN documents d ON d.id = c.document_id
-       WHERE d.deleted_at IS NULL ORDER BY f.rank LIMIT @limit`,
-    );
-    this.bm25FilteredStmt = this.db.prepare<{ match: string; inner: number; limit: number; collection: string }, { id: number; rank: number }>(
-      `SELECT f.id AS id, f.rank AS rank FROM (${inner}) f
-       JOIN chunks c ON c.id = f.id JOIN documents d ON d.id = c.document_id
-       WHERE d.deleted_at IS NULL AND d.collection = @collection ORDER BY f.rank LIMIT @limit`,
-    );
-    this.metaStmt = this.db.prepare<[string], CandidateMeta>(
-      `SELECT c.id AS chunkId, c.document_id AS documentId, d.collection AS collection
-       FROM chunks c JOIN documents d ON d.id = c.document_id
-       WHERE c.id IN (SELECT value FROM json_each(?)) AND d.deleted_at IS NULL`,
-    );
-    this.rowsStmt = this.db.prepare<[string], ChunkRow>(
-      `SELECT c.id AS chunkId, c.document_id AS documentId, d.collection AS collection, d.source_uri AS source, d.title AS title,
-              c.heading_path AS headingPath, c.text AS text, c.content_sha256 AS contentSha256
-       FROM chunks c JOIN documents d ON d.id = c.document_id
-       WHERE c.id IN (SELECT value FROM json_each(?)) AND d.deleted_at IS NULL`,
-    );
-    this.collectionStmt = this.db.prepare<[string], number>(
-      'SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id WHERE d.collection = ? AND d.deleted_at IS NULL',
-    ).pluck();
-    this.vectorsStmt = this.db.prepare<[string, string], { chunkId: number; vector: Buffer }>(
-      'SELECT chunk_id AS chunkId, vector FROM embeddings WHERE model_id = ? AND chunk_id IN (SELECT value FROM json_each(?))',
-    );
-    // Start from a consistent state even if the caller's index lags SQLite.
-    this.version = this.reconcileNow();
-    this.lastSyncCheck = Date.now();
+    const interval = opts.syncIntervalMs ?? FEED_POLL_INTERVAL_MS;
+    this.syncEveryRequest = interval === 0;
+    this.syncer = new IndexSyncer({
+      store: opts.store,
+      index: opts.index,
+      appliedSeq: opts.index?.feedSeq ?? 0,
+      pollIntervalMs: interval > 0 ? interval : FEED_POLL_INTERVAL_MS,
+      logger: opts.logger,
+      onChunkChange: (op, chunkId, collection) => this.patchCollection(op, chunkId, collection),
+      onReset: () => this.collectionChunks.clear(),
+      onGenerationChange: () => {
+        this.index = null;
+        this.collectionChunks.clear();
+      },
+    });
   }
 
   /** What `retrieve` runs: 'hybrid' with an embedder and index, else 'bm25'. */
@@ -394,79 +339,74 @@ export class HybridRetriever implements Retriever {
     return this.embedder && this.index ? 'hybrid' : 'bm25';
   }
 
-  /**
-   * Brings the in-memory state up to date with SQLite when another process changed the corpus.
-   * Cheap when nothing changed (one SELECT, and at most once per syncIntervalMs).
-   */
-  sync(): void {
-    const now = Date.now();
-    if (this.syncIntervalMs > 0 && now - this.lastSyncCheck < this.syncIntervalMs) return;
-    this.lastSyncCheck = now;
-    if (corpusVersion(this.db) === this.version) return;
-    this.version = this.reconcileNow();
+  /** Starts applying the change feed in the background (servers). */
+  startSync(): void {
+    this.syncer.start();
   }
 
-  /** Reconciles inside one read transaction (a consistent snapshot) and returns its corpus version. */
-  private reconcileNow(): number {
-    this.collectionChunks.clear();
-    return this.db.transaction(() => {
-      // Read the version first: a write landing after this read bumps it again, so the next sync
-      // reconciles once more (reconcile is idempotent), and nothing is ever missed.
-      const v = corpusVersion(this.db);
-      if (this.index && activeIndexMeta(this.db)?.generation !== this.index.meta.generation) {
-        // Another model's index became active (`mneme reindex --model`): reconciling would empty
-        // this one as the old vectors are deleted, and queries cannot be embedded with the new model
-        // without loading it. Serve BM25 only until the restart that loads it.
-        this.index = null;
-      }
-      if (this.index) reconcile(this.db, this.index.hnsw, this.index.meta.model_id);
-      return v;
-    })();
+  /** Stops the background sync. */
+  close(): void {
+    this.syncer.stop();
+  }
+
+  /** Changes in the feed not yet applied to the in-memory index. */
+  indexLag(): number {
+    return this.syncer.lag();
+  }
+
+  /** Live vectors in the loaded index, null without one. */
+  vectorCount(): number | null {
+    return this.index ? this.index.hnsw.size() : null;
+  }
+
+  /** Applies every pending change now (start-up, tests). */
+  async sync(): Promise<void> {
+    await this.syncer.catchUp();
+  }
+
+  private patchCollection(op: 'added' | 'removed', chunkId: number, collection: string | null): void {
+    if (collection === null) return;
+    const ids = this.collectionChunks.get(collection);
+    if (!ids) return;
+    if (op === 'added') ids.add(chunkId);
+    else ids.delete(chunkId);
   }
 
   /**
    * BM25 search: live chunks matching any term of `query`, best first.
-   * @param collection only chunks of this collection (applied outside the MATCH subquery)
+   * @param collection only chunks of this collection
    * @returns [] when the query has no searchable term.
    */
-  searchBm25(query: string, limit: number, collection?: string): ScoredChunk[] {
+  async searchBm25(query: string, limit: number, collection?: string): Promise<ScoredChunk[]> {
     checkLimit(limit);
-    const match = toFtsQuery(query);
-    if (match === null) return [];
-    const run = (inner: number) =>
-      collection === undefined
-        ? this.bm25Stmt.all({ match, inner, limit })
-        : this.bm25FilteredStmt.all({ match, inner, limit, collection });
-    const firstInner = collection === undefined ? limit : limit * BM25_FILTER_OVERFETCH;
-    let rows = run(firstInner);
-    // Too few survived the outside filter: the inner limit may have cut matches that would pass it.
-    if (rows.length < limit) rows = run(-1);
-    return rows.map((r) => ({ chunkId: r.id, score: -r.rank }));
+    return this.store.corpus.searchText(query, { limit, collection });
   }
 
   /**
    * Dense search over the HNSW index (empty without an index), best first. Labels are chunk ids;
    * a collection filter restricts the graph search itself, so `limit` hits of that collection come back.
    */
-  searchDense(vector: Float32Array, limit: number, collection?: string): ScoredChunk[] {
+  async searchDense(vector: Float32Array, limit: number, collection?: string): Promise<ScoredChunk[]> {
     checkLimit(limit);
     if (!this.index) return [];
     let filter: ((label: number) => boolean) | undefined;
     if (collection !== undefined) {
-      const ids = this.chunksOfCollection(collection);
+      const ids = await this.chunksOfCollection(collection);
       if (ids.size === 0) return [];
       filter = (label) => ids.has(label);
     }
-    return this.index.hnsw.search(vector, limit, filter).map((h) => ({ chunkId: h.label, score: h.score }));
+    const index = this.index;
+    if (!index) return [];
+    return index.hnsw.search(vector, limit, filter).map((h) => ({ chunkId: h.label, score: h.score }));
   }
 
-  /** Live chunk ids of a collection, cached per corpus version (LRU of COLLECTION_CACHE_MAX). */
-  private chunksOfCollection(collection: string): Set<number> {
+  /** Live chunk ids of a collection, loaded once then patched from the feed (LRU of COLLECTION_CACHE_MAX). */
+  private async chunksOfCollection(collection: string): Promise<Set<number>> {
     let ids = this.collectionChunks.get(collection);
     if (ids) {
       this.collectionChunks.delete(collection);
     } else {
-      ids = new Set(this.collectionStmt.all(collection));
+      ids = new Set(await this.store.corpus.chunkIdsOfCollection(collection));
       if (this.collectionChunks.size >= COLLECTION_CACHE_MAX) {
         const oldest = this.collectionChunks.keys().next().value;
         if (oldest !== undefined) this.collectionChunks.delete(oldest);
@@ -481,16 +421,16 @@ export class HybridRetriever implements Retriever {
    * `retrieve` and by the evaluation, which needs deeper lists than MAX_TOP_K.
    * 'hybrid'/'dense' without a query vector or index degrade to what can run; `mode` says what ran.
    */
-  candidates(query: string, queryVector: Float32Array | null, opts: CandidateOptions): { candidates: FusedCandidate[]; mode: RetrievalMode; timings: CandidateTimings } {
+  async candidates(query: string, queryVector: Float32Array | null, opts: CandidateOptions): Promise<{ candidates: FusedCandidate[]; mode: RetrievalMode; timings: CandidateTimings }> {
     const bm25Limit = opts.bm25Limit ?? BM25_CANDIDATES;
     const denseLimit = opts.denseLimit ?? DENSE_CANDIDATES;
     const canDense = this.index !== null && queryVector !== null;
     const mode: RetrievalMode = !canDense ? 'bm25' : opts.mode;
     let t0 = performance.now();
-    const bm25 = mode === 'dense' ? [] : this.searchBm25(query, bm25Limit, opts.collection).map((h) => h.chunkId);
+    const bm25 = mode === 'dense' ? [] : (await this.searchBm25(query, bm25Limit, opts.collection)).map((h) => h.chunkId);
     const bm25_ms = elapsed(t0);
     t0 = performance.now();
-    const dense = mode === 'bm25' || !queryVector ? [] : this.searchDense(queryVector, denseLimit, opts.collection).map((h) => h.chunkId);
+    const dense = mode === 'bm25' || !queryVector ? [] : (await this.searchDense(queryVector, denseLimit, opts.collection)).map((h) => h.chunkId);
     const dense_ms = elapsed(t0);
     t0 = performance.now();
     const candidates = rankFused(bm25, dense);
@@ -512,46 +452,26 @@ export class HybridRetriever implements Retriever {
       queryVector = (await this.embedder.embed([req.query]))[0] ?? null;
       embed_ms = elapsed(t0);
     }
-    const result = this.retrieveWithVector(req, queryVector);
+    const result = await this.retrieveWithVector(req, queryVector);
     result.timings.embed_ms = embed_ms;
     return result;
   }
 
   /**
    * `retrieve` with the query vector given (already embedded by the caller, or null for BM25
-   * only). Synchronous. `timings.fuse_ms` covers fusion, the live/collection check, personalization,
+   * only). `timings.fuse_ms` covers fusion, the live/collection check, personalization,
    * near-duplicate removal and loading the returned chunks.
    * @throws ValidationError for an empty query or topK outside 1..MAX_TOP_K.
    */
-  retrieveWithVector(req: RetrieveRequest, queryVector: Float32Array | null): RetrieveResult {
+  async retrieveWithVector(req: RetrieveRequest, queryVector: Float32Array | null): Promise<RetrieveResult> {
     validateRequest(req);
     if (queryVector && this.index && queryVector.length !== this.index.meta.dimension) {
       throw new ValidationError(`query vector has ${queryVector.length} dimensions, the index has ${this.index.meta.dimension}`);
     }
-    this.sync();
-    const { candidates, mode, timings } = this.candidates(req.query, queryVector, { mode: 'hybrid', collection: req.collection });
+    if (this.syncEveryRequest) await this.syncer.catchUp();
+    const { candidates, mode, timings } = await this.candidates(req.query, queryVector, { mode: 'hybrid', collection: req.collection });
     const t0 = performance.now();
-
-    type Item = FusedCandidate & { vector?: Float32Array | null };
-    let items: Item[] = candidates;
-    const p = req.personalization;
-    if (p && p.weight > 0 && candidates.length > 0) {
-      // Personalization needs every candidate's document and collection (and vector) up front;
-      // stale ids (deleted since the last sync) drop out here.
-      const ids = JSON.stringify(candidates.map((c) => c.chunkId));
-      const metas = new Map<number, CandidateMeta>();
-      for (const m of this.metaStmt.all(ids)) metas.set(m.chunkId, m);
-      const vectors = new Map<number, Float32Array>();
-      if (p.interestVector && this.index) {
-        for (const r of this.vectorsStmt.all(this.index.meta.model_id, ids)) vectors.set(r.chunkId, blobToVector(r.vector));
-      }
-      const withMeta: Array<Item & CandidateMeta> = [];
-      for (const c of candidates) {
-        const m = metas.get(c.chunkId);
-        if (m) withMeta.push({ ...c, ...m, vector: vectors.get(c.chunkId) ?? null });
-      }
-      items = personalizeScores(withMeta, p);
-    }
+    const items = await this.personalize(candidates, req.personalization);
 
     // Load texts window by window, best first, until topK distinct chunks are kept.
     const dedupe = new NearDuplicateFilter();
@@ -559,12 +479,12 @@ export class HybridRetriever implements Retriever {
     const window = Math.max(HYDRATE_WINDOW, req.topK * 2);
     for (let start = 0; start < items.length && chunks.length < req.topK; start += window) {
       const slice = items.slice(start, start + window);
-      const rows = new Map<number, ChunkRow>();
-      for (const r of this.rowsStmt.all(JSON.stringify(slice.map((i) => i.chunkId)))) rows.set(r.chunkId, r);
+      const rows = new Map<number, ChunkRecord>();
+      for (const r of await this.store.corpus.chunkRecords(slice.map((i) => i.chunkId))) rows.set(r.chunkId, r);
       for (const it of slice) {
         const r = rows.get(it.chunkId);
-        // Missing: deleted by another process since the last sync. The collection is re-checked
-        // against SQLite too, since the index may lag by one sync.
+        // Missing: deleted since the last applied change. The collection is re-checked against the
+        // store too, since the index may lag.
         if (!r || (req.collection !== undefined && r.collection !== req.collection) || !dedupe.accept(r.text)) continue;
         chunks.push({ ...r, score: it.score, bm25Rank: it.bm25Rank, denseRank: it.denseRank });
         if (chunks.length >= req.topK) break;
@@ -577,6 +497,22 @@ export class HybridRetriever implements Retriever {
       queryVector,
       timings: { embed_ms: 0, bm25_ms: timings.bm25_ms, dense_ms: timings.dense_ms, fuse_ms: timings.fuse_ms },
     };
+  }
+
+  /** Re-ranks candidates with the user's signals (needs each candidate's document, collection and vector). */
+  private async personalize(candidates: FusedCandidate[], p: PersonalizationSignals | undefined): Promise<FusedCandidate[]> {
+    if (!p || !(p.weight > 0) || candidates.length === 0) return candidates;
+    const ids = candidates.map((c) => c.chunkId);
+    const metas = new Map<number, ChunkMeta>();
+    // Stale ids (deleted since the last applied change) drop out here.
+    for (const m of await this.store.corpus.chunkMeta(ids)) metas.set(m.chunkId, m);
+    const vectors = p.interestVector && this.index ? await this.store.corpus.vectorsOf(this.index.meta.modelId, ids) : new Map<number, Float32Array>();
+    const withMeta: Array<FusedCandidate & ChunkMeta & { vector: Float32Array | null }> = [];
+    for (const c of candidates) {
+      const m = metas.get(c.chunkId);
+      if (m) withMeta.push({ ...c, ...m, vector: vectors.get(c.chunkId) ?? null });
+    }
+    return personalizeScores(withMeta, p);
   }
 }
 

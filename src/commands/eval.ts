@@ -20,17 +20,17 @@ import { HybridRetriever } from '../chat/retrieve.ts';
 import type { RetrievalMode } from '../chat/retrieve.ts';
 import type { Config } from '../core/config.ts';
 import { loadConfig } from '../core/config.ts';
-import type { Db } from '../core/db.ts';
-import { openDb } from '../core/db.ts';
+import type { Store } from '../core/store/index.ts';
 import type { VectorStack } from '../core/deps.ts';
-import { openVectorStack } from '../core/deps.ts';
+import { openStore, openVectorStack } from '../core/deps.ts';
 import { ModelLoadError } from '../core/errors.ts';
 import { acquireLock } from '../core/lock.ts';
 import type { BeirDataset } from '../eval/beir.ts';
 import { loadBeirDataset } from '../eval/beir.ts';
 import type { EvalScores } from '../eval/metrics.ts';
 import { evaluateRuns } from '../eval/metrics.ts';
-import { parseCommandArgs, printJson } from './args.ts';
+import { parseCommandArgs, printJson, synopsis } from './args.ts';
+import type { CommandSpec } from './args.ts';
 import type { Command, CommandIo } from './types.ts';
 
 /**
@@ -124,13 +124,13 @@ export async function runEval(opts: {
   for (const w of dataset.warnings) io.stderr.write(`warning: ${w}\n`);
   const config = scratchConfig(opts.config, path.join(opts.workDir, 'data'));
   const lock = await acquireLock(config.dataDir, 'ingest', 'mneme eval');
-  let db: Db | null = null;
+  let store: Store | null = null;
   let stack: VectorStack = { embedder: null, index: null, warnings: [] };
   try {
-    db = openDb(config.dbFile);
+    store = openStore(config);
     let mode: RetrievalMode = opts.requestedMode ?? 'hybrid';
     if (mode !== 'bm25') {
-      stack = await openVectorStack(db, config);
+      stack = await openVectorStack(store, config);
       if (!stack.embedder) {
         const why = stack.warnings.join('; ');
         if (opts.requestedMode) {
@@ -148,7 +148,7 @@ export async function runEval(opts: {
     if (skipped > 0) io.stderr.write(`warning: ${skipped} passage(s) have neither title nor text and were skipped\n`);
     io.stderr.write(`eval: ingesting ${files.size} passages (${mode}) into ${config.dataDir}\n`);
     const summary = await runIngest({
-      db,
+      store,
       dataDir: config.dataDir,
       paths: [passagesDir],
       collection: EVAL_COLLECTION,
@@ -165,25 +165,24 @@ export async function runEval(opts: {
     }
 
     const passageOf = new Map<number, string>();
-    const rows = db
-      .prepare('SELECT c.id AS id, d.source_uri AS uri FROM chunks c JOIN documents d ON d.id = c.document_id WHERE d.collection = ? AND d.deleted_at IS NULL')
-      .all(EVAL_COLLECTION) as Array<{ id: number; uri: string }>;
-    for (const r of rows) {
-      const pid = files.get(r.uri);
+    for (const r of await store.corpus.chunkSources(EVAL_COLLECTION)) {
+      const pid = files.get(r.sourceUri);
       if (pid !== undefined) passageOf.set(r.id, pid);
     }
 
     const started = performance.now();
-    const retriever = new HybridRetriever({ db, embedder: stack.embedder, index: stack.index });
+    // The ingest above applied its own changes to the loaded index: it is current at the feed head.
+    const { head } = await store.corpus.feedBounds();
+    const retriever = new HybridRetriever({ store, embedder: stack.embedder, index: stack.index ? { ...stack.index, feedSeq: head } : null });
     const qids = [...dataset.queries.keys()];
     const texts = qids.map((q) => dataset.queries.get(q)!);
     // Embed all queries in one call: the embedder batches by length.
     const vectors = mode !== 'bm25' && stack.embedder ? await stack.embedder.embed(texts) : [];
     const runs = new Map<string, string[]>();
-    qids.forEach((qid, i) => {
-      const { candidates } = retriever.candidates(texts[i]!, vectors[i] ?? null, { mode, bm25Limit: EVAL_CANDIDATES, denseLimit: EVAL_CANDIDATES });
+    for (const [i, qid] of qids.entries()) {
+      const { candidates } = await retriever.candidates(texts[i]!, vectors[i] ?? null, { mode, bm25Limit: EVAL_CANDIDATES, denseLimit: EVAL_CANDIDATES });
       runs.set(qid, rankPassages(candidates, passageOf));
-    });
+    }
     const searchSeconds = (performance.now() - started) / 1000;
     return {
       ...evaluateRuns(runs, dataset.qrels),
@@ -195,21 +194,30 @@ export async function runEval(opts: {
     };
   } finally {
     await stack.embedder?.close();
-    db?.close();
+    await store?.close();
     lock.release();
   }
 }
 
+/** The option table of `mneme eval` (parsing and --help). */
+export const EVAL_SPEC: CommandSpec = {
+  name: 'eval',
+  summary: 'measure retrieval quality (nDCG@10, Recall@100, MRR@10) on a BEIR-layout dataset with the product\'s own ingest and search',
+  options: [
+    { name: 'dataset', type: 'string', value: 'DIR', description: 'BEIR dataset directory (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv); required' },
+    { name: 'mode', type: 'string', value: 'bm25|dense|hybrid', description: 'retrieval mode (default: hybrid when an embedding model loads, else bm25)' },
+    { name: 'split', type: 'string', value: 'NAME', default: 'test', description: 'qrels file to score against, without .tsv' },
+    { name: 'work-dir', type: 'string', value: 'DIR', description: 'keep the scratch data dir here (re-runs only re-embed what changed); default: a temp dir, removed' },
+  ],
+  examples: ['eval --dataset test/fixtures/beir/tiny --mode bm25', 'eval --dataset ~/beir/scifact --split test --work-dir /tmp/scifact --json'],
+};
+
 export const evalCommand: Command = {
   name: 'eval',
-  usage: 'eval --dataset DIR [--mode bm25|dense|hybrid] [--split test] [--work-dir DIR] [--json]',
+  usage: synopsis(EVAL_SPEC),
+  specs: [EVAL_SPEC],
   async run(args, io) {
-    const opts = parseCommandArgs(
-      'eval',
-      args,
-      { dataset: { type: 'string' }, mode: { type: 'string' }, split: { type: 'string' }, 'work-dir': { type: 'string' } },
-      schema,
-    );
+    const opts = parseCommandArgs(EVAL_SPEC, args, schema);
     const config = loadConfig(io.env, { dataDir: opts['data-dir'] });
     const keep = opts['work-dir'] !== undefined;
     const workDir = keep ? path.resolve(opts['work-dir']!) : fs.mkdtempSync(path.join(os.tmpdir(), 'mneme-eval-'));

@@ -1,13 +1,14 @@
+import fs from 'node:fs';
 import { z } from 'zod';
 import { loadConfig } from '../core/config.ts';
-import { openDatabase, openVectorStack } from '../core/deps.ts';
+import { openStore, openVectorStack } from '../core/deps.ts';
 import type { VectorStack } from '../core/deps.ts';
 import { acquireLock } from '../core/lock.ts';
-import { nowIso } from '../core/db.ts';
 import { runIngest } from '../../ingest/pipeline.ts';
 import type { IngestSummary } from '../../ingest/pipeline.ts';
 import { ValidationError } from '../core/errors.ts';
-import { parseCommandArgs, printJson } from './args.ts';
+import { parseCommandArgs, printJson, synopsis } from './args.ts';
+import type { CommandSpec } from './args.ts';
 import type { Command, CommandIo } from './types.ts';
 
 /** How often the terminal progress line is redrawn, in ms. */
@@ -22,33 +23,44 @@ const schema = z.object({
   'text-field': z.array(z.string().min(1)).optional(),
 });
 
+/** The option table of `mneme ingest` (parsing and --help). */
+export const INGEST_SPEC: CommandSpec = {
+  name: 'ingest',
+  summary: 'add new files, replace changed ones and (with --prune) remove vanished ones: md, txt, html, pdf, json/jsonl',
+  positionals: '<path...>',
+  options: [
+    { name: 'collection', type: 'string', value: 'NAME', default: 'default', description: 'collection the documents belong to (letters, digits, "_", "-", ".")' },
+    { name: 'prune', type: 'boolean', default: false, description: 'remove documents of this collection whose files are gone (only under the given paths)' },
+    { name: 'wait', type: 'boolean', default: false, description: 'wait for a running ingest/reindex on this data dir instead of exiting 1' },
+    { name: 'text-field', type: 'string', value: 'F', multiple: true, description: 'JSON/JSONL: field holding a record\'s text, tried in order (default: text, content, body, page_content)' },
+  ],
+  examples: ['ingest ~/notes ~/handbook --collection team --prune', 'ingest data.jsonl --text-field question --text-field answer --json'],
+};
+
 export const ingestCommand: Command = {
   name: 'ingest',
-  usage: 'ingest <path...> [--collection NAME] [--prune] [--wait] [--text-field F]... [--json]',
+  usage: synopsis(INGEST_SPEC),
+  specs: [INGEST_SPEC],
   async run(args, io) {
-    const opts = parseCommandArgs(
-      'ingest',
-      args,
-      { collection: { type: 'string' }, prune: { type: 'boolean' }, wait: { type: 'boolean' }, 'text-field': { type: 'string', multiple: true } },
-      schema,
-      true,
-    );
+    const opts = parseCommandArgs(INGEST_SPEC, args, schema);
     if (opts.positionals.length === 0) throw new ValidationError('ingest: give at least one file or directory');
+    const missing = opts.positionals.filter((p) => !fs.existsSync(p));
+    if (missing.length > 0) throw new ValidationError(`ingest: no such file or directory: ${missing.join(', ')}`);
     const config = loadConfig(io.env, { dataDir: opts['data-dir'] });
     // 24 h: "wait" means wait for the other run, however long it is.
     const lock = await acquireLock(config.dataDir, 'ingest', 'mneme ingest', opts.wait ? 24 * 3600 * 1000 : 0);
-    const db = openDatabase(config);
+    const store = openStore(config);
     try {
       let stack: Promise<VectorStack> | null = null;
       const vectors = () =>
-        (stack ??= openVectorStack(db, config).then((v) => {
+        (stack ??= openVectorStack(store, config).then((v) => {
           for (const w of v.warnings) io.stderr.write(`warning: ${w}\n`);
           return v;
         }));
-      const run = db.prepare('INSERT INTO ingest_runs (started_at) VALUES (?)').run(nowIso());
+      const runId = await store.corpus.startIngestRun();
       let lastDraw = 0;
       const summary = await runIngest({
-        db,
+        store,
         dataDir: config.dataDir,
         paths: opts.positionals,
         collection: opts.collection,
@@ -67,13 +79,13 @@ export const ingestCommand: Command = {
           : undefined,
       });
       if (io.isTty) io.stderr.write('\r\x1b[2K');
-      db.prepare('UPDATE ingest_runs SET finished_at = ?, summary_json = ? WHERE id = ?').run(nowIso(), JSON.stringify(summary), run.lastInsertRowid);
+      await store.corpus.finishIngestRun(runId, summary);
       const opened = stack as Promise<VectorStack> | null;
       if (opened) await (await opened).embedder?.close();
       report(summary, opts.json, io);
       return 0;
     } finally {
-      db.close();
+      await store.close();
       lock.release();
     }
   },

@@ -1,48 +1,81 @@
 /**
- * The one wiring point: builds the long-lived components (database, embedder, vector index, chat
+ * The one wiring point: builds the long-lived components (store, embedder, vector index, chat
  * model...) from a Config. Commands and the server call these; nothing else constructs them.
  */
 import type { Config } from './config.ts';
-import type { Db } from './db.ts';
-import { openDb } from './db.ts';
 import type { Embedder } from './embedder.ts';
 import { loadEmbedder } from './embedder.ts';
-import type { IndexMeta } from './index-store.ts';
+import type { IndexGeneration } from './index-store.ts';
 import { ensureActiveGeneration, loadIndex, reconcile } from './index-store.ts';
+import { IndexSyncer } from './index-sync.ts';
+import type { Store } from './store/index.ts';
+import type { SqliteStore } from './store/sqlite/index.ts';
+import { openSqliteStore } from './store/sqlite/index.ts';
 import type { HnswVectorIndex } from './vector-index.ts';
+
+export interface LoadedIndex {
+  meta: IndexGeneration;
+  hnsw: HnswVectorIndex;
+  /** Change-feed position the in-memory index reflects. */
+  feedSeq: number;
+}
 
 export interface VectorStack {
   embedder: Embedder | null;
-  index: { meta: IndexMeta; hnsw: HnswVectorIndex } | null;
+  index: LoadedIndex | null;
   /** Why there is no embedder / what was repaired, for the user. */
   warnings: string[];
 }
 
 /**
- * Loads the embedder and the active index generation, reconciled with SQLite. Without a model the
- * stack is BM25-only (embedder and index null, a warning says why).
+ * Loads the embedder and the active index generation, brought up to date with the store: from the
+ * change feed when the file records the feed position it was saved at (cost ∝ changes since), else
+ * by one full reconcile. Without a model the stack is BM25-only (embedder and index null, a warning
+ * says why).
  * @throws ConflictError when the configured model differs from the data dir's index model.
  */
-export async function openVectorStack(db: Db, config: Config): Promise<VectorStack> {
+export async function openVectorStack(store: Store, config: Config): Promise<VectorStack> {
   const loaded = await loadEmbedder(config);
   if (!loaded.embedder) return { embedder: null, index: null, warnings: [loaded.warning] };
   const embedder = loaded.embedder;
   try {
-    const meta = ensureActiveGeneration(db, embedder.info);
-    const { index, problem } = loadIndex(config.dataDir, meta);
+    const meta = await ensureActiveGeneration(store, embedder.info);
+    const { index, problem, loadedFromFile } = loadIndex(config.dataDir, meta);
     const warnings: string[] = [];
     if (problem) warnings.push(`${problem}; rebuilding it from the stored embeddings`);
-    const r = reconcile(db, index, meta.model_id);
-    if (r.added + r.removed > 0 && !problem) {
-      warnings.push(`vector index was behind SQLite (${r.added} added, ${r.removed} removed); repaired`);
-    }
-    return { embedder, index: { meta, hnsw: index }, warnings };
+    const feedSeq = await bringUpToDate(store, meta, index, loadedFromFile, warnings, problem === null);
+    return { embedder, index: { meta, hnsw: index, feedSeq }, warnings };
   } catch (err) {
     await embedder.close();
     throw err;
   }
 }
 
-export function openDatabase(config: Config): Db {
-  return openDb(config.dbFile);
+async function bringUpToDate(store: Store, meta: IndexGeneration, hnsw: HnswVectorIndex, fromFile: boolean, warnings: string[], report: boolean): Promise<number> {
+  const bounds = await store.corpus.feedBounds();
+  const saved = fromFile ? meta.savedFeedSeq : null;
+  const feedReaches = saved !== null && (bounds.first === null ? bounds.head === saved : bounds.first <= saved + 1);
+  if (feedReaches && saved !== null) {
+    const syncer = new IndexSyncer({ store, index: { meta, hnsw }, appliedSeq: saved, sliceMs: Number.POSITIVE_INFINITY });
+    await syncer.catchUp();
+    return syncer.appliedSeq;
+  }
+  const r = await reconcile(store, hnsw, meta.modelId);
+  if (report && r.added + r.removed > 0 && fromFile) {
+    warnings.push(`vector index was behind the database (${r.added} added, ${r.removed} removed); repaired`);
+  }
+  return r.feedSeq;
 }
+
+/** Opens the configured store (the embedded SQLite file of the data dir). */
+export function openStore(config: Config): SqliteStore {
+  return openSqliteStore(config.dbFile);
+}
+
+/**
+ * @deprecated transition only (removed when every caller uses `openStore`): the raw handle.
+ */
+export function openDatabase(config: Config): import('./db.ts').Db {
+  return openDbTransitional(config.dbFile);
+}
+import { openDb as openDbTransitional } from './db.ts';

@@ -2,5 +2,215 @@
  * Documents, chunks, embeddings, index generations, corpus state and the change feed.
  * Engine-neutral: record types and a Promise-returning interface; the SQLite implementation is
  * sqlite/corpus.ts.
+ *
+ * Visibility rule every search and read obeys: a chunk is served only while its document is live
+ * (not tombstoned, not a staging copy of a large document still being written).
  */
-export interface CorpusStore {}
+
+export interface DocumentRef {
+  id: number;
+  contentSha256: string;
+  /** Tombstone time (pruned or deleted), null while live. */
+  deletedAt: string | null;
+}
+
+export interface NewDocument {
+  collection: string;
+  /** Absolute path (or URL) of the source. */
+  sourceUri: string;
+  /** sha256 hex of the raw bytes. */
+  contentSha256: string;
+  title: string;
+  kind: string;
+  bytes: number;
+}
+
+export interface NewChunk {
+  ord: number;
+  text: string;
+  headingPath: string;
+  tokenCount: number;
+  /** sha256 of exactly what was embedded (heading path line + text). */
+  contentSha256: string;
+  /** Its vector for `modelId` of the replace call; absent = stored unembedded (BM25 only). */
+  vector?: Float32Array | undefined;
+}
+
+export interface ReplaceDocumentResult {
+  documentId: number;
+  chunksAdded: number;
+  chunksDeleted: number;
+  /** Chunk ids whose vectors were stored, with the vectors (for the caller's in-memory index). */
+  vectorsAdded: Array<[number, Float32Array]>;
+  /** Chunk ids removed (their labels leave the index). */
+  chunkIdsRemoved: number[];
+}
+
+export interface ChunkText {
+  id: number;
+  text: string;
+  headingPath: string;
+}
+
+/** One vector-index generation (one embedding model's HNSW file). */
+export interface IndexGeneration {
+  generation: number;
+  modelId: string;
+  dimension: number;
+  pooling: string;
+  normalized: boolean;
+  maxTokens: number;
+  space: string;
+  hnswM: number;
+  hnswEfConstruction: number;
+  hnswEfSearch: number;
+  /** Relative to the data dir. */
+  file: string;
+  status: 'building' | 'active' | 'retired';
+  createdAt: string;
+  activatedAt: string | null;
+  /** Change-feed position the saved file reflects; null = unknown (reconcile in full). */
+  savedFeedSeq: number | null;
+}
+
+export interface NewGeneration {
+  modelId: string;
+  dimension: number;
+  pooling: string;
+  normalized: boolean;
+  maxTokens: number;
+  hnswM: number;
+  hnswEfConstruction: number;
+  hnswEfSearch: number;
+}
+
+/** A BM25 or dense hit: higher score is better; scores compare only within one result list. */
+export interface ScoredChunkRef {
+  chunkId: number;
+  score: number;
+}
+
+export interface ChunkMeta {
+  chunkId: number;
+  documentId: number;
+  collection: string;
+}
+
+export interface ChunkRecord extends ChunkMeta {
+  source: string;
+  title: string;
+  headingPath: string;
+  text: string;
+  contentSha256: string;
+}
+
+export type ChangeOp = 'chunk+' | 'chunk-' | 'vector+' | 'vector-';
+
+export interface CorpusChange {
+  seq: number;
+  op: ChangeOp;
+  chunkId: number;
+  /** Vector changes: the embedding model. */
+  modelId: string | null;
+  /** Chunk changes: the collection of the chunk's document. */
+  collection: string | null;
+}
+
+export interface FeedBounds {
+  /** Highest sequence ever assigned (0 = none yet). */
+  head: number;
+  /** Lowest sequence still stored, null when the feed is empty (truncated or never written). */
+  first: number | null;
+}
+
+/** Raw counts doctor interprets (no judgement here). */
+export interface CorpusCounts {
+  documents: number;
+  documentsDeleted: number;
+  chunks: number;
+  ftsRows: number;
+  chunksNotInFts: number;
+  chunksOfDeletedDocuments: number;
+  liveDocumentsWithoutChunks: number;
+  duplicateOrds: number;
+  stagingDocuments: number;
+  integrity: string[];
+  foreignKeyViolations: number;
+  /** Per embedding model: how many vectors, and how many have the wrong byte length for `dimension`. */
+  embeddings: Array<{ modelId: string; count: number }>;
+}
+
+export interface CorpusStore {
+  // --- documents (ingestion) ---
+  findDocument(collection: string, sourceUri: string): Promise<DocumentRef | null>;
+  /** Vectors of `documentId`'s current chunks for `modelId`, by chunk content hash (for reuse on edits). */
+  vectorsByContentHash(documentId: number, modelId: string): Promise<Map<string, Float32Array>>;
+  /**
+   * Atomically replaces a document's chunks (old chunks, FTS rows and vectors go; new ones come;
+   * the change feed records each). Readers see the old version or the new one, never a mix. A
+   * document of more than the engine's bounded-transaction size is written under a staging copy in
+   * several short transactions and made visible in one final short one (its id then changes).
+   * @param existing the document's current row, if any (from findDocument)
+   * @param modelId the model of the given vectors (null: none given)
+   */
+  replaceDocument(doc: NewDocument, chunks: NewChunk[], existing: DocumentRef | null, modelId: string | null): Promise<ReplaceDocumentResult>;
+  /** Live documents of a collection (id, source) — for pruning. */
+  liveDocuments(collection: string): Promise<Array<{ id: number; sourceUri: string }>>;
+  /** Tombstones a document and deletes its chunks (bounded transactions). Returns the removed chunk ids. */
+  deleteDocument(documentId: number): Promise<number[]>;
+  /** Removes what a killed run left: staging copies and chunks of tombstoned documents. Returns chunk ids removed. */
+  cleanupInterrupted(): Promise<number[]>;
+  /** Live chunk ids and sources of a collection (evaluation maps sources to BEIR doc ids). */
+  chunkSources(collection: string): Promise<Array<{ id: number; sourceUri: string }>>;
+  startIngestRun(): Promise<number>;
+  finishIngestRun(id: number, summary: unknown): Promise<void>;
+
+  // --- embeddings ---
+  /** Chunks without a `modelId` vector, id > afterId, ascending, at most `limit`. */
+  chunksMissingEmbedding(modelId: string, afterId: number, limit: number): Promise<ChunkText[]>;
+  /** Stores vectors (ignores chunks deleted meanwhile and vectors already present). Returns how many were stored. */
+  addEmbeddings(modelId: string, rows: Array<[number, Float32Array]>): Promise<number>;
+  embeddingCount(modelId: string): Promise<number>;
+  /** A page of stored vectors, chunk id > afterId ascending. */
+  embeddingsPage(modelId: string, afterId: number, limit: number): Promise<Array<[number, Float32Array]>>;
+  embeddedChunkIds(modelId: string): Promise<Set<number>>;
+  /** Stored vectors of the given chunks (missing ones absent from the map). */
+  vectorsOf(modelId: string, chunkIds: readonly number[]): Promise<Map<number, Float32Array>>;
+
+  // --- index generations ---
+  activeGeneration(): Promise<IndexGeneration | null>;
+  buildingGeneration(modelId: string): Promise<IndexGeneration | null>;
+  generations(status: IndexGeneration['status']): Promise<IndexGeneration[]>;
+  createGeneration(g: NewGeneration, status: 'building' | 'active'): Promise<IndexGeneration>;
+  /** Makes `generation` active, retires the previous one and deletes its vectors when its model differs. */
+  activateGeneration(generation: number): Promise<IndexGeneration | null>;
+  /** Records that `generation`'s file was saved reflecting the feed up to `feedSeq`. */
+  recordIndexSaved(generation: number, feedSeq: number): Promise<void>;
+  /**
+   * Cheap check of whether an ingest must load the vector stack although no file changed: the saved
+   * index lags the feed, chunks lack vectors, or the configured model differs.
+   */
+  vectorWorkPending(configuredModel: string | null): Promise<boolean>;
+
+  // --- retrieval ---
+  /** Full-text search over live chunks, best first (BM25 on SQLite). [] when the query has no searchable term. */
+  searchText(query: string, opts: { limit: number; collection?: string | undefined }): Promise<ScoredChunkRef[]>;
+  /** Document and collection of live chunks among `ids` (stale ids absent). */
+  chunkMeta(ids: readonly number[]): Promise<ChunkMeta[]>;
+  /** Texts and metadata of live chunks among `ids` (stale ids absent). */
+  chunkRecords(ids: readonly number[]): Promise<ChunkRecord[]>;
+  /** Ids of the live chunks of a collection. */
+  chunkIdsOfCollection(collection: string): Promise<number[]>;
+
+  // --- change feed ---
+  feedBounds(): Promise<FeedBounds>;
+  /** Changes with seq > afterSeq, ascending, at most `limit`. */
+  changesSince(afterSeq: number, limit: number): Promise<CorpusChange[]>;
+  /** Deletes feed rows with seq ≤ uptoSeq (the oldest history; the head is kept). */
+  truncateFeed(uptoSeq: number): Promise<number>;
+
+  // --- checks ---
+  counts(): Promise<CorpusCounts>;
+  /** Embeddings of `modelId` whose stored size is not `dimension` float32 values. */
+  wrongSizeEmbeddings(modelId: string, dimension: number): Promise<number>;
+}

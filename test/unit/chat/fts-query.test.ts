@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ftsTerms, MAX_FTS_TERMS, toFtsQuery } from '../../../src/chat/fts-query.ts';
+import { ftsTerms, MAX_FTS_TERMS, toFtsQuery } from '../../../src/core/store/sqlite/fts-query.ts';
 import type { Db } from '../../../src/core/db.ts';
 import { nowIso, openDb } from '../../../src/core/db.ts';
 

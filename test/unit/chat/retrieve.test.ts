@@ -16,10 +16,10 @@ import {
 import type { PersonalizationSignals, RetrieveResult } from '../../../src/chat/types.ts';
 import type { Config } from '../../../src/core/config.ts';
 import { loadConfig } from '../../../src/core/config.ts';
-import type { Db } from '../../../src/core/db.ts';
-import { openDb } from '../../../src/core/db.ts';
 import type { VectorStack } from '../../../src/core/deps.ts';
 import { openVectorStack } from '../../../src/core/deps.ts';
+import type { SqliteStore } from '../../../src/core/store/sqlite/index.ts';
+import { openSqliteStore } from '../../../src/core/store/sqlite/index.ts';
 import { ValidationError } from '../../../src/core/errors.ts';
 
 const FIXTURE_DOCS = fileURLToPath(new URL('../../fixtures/docs', import.meta.url));
@@ -137,7 +137,7 @@ describe('personalizeScores', () => {
 interface Env {
   dir: string;
   config: Config;
-  db: Db;
+  store: SqliteStore;
   stack: VectorStack;
   docsB: string;
   scratch: string;
@@ -147,9 +147,9 @@ function sourceName(r: RetrieveResult, i = 0): string {
   return path.basename(r.chunks[i]?.source ?? '');
 }
 
-async function ingest(env: Env, db: Db, stack: VectorStack, paths: string[], collection: string, prune = false) {
+async function ingest(env: Env, store: SqliteStore, stack: VectorStack, paths: string[], collection: string, prune = false) {
   return runIngest({
-    db,
+    store,
     dataDir: env.config.dataDir,
     paths,
     collection,
@@ -168,8 +168,8 @@ describe('HybridRetriever on the ingested fixture corpus', () => {
   beforeAll(async () => {
     env.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mneme-'));
     env.config = loadConfig({ MNEME_EMBED_MODEL: TINY_BERT, MNEME_DATA_DIR: path.join(env.dir, 'data') });
-    env.db = openDb(env.config.dbFile);
-    env.stack = await openVectorStack(env.db, env.config);
+    env.store = openSqliteStore(env.config.dbFile);
+    env.stack = await openVectorStack(env.store, env.config);
     expect(env.stack.embedder).not.toBeNull();
     // Collection "team-b": shares the term kestrelctl with the default collection.
     env.docsB = path.join(env.dir, 'docs-b');
@@ -183,19 +183,19 @@ describe('HybridRetriever on the ingested fixture corpus', () => {
     fs.mkdirSync(env.scratch);
     fs.writeFileSync(path.join(env.scratch, 'zephyrine.txt'), 'Zephyrine Quartermoss\n\nThe zephyrine valve regulates the quartermoss boiler pressure.\n');
     fs.writeFileSync(path.join(env.scratch, 'keep.txt'), 'Keep me\n\nThis note stays: the boiler room key hangs by the door.\n');
-    await ingest(env, env.db, env.stack, [FIXTURE_DOCS], 'default');
-    await ingest(env, env.db, env.stack, [env.docsB], 'team-b');
-    await ingest(env, env.db, env.stack, [env.scratch], 'scratch');
+    await ingest(env, env.store, env.stack, [FIXTURE_DOCS], 'default');
+    await ingest(env, env.store, env.stack, [env.docsB], 'team-b');
+    await ingest(env, env.store, env.stack, [env.scratch], 'scratch');
     fs.rmSync(path.join(env.scratch, 'zephyrine.txt'));
-    const pruned = await ingest(env, env.db, env.stack, [env.scratch], 'scratch', true);
+    const pruned = await ingest(env, env.store, env.stack, [env.scratch], 'scratch', true);
     expect(pruned.documents_deleted).toBe(1);
-    hybrid = new HybridRetriever({ db: env.db, embedder: env.stack.embedder, index: env.stack.index, syncIntervalMs: 0 });
-    bm25 = new HybridRetriever({ db: env.db, embedder: null, index: null });
+    hybrid = new HybridRetriever({ store: env.store, embedder: env.stack.embedder, index: env.stack.index, syncIntervalMs: 0 });
+    bm25 = new HybridRetriever({ store: env.store, embedder: null, index: null });
   });
 
   afterAll(async () => {
     await env.stack?.embedder?.close();
-    env.db?.close();
+    await env.store?.close();
     fs.rmSync(env.dir, { recursive: true, force: true });
   });
 
@@ -216,7 +216,7 @@ describe('HybridRetriever on the ingested fixture corpus', () => {
     expect(r.chunks.some((c) => c.denseRank !== null)).toBe(true);
     const top = r.chunks[0]!;
     expect(path.basename(top.source)).toBe('orbisync-faq.jsonl');
-    const row = env.db
+    const row = env.store.connection.db
       .prepare('SELECT c.text, c.heading_path, c.content_sha256, c.document_id, d.title, d.collection FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.id = ?')
       .get(top.chunkId) as Record<string, unknown>;
     expect(top).toMatchObject({
@@ -253,16 +253,16 @@ describe('HybridRetriever on the ingested fixture corpus', () => {
       const none = await retriever.retrieve({ query: 'kestrelctl replay', topK: 5, collection: 'no-such-collection' });
       expect(none.chunks).toEqual([]);
     }
-    expect(hybrid.searchDense(new Float32Array(env.stack.index!.meta.dimension).fill(0.1), 50, 'team-b').length).toBeGreaterThan(0);
-    const teamB = new Set(env.db.prepare("SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id WHERE d.collection = 'team-b'").pluck().all());
-    for (const h of hybrid.searchDense(new Float32Array(env.stack.index!.meta.dimension).fill(0.1), 50, 'team-b')) expect(teamB.has(h.chunkId)).toBe(true);
+    expect((await hybrid.searchDense(new Float32Array(env.stack.index!.meta.dimension).fill(0.1), 50, 'team-b')).length).toBeGreaterThan(0);
+    const teamB = new Set(env.store.connection.db.prepare("SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id WHERE d.collection = 'team-b'").pluck().all());
+    for (const h of await hybrid.searchDense(new Float32Array(env.stack.index!.meta.dimension).fill(0.1), 50, 'team-b')) expect(teamB.has(h.chunkId)).toBe(true);
   });
 
   it('pruned documents never appear', async () => {
     for (const retriever of [hybrid, bm25]) {
       const r = await retriever.retrieve({ query: 'zephyrine quartermoss valve', topK: 50 });
       expect(r.chunks.some((c) => c.text.toLowerCase().includes('zephyrine'))).toBe(false);
-      expect(retriever.searchBm25('zephyrine', 10)).toEqual([]);
+      expect(await retriever.searchBm25('zephyrine', 10)).toEqual([]);
       const boiler = await retriever.retrieve({ query: 'boiler', topK: 5, collection: 'scratch' });
       expect(boiler.chunks.map((c) => path.basename(c.source))).toEqual(['keep.txt']);
     }
@@ -274,7 +274,7 @@ describe('HybridRetriever on the ingested fixture corpus', () => {
         const r = await retriever.retrieve({ query: q, topK: 50 });
         for (const c of r.chunks) expect(c.text).not.toMatch(/VEXSECRET42|UA-VEXMOOR|xss/);
       }
-      expect(retriever.searchBm25('VEXSECRET42', 10)).toEqual([]);
+      expect(await retriever.searchBm25('VEXSECRET42', 10)).toEqual([]);
     }
   });
 
@@ -322,7 +322,7 @@ describe('HybridRetriever on the ingested fixture corpus', () => {
 
     // The interest vector alone (no document signals) also moves chunks toward it.
     const target = plain.chunks.at(-1)!;
-    const vec = env.db.prepare('SELECT vector FROM embeddings WHERE chunk_id = ?').pluck().get(target.chunkId) as Buffer;
+    const vec = env.store.connection.db.prepare('SELECT vector FROM embeddings WHERE chunk_id = ?').pluck().get(target.chunkId) as Buffer;
     const interest = new Float32Array(vec.buffer.slice(vec.byteOffset, vec.byteOffset + vec.byteLength));
     const byInterest = await hybrid.retrieve({
       query,
@@ -338,20 +338,20 @@ describe('HybridRetriever on the ingested fixture corpus', () => {
     const late = path.join(env.dir, 'late');
     fs.mkdirSync(late);
     fs.writeFileSync(path.join(late, 'quillfeather.md'), '# Quillfeather pumps\n\nThe Quillfeather pump primes itself in ninety seconds.\n');
-    const slow = new HybridRetriever({ db: env.db, embedder: env.stack.embedder, index: env.stack.index, syncIntervalMs: 60_000 });
-    expect(slow.searchBm25('quillfeather', 5)).toEqual([]);
+    const slow = new HybridRetriever({ store: env.store, embedder: env.stack.embedder, index: env.stack.index, syncIntervalMs: 60_000 });
+    expect(await slow.searchBm25('quillfeather', 5)).toEqual([]);
 
     // "Another process": its own connection, embedder and index instance.
-    const db2 = openDb(env.config.dbFile);
-    const stack2 = await openVectorStack(db2, env.config);
+    const store2 = openSqliteStore(env.config.dbFile);
+    const stack2 = await openVectorStack(store2, env.config);
     try {
-      const s = await ingest(env, db2, stack2, [late], 'default');
+      const s = await ingest(env, store2, stack2, [late], 'default');
       expect(s.documents_added).toBe(1);
     } finally {
       await stack2.embedder?.close();
-      db2.close();
+      await store2.close();
     }
-    const newIds = env.db
+    const newIds = env.store.connection.db
       .prepare("SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id WHERE d.source_uri LIKE '%quillfeather.md'")
       .pluck()
       .all() as number[];
@@ -378,11 +378,11 @@ describe('an index generation switched by `reindex --model` while serving', () =
     const { Writable } = await import('node:stream');
     const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mneme-regen-'));
     const config = loadConfig({ MNEME_EMBED_MODEL: TINY_BERT, MNEME_DATA_DIR: dataDir, MNEME_OFFLINE: '1' });
-    const db = openDb(config.dbFile);
-    const stack = await openVectorStack(db, config);
+    const store = openSqliteStore(config.dbFile);
+    const stack = await openVectorStack(store, config);
     const vectors = async () => stack;
-    await runIngest({ db, dataDir, paths: [FIXTURE_DOCS], collection: 'default', prune: false, maxFileBytes: config.maxFileBytes, vectors, configuredModel: config.embed.model });
-    const retriever = new HybridRetriever({ db, embedder: stack.embedder, index: stack.index, syncIntervalMs: 0 });
+    await runIngest({ store, dataDir, paths: [FIXTURE_DOCS], collection: 'default', prune: false, maxFileBytes: config.maxFileBytes, vectors, configuredModel: config.embed.model });
+    const retriever = new HybridRetriever({ store, embedder: stack.embedder, index: stack.index, syncIntervalMs: 0 });
     expect((await retriever.retrieve({ query: 'E-417 flow sensor', topK: 3 })).mode).toBe('hybrid');
     const other = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'mneme-model-')), 'other-bert');
     fs.cpSync(TINY_BERT, other, { recursive: true });
@@ -393,6 +393,6 @@ describe('an index generation switched by `reindex --model` while serving', () =
     expect(after.mode).toBe('bm25');
     expect(after.chunks[0]?.source).toContain('halcyon-x3-manual.md');
     await stack.embedder?.close();
-    db.close();
+    await store.close();
   });
 });

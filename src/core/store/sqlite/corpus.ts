@@ -1,7 +1,481 @@
-/** SQLite implementation of {@link CorpusStore} (every statement of this aggregate lives here). */
-import type { CorpusStore } from '../corpus.ts';
+/**
+ * SQLite implementation of {@link CorpusStore} (every statement of this aggregate lives here).
+ *
+ * FTS5 `chunks_fts` is contentless and kept in step by triggers (001_core.sql); the change feed
+ * `corpus_changes` too (030_change_feed.sql). Large documents are written in bounded transactions
+ * under a staging copy (source_uri `staging:<nonce>:<uri>`, tombstoned so nothing serves it) and
+ * made visible in one short transaction, so an ingest never holds the write lock for seconds.
+ */
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import { nowIso } from '../../clock.ts';
+import type {
+  ChunkMeta,
+  ChunkRecord,
+  ChunkText,
+  CorpusChange,
+  CorpusCounts,
+  CorpusStore,
+  DocumentRef,
+  FeedBounds,
+  IndexGeneration,
+  NewChunk,
+  NewDocument,
+  NewGeneration,
+  ReplaceDocumentResult,
+  ScoredChunkRef,
+} from '../corpus.ts';
+import { blobToVector, idList, vectorToBlob } from './codec.ts';
 import type { SqliteConnection } from './connection.ts';
+import { toFtsQuery } from './fts-query.ts';
+
+/**
+ * Most chunks written (or deleted) in one transaction (default 1000, ~20–60 ms of write lock with
+ * FTS and vectors). A document with more is staged: the server's writes never wait behind it for long.
+ */
+export const DOC_TX_MAX_CHUNKS = 1000;
+/**
+ * FTS5 bm25() column weights (text, heading_path, title). The heading path and title are short
+ * and repeated in every chunk of a section/document: they help (a query naming the document finds
+ * it) but must not outweigh the passage text itself.
+ */
+export const BM25_WEIGHT_TEXT = 1.0;
+export const BM25_WEIGHT_HEADING = 0.5;
+export const BM25_WEIGHT_TITLE = 0.5;
+/**
+ * With a collection filter, the FTS subquery fetches this many times the wanted count before the
+ * filter (applied outside the MATCH subquery) drops other collections; when too few survive, the
+ * query is re-run without an inner limit, so a small collection is never starved.
+ */
+export const BM25_FILTER_OVERFETCH = 4;
+
+const STAGING_PREFIX = 'staging:';
+const REPLACED_PREFIX = 'replaced:';
+
+interface GenerationRow {
+  generation: number;
+  model_id: string;
+  dimension: number;
+  pooling: string;
+  normalized: number;
+  max_tokens: number;
+  space: string;
+  hnsw_m: number;
+  hnsw_ef_construction: number;
+  hnsw_ef_search: number;
+  file: string;
+  status: 'building' | 'active' | 'retired';
+  created_at: string;
+  activated_at: string | null;
+  saved_feed_seq: number | null;
+}
+
+function toGeneration(r: GenerationRow): IndexGeneration {
+  return {
+    generation: r.generation,
+    modelId: r.model_id,
+    dimension: r.dimension,
+    pooling: r.pooling,
+    normalized: r.normalized === 1,
+    maxTokens: r.max_tokens,
+    space: r.space,
+    hnswM: r.hnsw_m,
+    hnswEfConstruction: r.hnsw_ef_construction,
+    hnswEfSearch: r.hnsw_ef_search,
+    file: r.file,
+    status: r.status,
+    createdAt: r.created_at,
+    activatedAt: r.activated_at,
+    savedFeedSeq: r.saved_feed_seq,
+  };
+}
+
+const RANK_SPEC = `bm25(${BM25_WEIGHT_TEXT}, ${BM25_WEIGHT_HEADING}, ${BM25_WEIGHT_TITLE})`;
+// The MATCH runs alone in its subquery (ordered by `rank`, FTS5's fast path); filters and joins stay
+// outside it, so the planner can never turn the query into a scan of documents.
+const FTS_INNER = `SELECT rowid AS id, rank FROM chunks_fts WHERE chunks_fts MATCH @match AND rank MATCH '${RANK_SPEC}' ORDER BY rank LIMIT @inner`;
+const SQL_BM25 = `SELECT f.id AS id, f.rank AS rank FROM (${FTS_INNER}) f
+  JOIN chunks c ON c.id = f.id JOIN documents d ON d.id = c.document_id
+  WHERE d.deleted_at IS NULL ORDER BY f.rank LIMIT @limit`;
+const SQL_BM25_COLLECTION = `SELECT f.id AS id, f.rank AS rank FROM (${FTS_INNER}) f
+  JOIN chunks c ON c.id = f.id JOIN documents d ON d.id = c.document_id
+  WHERE d.deleted_at IS NULL AND d.collection = @collection ORDER BY f.rank LIMIT @limit`;
+const SQL_INSERT_CHUNK = 'INSERT INTO chunks (document_id, ord, text, heading_path, token_count, content_sha256) VALUES (?, ?, ?, ?, ?, ?)';
+const SQL_INSERT_VECTOR = 'INSERT OR REPLACE INTO embeddings (chunk_id, model_id, vector) VALUES (?, ?, ?)';
 
 export class SqliteCorpusStore implements CorpusStore {
-  constructor(protected readonly c: SqliteConnection) {}
+  constructor(private readonly c: SqliteConnection) {}
+
+  // ---------------------------------------------------------------------------------------------
+  // documents
+
+  async findDocument(collection: string, sourceUri: string): Promise<DocumentRef | null> {
+    const r = this.c
+      .stmt<[string, string], { id: number; content_sha256: string; deleted_at: string | null }>(
+        'SELECT id, content_sha256, deleted_at FROM documents WHERE collection = ? AND source_uri = ?',
+      )
+      .get(collection, sourceUri);
+    return r ? { id: r.id, contentSha256: r.content_sha256, deletedAt: r.deleted_at } : null;
+  }
+
+  async vectorsByContentHash(documentId: number, modelId: string): Promise<Map<string, Float32Array>> {
+    const rows = this.c
+      .stmt<[string, number], { h: string; vector: Buffer }>(
+        'SELECT c.content_sha256 AS h, e.vector AS vector FROM chunks c JOIN embeddings e ON e.chunk_id = c.id AND e.model_id = ? WHERE c.document_id = ?',
+      )
+      .all(modelId, documentId);
+    return new Map(rows.map((r) => [r.h, blobToVector(r.vector)]));
+  }
+
+  async replaceDocument(doc: NewDocument, chunks: NewChunk[], existing: DocumentRef | null, modelId: string | null): Promise<ReplaceDocumentResult> {
+    if (chunks.length <= DOC_TX_MAX_CHUNKS) {
+      return this.c.write(() => {
+        const removed = existing ? this.chunkIdsOfDocument(existing.id) : [];
+        let documentId: number;
+        let chunksDeleted = 0;
+        if (existing) {
+          documentId = existing.id;
+          chunksDeleted = this.c.stmt<[number]>('DELETE FROM chunks WHERE document_id = ?').run(documentId).changes;
+          this.c
+            .stmt('UPDATE documents SET content_sha256 = ?, title = ?, kind = ?, bytes = ?, updated_at = ?, deleted_at = NULL WHERE id = ?')
+            .run(doc.contentSha256, doc.title, doc.kind, doc.bytes, nowIso(), documentId);
+        } else {
+          documentId = this.insertDocument(doc, doc.sourceUri, null);
+        }
+        const vectorsAdded = this.insertChunks(documentId, chunks, modelId);
+        return { documentId, chunksAdded: chunks.length, chunksDeleted, vectorsAdded, chunkIdsRemoved: removed };
+      });
+    }
+    return this.replaceStaged(doc, chunks, existing, modelId);
+  }
+
+  /** Large document: staging copy written in bounded transactions, then one short visibility flip. */
+  private async replaceStaged(doc: NewDocument, chunks: NewChunk[], existing: DocumentRef | null, modelId: string | null): Promise<ReplaceDocumentResult> {
+    const stagingUri = `${STAGING_PREFIX}${randomUUID()}:${doc.sourceUri}`;
+    const documentId = await this.c.write(() => this.insertDocument(doc, stagingUri, nowIso()));
+    const vectorsAdded: Array<[number, Float32Array]> = [];
+    for (let i = 0; i < chunks.length; i += DOC_TX_MAX_CHUNKS) {
+      const slice = chunks.slice(i, i + DOC_TX_MAX_CHUNKS);
+      vectorsAdded.push(...(await this.c.write(() => this.insertChunks(documentId, slice, modelId))));
+    }
+    await this.c.write(() => {
+      if (existing) {
+        // The old row keeps its id for old logs, under a name that frees (collection, source_uri).
+        this.c
+          .stmt('UPDATE documents SET source_uri = ?, deleted_at = ? WHERE id = ?')
+          .run(`${REPLACED_PREFIX}${existing.id}:${doc.sourceUri}`, nowIso(), existing.id);
+      }
+      this.c.stmt('UPDATE documents SET source_uri = ?, deleted_at = NULL WHERE id = ?').run(doc.sourceUri, documentId);
+    });
+    const chunkIdsRemoved = existing ? await this.deleteChunksBounded(existing.id) : [];
+    return { documentId, chunksAdded: chunks.length, chunksDeleted: chunkIdsRemoved.length, vectorsAdded, chunkIdsRemoved };
+  }
+
+  private insertDocument(doc: NewDocument, sourceUri: string, deletedAt: string | null): number {
+    const now = nowIso();
+    return Number(
+      this.c
+        .stmt(
+          `INSERT INTO documents (collection, source_uri, content_sha256, title, kind, bytes, ingested_at, updated_at, deleted_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(doc.collection, sourceUri, doc.contentSha256, doc.title, doc.kind, doc.bytes, now, now, deletedAt).lastInsertRowid,
+    );
+  }
+
+  /** Inside a write transaction. */
+  private insertChunks(documentId: number, chunks: NewChunk[], modelId: string | null): Array<[number, Float32Array]> {
+    const insertChunk = this.c.stmt(SQL_INSERT_CHUNK);
+    const insertVector = this.c.stmt(SQL_INSERT_VECTOR);
+    const added: Array<[number, Float32Array]> = [];
+    for (const ch of chunks) {
+      const id = Number(insertChunk.run(documentId, ch.ord, ch.text, ch.headingPath, ch.tokenCount, ch.contentSha256).lastInsertRowid);
+      if (ch.vector && modelId) {
+        insertVector.run(id, modelId, vectorToBlob(ch.vector));
+        added.push([id, ch.vector]);
+      }
+    }
+    return added;
+  }
+
+  private chunkIdsOfDocument(documentId: number): number[] {
+    return this.c.stmt<[number], number>('SELECT id FROM chunks WHERE document_id = ?').pluck().all(documentId);
+  }
+
+  /** Deletes a document's chunks DOC_TX_MAX_CHUNKS per transaction; returns their ids. */
+  private async deleteChunksBounded(documentId: number): Promise<number[]> {
+    const removed: number[] = [];
+    for (;;) {
+      const ids = await this.c.write(() => {
+        const batch = this.c
+          .stmt<[number, number], number>('SELECT id FROM chunks WHERE document_id = ? ORDER BY id LIMIT ?')
+          .pluck()
+          .all(documentId, DOC_TX_MAX_CHUNKS);
+        if (batch.length > 0) this.c.stmt<[string]>('DELETE FROM chunks WHERE id IN (SELECT value FROM json_each(?))').run(idList(batch));
+        return batch;
+      });
+      removed.push(...ids);
+      if (ids.length < DOC_TX_MAX_CHUNKS) return removed;
+    }
+  }
+
+  async liveDocuments(collection: string): Promise<Array<{ id: number; sourceUri: string }>> {
+    return this.c
+      .stmt<[string], { id: number; sourceUri: string }>('SELECT id, source_uri AS sourceUri FROM documents WHERE collection = ? AND deleted_at IS NULL')
+      .all(collection);
+  }
+
+  async deleteDocument(documentId: number): Promise<number[]> {
+    // Tombstone first (one short transaction: readers stop seeing it at once), then the chunks.
+    await this.c.write(() => this.c.stmt('UPDATE documents SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL').run(nowIso(), documentId));
+    return this.deleteChunksBounded(documentId);
+  }
+
+  async cleanupInterrupted(): Promise<number[]> {
+    const leftovers = this.c
+      .stmt<[], { id: number; source_uri: string }>(
+        `SELECT d.id, d.source_uri FROM documents d
+         WHERE d.deleted_at IS NOT NULL AND (d.source_uri LIKE '${STAGING_PREFIX}%' OR EXISTS (SELECT 1 FROM chunks c WHERE c.document_id = d.id))`,
+      )
+      .all();
+    const removed: number[] = [];
+    for (const d of leftovers) {
+      removed.push(...(await this.deleteChunksBounded(d.id)));
+      if (d.source_uri.startsWith(STAGING_PREFIX)) await this.c.write(() => this.c.stmt('DELETE FROM documents WHERE id = ?').run(d.id));
+    }
+    return removed;
+  }
+
+  async chunkSources(collection: string): Promise<Array<{ id: number; sourceUri: string }>> {
+    return this.c
+      .stmt<[string], { id: number; sourceUri: string }>(
+        'SELECT c.id AS id, d.source_uri AS sourceUri FROM chunks c JOIN documents d ON d.id = c.document_id WHERE d.collection = ? AND d.deleted_at IS NULL',
+      )
+      .all(collection);
+  }
+
+  async startIngestRun(): Promise<number> {
+    return this.c.write(() => Number(this.c.stmt('INSERT INTO ingest_runs (started_at) VALUES (?)').run(nowIso()).lastInsertRowid));
+  }
+
+  async finishIngestRun(id: number, summary: unknown): Promise<void> {
+    const now = nowIso();
+    await this.c.write(() => {
+      this.c.stmt('UPDATE ingest_runs SET finished_at = ?, summary_json = ? WHERE id = ?').run(now, JSON.stringify(summary), id);
+      this.c.stmt('UPDATE corpus_state SET last_ingest_at = ? WHERE id = 1').run(now);
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // embeddings
+
+  async chunksMissingEmbedding(modelId: string, afterId: number, limit: number): Promise<ChunkText[]> {
+    return this.c
+      .stmt<[number, string, number], ChunkText>(
+        `SELECT c.id AS id, c.text AS text, c.heading_path AS headingPath FROM chunks c
+         WHERE c.id > ? AND NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.chunk_id = c.id AND e.model_id = ?)
+         ORDER BY c.id LIMIT ?`,
+      )
+      .all(afterId, modelId, limit);
+  }
+
+  async addEmbeddings(modelId: string, rows: Array<[number, Float32Array]>): Promise<number> {
+    return this.c.write(() => {
+      // A chunk replaced meanwhile by another writer is simply skipped (the join finds no chunk).
+      const insert = this.c.stmt(
+        'INSERT OR IGNORE INTO embeddings (chunk_id, model_id, vector) SELECT id, ?, ? FROM chunks WHERE id = ?',
+      );
+      let stored = 0;
+      for (const [id, v] of rows) stored += insert.run(modelId, vectorToBlob(v), id).changes;
+      return stored;
+    });
+  }
+
+  async embeddingCount(modelId: string): Promise<number> {
+    return this.c.stmt<[string], number>('SELECT count(*) FROM embeddings WHERE model_id = ?').pluck().get(modelId) ?? 0;
+  }
+
+  async embeddingsPage(modelId: string, afterId: number, limit: number): Promise<Array<[number, Float32Array]>> {
+    return this.c
+      .stmt<[string, number, number], { chunk_id: number; vector: Buffer }>(
+        'SELECT chunk_id, vector FROM embeddings WHERE model_id = ? AND chunk_id > ? ORDER BY chunk_id LIMIT ?',
+      )
+      .all(modelId, afterId, limit)
+      .map((r) => [r.chunk_id, blobToVector(r.vector)]);
+  }
+
+  async embeddedChunkIds(modelId: string): Promise<Set<number>> {
+    return new Set(this.c.stmt<[string], number>('SELECT chunk_id FROM embeddings WHERE model_id = ?').pluck().all(modelId));
+  }
+
+  async vectorsOf(modelId: string, chunkIds: readonly number[]): Promise<Map<number, Float32Array>> {
+    const rows = this.c
+      .stmt<[string, string], { chunkId: number; vector: Buffer }>(
+        'SELECT chunk_id AS chunkId, vector FROM embeddings WHERE model_id = ? AND chunk_id IN (SELECT value FROM json_each(?))',
+      )
+      .all(modelId, idList(chunkIds));
+    return new Map(rows.map((r) => [r.chunkId, blobToVector(r.vector)]));
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // index generations
+
+  async activeGeneration(): Promise<IndexGeneration | null> {
+    const r = this.c.stmt<[], GenerationRow>("SELECT * FROM index_meta WHERE status = 'active'").get();
+    return r ? toGeneration(r) : null;
+  }
+
+  async buildingGeneration(modelId: string): Promise<IndexGeneration | null> {
+    const r = this.c.stmt<[string], GenerationRow>("SELECT * FROM index_meta WHERE status = 'building' AND model_id = ? ORDER BY generation DESC").get(modelId);
+    return r ? toGeneration(r) : null;
+  }
+
+  async generations(status: IndexGeneration['status']): Promise<IndexGeneration[]> {
+    return this.c.stmt<[string], GenerationRow>('SELECT * FROM index_meta WHERE status = ? ORDER BY generation').all(status).map(toGeneration);
+  }
+
+  async createGeneration(g: NewGeneration, status: 'building' | 'active'): Promise<IndexGeneration> {
+    return this.c.write(() => {
+      const now = nowIso();
+      const res = this.c
+        .stmt(
+          `INSERT INTO index_meta (model_id, dimension, pooling, normalized, max_tokens, space, hnsw_m, hnsw_ef_construction,
+             hnsw_ef_search, file, status, created_at, activated_at)
+           VALUES (?, ?, ?, ?, ?, 'cosine', ?, ?, ?, '', ?, ?, ?)`,
+        )
+        .run(g.modelId, g.dimension, g.pooling, g.normalized ? 1 : 0, g.maxTokens, g.hnswM, g.hnswEfConstruction, g.hnswEfSearch,
+          status, now, status === 'active' ? now : null);
+      const gen = Number(res.lastInsertRowid);
+      this.c.stmt('UPDATE index_meta SET file = ? WHERE generation = ?').run(path.join('index', `hnsw-g${gen}.bin`), gen);
+      return toGeneration(this.c.stmt<[number], GenerationRow>('SELECT * FROM index_meta WHERE generation = ?').get(gen)!);
+    });
+  }
+
+  async activateGeneration(generation: number): Promise<IndexGeneration | null> {
+    return this.c.write(() => {
+      const old = this.c.stmt<[], GenerationRow>("SELECT * FROM index_meta WHERE status = 'active'").get();
+      const next = this.c.stmt<[number], GenerationRow>('SELECT * FROM index_meta WHERE generation = ?').get(generation);
+      if (old) {
+        this.c.stmt("UPDATE index_meta SET status = 'retired' WHERE generation = ?").run(old.generation);
+        if (next && old.model_id !== next.model_id) this.c.stmt('DELETE FROM embeddings WHERE model_id = ?').run(old.model_id);
+      }
+      this.c.stmt("UPDATE index_meta SET status = 'active', activated_at = ? WHERE generation = ?").run(nowIso(), generation);
+      return old ? toGeneration(old) : null;
+    });
+  }
+
+  async recordIndexSaved(generation: number, feedSeq: number): Promise<void> {
+    await this.c.write(() => this.c.stmt('UPDATE index_meta SET saved_feed_seq = ? WHERE generation = ?').run(feedSeq, generation));
+  }
+
+  async vectorWorkPending(configuredModel: string | null): Promise<boolean> {
+    if (configuredModel === null) return false;
+    const meta = await this.activeGeneration();
+    const chunks = this.c.stmt<[], number>('SELECT count(*) FROM chunks').pluck().get() ?? 0;
+    if (!meta) return chunks > 0;
+    if (meta.modelId !== configuredModel || meta.savedFeedSeq !== (await this.feedBounds()).head) return true;
+    const unembedded =
+      this.c
+        .stmt<[string], number>('SELECT count(*) FROM chunks c WHERE NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.chunk_id = c.id AND e.model_id = ?)')
+        .pluck()
+        .get(meta.modelId) ?? 0;
+    return unembedded > 0;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // retrieval
+
+  async searchText(query: string, opts: { limit: number; collection?: string | undefined }): Promise<ScoredChunkRef[]> {
+    const match = toFtsQuery(query);
+    if (match === null) return [];
+    const { limit, collection } = opts;
+    const run = (inner: number) =>
+      collection === undefined
+        ? this.c.stmt<{ match: string; inner: number; limit: number }, { id: number; rank: number }>(SQL_BM25).all({ match, inner, limit })
+        : this.c
+            .stmt<{ match: string; inner: number; limit: number; collection: string }, { id: number; rank: number }>(SQL_BM25_COLLECTION)
+            .all({ match, inner, limit, collection });
+    let rows = run(collection === undefined ? limit : limit * BM25_FILTER_OVERFETCH);
+    // Too few survived the outside filter: the inner limit may have cut matches that would pass it.
+    if (rows.length < limit) rows = run(-1);
+    return rows.map((r) => ({ chunkId: r.id, score: -r.rank }));
+  }
+
+  async chunkMeta(ids: readonly number[]): Promise<ChunkMeta[]> {
+    return this.c
+      .stmt<[string], ChunkMeta>(
+        `SELECT c.id AS chunkId, c.document_id AS documentId, d.collection AS collection
+         FROM chunks c JOIN documents d ON d.id = c.document_id
+         WHERE c.id IN (SELECT value FROM json_each(?)) AND d.deleted_at IS NULL`,
+      )
+      .all(idList(ids));
+  }
+
+  async chunkRecords(ids: readonly number[]): Promise<ChunkRecord[]> {
+    return this.c
+      .stmt<[string], ChunkRecord>(
+        `SELECT c.id AS chunkId, c.document_id AS documentId, d.collection AS collection, d.source_uri AS source, d.title AS title,
+                c.heading_path AS headingPath, c.text AS text, c.content_sha256 AS contentSha256
+         FROM chunks c JOIN documents d ON d.id = c.document_id
+         WHERE c.id IN (SELECT value FROM json_each(?)) AND d.deleted_at IS NULL`,
+      )
+      .all(idList(ids));
+  }
+
+  async chunkIdsOfCollection(collection: string): Promise<number[]> {
+    return this.c
+      .stmt<[string], number>('SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id WHERE d.collection = ? AND d.deleted_at IS NULL')
+      .pluck()
+      .all(collection);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // change feed
+
+  async feedBounds(): Promise<FeedBounds> {
+    return this.c.read(() => ({
+      head: this.c.stmt<[], number>("SELECT seq FROM sqlite_sequence WHERE name = 'corpus_changes'").pluck().get() ?? 0,
+      first: this.c.stmt<[], number | null>('SELECT min(seq) FROM corpus_changes').pluck().get() ?? null,
+    }));
+  }
+
+  async changesSince(afterSeq: number, limit: number): Promise<CorpusChange[]> {
+    return this.c
+      .stmt<[number, number], CorpusChange>(
+        'SELECT seq, op, chunk_id AS chunkId, model_id AS modelId, collection FROM corpus_changes WHERE seq > ? ORDER BY seq LIMIT ?',
+      )
+      .all(afterSeq, limit);
+  }
+
+  async truncateFeed(uptoSeq: number): Promise<number> {
+    return this.c.write(() => this.c.stmt<[number]>('DELETE FROM corpus_changes WHERE seq <= ?').run(uptoSeq).changes);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // checks
+
+  async counts(): Promise<CorpusCounts> {
+    const one = (sql: string) => this.c.stmt<[], number>(sql).pluck().get() ?? 0;
+    return this.c.read(() => ({
+      integrity: this.c.stmt<[], string>('PRAGMA quick_check').pluck().all(),
+      foreignKeyViolations: this.c.stmt('PRAGMA foreign_key_check').all().length,
+      documents: one('SELECT count(*) FROM documents WHERE deleted_at IS NULL'),
+      documentsDeleted: one(`SELECT count(*) FROM documents WHERE deleted_at IS NOT NULL AND source_uri NOT LIKE '${STAGING_PREFIX}%'`),
+      stagingDocuments: one(`SELECT count(*) FROM documents WHERE source_uri LIKE '${STAGING_PREFIX}%'`),
+      chunks: one('SELECT count(*) FROM chunks'),
+      ftsRows: one('SELECT count(*) FROM chunks_fts'),
+      chunksNotInFts: one('SELECT count(*) FROM chunks WHERE id NOT IN (SELECT rowid FROM chunks_fts)'),
+      chunksOfDeletedDocuments: one('SELECT count(*) FROM chunks c JOIN documents d ON d.id = c.document_id WHERE d.deleted_at IS NOT NULL'),
+      liveDocumentsWithoutChunks: one('SELECT count(*) FROM documents d WHERE deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM chunks WHERE document_id = d.id)'),
+      duplicateOrds: one('SELECT count(*) FROM (SELECT document_id, ord FROM chunks GROUP BY document_id, ord HAVING count(*) > 1)'),
+      embeddings: this.c
+        .stmt<[], { modelId: string; count: number }>('SELECT model_id AS modelId, count(*) AS count FROM embeddings GROUP BY model_id')
+        .all(),
+    }));
+  }
+
+  /** Embeddings of `modelId` whose byte length is not `dimension` float32s. */
+  async wrongSizeEmbeddings(modelId: string, dimension: number): Promise<number> {
+    return this.c.stmt<[string, number], number>('SELECT count(*) FROM embeddings WHERE model_id = ? AND length(vector) != ?').pluck().get(modelId, dimension * 4) ?? 0;
+  }
 }
