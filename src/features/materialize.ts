@@ -2,9 +2,11 @@
  * The user feature pipeline: folds new prediction-log rows (`responses.seq` > watermark) and new
  * feedback rows (`feedback.id` > watermark) into per-user state (`feature_user_state`), appends a
  * `feature_history` row for every feature whose value changed (event_time = the source row's time,
- * see definitions.ts), upserts `feature_online`, and advances the watermarks — one IMMEDIATE
- * transaction per batch, so a crash (or a second process materializing at the same time) never
- * double-counts or skips a row: a batch is either entirely applied with its watermarks or not at all.
+ * see definitions.ts), upserts `feature_online`, and advances the watermarks. Each batch is read in one
+ * snapshot, folded in memory and committed in one write transaction that first checks no other run
+ * committed since the read (else the batch is read again), so a crash (or a second process
+ * materializing at the same time) never double-counts or skips a row: a batch is either entirely
+ * applied with its watermarks or not at all. The tables are the store's (`store.features`).
  *
  * History is a function of the log alone (one event per source row, folded in log order, values
  * compared with the previous value of the same feature), so any sequence of incremental runs gives
@@ -16,9 +18,9 @@
  * so the two streams can be consumed at their own pace.
  */
 import { z } from 'zod';
-import type { Db } from '../core/db.ts';
-import { blobToVector } from '../core/db.ts';
 import { MnemeError, ValidationError } from '../core/errors.ts';
+import type { Store } from '../core/store/index.ts';
+import type { FeatureBatch, FeatureBatchWrite, FeatureHistoryWrite, StoredFeatureState } from '../core/store/features.ts';
 import {
   FEATURE_DEFINITIONS_VERSION,
   FEEDBACK_FEATURES,
@@ -38,19 +40,11 @@ import type { PrecomputedFeatureDefinition, RatingContribution, UserFeatureState
  */
 export const MATERIALIZE_BATCH_ROWS = 20_000;
 /**
- * Default batch of the in-server scheduler: small, because a batch runs synchronously on the event
- * loop (~0.1 s at this size), and the scheduler yields to HTTP requests between batches.
+ * Default batch of the in-server scheduler: small, because a batch's fold and its read and write run
+ * synchronously on the event loop (~0.1 s at this size), and the scheduler yields to HTTP requests
+ * between batches (and between a batch's read and its write).
  */
 export const SCHEDULER_BATCH_ROWS = 2000;
-/**
- * SQLite page cache used while `materializeFeatures` runs, in KiB (64 MiB; restored afterwards): a
- * batch's inserts touch B-tree pages all over feature_history, and the default 2 MiB cache re-reads them.
- */
-export const MATERIALIZE_CACHE_KIB = 65_536;
-export const WATERMARK_RESPONSES = 'features.responses_seq';
-export const WATERMARK_FEEDBACK = 'features.feedback_id';
-/** Definitions version the stored features were computed with; a mismatch triggers a rebuild. */
-export const WATERMARK_VERSION = 'features.definitions_version';
 
 export interface MaterializeOptions {
   /** Rows read per stream per transaction (1..1,000,000). Default MATERIALIZE_BATCH_ROWS. */
@@ -74,12 +68,14 @@ export interface MaterializeSummary {
   rebuilt: boolean;
 }
 
+/** Outcome of one batch; `stale` when another run committed first (nothing was written). */
 export interface BatchResult {
   responses: number;
   feedback: number;
   userIds: number[];
   historyRows: number;
   rebuilt: boolean;
+  stale?: boolean;
 }
 
 const optionsSchema = z.object({
@@ -87,29 +83,13 @@ const optionsSchema = z.object({
   rebuild: z.boolean().optional(),
 });
 
-interface ResponseRow {
-  seq: number;
-  user_id: number;
-  created_at: string;
-  query: string;
-  query_vector: Buffer | null;
-  collection: string | null;
-  citations_json: string;
-}
-
-interface FeedbackRow {
-  id: number;
-  response_id: string;
-  user_id: number;
-  rating: number;
-  correction: string | null;
-  created_at: string;
-}
+/** Most consecutive stale batches before a run gives up (each one means another run made progress). */
+const MAX_STALE_RETRIES = 100;
 
 interface UserContext {
   userId: number;
   state: UserFeatureState;
-  /** Latest value_json per feature (from feature_online, then as emitted). */
+  /** Latest value_json per feature (stored online values, then as emitted). */
   last: Map<string, string>;
   /** Online rows to write at the end of the batch. */
   dirty: Map<string, { json: string; eventTime: string }>;
@@ -132,28 +112,19 @@ export function citedDocumentIds(citationsJson: string): number[] {
   return [...ids];
 }
 
-interface StoredState {
-  state_json: string;
-  interest_sum: Buffer | null;
-}
-
-/** The state's row: JSON for the integer aggregates, raw float64 bytes for the interest sum (exact and ~20x smaller/faster than JSON). */
-export function encodeState(state: UserFeatureState): StoredState {
+/** The state as stored: JSON for the integer aggregates, the interest sum as exact float64 values (~20x smaller/faster than JSON). */
+export function encodeState(state: UserFeatureState): StoredFeatureState {
   const { interest, ...rest } = state;
   return {
-    state_json: JSON.stringify({ ...rest, interest: interest ? { weight: interest.weight, atMs: interest.atMs } : null }),
-    interest_sum: interest ? Buffer.from(interest.sum.buffer, interest.sum.byteOffset, interest.sum.byteLength) : null,
+    stateJson: JSON.stringify({ ...rest, interest: interest ? { weight: interest.weight, atMs: interest.atMs } : null }),
+    interestSum: interest ? interest.sum : null,
   };
 }
 
-export function decodeState(row: StoredState): UserFeatureState {
-  const parsed = JSON.parse(row.state_json) as Omit<UserFeatureState, 'interest'> & { interest: { weight: number; atMs: number } | null };
-  let interest: UserFeatureState['interest'] = null;
-  if (parsed.interest && row.interest_sum) {
-    const sum = new Float64Array(row.interest_sum.byteLength / 8);
-    new Uint8Array(sum.buffer).set(row.interest_sum);
-    interest = { sum, weight: parsed.interest.weight, atMs: parsed.interest.atMs };
-  }
+export function decodeState(stored: StoredFeatureState): UserFeatureState {
+  const parsed = JSON.parse(stored.stateJson) as Omit<UserFeatureState, 'interest'> & { interest: { weight: number; atMs: number } | null };
+  const interest: UserFeatureState['interest'] =
+    parsed.interest && stored.interestSum ? { sum: stored.interestSum, weight: parsed.interest.weight, atMs: parsed.interest.atMs } : null;
   return { ...parsed, interest };
 }
 
@@ -161,7 +132,7 @@ const CANONICAL_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 
 /**
  * A log time in the stored form (toISOString), so event times compare correctly as text.
- * @throws MnemeError `invalid_log_row` when it is not a time (the batch rolls back; nothing is skipped silently).
+ * @throws MnemeError `invalid_log_row` when it is not a time (the batch is not committed; nothing is skipped silently).
  */
 function eventTimeOf(createdAt: string, where: string): string {
   if (CANONICAL_TIME.test(createdAt)) return createdAt;
@@ -170,170 +141,141 @@ function eventTimeOf(createdAt: string, where: string): string {
   return new Date(ms).toISOString();
 }
 
-/** Deletes every materialized feature, all pipeline state and resets the watermarks (one transaction). */
-export function resetFeatureStore(db: Db): void {
-  db.transaction(() => resetInTransaction(db)).immediate();
+/** Deletes every materialized feature and all pipeline state, and resets the watermarks (one transaction). */
+export async function resetFeatureStore(store: Store): Promise<void> {
+  await store.features.reset(FEATURE_DEFINITIONS_VERSION);
 }
 
-function resetInTransaction(db: Db): void {
-  db.exec('DELETE FROM feature_history; DELETE FROM feature_online; DELETE FROM feature_user_state;');
-  const set = db.prepare('INSERT INTO watermarks (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value');
-  set.run(WATERMARK_RESPONSES, 0);
-  set.run(WATERMARK_FEEDBACK, 0);
-  set.run(WATERMARK_VERSION, FEATURE_DEFINITIONS_VERSION);
-}
+/** Folds one batch in memory (pure apart from the clock): the rows to write. */
+class BatchFold {
+  readonly users = new Map<number, UserContext>();
+  readonly history: FeatureHistoryWrite[] = [];
+  private readonly rated = new Map<string, { documentIds: number[]; answerWords: number }>();
 
-function prepareStatements(db: Db) {
-return {
-    watermark: db.prepare<[string], number>('SELECT value FROM watermarks WHERE name = ?').pluck(),
-    setWatermark: db.prepare('INSERT INTO watermarks (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value'),
-    responses: db.prepare<[number, number], ResponseRow>(
-      'SELECT seq, user_id, created_at, query, query_vector, collection, citations_json FROM responses WHERE seq > ? ORDER BY seq LIMIT ?',
-    ),
-    feedback: db.prepare<[number, number], FeedbackRow>(
-      'SELECT id, response_id, user_id, rating, correction, created_at FROM feedback WHERE id > ? ORDER BY id LIMIT ?',
-    ),
-    previousRating: db.prepare<[string, number, number], { rating: number; correction: string | null }>(
-      'SELECT rating, correction FROM feedback WHERE response_id = ? AND user_id = ? AND id < ? ORDER BY id DESC LIMIT 1',
-    ),
-    ratedResponse: db.prepare<[string], { answer: string | null; citations_json: string }>('SELECT answer, citations_json FROM responses WHERE id = ?'),
-    documentCollection: db.prepare<[number], string>('SELECT collection FROM documents WHERE id = ?').pluck(),
-    state: db.prepare<[number], StoredState>('SELECT state_json, interest_sum FROM feature_user_state WHERE user_id = ?'),
-    saveState: db.prepare(
-      'INSERT INTO feature_user_state (user_id, state_json, interest_sum, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET state_json = excluded.state_json, interest_sum = excluded.interest_sum, updated_at = excluded.updated_at',
-    ),
-    online: db.prepare<[number], [string, string]>('SELECT feature, value_json FROM feature_online WHERE user_id = ?').raw(),
-    saveOnline: db.prepare(
-      'INSERT INTO feature_online (user_id, feature, value_json, event_time) VALUES (?, ?, ?, ?) ON CONFLICT (user_id, feature) DO UPDATE SET value_json = excluded.value_json, event_time = excluded.event_time',
-    ),
-    // Two events of one user at the same millisecond: the later one (in log order) is the value at that time.
-    history: db.prepare('INSERT OR REPLACE INTO feature_history (user_id, feature, event_time, value_json, created_at) VALUES (?, ?, ?, ?, ?)'),
-  };
+  constructor(
+    private readonly batch: FeatureBatch,
+    private readonly collectionOf: (documentId: number) => string | null,
+  ) {}
+
+  private context(userId: number): UserContext {
+    let ctx = this.users.get(userId);
+    if (!ctx) {
+      const stored = this.batch.users.get(userId);
+      ctx = { userId, state: stored?.state ? decodeState(stored.state) : emptyState(), last: new Map(stored?.online), dirty: new Map() };
+      this.users.set(userId, ctx);
+    }
+    return ctx;
+  }
+
+  private emit(ctx: UserContext, defs: readonly PrecomputedFeatureDefinition[], eventTime: string): void {
+    for (const def of defs) {
+      const json = JSON.stringify(def.compute(ctx.state));
+      if (ctx.last.get(def.name) === json) continue;
+      this.history.push({ userId: ctx.userId, feature: def.name, eventTime, valueJson: json });
+      ctx.last.set(def.name, json);
+      ctx.dirty.set(def.name, { json, eventTime });
+    }
+  }
+
+  foldResponses(): void {
+    for (const r of this.batch.responses) {
+      const ctx = this.context(r.userId);
+      const collections = r.collection === null ? [] : [r.collection];
+      for (const d of citedDocumentIds(r.citationsJson)) {
+        const c = this.collectionOf(d);
+        if (c !== null) collections.push(c);
+      }
+      const eventTime = applyResponse(ctx.state, { createdAt: eventTimeOf(r.createdAt, `responses.seq ${r.seq}`), query: r.query, queryVector: r.queryVector, collections });
+      this.emit(ctx, RESPONSE_FEATURES, eventTime);
+    }
+  }
+
+  private contribution(rating: number, correction: string | null, responseId: string): RatingContribution {
+    let info = this.rated.get(responseId);
+    if (!info) {
+      const row = this.batch.ratedResponses.get(responseId);
+      info = row ? { documentIds: citedDocumentIds(row.citationsJson), answerWords: countWords(row.answer) } : { documentIds: [], answerWords: 0 };
+      this.rated.set(responseId, info);
+    }
+    return { rating: rating === 1 ? 1 : -1, ...info, correctionWords: countWords(correction) };
+  }
+
+  foldFeedback(): void {
+    for (const f of this.batch.feedback) {
+      const ctx = this.context(f.userId);
+      if (f.previous) applyRating(ctx.state, this.contribution(f.previous.rating, f.previous.correction, f.responseId), -1);
+      applyRating(ctx.state, this.contribution(f.rating, f.correction, f.responseId), 1);
+      this.emit(ctx, FEEDBACK_FEATURES, advanceFeedbackTime(ctx.state, eventTimeOf(f.createdAt, `feedback.id ${f.id}`)));
+    }
+  }
+
+  /** The write of this fold. */
+  toWrite(createdAt: string): FeatureBatchWrite {
+    const b = this.batch;
+    const online: FeatureHistoryWrite[] = [];
+    const states: FeatureBatchWrite['states'] = [];
+    for (const ctx of this.users.values()) {
+      states.push({ userId: ctx.userId, state: encodeState(ctx.state) });
+      for (const [feature, v] of ctx.dirty) online.push({ userId: ctx.userId, feature, eventTime: v.eventTime, valueJson: v.json });
+    }
+    return {
+      token: b.token,
+      reset: b.reset,
+      definitionsVersion: FEATURE_DEFINITIONS_VERSION,
+      lastResponseSeq: b.responses.at(-1)?.seq ?? null,
+      lastFeedbackId: b.feedback.at(-1)?.id ?? null,
+      createdAt,
+      history: this.history,
+      states,
+      online,
+    };
+  }
 }
 
 /** Batch-at-a-time materializer; `materializeFeatures` and the scheduler drive it. */
 export class FeatureMaterializer {
-  private readonly db: Db;
+  private readonly store: Store;
   private readonly batchRows: number;
   private readonly now: () => Date;
   private rebuildPending: boolean;
+  /** Documents are tombstoned, never re-homed, so their collections can be cached for the run. */
   private readonly documentCollections = new Map<number, string | null>();
-  private readonly stmt: ReturnType<typeof prepareStatements>;
 
-  constructor(db: Db, options: MaterializeOptions = {}) {
+  /** @throws ValidationError for bad options. */
+  constructor(store: Store, options: MaterializeOptions = {}) {
     const parsed = optionsSchema.safeParse({ batchRows: options.batchRows, rebuild: options.rebuild });
     if (!parsed.success) throw new ValidationError(`materialize: ${parsed.error.issues[0]?.message ?? 'invalid options'}`, { cause: parsed.error });
     if (options.now !== undefined && typeof options.now !== 'function') throw new ValidationError('materialize: now must be a function');
-    this.db = db;
+    this.store = store;
     this.batchRows = parsed.data.batchRows ?? MATERIALIZE_BATCH_ROWS;
     this.now = options.now ?? (() => new Date());
     this.rebuildPending = parsed.data.rebuild ?? false;
-    this.stmt = prepareStatements(db);
   }
 
   /**
-   * Applies the next batch (up to `batchRows` responses and `batchRows` feedback rows) in one
-   * IMMEDIATE transaction. Returns zero counts when the store is up to date.
+   * Reads the next batch (up to `batchRows` responses and `batchRows` feedback rows), folds it and
+   * commits it in one write transaction. Zero counts when the store is up to date; `stale: true`
+   * (nothing written) when another run committed between the read and the write: just run again.
    */
-  runBatch(): BatchResult {
-    const result = this.db.transaction((): BatchResult => {
-      let rebuilt = false;
-      // Read inside the write transaction: another process may have advanced them meanwhile.
-      if (this.rebuildPending || this.stmt.watermark.get(WATERMARK_VERSION) !== FEATURE_DEFINITIONS_VERSION) {
-        resetInTransaction(this.db);
-        rebuilt = true;
-      }
-      const afterSeq = this.stmt.watermark.get(WATERMARK_RESPONSES) ?? 0;
-      const afterFeedback = this.stmt.watermark.get(WATERMARK_FEEDBACK) ?? 0;
-      const responses = this.stmt.responses.all(afterSeq, this.batchRows);
-      const feedback = this.stmt.feedback.all(afterFeedback, this.batchRows);
-      if (responses.length === 0 && feedback.length === 0) return { responses: 0, feedback: 0, userIds: [], historyRows: 0, rebuilt };
-
-      const createdAt = this.now().toISOString();
-      const users = new Map<number, UserContext>();
-      const history: Array<{ userId: number; feature: string; eventTime: string; json: string }> = [];
-      const context = (userId: number): UserContext => {
-        let ctx = users.get(userId);
-        if (!ctx) {
-          const stored = this.stmt.state.get(userId);
-          ctx = {
-            userId,
-            state: stored === undefined ? emptyState() : decodeState(stored),
-            last: new Map(this.stmt.online.all(userId)),
-            dirty: new Map(),
-          };
-          users.set(userId, ctx);
-        }
-        return ctx;
-      };
-      const emit = (ctx: UserContext, defs: readonly PrecomputedFeatureDefinition[], eventTime: string): void => {
-        for (const def of defs) {
-          const json = JSON.stringify(def.compute(ctx.state));
-          if (ctx.last.get(def.name) === json) continue;
-          history.push({ userId: ctx.userId, feature: def.name, eventTime, json });
-          ctx.last.set(def.name, json);
-          ctx.dirty.set(def.name, { json, eventTime });
-        }
-      };
-
-      for (const r of responses) {
-        const ctx = context(r.user_id);
-        const collections = r.collection === null ? [] : [r.collection];
-        for (const d of citedDocumentIds(r.citations_json)) {
-          const c = this.collectionOf(d);
-          if (c !== null) collections.push(c);
-        }
-        const vector = r.query_vector && r.query_vector.byteLength > 0 && r.query_vector.byteLength % 4 === 0 ? blobToVector(r.query_vector) : null;
-        const eventTime = applyResponse(ctx.state, { createdAt: eventTimeOf(r.created_at, `responses.seq ${r.seq}`), query: r.query, queryVector: vector, collections });
-        emit(ctx, RESPONSE_FEATURES, eventTime);
-      }
-
-      const rated = new Map<string, { documentIds: number[]; answerWords: number }>();
-      const ratedResponse = (id: string) => {
-        let info = rated.get(id);
-        if (!info) {
-          const row = this.stmt.ratedResponse.get(id);
-          info = row ? { documentIds: citedDocumentIds(row.citations_json), answerWords: countWords(row.answer) } : { documentIds: [], answerWords: 0 };
-          rated.set(id, info);
-        }
-        return info;
-      };
-      const contribution = (rating: number, correction: string | null, responseId: string): RatingContribution => ({
-        rating: rating === 1 ? 1 : -1,
-        ...ratedResponse(responseId),
-        correctionWords: countWords(correction),
-      });
-      for (const f of feedback) {
-        const ctx = context(f.user_id);
-        const previous = this.stmt.previousRating.get(f.response_id, f.user_id, f.id);
-        if (previous) applyRating(ctx.state, contribution(previous.rating, previous.correction, f.response_id), -1);
-        applyRating(ctx.state, contribution(f.rating, f.correction, f.response_id), 1);
-        emit(ctx, FEEDBACK_FEATURES, advanceFeedbackTime(ctx.state, eventTimeOf(f.created_at, `feedback.id ${f.id}`)));
-      }
-
-      // Written in primary-key order: consecutive inserts land on the same B-tree pages, which
-      // halves the CPU and I/O of a batch touching thousands of users. The sort is stable, so of two
-      // rows with the same key the later one in log order is written last and wins (INSERT OR REPLACE).
-      history.sort((a, b) => a.userId - b.userId || (a.feature < b.feature ? -1 : a.feature > b.feature ? 1 : 0) || (a.eventTime < b.eventTime ? -1 : a.eventTime > b.eventTime ? 1 : 0));
-      for (const h of history) this.stmt.history.run(h.userId, h.feature, h.eventTime, h.json, createdAt);
-      for (const ctx of [...users.values()].sort((a, b) => a.userId - b.userId)) {
-        const stored = encodeState(ctx.state);
-        this.stmt.saveState.run(ctx.userId, stored.state_json, stored.interest_sum, createdAt);
-        for (const [feature, v] of ctx.dirty) this.stmt.saveOnline.run(ctx.userId, feature, v.json, v.eventTime);
-      }
-      if (responses.length > 0) this.stmt.setWatermark.run(WATERMARK_RESPONSES, responses[responses.length - 1]!.seq);
-      if (feedback.length > 0) this.stmt.setWatermark.run(WATERMARK_FEEDBACK, feedback[feedback.length - 1]!.id);
-      return { responses: responses.length, feedback: feedback.length, userIds: [...users.keys()], historyRows: history.length, rebuilt };
-    }).immediate();
-    // Only once committed: a rolled-back rebuild must be retried by the next batch.
-    this.rebuildPending = false;
-    return result;
+  async runBatch(): Promise<BatchResult> {
+    const batch = await this.store.features.readBatch({ batchRows: this.batchRows, definitionsVersion: FEATURE_DEFINITIONS_VERSION, rebuild: this.rebuildPending });
+    if (batch.responses.length === 0 && batch.feedback.length === 0 && !batch.reset) return { responses: 0, feedback: 0, userIds: [], historyRows: 0, rebuilt: false };
+    await this.loadCollections(batch);
+    const fold = new BatchFold(batch, (d) => this.documentCollections.get(d) ?? null);
+    fold.foldResponses();
+    fold.foldFeedback();
+    const committed = await this.store.features.commitBatch(fold.toWrite(this.now().toISOString()));
+    if (!committed) return { responses: 0, feedback: 0, userIds: [], historyRows: 0, rebuilt: false, stale: true };
+    // Only once committed: a failed rebuild must be retried by the next batch.
+    if (batch.reset) this.rebuildPending = false;
+    return { responses: batch.responses.length, feedback: batch.feedback.length, userIds: [...fold.users.keys()], historyRows: fold.history.length, rebuilt: batch.reset };
   }
 
-  /** A document's collection (documents are tombstoned, never re-homed, so caching is safe). */
-  private collectionOf(documentId: number): string | null {
-    if (!this.documentCollections.has(documentId)) this.documentCollections.set(documentId, this.stmt.documentCollection.get(documentId) ?? null);
-    return this.documentCollections.get(documentId) ?? null;
+  private async loadCollections(batch: FeatureBatch): Promise<void> {
+    const missing = new Set<number>();
+    for (const r of batch.responses) for (const d of citedDocumentIds(r.citationsJson)) if (!this.documentCollections.has(d)) missing.add(d);
+    if (missing.size === 0) return;
+    for (const [id, c] of await this.store.features.documentCollections([...missing])) this.documentCollections.set(id, c);
   }
 }
 
@@ -342,13 +284,21 @@ class SummaryBuilder {
   private readonly started = performance.now();
   private readonly users = new Set<number>();
   readonly totals = { responses: 0, feedback: 0, historyRows: 0, rebuilt: false };
+  private stale = 0;
 
-  add(b: BatchResult): void {
+  /** Adds a batch; returns true when the run is done (nothing left to read). */
+  add(b: BatchResult): boolean {
+    if (b.stale) {
+      if (++this.stale > MAX_STALE_RETRIES) throw new MnemeError('materialize_contended', 503, `materialize: ${MAX_STALE_RETRIES} batches in a row lost to concurrent runs`);
+      return false;
+    }
+    this.stale = 0;
     this.totals.responses += b.responses;
     this.totals.feedback += b.feedback;
     this.totals.historyRows += b.historyRows;
     this.totals.rebuilt ||= b.rebuilt;
     for (const u of b.userIds) this.users.add(u);
+    return b.responses === 0 && b.feedback === 0;
   }
 
   summary(): MaterializeSummary {
@@ -357,26 +307,16 @@ class SummaryBuilder {
 }
 
 /**
- * Materializes everything logged since the last run (synchronously, batch by batch).
- * @throws ValidationError for bad options; SQLite errors propagate (the failed batch is rolled back).
+ * Materializes everything logged since the last run, batch by batch (one write transaction each),
+ * with the engine tuned for bulk work meanwhile.
+ * @throws ValidationError for bad options; store errors propagate (the failed batch is not committed).
  */
-export function materializeFeatures(db: Db, opts: MaterializeOptions = {}): MaterializeSummary {
-  const m = new FeatureMaterializer(db, opts);
+export async function materializeFeatures(store: Store, opts: MaterializeOptions = {}): Promise<MaterializeSummary> {
+  const m = new FeatureMaterializer(store, opts);
   const s = new SummaryBuilder();
-  const previousCache = db.pragma('cache_size', { simple: true }) as number;
-  // cache_size is in pages when positive, in KiB when negative. Only ever enlarged, and put back: the connection may be a server's.
-  const currentKib = previousCache >= 0 ? (previousCache * (db.pragma('page_size', { simple: true }) as number)) / 1024 : -previousCache;
-  const enlarge = currentKib < MATERIALIZE_CACHE_KIB;
-  if (enlarge) db.pragma(`cache_size = -${MATERIALIZE_CACHE_KIB}`);
-  try {
-    for (;;) {
-      const b = m.runBatch();
-      s.add(b);
-      if (b.responses === 0 && b.feedback === 0) break;
-    }
-  } finally {
-    if (enlarge) db.pragma(`cache_size = ${previousCache}`);
-  }
+  await store.features.withBulkTuning(async () => {
+    while (!s.add(await m.runBatch()));
+  });
   return s.summary();
 }
 
@@ -387,15 +327,18 @@ export interface FeatureSchedulerOptions {
   batchRows?: number;
 }
 
+const nextMacrotask = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
 /**
  * Runs materialization every `intervalSeconds` (and once right away) inside a long-lived process.
- * Batches are separated by a macrotask so a large backlog never blocks the event loop (HTTP requests
- * interleave); runs never overlap (a tick that finds one in progress is skipped). Timers are unref'd.
- * `intervalSeconds` 0 disables it. `onError` receives any failure (the next tick tries again).
+ * Batches are small (SCHEDULER_BATCH_ROWS) and separated by a macrotask, so a large backlog never
+ * blocks the event loop for long (HTTP requests interleave); runs never overlap (a tick that finds
+ * one in progress is skipped). Timers are unref'd. `intervalSeconds` 0 disables it. `onError`
+ * receives any failure (the next tick tries again).
  * @throws ValidationError when intervalSeconds is negative or not finite.
  */
 export function startFeatureScheduler(
-  db: Db,
+  store: Store,
   intervalSeconds: number,
   onError: (err: unknown) => void,
   options: FeatureSchedulerOptions = {},
@@ -408,14 +351,9 @@ export function startFeatureScheduler(
     if (running || stopped) return;
     running = true;
     try {
-      const m = new FeatureMaterializer(db, { batchRows: options.batchRows ?? SCHEDULER_BATCH_ROWS });
+      const m = new FeatureMaterializer(store, { batchRows: options.batchRows ?? SCHEDULER_BATCH_ROWS });
       const s = new SummaryBuilder();
-      while (!stopped) {
-        const b = m.runBatch();
-        s.add(b);
-        if (b.responses === 0 && b.feedback === 0) break;
-        await new Promise<void>((resolve) => setImmediate(resolve));
-      }
+      while (!stopped && !s.add(await m.runBatch())) await nextMacrotask();
       const summary = s.summary();
       if (summary.responses + summary.feedback > 0) options.onRun?.(summary);
     } catch (err) {

@@ -5,9 +5,8 @@ import { PassThrough } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { featuresCommand } from '../../../src/commands/features.ts';
 import type { CommandIo } from '../../../src/commands/types.ts';
-import { openDb } from '../../../src/core/db.ts';
 import { NotFoundError, ValidationError } from '../../../src/core/errors.ts';
-import { createUser } from '../../../src/chat/users.ts';
+import { openSqliteStore } from '../../../src/core/store/sqlite/index.ts';
 import { PRECOMPUTED_FEATURES } from '../../../src/features/definitions.ts';
 
 const dirs: string[] = [];
@@ -24,11 +23,12 @@ function io(): CommandIo & { out: () => string } {
 }
 
 /** A data dir with one user who asked two questions and rated one answer. */
-function seeded(): string {
+async function seeded(): Promise<string> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mneme-'));
   dirs.push(dir);
-  const db = openDb(path.join(dir, 'mneme.sqlite'));
-  const user = createUser(db, { name: 'quinn' }).user.id;
+  const store = openSqliteStore(path.join(dir, 'mneme.sqlite'));
+  const db = store.connection.db;
+  const user = (await store.users.create({ name: 'quinn', apiKeyHash: '0'.repeat(64), keyPrefix: 'mn_test', isAdmin: false, createdAt: '2025-01-01T00:00:00.000Z' })).id;
   db.prepare("INSERT INTO conversations (id, user_id, created_at, updated_at) VALUES ('conv_1', ?, '2025-01-01T00:00:00.000Z', '2025-01-01T00:00:00.000Z')").run(user);
   const insert = db.prepare(
     `INSERT INTO responses (id, user_id, conversation_id, turn_index, created_at, endpoint, request_json, query, history_json, collection, top_k,
@@ -39,13 +39,13 @@ function seeded(): string {
   insert.run('resp_1', user, 0, '2025-01-01T00:00:00.000Z', 'first question', 'one two three four');
   insert.run('resp_2', user, 1, '2025-01-01T00:01:00.000Z', 'second question here', 'a b');
   db.prepare("INSERT INTO feedback (response_id, user_id, rating, created_at) VALUES ('resp_1', ?, 1, '2025-01-01T00:02:00.000Z')").run(user);
-  db.close();
+  await store.close();
   return dir;
 }
 
 describe('mneme features', () => {
   it('materialize --json prints the run summary, then show prints the online values', async () => {
-    const dir = seeded();
+    const dir = await seeded();
     const m = io();
     expect(await featuresCommand.run(['materialize', '--data-dir', dir, '--json'], m)).toBe(0);
     const summary = JSON.parse(m.out().trim().split('\n').pop()!);
@@ -71,7 +71,7 @@ describe('mneme features', () => {
   });
 
   it('show fails with NotFoundError for an unknown user and ValidationError without --user', async () => {
-    const dir = seeded();
+    const dir = await seeded();
     await expect(featuresCommand.run(['show', '--user', 'nobody', '--data-dir', dir], io())).rejects.toBeInstanceOf(NotFoundError);
     await expect(featuresCommand.run(['show', '--data-dir', dir], io())).rejects.toBeInstanceOf(ValidationError);
     await expect(featuresCommand.run(['explode', '--data-dir', dir], io())).rejects.toBeInstanceOf(ValidationError);

@@ -7,28 +7,36 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { openDb } from '../../../src/core/db.ts';
-import type { Db } from '../../../src/core/db.ts';
+import type Database from 'better-sqlite3';
 import { ValidationError } from '../../../src/core/errors.ts';
+import { openSqliteStore } from '../../../src/core/store/sqlite/index.ts';
+import type { SqliteStore } from '../../../src/core/store/sqlite/index.ts';
 import { HybridRetriever, personalizeScores } from '../../../src/chat/retrieve.ts';
-import { createUser } from '../../../src/chat/users.ts';
 import { materializeFeatures } from '../../../src/features/materialize.ts';
 import { answerLengthLabel, formatPersonalizationBlock, toPersonalizationSignals } from '../../../src/features/personalize.ts';
-import { SqliteFeatureStore } from '../../../src/features/store.ts';
+import { FeatureStore } from '../../../src/features/store.ts';
 
+type Db = Database.Database;
 const dirs: string[] = [];
-const dbs: Db[] = [];
-afterEach(() => {
-  for (const db of dbs.splice(0)) if (db.open) db.close();
+const stores: SqliteStore[] = [];
+afterEach(async () => {
+  for (const s of stores.splice(0)) await s.close();
   for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
 });
 
-function tempDb(): Db {
+/** A store on a fresh data dir; tests set rows up through its connection's raw handle. */
+function tempStore(): { store: SqliteStore; db: Db } {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mneme-'));
   dirs.push(dir);
-  const db = openDb(path.join(dir, 'mneme.sqlite'));
-  dbs.push(db);
-  return db;
+  const store = openSqliteStore(path.join(dir, 'mneme.sqlite'));
+  stores.push(store);
+  return { store, db: store.connection.db };
+}
+
+let userSeq = 0;
+async function createUser(store: SqliteStore, name: string): Promise<number> {
+  const hash = String(++userSeq).padStart(64, '0');
+  return (await store.users.create({ name, apiKeyHash: hash, keyPrefix: 'mn_test', isAdmin: false, createdAt: NOW })).id;
 }
 
 const NOW = '2025-04-01T10:00:00.000Z';
@@ -99,22 +107,22 @@ describe('formatPersonalizationBlock', () => {
 
 describe('personalized retrieval', () => {
   it('re-ranks towards engaged documents and collections, away from disliked ones; weight 0 changes nothing', async () => {
-    const db = tempDb();
+    const { store, db } = tempStore();
     const a = addDoc(db, 'manuals', 'alpha', 'The widget widget widget alpha manual explains the widget in depth.');
     const b = addDoc(db, 'manuals', 'beta', 'A widget widget beta note about calibration of gears.');
     const c = addDoc(db, 'faq', 'gamma', 'Frequently asked: is the widget safe near water and sand?');
-    const retriever = new HybridRetriever({ db, embedder: null, index: null });
+    const retriever = new HybridRetriever({ store, embedder: null, index: null, syncIntervalMs: 0 });
     const ask = async (personalization?: ReturnType<typeof toPersonalizationSignals>) =>
       (await retriever.retrieve({ query: 'widget', topK: 3, personalization })).chunks.map((ch) => ({ doc: ch.documentId, score: ch.score }));
     const baseline = await ask();
     expect(baseline.map((x) => x.doc)).toEqual([a, b, c]);
 
-    const user = createUser(db, { name: 'pat' }).user.id;
+    const user = await createUser(store, 'pat');
     ratedAnswer(db, user, 1, [c], 1);
     ratedAnswer(db, user, 2, [c], 1);
     ratedAnswer(db, user, 3, [a], -1);
-    materializeFeatures(db);
-    const features = new SqliteFeatureStore({ db }).getOnlineFeatures(user);
+    await materializeFeatures(store);
+    const features = await new FeatureStore({ store }).getOnlineFeatures(user);
     expect(features).toMatchObject({ engaged_documents: [c], disliked_documents: [a], top_collections: ['faq', 'manuals'] });
 
     const personalized = await ask(toPersonalizationSignals(features, 0.3));
@@ -122,19 +130,19 @@ describe('personalized retrieval', () => {
     // Weight 0: exactly the unpersonalized ranking and scores.
     expect(await ask(toPersonalizationSignals(features, 0))).toEqual(baseline);
     // A user without features: no change either.
-    const nobody = createUser(db, { name: 'new' }).user.id;
-    expect(await ask(toPersonalizationSignals(new SqliteFeatureStore({ db }).getOnlineFeatures(nobody), 0.3))).toEqual(baseline);
+    const nobody = await createUser(store, 'new');
+    expect(await ask(toPersonalizationSignals(await new FeatureStore({ store }).getOnlineFeatures(nobody), 0.3))).toEqual(baseline);
   });
 
-  it('the interest vector from materialized query embeddings moves similar chunks up', () => {
-    const db = tempDb();
-    const user = createUser(db, { name: 'vic' }).user.id;
+  it('the interest vector from materialized query embeddings moves similar chunks up', async () => {
+    const { store, db } = tempStore();
+    const user = await createUser(store, 'vic');
     const doc = addDoc(db, 'c', 'd', 'text');
     // The user keeps asking about "direction y".
     ratedAnswer(db, user, 1, [doc], 1, [0.1, 0.9, 0]);
     ratedAnswer(db, user, 2, [doc], 1, [0, 1, 0.1]);
-    materializeFeatures(db);
-    const features = new SqliteFeatureStore({ db }).getOnlineFeatures(user);
+    await materializeFeatures(store);
+    const features = await new FeatureStore({ store }).getOnlineFeatures(user);
     expect(features.interest_vector).toEqual([0.05, 0.95, 0.05]);
     const items = [
       { documentId: 100, collection: 'other', score: 0.0164, vector: Float32Array.from([1, 0, 0]) },
