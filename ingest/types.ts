@@ -35,12 +35,5 @@ export interface ChunkDraft {
 /** Counts tokens the way the embedding model does (or an estimate when no model is loaded). */
 export type TokenCounter = (text: string) => number;
 
-/** Why a file could not be ingested; stable codes for the JSON summary and tests. */
-export type LoadFailureCode =
-  | 'binary'
-  | 'empty'
-  | 'too_large'
-  | 'undecodable'
-  | 'unreadable'
-  | 'unsupported'
-  | 'parse_error';
+/** Why a file could not be ingested (defined beside LoaderError, which carries it). */
+export type { LoadFailureCode } from '../src/core/errors.ts';

@@ -8,12 +8,12 @@
  * truncated answer (`… [2`) is dropped.
  */
 import { segmentSentences, tokenizeTerms } from '../core/llm/extractive.ts';
-import { CITATION_MARKER, expandMarker } from './markers.ts';
+import { CITATION_MARKER, expandMarker } from '../shared/markers.ts';
 import type { RetrievedChunk } from './types.ts';
 
 /** Longest snippet, in characters (ellipsis included). */
 export const SNIPPET_MAX_CHARS = 240;
-export { MAX_RANGE_WIDTH } from './markers.ts';
+export { MAX_RANGE_WIDTH } from '../shared/markers.ts';
 
 export interface Citation {
   /** The number as written in the answer. */

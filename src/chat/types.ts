@@ -1,4 +1,5 @@
 /** Shapes shared by retrieval, answering and the HTTP layer. */
+import type { PersonalizationSignals } from '../features/types.ts';
 
 export interface RetrievedChunk {
   chunkId: number;
@@ -19,16 +20,8 @@ export interface RetrievedChunk {
   denseRank: number | null;
 }
 
-/** What personalization knows about the asking user (from the feature store). */
-export interface PersonalizationSignals {
-  /** 0 turns personalization off (ranking must then equal the unpersonalized one exactly). */
-  weight: number;
-  engagedDocuments: number[];
-  dislikedDocuments: number[];
-  topCollections: string[];
-  /** Decayed mean of the user's query embeddings, same model as the index; null if unknown. */
-  interestVector: Float32Array | null;
-}
+/** What personalization knows about the asking user (defined by the features pipeline). */
+export type { PersonalizationSignals } from '../features/types.ts';
 
 export interface RetrieveRequest {
   query: string;

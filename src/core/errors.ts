@@ -129,13 +129,23 @@ export class ContextOverflowError extends MnemeError {
   }
 }
 
+/** Why a file could not be ingested; stable codes for the JSON summary and tests. */
+export type LoadFailureCode =
+  | 'binary'
+  | 'empty'
+  | 'too_large'
+  | 'undecodable'
+  | 'unreadable'
+  | 'unsupported'
+  | 'parse_error';
+
 /**
  * One file that could not be ingested. Not fatal to the run: the pipeline lists it as failed with
  * `reason` and goes on.
  */
 export class LoaderError extends MnemeError {
-  readonly reason: import('../../ingest/types.ts').LoadFailureCode;
-  constructor(reason: import('../../ingest/types.ts').LoadFailureCode, message: string, options?: Opts) {
+  readonly reason: LoadFailureCode;
+  constructor(reason: LoadFailureCode, message: string, options?: Opts) {
     super(`load_${reason}`, 422, message, options);
     this.reason = reason;
   }

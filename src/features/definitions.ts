@@ -1,6 +1,8 @@
 /**
  * The user feature registry: every feature mneme knows about, with its name, type, description,
- * source and freshness, in one place (the "feature view" of Feast / the "feature group" of Hopsworks).
+ * source and freshness (the "feature view" of Feast / the "feature group" of Hopsworks). What each
+ * feature means is in src/shared/feature-catalog.ts (shared with the browser); how each precomputed
+ * value is computed is here.
  *
  * Precomputed features are folded from the prediction log (`responses`) and `feedback` into a small
  * per-user state by the materialization pipeline (src/features/materialize.ts); `compute(state)`
@@ -23,47 +25,39 @@
  *
  * Everything in this module is free of I/O (the folds mutate the state object they are given).
  */
+import {
+  ACTIVE_DAYS_WINDOW_DAYS,
+  CORRECTION_LENGTH_WEIGHT,
+  DOCUMENT_LIST_MAX,
+  FEATURE_CATALOG,
+  INTEREST_HALF_LIFE_DAYS,
+  MESSAGES_WINDOW_DAYS,
+  TOP_COLLECTIONS_MAX,
+} from '../shared/feature-catalog.ts';
+import type { FeatureDefinition } from '../shared/feature-catalog.ts';
 import type { FeatureValue } from './types.ts';
+
+// The catalog (meaning, parameters) lives in src/shared so the browser can show it; re-exported here
+// for the server-side readers of the registry.
+export {
+  ACTIVE_DAYS_WINDOW_DAYS,
+  CORRECTION_LENGTH_WEIGHT,
+  DOCUMENT_LIST_MAX,
+  INTEREST_HALF_LIFE_DAYS,
+  MESSAGES_WINDOW_DAYS,
+  TOP_COLLECTIONS_MAX,
+} from '../shared/feature-catalog.ts';
+export type { FeatureDefinition, FeatureSource, FeatureType } from '../shared/feature-catalog.ts';
 
 /** Bumped whenever a definition or fold below changes meaning; materialization then rebuilds from the log. */
 export const FEATURE_DEFINITIONS_VERSION = 1;
 
 /** One day, in ms. */
 export const DAY_MS = 86_400_000;
-/** Window of `messages_7d`, in days (ending at the event time, start exclusive). */
-export const MESSAGES_WINDOW_DAYS = 7;
-/** Window of `active_days_30d`, in days (ending at the event time, start exclusive). */
-export const ACTIVE_DAYS_WINDOW_DAYS = 30;
-/** Most collections listed in `top_collections`. */
-export const TOP_COLLECTIONS_MAX = 3;
-/** Most documents listed in `engaged_documents` / `disliked_documents`. */
-export const DOCUMENT_LIST_MAX = 50;
-/**
- * Half-life of a query's weight in the interest vector, in days: a question asked 14 days before the
- * latest one counts half as much, 28 days before a quarter.
- */
-export const INTEREST_HALF_LIFE_DAYS = 14;
 /** Decimals kept in stored interest-vector components (1e-4 is far below what re-ranking can notice). */
 export const INTEREST_VECTOR_DECIMALS = 4;
-/** Weight of a correction's length against an up-rated answer's length (1) in `preferred_answer_length`. */
-export const CORRECTION_LENGTH_WEIGHT = 2;
 /** Decimals kept in rates and averages. */
 export const RATE_DECIMALS = 4;
-
-export type FeatureType = 'int' | 'float' | 'timestamp' | 'string_list' | 'int_list' | 'float_vector';
-/** Where a feature's value comes from: a log table, or the request being answered. */
-export type FeatureSource = 'responses' | 'feedback' | 'request';
-
-export interface FeatureDefinition {
-  name: string;
-  type: FeatureType;
-  /** True when the value may be null (unknown). */
-  nullable: boolean;
-  description: string;
-  source: FeatureSource;
-  /** How fresh the value is when read, in words. */
-  freshness: string;
-}
 
 /** A feature folded from the logs by the pipeline. */
 export interface PrecomputedFeatureDefinition extends FeatureDefinition {
@@ -266,148 +260,45 @@ function weightedMedianLength(votes: Record<string, number>): number | null {
   return null;
 }
 
-const RESPONSES_FRESHNESS = 'materialized (every MNEME_FEATURES_INTERVAL_S, default 60 s); value as of the user\'s latest message';
-const FEEDBACK_FRESHNESS = 'materialized (every MNEME_FEATURES_INTERVAL_S, default 60 s); value as of the user\'s latest rating';
+/** A catalog entry whose value is materialized from the logs. */
+type PrecomputedCatalogEntry = Extract<(typeof FEATURE_CATALOG)[number], { source: 'responses' | 'feedback' }>;
 
-/** Features materialized into feature_history / feature_online, in a stable order. */
-export const PRECOMPUTED_FEATURES: readonly PrecomputedFeatureDefinition[] = [
-  {
-    name: 'messages_total',
-    type: 'int',
-    nullable: false,
-    source: 'responses',
-    freshness: RESPONSES_FRESHNESS,
-    description: 'Questions the user has asked (every logged answer attempt, whatever its status).',
-    compute: (s) => s.messagesTotal,
-  },
-  {
-    name: 'messages_7d',
-    type: 'int',
-    nullable: false,
-    source: 'responses',
-    freshness: RESPONSES_FRESHNESS,
-    description: `Questions asked in the ${MESSAGES_WINDOW_DAYS} days ending at the latest one (window (t-7d, t], t = event time).`,
-    compute: (s) => windowTimes(s, MESSAGES_WINDOW_DAYS).length,
-  },
-  {
-    name: 'active_days_30d',
-    type: 'int',
-    nullable: false,
-    source: 'responses',
-    freshness: RESPONSES_FRESHNESS,
-    description: `Distinct UTC days with a question in the ${ACTIVE_DAYS_WINDOW_DAYS} days ending at the latest one.`,
-    compute: (s) => new Set(windowTimes(s, ACTIVE_DAYS_WINDOW_DAYS).map((t) => Math.floor(t / DAY_MS))).size,
-  },
-  {
-    name: 'last_seen_at',
-    type: 'timestamp',
-    nullable: false,
-    source: 'responses',
-    freshness: RESPONSES_FRESHNESS,
-    description: 'Time of the latest question (ISO-8601 UTC).',
-    compute: (s) => s.responsesEventTime,
-  },
-  {
-    name: 'top_collections',
-    type: 'string_list',
-    nullable: false,
-    source: 'responses',
-    freshness: RESPONSES_FRESHNESS,
-    description: `Up to ${TOP_COLLECTIONS_MAX} collections the user asks about most (collection filter + collections of cited documents), most frequent first, ties by name.`,
-    compute: (s) =>
-      Object.entries(s.collectionCounts)
-        .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
-        .slice(0, TOP_COLLECTIONS_MAX)
-        .map(([c]) => c),
-  },
-  {
-    name: 'avg_question_tokens',
-    type: 'float',
-    nullable: false,
-    source: 'responses',
-    freshness: RESPONSES_FRESHNESS,
-    description: 'Mean question length in model-independent tokens (word runs + punctuation marks).',
-    compute: (s) => (s.messagesTotal === 0 ? 0 : round(s.questionTokensSum / s.messagesTotal, RATE_DECIMALS)),
-  },
-  {
-    name: 'interest_vector',
-    type: 'float_vector',
-    nullable: true,
-    source: 'responses',
-    freshness: RESPONSES_FRESHNESS,
-    description: `Time-decayed mean of the user's query embeddings (half-life ${INTEREST_HALF_LIFE_DAYS} days; the decay to "now" cancels out of a mean, so it needs no refresh); null when no embedding model has run.`,
-    compute: interestMean,
-  },
-  {
-    name: 'ratings_total',
-    type: 'int',
-    nullable: false,
-    source: 'feedback',
-    freshness: FEEDBACK_FRESHNESS,
-    description: 'Answers the user has rated (the latest rating per answer counts).',
-    compute: (s) => s.ratedUp + s.ratedDown,
-  },
-  {
-    name: 'helpful_rate',
-    type: 'float',
-    nullable: true,
-    source: 'feedback',
-    freshness: FEEDBACK_FRESHNESS,
-    description: 'Share of rated answers rated up (latest rating per answer); null before any rating.',
-    compute: (s) => (s.ratedUp + s.ratedDown === 0 ? null : round(s.ratedUp / (s.ratedUp + s.ratedDown), RATE_DECIMALS)),
-  },
-  {
-    name: 'engaged_documents',
-    type: 'int_list',
-    nullable: false,
-    source: 'feedback',
-    freshness: FEEDBACK_FRESHNESS,
-    description: `Up to ${DOCUMENT_LIST_MAX} document ids cited in answers the user rated up more often than down, strongest first.`,
-    compute: (s) => documentList(s, true),
-  },
-  {
-    name: 'disliked_documents',
-    type: 'int_list',
-    nullable: false,
-    source: 'feedback',
-    freshness: FEEDBACK_FRESHNESS,
-    description: `Up to ${DOCUMENT_LIST_MAX} document ids cited in answers the user rated down more often than up, strongest first.`,
-    compute: (s) => documentList(s, false),
-  },
-  {
-    name: 'preferred_answer_length',
-    type: 'int',
-    nullable: true,
-    source: 'feedback',
-    freshness: FEEDBACK_FRESHNESS,
-    description: `Preferred answer length in words, learned from feedback: weighted median of the lengths of up-rated answers (weight 1) and of corrections (weight ${CORRECTION_LENGTH_WEIGHT}); null without such feedback.`,
-    compute: (s) => weightedMedianLength(s.lengthVotes),
-  },
-];
+/**
+ * How each precomputed feature's value is computed from the user's state (what it means is in
+ * FEATURE_CATALOG). Keyed by the catalog's precomputed names, so a feature missing here, or one here
+ * that the catalog does not list, is a type error.
+ */
+const COMPUTE: { readonly [N in PrecomputedCatalogEntry['name']]: (state: UserFeatureState) => FeatureValue } = {
+  messages_total: (s) => s.messagesTotal,
+  messages_7d: (s) => windowTimes(s, MESSAGES_WINDOW_DAYS).length,
+  active_days_30d: (s) => new Set(windowTimes(s, ACTIVE_DAYS_WINDOW_DAYS).map((t) => Math.floor(t / DAY_MS))).size,
+  last_seen_at: (s) => s.responsesEventTime,
+  top_collections: (s) =>
+    Object.entries(s.collectionCounts)
+      .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+      .slice(0, TOP_COLLECTIONS_MAX)
+      .map(([c]) => c),
+  avg_question_tokens: (s) => (s.messagesTotal === 0 ? 0 : round(s.questionTokensSum / s.messagesTotal, RATE_DECIMALS)),
+  interest_vector: interestMean,
+  ratings_total: (s) => s.ratedUp + s.ratedDown,
+  helpful_rate: (s) => (s.ratedUp + s.ratedDown === 0 ? null : round(s.ratedUp / (s.ratedUp + s.ratedDown), RATE_DECIMALS)),
+  engaged_documents: (s) => documentList(s, true),
+  disliked_documents: (s) => documentList(s, false),
+  preferred_answer_length: (s) => weightedMedianLength(s.lengthVotes),
+};
 
-const REQUEST_FRESHNESS = 'computed at request time from the request itself; logged with the precomputed values';
+function isPrecomputed(d: (typeof FEATURE_CATALOG)[number]): d is PrecomputedCatalogEntry {
+  return d.source !== 'request';
+}
+
+/** Features materialized into feature_history / feature_online, in a stable (catalog) order. */
+export const PRECOMPUTED_FEATURES: readonly PrecomputedFeatureDefinition[] = FEATURE_CATALOG.filter(isPrecomputed).map((d) => ({
+  ...d,
+  compute: COMPUTE[d.name],
+}));
 
 /** Features computed from the request (src/features/on-demand.ts). */
-export const ON_DEMAND_FEATURES: readonly FeatureDefinition[] = [
-  { name: 'turn_index', type: 'int', nullable: false, source: 'request', freshness: REQUEST_FRESHNESS, description: 'Index of this question in its conversation (0 = first).' },
-  {
-    name: 'seconds_since_previous_message',
-    type: 'float',
-    nullable: true,
-    source: 'request',
-    freshness: REQUEST_FRESHNESS,
-    description: "Seconds since the user's previous message (in any conversation); null for their very first one.",
-  },
-  { name: 'question_tokens', type: 'int', nullable: false, source: 'request', freshness: REQUEST_FRESHNESS, description: 'Length of this question in tokens of the serving tokenizer.' },
-  {
-    name: 'is_follow_up',
-    type: 'int',
-    nullable: false,
-    source: 'request',
-    freshness: REQUEST_FRESHNESS,
-    description: '1 when the question continues a conversation whose previous message is recent (see FOLLOW_UP_WINDOW_SECONDS), else 0.',
-  },
-];
+export const ON_DEMAND_FEATURES: readonly FeatureDefinition[] = FEATURE_CATALOG.filter((d) => d.source === 'request');
 
 /** Every feature, precomputed first. */
 export const FEATURE_DEFINITIONS: readonly FeatureDefinition[] = [...PRECOMPUTED_FEATURES, ...ON_DEMAND_FEATURES];

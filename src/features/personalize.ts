@@ -6,8 +6,7 @@
  * Pure.
  */
 import { ValidationError } from '../core/errors.ts';
-import type { PersonalizationSignals } from '../chat/types.ts';
-import type { FeatureValue } from './types.ts';
+import type { FeatureValue, PersonalizationSignals } from './types.ts';
 
 /** Answers up to this many words are "short". */
 export const SHORT_ANSWER_MAX_WORDS = 100;

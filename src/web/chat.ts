@@ -9,7 +9,7 @@
 import type { ChatAnswer } from '../chat/answer.ts';
 import type { Citation } from '../chat/citations.ts';
 import type { ConversationMessage, ConversationSummary } from '../chat/http/routes/conversations.ts';
-import { FEATURE_DEFINITIONS } from '../features/definitions.ts';
+import { FEATURE_CATALOG } from '../shared/feature-catalog.ts';
 import { apiJson, describeError, isAuthError, loadKey, saveKey, streamChat } from './api.ts';
 import { append, byId, h, replaceChildren, splitCitations, splitInlineCode, svg } from './dom.ts';
 import type { Child } from './dom.ts';
@@ -488,9 +488,9 @@ function renderFeatures(features: Record<string, unknown>): void {
     replaceChildren(el.featuresBody, h('p', {}, 'Nothing yet. mneme computes these from your questions and ratings every few minutes; ask a few questions and look again.'));
     return;
   }
-  const defs = new Map(FEATURE_DEFINITIONS.map((d) => [d.name, d]));
+  const defs = new Map<string, { description: string }>(FEATURE_CATALOG.map((d) => [d.name, d]));
   // Registry order first (it groups related values), then anything the registry does not know.
-  const ordered = [...FEATURE_DEFINITIONS.map((d) => d.name).filter((n) => n in features), ...names.filter((n) => !defs.has(n)).sort()];
+  const ordered = [...FEATURE_CATALOG.map((d) => d.name).filter((n) => n in features), ...names.filter((n) => !defs.has(n)).sort()];
   replaceChildren(
     el.featuresBody,
     h(

@@ -3,7 +3,7 @@
  * in answers, questions, titles or snippets is displayed, never parsed or run. Event handlers are
  * functions (`on: {click}`), never attribute strings.
  */
-import { CITATION_MARKER, expandMarker } from '../chat/markers.ts';
+import { CITATION_MARKER, expandMarker } from '../shared/markers.ts';
 
 export type Child = Node | string | number | null | undefined | false;
 

@@ -4,7 +4,7 @@
  * starts with a note saying so). Also exports the small text helpers (sentence splitting, term
  * normalisation) that citation snippets reuse.
  */
-import { estimateTokens } from '../../../ingest/chunk.ts';
+import { estimateTokens } from '../tokens.ts';
 import { CancelledError, ValidationError } from '../errors.ts';
 import type { ChatModel, ContextPassage, GenerateRequest, GenerateResult, ModelState } from './types.ts';
 

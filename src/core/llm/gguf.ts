@@ -24,7 +24,7 @@ import type {
   LlamaContextSequence,
   LlamaModel,
 } from 'node-llama-cpp';
-import { estimateTokens } from '../../../ingest/chunk.ts';
+import { estimateTokens } from '../tokens.ts';
 import { CancelledError, ConfigError, ContextOverflowError, InternalError, MnemeError, ModelLoadError, UnavailableError, ValidationError } from '../errors.ts';
 import type { ChatMessage, ChatModel, GenerateRequest, GenerateResult, ModelState } from './types.ts';
 

@@ -8,7 +8,7 @@
  * (`v1`, `v2`, ...). So `http://h:8000`, `http://h:8000/` and `http://h:8000/v1` all post to
  * `http://h:8000/v1/chat/completions`; `http://h/openai/v1` posts to `http://h/openai/v1/chat/completions`.
  */
-import { estimateTokens } from '../../../ingest/chunk.ts';
+import { estimateTokens } from '../tokens.ts';
 import { CancelledError, UpstreamError, UpstreamTimeoutError, ValidationError } from '../errors.ts';
 import { SseParser } from './sse.ts';
 import type { ChatModel, GenerateRequest, GenerateResult, ModelState } from './types.ts';

@@ -20,7 +20,7 @@ import path from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import * as transformers from '@huggingface/transformers';
 import type { PreTrainedTokenizer } from '@huggingface/transformers';
-import { estimateTokens } from '../../../ingest/chunk.ts';
+import { estimateTokens } from '../tokens.ts';
 import { isLocalModelRef } from '../config.ts';
 import { CancelledError, ContextOverflowError, InternalError, ModelLoadError, UnavailableError, ValidationError } from '../errors.ts';
 import { startWorker } from '../workers.ts';

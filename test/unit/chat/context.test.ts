@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { estimateTokens } from '../../../ingest/chunk.ts';
 import { NO_CONTEXT, fitContext, formatContext, formatHistory, formatPassage, sourceLabel, toPassages } from '../../../src/chat/context.ts';
 import type { RetrievedChunk } from '../../../src/chat/types.ts';
 import { ValidationError } from '../../../src/core/errors.ts';
+import { estimateTokens } from '../../../src/core/tokens.ts';
 
 function chunk(id: number, text: string, extra: Partial<RetrievedChunk> = {}): RetrievedChunk {
   return {

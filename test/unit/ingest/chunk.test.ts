@@ -1,10 +1,11 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CHUNK_OVERLAP_CHARS, CHUNK_SIZE_CHARS, MIN_CHUNK_CHARS, chunkDocument, estimateTokens } from '../../../ingest/chunk.ts';
+import { CHUNK_OVERLAP_CHARS, CHUNK_SIZE_CHARS, MIN_CHUNK_CHARS, chunkDocument } from '../../../ingest/chunk.ts';
 import { loadDocument } from '../../../ingest/loaders.ts';
 import type { ChunkDraft, LoadedDocument, Section } from '../../../ingest/types.ts';
 import { ValidationError } from '../../../src/core/errors.ts';
+import { estimateTokens } from '../../../src/core/tokens.ts';
 
 const FIXTURES_DIR = join(import.meta.dirname, '../../fixtures/docs');
 
