@@ -24,7 +24,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { DENSE_CANDIDATES, BM25_CANDIDATES, HybridRetriever } from '../src/chat/retrieve.ts';
-import { nowIso, openDb, vectorToBlob } from '../src/core/db.ts';
+import { nowIso } from '../src/core/clock.ts';
+import { openSqliteStore } from '../src/core/store/sqlite/index.ts';
+import { vectorToBlob } from '../src/core/store/sqlite/codec.ts';
 import { createGeneration, indexFile } from '../src/core/index-store.ts';
 import { ExactVectorIndex, HNSW_EF_SEARCH, HnswVectorIndex } from '../src/core/vector-index.ts';
 
@@ -141,7 +143,10 @@ async function main() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mneme-bench-'));
   try {
     log(`scratch data dir ${dir}; ${N} chunks × ${DIM}-d, ${CLUSTERS} clusters, ${Q} queries`);
-    const db = openDb(path.join(dir, 'mneme.sqlite'));
+    const store = openSqliteStore(path.join(dir, 'mneme.sqlite'));
+    // Seeding writes rows straight through the engine's schema (triggers fill FTS5 and the feed): a
+    // bench of retrieval, not of ingestion.
+    const db = store.connection.db;
     const centers = Array.from({ length: CLUSTERS }, randomUnit);
     const topics = centers.map(() => Array.from({ length: TOPIC_WORDS }, () => vocab[200 + Math.floor(rand() * (VOCAB - 200))]!));
 
@@ -181,7 +186,7 @@ async function main() {
     log(`sqlite+fts insert ${sqliteSeconds.toFixed(1)} s`);
 
     // ---- HNSW
-    const meta = createGeneration(db, { modelId: MODEL_ID, dimension: DIM, maxTokens: 256, pooling: 'mean', normalized: true }, 'active');
+    const meta = await createGeneration(store, { modelId: MODEL_ID, dimension: DIM, maxTokens: 256, pooling: 'mean', normalized: true }, 'active');
     t0 = performance.now();
     const hnsw = HnswVectorIndex.create({ dimension: DIM, initialCapacity: N });
     for (let i = 0; i < N; i++) {
@@ -196,7 +201,8 @@ async function main() {
     const hnswSaveSeconds = (performance.now() - t0) / 1000;
 
     t0 = performance.now();
-    const retriever = new HybridRetriever({ db, embedder: null, index: { meta, hnsw } });
+    const { head } = await store.corpus.feedBounds();
+    const retriever = new HybridRetriever({ store, embedder: null, index: { meta, hnsw, feedSeq: head } });
     const retrieverInitSeconds = (performance.now() - t0) / 1000;
 
     // ---- Queries
@@ -206,25 +212,27 @@ async function main() {
       const pick = () => t[Math.floor(rand() * TOPIC_WORDS)]!;
       return { text: `${pick()} ${pick()} ${pick()} ${vocab[zipfRank(100)]}`, vector: around(centers[c]!) };
     });
-    const time = (fn: (q: (typeof queries)[number]) => unknown) => {
-      for (const q of queries.slice(0, WARMUP_QUERIES)) fn(q);
-      return queries.slice(WARMUP_QUERIES).map((q) => {
+    const time = async (fn: (q: (typeof queries)[number]) => unknown) => {
+      for (const q of queries.slice(0, WARMUP_QUERIES)) await fn(q);
+      const out: number[] = [];
+      for (const q of queries.slice(WARMUP_QUERIES)) {
         const s = performance.now();
-        fn(q);
-        return performance.now() - s;
-      });
+        await fn(q);
+        out.push(performance.now() - s);
+      }
+      return out;
     };
     log('timing bm25 search');
-    const bm25Search = time((q) => retriever.searchBm25(q.text, BM25_CANDIDATES));
+    const bm25Search = await time((q) => retriever.searchBm25(q.text, BM25_CANDIDATES));
     log('timing dense search');
-    const denseSearch = time((q) => retriever.searchDense(q.vector, DENSE_CANDIDATES));
+    const denseSearch = await time((q) => retriever.searchDense(q.vector, DENSE_CANDIDATES));
     log('timing bm25-only retrieval');
-    const bm25Retrieve = time((q) => retriever.retrieveWithVector({ query: q.text, topK: 10 }, null));
+    const bm25Retrieve = await time((q) => retriever.retrieveWithVector({ query: q.text, topK: 10 }, null));
     log('timing hybrid retrieval');
     let hybridReturned = 0;
     const stages = { bm25_ms: 0, dense_ms: 0, fuse_ms: 0 };
-    const hybridRetrieve = time((q) => {
-      const r = retriever.retrieveWithVector({ query: q.text, topK: 10 }, q.vector);
+    const hybridRetrieve = await time(async (q) => {
+      const r = await retriever.retrieveWithVector({ query: q.text, topK: 10 }, q.vector);
       hybridReturned += r.chunks.length;
       stages.bm25_ms += r.timings.bm25_ms;
       stages.dense_ms += r.timings.dense_ms;
@@ -265,7 +273,7 @@ async function main() {
         break;
       }
     }
-    db.close();
+    await store.close();
 
     const out = {
       bench: 'retrieval',

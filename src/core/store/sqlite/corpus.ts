@@ -50,6 +50,7 @@ export const BM25_WEIGHT_TITLE = 0.5;
 export const BM25_FILTER_OVERFETCH = 4;
 
 const STAGING_PREFIX = 'staging:';
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 const REPLACED_PREFIX = 'replaced:';
 
 interface GenerationRow {
@@ -157,6 +158,8 @@ export class SqliteCorpusStore implements CorpusStore {
     for (let i = 0; i < chunks.length; i += DOC_TX_MAX_CHUNKS) {
       const slice = chunks.slice(i, i + DOC_TX_MAX_CHUNKS);
       vectorsAdded.push(...(await this.c.write(() => this.insertChunks(documentId, slice, modelId))));
+      // Between two bounded transactions the event loop (and other writers) get their turn.
+      await yieldToEventLoop();
     }
     await this.c.write(() => {
       if (existing) {
@@ -216,6 +219,7 @@ export class SqliteCorpusStore implements CorpusStore {
       });
       removed.push(...ids);
       if (ids.length < DOC_TX_MAX_CHUNKS) return removed;
+      await yieldToEventLoop();
     }
   }
 
