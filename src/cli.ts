@@ -3,6 +3,7 @@
  * errors into a message and an exit code (1: the run could not proceed, 2: bad usage).
  */
 import { MnemeError, ValidationError } from './core/errors.ts';
+import { formatHelp } from './commands/args.ts';
 import { doctorCommand } from './commands/doctor.ts';
 import { evalCommand } from './commands/eval.ts';
 import { exportCommand } from './commands/export.ts';
@@ -47,7 +48,7 @@ export async function main(argv: string[], io: CommandIo = { stdout: process.std
     return 2;
   }
   if (rest.includes('--help') || rest.includes('-h')) {
-    io.stdout.write(`usage: mneme ${command.usage}\n`);
+    io.stdout.write(formatHelp(command.specs));
     return 0;
   }
   try {

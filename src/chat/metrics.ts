@@ -1,84 +1,52 @@
 /**
- * Prometheus metrics, hand-written (text exposition format 0.0.4): counters, gauges (set or read from
- * a callback at scrape time) and cumulative histograms, each with labels. `ChatMetrics` declares the
- * server's metrics; `MetricsRegistry.render()` is what GET /metrics returns.
+ * Prometheus metrics on prom-client: the server's counters, gauges (set, or read from a callback at
+ * scrape time) and histograms, plus prom-client's default process, GC and event-loop-lag metrics.
+ * `ChatMetrics` declares the server's metrics; `render()` is what GET /metrics returns.
+ *
+ * The small wrappers keep the call sites label-object based (`inc({route, method, status})`) and
+ * sort label keys, so a series' labels always render in the same (alphabetical) order.
  */
+import client from 'prom-client';
 
 export type Labels = Record<string, string>;
 
 /** Default latency buckets, in seconds (5 ms .. 60 s). */
 export const LATENCY_BUCKETS_SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
-/** Escapes a label value: backslash, double quote and line feed, per the exposition format. */
-export function escapeLabelValue(v: string): string {
-  return v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+/** Content-Type of `render()` (the text exposition format 0.0.4). */
+export const PROMETHEUS_CONTENT_TYPE: string = client.Registry.PROMETHEUS_CONTENT_TYPE;
+
+/** A copy of `labels` with its keys in alphabetical order (prom-client renders insertion order). */
+function sorted(labels: Labels): Labels {
+  const out: Labels = {};
+  for (const k of Object.keys(labels).sort()) out[k] = labels[k] ?? '';
+  return out;
 }
 
-function escapeHelp(v: string): string {
-  return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
-}
+export class Counter {
+  constructor(private readonly metric: client.Counter<string>) {}
 
-function labelKey(labels: Labels): string {
-  return Object.keys(labels)
-    .sort()
-    .map((k) => `${k}="${escapeLabelValue(labels[k] ?? '')}"`)
-    .join(',');
-}
-
-function formatValue(v: number): string {
-  if (Number.isNaN(v)) return 'NaN';
-  if (v === Number.POSITIVE_INFINITY) return '+Inf';
-  if (v === Number.NEGATIVE_INFINITY) return '-Inf';
-  return String(v);
-}
-
-const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
-
-interface Metric {
-  readonly name: string;
-  render(): string;
-}
-
-abstract class Base implements Metric {
-  readonly name: string;
-  readonly help: string;
-  constructor(name: string, help: string) {
-    if (!METRIC_NAME.test(name)) throw new RangeError(`invalid metric name ${name}`);
-    this.name = name;
-    this.help = help;
-  }
-  protected header(type: string): string {
-    return `# HELP ${this.name} ${escapeHelp(this.help)}\n# TYPE ${this.name} ${type}\n`;
-  }
-  abstract render(): string;
-}
-
-export class Counter extends Base {
-  private readonly values = new Map<string, number>();
-
+  /** Adds `by` (default 1, never negative: RangeError) to the series of `labels`. */
   inc(labels: Labels = {}, by = 1): void {
     if (by < 0) throw new RangeError('a counter only goes up');
-    const k = labelKey(labels);
-    this.values.set(k, (this.values.get(k) ?? 0) + by);
+    this.metric.inc(sorted(labels), by);
   }
 
-  get(labels: Labels = {}): number {
-    return this.values.get(labelKey(labels)) ?? 0;
-  }
-
-  render(): string {
-    let out = this.header('counter');
-    for (const [k, v] of this.values) out += `${this.name}${k ? `{${k}}` : ''} ${formatValue(v)}\n`;
-    return out;
+  /** Current value of the series of `labels` (0 when it was never incremented). */
+  async get(labels: Labels = {}): Promise<number> {
+    const want = JSON.stringify(sorted(labels));
+    const { values } = await this.metric.get();
+    return values.find((v) => JSON.stringify(sorted(v.labels as Labels)) === want)?.value ?? 0;
   }
 }
 
-export class Gauge extends Base {
-  private readonly values = new Map<string, number>();
+export class Gauge {
   private collector: (() => Array<[Labels, number]>) | null = null;
 
+  constructor(private readonly metric: client.Gauge<string>) {}
+
   set(labels: Labels, value: number): void {
-    this.values.set(labelKey(labels), value);
+    this.metric.set(sorted(labels), value);
   }
 
   /** Reads the values at scrape time instead (queue depth, model state). Replaces set values. */
@@ -86,93 +54,65 @@ export class Gauge extends Base {
     this.collector = fn;
   }
 
-  render(): string {
-    let out = this.header('gauge');
-    const entries: Array<[string, number]> = this.collector ? this.collector().map(([l, v]) => [labelKey(l), v]) : [...this.values];
-    for (const [k, v] of entries) out += `${this.name}${k ? `{${k}}` : ''} ${formatValue(v)}\n`;
-    return out;
+  /** Called by prom-client at scrape time. */
+  refresh(): void {
+    if (!this.collector) return;
+    this.metric.reset();
+    for (const [labels, value] of this.collector()) this.metric.set(sorted(labels), value);
   }
 }
 
-interface HistogramSeries {
-  labels: string;
-  counts: number[];
-  sum: number;
-  count: number;
-}
-
-export class Histogram extends Base {
-  readonly buckets: number[];
-  private readonly series = new Map<string, HistogramSeries>();
-
-  constructor(name: string, help: string, buckets: number[] = LATENCY_BUCKETS_SECONDS) {
-    super(name, help);
-    this.buckets = [...buckets].sort((a, b) => a - b);
-  }
+export class Histogram {
+  constructor(private readonly metric: client.Histogram<string>) {}
 
   observe(labels: Labels, value: number): void {
-    const k = labelKey(labels);
-    let s = this.series.get(k);
-    if (!s) {
-      s = { labels: k, counts: this.buckets.map(() => 0), sum: 0, count: 0 };
-      this.series.set(k, s);
-    }
-    // Stored non-cumulative; rendered cumulative.
-    const i = this.buckets.findIndex((b) => value <= b);
-    if (i !== -1) s.counts[i] = (s.counts[i] ?? 0) + 1;
-    s.sum += value;
-    s.count += 1;
+    this.metric.observe(sorted(labels), value);
   }
 
   /** Observations so far for `labels` (tests). */
-  count(labels: Labels = {}): number {
-    return this.series.get(labelKey(labels))?.count ?? 0;
-  }
-
-  render(): string {
-    let out = this.header('histogram');
-    for (const s of this.series.values()) {
-      const sep = s.labels ? ',' : '';
-      let cumulative = 0;
-      this.buckets.forEach((b, i) => {
-        cumulative += s.counts[i] ?? 0;
-        out += `${this.name}_bucket{${s.labels}${sep}le="${formatValue(b)}"} ${cumulative}\n`;
-      });
-      out += `${this.name}_bucket{${s.labels}${sep}le="+Inf"} ${s.count}\n`;
-      out += `${this.name}_sum${s.labels ? `{${s.labels}}` : ''} ${formatValue(s.sum)}\n`;
-      out += `${this.name}_count${s.labels ? `{${s.labels}}` : ''} ${s.count}\n`;
-    }
-    return out;
+  async count(labels: Labels = {}): Promise<number> {
+    const want = JSON.stringify(sorted(labels));
+    const { values } = await this.metric.get();
+    return values.find((v) => v.metricName?.endsWith('_count') && JSON.stringify(sorted(v.labels as Labels)) === want)?.value ?? 0;
   }
 }
 
+/** One prom-client registry; metric names must be unique in it (prom-client throws otherwise). */
 export class MetricsRegistry {
-  private readonly metrics: Metric[] = [];
+  readonly prom = new client.Registry();
 
-  counter(name: string, help: string): Counter {
-    return this.add(new Counter(name, help));
-  }
-  gauge(name: string, help: string): Gauge {
-    return this.add(new Gauge(name, help));
-  }
-  histogram(name: string, help: string, buckets?: number[]): Histogram {
-    return this.add(new Histogram(name, help, buckets));
+  /** @param labelNames every label the series will carry (prom-client rejects undeclared ones). */
+  counter(name: string, help: string, labelNames: readonly string[] = []): Counter {
+    return new Counter(new client.Counter({ name, help, labelNames, registers: [this.prom] }));
   }
 
-  private add<M extends Metric>(m: M): M {
-    if (this.metrics.some((x) => x.name === m.name)) throw new RangeError(`metric ${m.name} registered twice`);
-    this.metrics.push(m);
-    return m;
+  gauge(name: string, help: string, labelNames: readonly string[] = []): Gauge {
+    let wrapper: Gauge | null = null;
+    const metric = new client.Gauge({
+      name,
+      help,
+      labelNames,
+      registers: [this.prom],
+      collect: () => wrapper?.refresh(),
+    });
+    wrapper = new Gauge(metric);
+    return wrapper;
   }
 
-  /** The exposition text (Content-Type `text/plain; version=0.0.4`). */
-  render(): string {
-    return this.metrics.map((m) => m.render()).join('');
+  histogram(name: string, help: string, labelNames: readonly string[] = [], buckets: number[] = LATENCY_BUCKETS_SECONDS): Histogram {
+    return new Histogram(new client.Histogram({ name, help, labelNames, buckets, registers: [this.prom] }));
+  }
+
+  /** Adds prom-client's default metrics: process CPU/memory/fds, GC durations, event-loop lag, heap. */
+  collectDefaults(): void {
+    client.collectDefaultMetrics({ register: this.prom });
+  }
+
+  /** The exposition text (Content-Type {@link PROMETHEUS_CONTENT_TYPE}). */
+  render(): Promise<string> {
+    return this.prom.metrics();
   }
 }
-
-/** Content-Type of `render()`. */
-export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
 /** Token counts per answer are bounded by the context window: buckets in tokens. */
 const TOKEN_BUCKETS = [16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192];
@@ -180,24 +120,31 @@ const TOKEN_BUCKETS = [16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192];
 /** Questions embedded together by the query batcher: buckets in calls. */
 const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256];
 
-/** The chat server's metrics. */
+const HTTP_LABELS = ['method', 'route', 'status'];
+
+/** The chat server's metrics, plus prom-client's default process, GC and event-loop metrics. */
 export class ChatMetrics {
   readonly registry = new MetricsRegistry();
-  readonly httpRequests = this.registry.counter('mneme_http_requests_total', 'HTTP requests by route, method and status.');
-  readonly httpDuration = this.registry.histogram('mneme_http_request_duration_seconds', 'HTTP request latency (until the response ends) by route, method and status.');
-  readonly answers = this.registry.counter('mneme_answers_total', 'Answer attempts by endpoint and outcome (one per prediction-log row).');
+  readonly httpRequests = this.registry.counter('mneme_http_requests_total', 'HTTP requests by route, method and status.', HTTP_LABELS);
+  readonly httpDuration = this.registry.histogram('mneme_http_request_duration_seconds', 'HTTP request latency (until the response ends) by route, method and status.', HTTP_LABELS);
+  readonly answers = this.registry.counter('mneme_answers_total', 'Answer attempts by endpoint and outcome (one per prediction-log row).', ['endpoint', 'status']);
   readonly featuresDuration = this.registry.histogram('mneme_features_duration_seconds', 'Time reading online + computing on-demand features per answer.');
   readonly retrieveDuration = this.registry.histogram('mneme_retrieve_duration_seconds', 'Retrieval (embed + bm25 + dense + fusion) time per answer.');
   readonly generateDuration = this.registry.histogram('mneme_generate_duration_seconds', 'Generation time per answer (queue wait included).');
   readonly firstTokenDuration = this.registry.histogram('mneme_first_token_seconds', 'From the start of generation (queue wait included) to the first generated text.');
   readonly answerDuration = this.registry.histogram('mneme_answer_duration_seconds', 'Whole answer pipeline time per answer.');
-  readonly tokens = this.registry.counter('mneme_tokens_total', 'Prompt and completion tokens of answered requests.');
-  readonly completionTokens = this.registry.histogram('mneme_completion_tokens', 'Completion tokens per answer.', TOKEN_BUCKETS);
-  readonly queryEmbedBatch = this.registry.histogram('mneme_query_embed_batch_calls', 'Concurrent query embeddings served by one model call.', BATCH_BUCKETS);
+  readonly tokens = this.registry.counter('mneme_tokens_total', 'Prompt and completion tokens of answered requests.', ['kind']);
+  readonly completionTokens = this.registry.histogram('mneme_completion_tokens', 'Completion tokens per answer.', [], TOKEN_BUCKETS);
+  readonly queryEmbedBatch = this.registry.histogram('mneme_query_embed_batch_calls', 'Concurrent query embeddings served by one model call.', [], BATCH_BUCKETS);
   readonly contextDropped = this.registry.counter('mneme_context_chunks_dropped_total', 'Retrieved chunks dropped to fit the context budget.');
+  readonly logRowsDropped = this.registry.counter('mneme_log_rows_dropped_total', 'Prediction-log rows not written on purpose, by reason (user_erased: the user was erased while the answer ran).', ['reason']);
   readonly queueDepth = this.registry.gauge('mneme_generation_queue_depth', 'Generation requests waiting in the queue.');
   readonly queueActive = this.registry.gauge('mneme_generation_active', 'Generations running now.');
-  readonly modelState = this.registry.gauge('mneme_model_state', 'Chat model state (1 for the current state).');
+  readonly modelState = this.registry.gauge('mneme_model_state', 'Chat model state (1 for the current state).', ['backend', 'model', 'state']);
+
+  constructor() {
+    this.registry.collectDefaults();
+  }
 
   /** Wires the scrape-time gauges. */
   observeQueue(queue: { depth(): number; active(): number }): void {
@@ -212,7 +159,8 @@ export class ChatMetrics {
     });
   }
 
-  render(): string {
+  /** The exposition text of every metric (GET /metrics). */
+  render(): Promise<string> {
     return this.registry.render();
   }
 }

@@ -13,7 +13,8 @@ import { EXPORT_FORMATS } from '../export/format.ts';
 import { runExport } from '../export/run.ts';
 import type { ExportManifest } from '../export/run.ts';
 import { SCRUB_KINDS } from '../export/scrub.ts';
-import { parseCommandArgs, printJson } from './args.ts';
+import { parseCommandArgs, printJson, synopsis } from './args.ts';
+import type { CommandSpec } from './args.ts';
 import type { Command, CommandIo } from './types.ts';
 
 /** How often the terminal progress line is redrawn, in ms. */
@@ -56,25 +57,31 @@ const schema = z
   })
   .refine((o) => o.since === undefined || o.until === undefined || o.since < o.until, { message: '--since must be before --until', path: ['since'] });
 
-const OPTIONS = {
-  format: { type: 'string' },
-  out: { type: 'string' },
-  since: { type: 'string' },
-  until: { type: 'string' },
-  'min-rating': { type: 'string' },
-  collection: { type: 'string' },
-  model: { type: 'string' },
-  prompt: { type: 'string' },
-  'include-errors': { type: 'boolean' },
-  'val-fraction': { type: 'string' },
-} as const;
+/** The option table of `mneme export` (parsing and --help). */
+export const EXPORT_SPEC: CommandSpec = {
+  name: 'export',
+  summary: 'write fine-tuning datasets from the prediction log and feedback, plus FILE.manifest.json',
+  options: [
+    { name: 'format', type: 'string', value: 'sft|preference', description: 'sft: chat messages with the answer (or correction) as target; preference: chosen/rejected pairs; required' },
+    { name: 'out', type: 'string', value: 'FILE', description: 'JSONL file to write (FILE.val.jsonl too with --val-fraction); required' },
+    { name: 'since', type: 'string', value: 'ISO', description: 'only answers created at or after this date/date-time (UTC when no zone)' },
+    { name: 'until', type: 'string', value: 'ISO', description: 'only answers created before this date/date-time (UTC when no zone)' },
+    { name: 'min-rating', type: 'string', value: 'N', description: 'least effective rating, -1|0|1 (a correction counts 1, unrated 0)' },
+    { name: 'collection', type: 'string', value: 'C', description: 'only answers retrieved from this collection' },
+    { name: 'model', type: 'string', value: 'M', description: 'only answers of this model id (or backend:model_id)' },
+    { name: 'prompt', type: 'string', value: 'NAME_OR_HASH', description: 'only answers of this prompt template name or sha256 (prefix of 8+ hex digits)' },
+    { name: 'include-errors', type: 'boolean', default: false, description: 'also export answers whose status is error or cancelled' },
+    { name: 'val-fraction', type: 'string', value: 'F', default: '0', description: 'fraction in [0, 1) of conversations held out to FILE.val.jsonl' },
+  ],
+  examples: ['export --format sft --out train.jsonl --min-rating 1 --val-fraction 0.1', 'export --format preference --out prefs.jsonl --since 2025-01-01 --json'],
+};
 
 export const exportCommand: Command = {
   name: 'export',
-  usage:
-    'export --format sft|preference --out FILE [--since ISO] [--until ISO] [--min-rating N] [--collection C] [--model M] [--prompt NAME_OR_HASH] [--include-errors] [--val-fraction F] [--json]',
+  usage: synopsis(EXPORT_SPEC),
+  specs: [EXPORT_SPEC],
   async run(args, io) {
-    const opts = parseCommandArgs('export', args, OPTIONS, schema);
+    const opts = parseCommandArgs(EXPORT_SPEC, args, schema);
     const config = loadConfig(io.env, { dataDir: opts['data-dir'] });
     if (!fs.existsSync(config.dbFile)) throw new ConfigError(`no database at ${config.dbFile} (wrong --data-dir?)`);
     const db = openDb(config.dbFile, { readonly: true });

@@ -11,18 +11,38 @@ import { findUserByName } from '../chat/users.ts';
 import { FEATURE_DEFINITIONS } from '../features/definitions.ts';
 import { materializeFeatures } from '../features/materialize.ts';
 import { SqliteFeatureStore } from '../features/store.ts';
+import type { CommandSpec } from './args.ts';
 import { parseCommandArgs, printJson } from './args.ts';
 import type { Command, CommandIo } from './types.ts';
 
-const USAGE = 'features materialize [--rebuild] [--json] | features show --user NAME | features list [--json]';
+/** The option tables of the `mneme features` subcommands (parsing and --help). */
+const MATERIALIZE_SPEC: CommandSpec = {
+  name: 'features materialize',
+  summary: 'fold new prediction-log and feedback rows into the user feature store (incremental)',
+  options: [{ name: 'rebuild', type: 'boolean', default: false, description: 'recompute every feature from the whole log instead of from the last materialized row' }],
+  examples: ['features materialize', 'features materialize --rebuild --json'],
+};
+const SHOW_SPEC: CommandSpec = {
+  name: 'features show',
+  summary: 'print {"user": NAME, "features": {name: value}} (the online values)',
+  options: [{ name: 'user', type: 'string', value: 'NAME', description: 'user name; required' }],
+  examples: ['features show --user alice'],
+};
+const LIST_SPEC: CommandSpec = {
+  name: 'features list',
+  summary: 'the feature definitions: name, type, source, freshness, description',
+  options: [],
+  examples: ['features list', 'features list --json'],
+};
+const USAGE = 'features materialize|show|list [options]';
 
 const materializeSchema = z.object({ 'data-dir': z.string().optional(), json: z.boolean(), rebuild: z.boolean().default(false) });
 const showSchema = z.object({ 'data-dir': z.string().optional(), json: z.boolean(), user: z.string().min(1, 'required') });
 const listSchema = z.object({ 'data-dir': z.string().optional(), json: z.boolean() });
 
 async function materialize(args: string[], io: CommandIo): Promise<number> {
-  const opts = parseCommandArgs('features materialize', args, { rebuild: { type: 'boolean' } }, materializeSchema);
-  const db = openDatabase(loadConfig(io.env, { dataDir: opts['data-dir'] }));
+  const opts = parseCommandArgs(MATERIALIZE_SPEC, args, materializeSchema);
+  const store = openStore(loadConfig(io.env, { dataDir: opts['data-dir'] }));
   try {
     const s = materializeFeatures(db, { rebuild: opts.rebuild });
     if (opts.json) printJson(io.stdout, s);
@@ -39,8 +59,8 @@ async function materialize(args: string[], io: CommandIo): Promise<number> {
 
 async function show(args: string[], io: CommandIo): Promise<number> {
   // --user is validated by the schema; an absent flag reaches zod as undefined.
-  const opts = parseCommandArgs('features show', args, { user: { type: 'string' } }, showSchema);
-  const db = openDatabase(loadConfig(io.env, { dataDir: opts['data-dir'] }));
+  const opts = parseCommandArgs(SHOW_SPEC, args, showSchema);
+  const store = openStore(loadConfig(io.env, { dataDir: opts['data-dir'] }));
   try {
     const user = findUserByName(db, opts.user);
     if (!user) throw new NotFoundError(`no user named ${JSON.stringify(opts.user)}`);
@@ -52,7 +72,7 @@ async function show(args: string[], io: CommandIo): Promise<number> {
 }
 
 async function list(args: string[], io: CommandIo): Promise<number> {
-  const opts = parseCommandArgs('features list', args, {}, listSchema);
+  const opts = parseCommandArgs(LIST_SPEC, args, listSchema);
   const rows = FEATURE_DEFINITIONS.map(({ name, type, nullable, source, freshness, description }) => ({ name, type, nullable, source, freshness, description }));
   if (opts.json) printJson(io.stdout, rows);
   else for (const r of rows) io.stdout.write(`${r.name.padEnd(32)} ${`${r.type}${r.nullable ? '?' : ''}`.padEnd(14)} ${r.source.padEnd(10)} ${r.description}\n`);
@@ -61,6 +81,7 @@ async function list(args: string[], io: CommandIo): Promise<number> {
 
 export const featuresCommand: Command = {
   name: 'features',
+  specs: [MATERIALIZE_SPEC, SHOW_SPEC, LIST_SPEC],
   usage: USAGE,
   async run(args, io) {
     const [sub, ...rest] = args;

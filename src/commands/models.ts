@@ -8,23 +8,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import type { Config } from '../core/config.ts';
-import { isLocalModelRef, loadConfig } from '../core/config.ts';
-import { parseCommandArgs, printJson } from './args.ts';
+import { loadConfig } from '../core/config.ts';
+import type { ModelFile } from '../core/model-files.ts';
+import { statSize, transformersModelFiles } from '../core/model-files.ts';
+import { parseCommandArgs, printJson, synopsis } from './args.ts';
+import type { CommandSpec } from './args.ts';
 import type { Command } from './types.ts';
 
-/** transformers.js file name suffix of each ONNX dtype (utils/dtypes.js DEFAULT_DTYPE_SUFFIX_MAPPING). */
-const DTYPE_SUFFIX: Record<string, string> = {
-  fp32: '', fp16: '_fp16', int8: '_int8', uint8: '_uint8', q8: '_quantized', q4: '_q4', q4f16: '_q4f16', bnb4: '_bnb4',
-};
-
-export interface ModelFile {
-  /** Path relative to the model location ('' for a single-file model). */
-  file: string;
-  present: boolean;
-  bytes: number;
-  /** Optional files are used when there but not required (generation_config.json). */
-  optional: boolean;
-}
+export type { ModelFile } from '../core/model-files.ts';
 
 export interface ModelReport {
   role: 'embedding' | 'chat';
@@ -41,15 +32,6 @@ export interface ModelReport {
   files: ModelFile[];
   /** Where to get it / what to do, for a human. */
   note: string;
-}
-
-function statSize(p: string): number | null {
-  try {
-    const st = fs.statSync(p);
-    return st.isFile() ? st.size : null;
-  } catch {
-    return null;
-  }
 }
 
 function dirBytes(dir: string): number {
@@ -70,27 +52,8 @@ function dirBytes(dir: string): number {
 
 /** A transformers.js model directory: a local one, or `<modelsDir>/<hub id>/` (cache and hand-copied both). */
 function transformersModel(role: 'embedding' | 'chat', ref: string, modelsDir: string, dtype: string, offline: boolean): ModelReport {
-  const local = isLocalModelRef(ref);
-  const dir = local ? ref : path.join(modelsDir, ...ref.split('/'));
-  const onnx = `onnx/model${DTYPE_SUFFIX[dtype] ?? `_${dtype}`}.onnx`;
-  const required = ['config.json', 'tokenizer.json', 'tokenizer_config.json', onnx];
-  const optional = role === 'chat' ? ['generation_config.json'] : [];
-  const files: ModelFile[] = [...required.map((f) => [f, false] as const), ...optional.map((f) => [f, true] as const)].map(([f, opt]) => {
-    const size = statSize(path.join(dir, f));
-    return { file: f, present: size !== null, bytes: size ?? 0, optional: opt };
-  });
-  // Large models keep weights beside the graph (model.onnx_data, model.onnx_data_1, ...).
-  try {
-    for (const name of fs.readdirSync(path.join(dir, 'onnx'))) {
-      if (name.startsWith(`${path.basename(onnx)}_data`)) {
-        files.push({ file: `onnx/${name}`, present: true, bytes: statSize(path.join(dir, 'onnx', name)) ?? 0, optional: false });
-      }
-    }
-  } catch {
-    // no onnx/ directory: the required file above is already reported missing
-  }
-  const present = files.every((f) => f.present || f.optional);
-  const missing = files.filter((f) => !f.present && !f.optional).map((f) => f.file);
+  const { dir, local, files, missing } = transformersModelFiles(ref, modelsDir, dtype, role);
+  const present = missing.length === 0;
   let note: string;
   if (present) note = local ? 'local model directory' : `cached hub model (${dtype})`;
   else if (local) note = `missing ${missing.join(', ')} in ${dir}`;
@@ -189,11 +152,20 @@ export function formatModels(reports: ModelReport[], modelsDir: string): string 
 
 const schema = z.object({ 'data-dir': z.string().optional(), json: z.boolean() });
 
+/** The option table of `mneme models` (parsing and --help). */
+export const MODELS_SPEC: CommandSpec = {
+  name: 'models',
+  summary: 'show the configured embedding and chat models: location, size, present (exit 1 if one is missing)',
+  options: [],
+  examples: ['models', 'models --json'],
+};
+
 export const modelsCommand: Command = {
   name: 'models',
-  usage: 'models [--json]   (configured embedding and chat models: location, size, present; exit 1 if one is missing)',
+  usage: synopsis(MODELS_SPEC),
+  specs: [MODELS_SPEC],
   async run(args, io) {
-    const opts = parseCommandArgs('models', args, {}, schema);
+    const opts = parseCommandArgs(MODELS_SPEC, args, schema);
     const config = loadConfig(io.env, { dataDir: opts['data-dir'] });
     const reports = describeModels(config);
     if (opts.json) printJson(io.stdout, { models_dir: config.modelsDir, offline: config.offline, models: reports });

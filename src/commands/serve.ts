@@ -17,7 +17,8 @@ import type { ServerDeps } from '../chat/http/wiring.ts';
 import { jsonLineLogger } from '../chat/log.ts';
 import type { Logger } from '../chat/log.ts';
 import { startFeatureScheduler } from '../features/materialize.ts';
-import { parseCommandArgs } from './args.ts';
+import { parseCommandArgs, synopsis } from './args.ts';
+import type { CommandSpec } from './args.ts';
 import type { Command, CommandIo } from './types.ts';
 
 /** How long running answers may take to finish after a shutdown signal, in ms. */
@@ -105,11 +106,23 @@ const schema = z.object({
   host: z.string().min(1).optional(),
 });
 
+/** The option table of `mneme serve` (parsing and --help). */
+export const SERVE_SPEC: CommandSpec = {
+  name: 'serve',
+  summary: 'run the chat HTTP server (OpenAI-compatible API, web pages, /metrics) until SIGINT/SIGTERM',
+  options: [
+    { name: 'port', type: 'string', value: 'N', description: 'TCP port to listen on, 0 for any free port (default: $MNEME_PORT, else 8080)' },
+    { name: 'host', type: 'string', value: 'H', description: 'address to bind (default: $MNEME_HOST, else 127.0.0.1)' },
+  ],
+  examples: ['serve', 'serve --port 9000 --host 0.0.0.0 --data-dir /srv/mneme'],
+};
+
 export const serveCommand: Command = {
   name: 'serve',
-  usage: 'serve [--port N] [--host H]',
+  usage: synopsis(SERVE_SPEC),
+  specs: [SERVE_SPEC],
   async run(args, io) {
-    const opts = parseCommandArgs('serve', args, { port: { type: 'string' }, host: { type: 'string' } }, schema);
+    const opts = parseCommandArgs(SERVE_SPEC, args, schema);
     const config = loadConfig(io.env, { dataDir: opts['data-dir'], port: opts.port, host: opts.host });
     const running = await startServer(config, io);
     const { model } = running.deps;

@@ -1,4 +1,5 @@
 import type { Writable } from 'node:stream';
+import type { CommandSpec } from './args.ts';
 
 /** Where a command writes; tests pass buffers, the CLI passes process streams. */
 export interface CommandIo {
@@ -11,8 +12,10 @@ export interface CommandIo {
 
 export interface Command {
   name: string;
-  /** One-line usage shown by `mneme help`. */
+  /** One-line usage shown by `mneme help` (derive it from `specs` with `synopsis`). */
   usage: string;
+  /** The option table of the command, one per subcommand; `mneme <name> --help` is generated from it. */
+  specs: readonly CommandSpec[];
   /** Runs the command; resolves to the exit code. Throws MnemeError for clean failures. */
   run(args: string[], io: CommandIo): Promise<number>;
 }

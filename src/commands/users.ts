@@ -8,7 +8,8 @@ import { loadConfig } from '../core/config.ts';
 import { openDatabase } from '../core/deps.ts';
 import { ValidationError } from '../core/errors.ts';
 import { createUser, deleteUserByName, listUsers, userNameSchema } from '../chat/users.ts';
-import { parseCommandArgs, printJson } from './args.ts';
+import { parseCommandArgs, printJson, synopsis } from './args.ts';
+import type { CommandSpec } from './args.ts';
 import type { Command } from './types.ts';
 
 const SUBCOMMANDS = ['create', 'delete', 'list'] as const;
@@ -21,10 +22,23 @@ const schema = z.object({
 });
 
 export const usersCommand: Command = {
+/** The option table of `mneme users` (parsing and --help). */
+export const USERS_SPEC: CommandSpec = {
   name: 'users',
-  usage: 'users create --name NAME [--admin] [--json] | users delete --name NAME [--json] | users list [--json]',
+  summary: 'create a user (prints the API key once), delete one with all their data, or list them',
+  positionals: 'create|delete|list',
+  options: [
+    { name: 'name', type: 'string', value: 'NAME', description: 'user name (required by create and delete)' },
+    { name: 'admin', type: 'boolean', default: false, description: 'create: the user may call the admin routes (/metrics, /v1/admin/...)' },
+  ],
+  examples: ['users create --name alice --admin', 'users delete --name bob --json', 'users list'],
+};
+
+  name: 'users',
+  usage: synopsis(USERS_SPEC),
+  specs: [USERS_SPEC],
   async run(args, io) {
-    const opts = parseCommandArgs('users', args, { name: { type: 'string' }, admin: { type: 'boolean' } }, schema, true);
+    const opts = parseCommandArgs(USERS_SPEC, args, schema);
     const [sub, ...extra] = opts.positionals;
     if (!sub || !(SUBCOMMANDS as readonly string[]).includes(sub) || extra.length > 0) {
       throw new ValidationError(`users: expected one of ${SUBCOMMANDS.join(', ')}`);

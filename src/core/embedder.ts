@@ -9,6 +9,7 @@ import { AutoTokenizer, env } from '@huggingface/transformers';
 import type { PreTrainedTokenizer } from '@huggingface/transformers';
 import type { Config } from './config.ts';
 import { ModelLoadError } from './errors.ts';
+import { missingEmbeddingModelMessage } from './model-files.ts';
 import { configureTransformersEnv } from './transformers-env.ts';
 import { startWorker } from './workers.ts';
 
@@ -167,7 +168,10 @@ export class TransformersEmbedder implements Embedder {
       );
     } catch (cause) {
       await Promise.all(workers.map((w) => w.terminate()));
-      throw new ModelLoadError(`cannot load embedding model ${options.modelRef}: ${(cause as Error).message}`, { cause });
+      const message = (cause as Error).message;
+      // Missing files make transformers.js fail obscurely ("reading 'tokenizer_class'"): say which and where.
+      const missing = missingEmbeddingModelMessage(options, message);
+      throw new ModelLoadError(missing ?? `cannot load embedding model ${options.modelRef}: ${message}`, { cause });
     }
   }
 
@@ -257,12 +261,9 @@ export async function loadEmbedder(config: Config): Promise<EmbedderLoad> {
     });
     return { embedder, warning: null };
   } catch (err) {
-    const where = config.embed.model.startsWith('/')
-      ? `the directory ${config.embed.model}`
-      : `${config.modelsDir}/${config.embed.model} (or allow downloads: unset MNEME_OFFLINE, or set MNEME_EMBED_MODEL to a local model directory)`;
     return {
       embedder: null,
-      warning: `no embedding model: ${(err as Error).message}. Continuing with BM25 only; put the model in ${where} and re-run ingest to embed what is missing.`,
+      warning: `no embedding model: ${(err as Error).message}. Continuing with BM25 only; re-run ingest once the model is there to embed what is missing.`,
     };
   }
 }

@@ -208,9 +208,9 @@ describe('SseParser', () => {
     const events = [...stream].flatMap((c) => p.push(c));
     events.push(...p.end());
     expect(events).toEqual([
-      { event: 'message', data: '{"a":1}' },
-      { event: 'note', data: 'line1\nline2' },
-      { event: 'message', data: '[DONE]' },
+      { event: 'message', data: '{"a":1}', id: null },
+      { event: 'note', data: 'line1\nline2', id: null },
+      { event: 'message', data: '[DONE]', id: null },
     ]);
   });
 

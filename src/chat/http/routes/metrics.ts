@@ -6,9 +6,10 @@ import { requireAdmin } from '../auth.ts';
 
 export function metricsRoutes(ctx: AppContext): Router {
   const router = Router();
-  router.get('/metrics', requireAdmin, (_req, res) => {
+  router.get('/metrics', requireAdmin, async (_req, res) => {
+    const text = await ctx.metrics.render();
     res.setHeader('Content-Type', PROMETHEUS_CONTENT_TYPE);
-    res.send(ctx.metrics.render());
+    res.send(text);
   });
   return router;
 }
