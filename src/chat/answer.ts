@@ -10,8 +10,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../core/config.ts';
-import type { Db } from '../core/db.ts';
-import { nowIso } from '../core/db.ts';
+import type { Store } from '../core/store/index.ts';
 import { CancelledError, ContextOverflowError, MnemeError, NotFoundError } from '../core/errors.ts';
 import { samplingFromConfig } from '../core/llm/index.ts';
 import type { ChatMessage, ChatModel, GenerateRequest, GenerateResult, SamplingParams } from '../core/llm/types.ts';
@@ -23,7 +22,7 @@ import type { FeatureReader, FeatureValue } from '../features/types.ts';
 import type { Citation } from './citations.ts';
 import { finalizeCitations } from './citations.ts';
 import { fitContext, formatContext, formatHistory, toPassages } from './context.ts';
-import type { LoggedChunk, Logger, PredictionRecord } from './log.ts';
+import type { LoggedChunk, Logger, PredictionRecord, PredictionWriteOutcome } from './log.ts';
 import { silentLogger, writePredictionLog } from './log.ts';
 import type { ChatMetrics } from './metrics.ts';
 import type { RetrievedChunk, Retriever, RetrieveResult } from './types.ts';
@@ -42,7 +41,8 @@ export interface Generator {
 }
 
 export interface AnswerDeps {
-  db: Db;
+  /** Conversations (history) and the prediction log. */
+  store: Pick<Store, 'conversations' | 'predictions'>;
   retriever: Retriever;
   /** Names the backend/model in responses and counts tokens for the context budget. */
   model: ChatModel;
@@ -121,15 +121,16 @@ export interface ConversationState {
  * Loads the conversation of `userId` (or plans a new one).
  * @throws NotFoundError for an unknown id or another user's conversation (same message for both).
  */
-export function loadConversation(db: Db, userId: number, conversationId: string | undefined, maxMessages = HISTORY_MAX_MESSAGES): ConversationState {
+export async function loadConversation(
+  store: Pick<Store, 'conversations'>,
+  userId: number,
+  conversationId: string | undefined,
+  maxMessages = HISTORY_MAX_MESSAGES,
+): Promise<ConversationState> {
   if (conversationId === undefined) return { id: `conv_${randomUUID()}`, isNew: true, turnIndex: 0, history: [] };
-  const owner = db.prepare('SELECT user_id FROM conversations WHERE id = ?').pluck().get(conversationId) as number | undefined;
-  if (owner !== userId) throw new NotFoundError(`no conversation ${conversationId}`);
-  const turnIndex = db.prepare("SELECT count(*) FROM messages WHERE conversation_id = ? AND role = 'user'").pluck().get(conversationId) as number;
-  const rows = db
-    .prepare('SELECT role, content FROM messages WHERE conversation_id = ? ORDER BY id DESC LIMIT ?')
-    .all(conversationId, maxMessages) as ChatMessage[];
-  return { id: conversationId, isNew: false, turnIndex, history: rows.reverse() };
+  const found = await store.conversations.history(userId, conversationId, maxMessages);
+  if (!found) throw new NotFoundError(`no conversation ${conversationId}`);
+  return { id: conversationId, isNew: false, turnIndex: found.turnIndex, history: found.history };
 }
 
 /** A new public response id (`resp_<uuid>`). */
@@ -170,11 +171,11 @@ export function promptTokens(messages: ChatMessage[], countTokens: (text: string
  * ContextOverflowError when even the bare question does not fit; ValidationError from retrieval.
  */
 export async function answerTurn(deps: AnswerDeps, input: TurnInput, opts: TurnOptions): Promise<ChatAnswer> {
-  const { db, model, prompt } = deps;
+  const { store, model, prompt } = deps;
   const logger = deps.logger ?? silentLogger;
   const t0 = performance.now();
-  const createdAt = nowIso();
-  const conversation = loadConversation(db, input.user.id, input.conversationId);
+  const createdAt = new Date().toISOString();
+  const conversation = await loadConversation(store, input.user.id, input.conversationId);
   const history = input.history ?? conversation.history;
   const responseId = input.responseId ?? newResponseId();
   const sampling: SamplingParams = { ...samplingFromConfig(deps.config), ...stripUndefined(input.sampling ?? {}) };
@@ -194,6 +195,7 @@ export async function answerTurn(deps: AnswerDeps, input: TurnInput, opts: TurnO
   const record = (status: PredictionRecord['status'], err: unknown): PredictionRecord => ({
     id: responseId,
     userId: input.user.id,
+    userCreatedAt: input.user.createdAt,
     conversationId: conversation.id,
     newConversation: conversation.isNew,
     turnIndex: conversation.turnIndex,
@@ -227,8 +229,8 @@ export async function answerTurn(deps: AnswerDeps, input: TurnInput, opts: TurnO
     throwIfCancelled(opts.signal);
     // 1. Features: what the store knows (precomputed) + what this request says (on-demand).
     const tf = performance.now();
-    precomputed = readOnlineFeatures(deps, input.user.id, logger);
-    onDemand = safeOnDemand(db, input, conversation, model, logger);
+    precomputed = await readOnlineFeatures(deps, input.user.id, logger);
+    onDemand = await safeOnDemand(store, input, conversation, model, logger);
     timings.features_ms = since(tf);
     deps.metrics?.featuresDuration.observe({}, timings.features_ms / 1000);
 
@@ -297,7 +299,7 @@ export async function answerTurn(deps: AnswerDeps, input: TurnInput, opts: TurnO
     // 5. Citations: only [n] that point at passages in the prompt survive.
     finalized = finalizeCitations(result.text, kept);
     timings.total_ms = since(t0);
-    writePredictionLog(db, record('ok', null));
+    noteDropped(deps, responseId, await writePredictionLog(store, record('ok', null)));
     deps.metrics?.answers.inc({ endpoint: input.endpoint, status: 'ok' });
     deps.metrics?.answerDuration.observe({}, timings.total_ms / 1000);
     deps.metrics?.tokens.inc({ kind: 'prompt' }, result.promptTokens);
@@ -327,7 +329,7 @@ export async function answerTurn(deps: AnswerDeps, input: TurnInput, opts: TurnO
     timings.total_ms = since(t0);
     const status = cancelled ? 'cancelled' : 'error';
     try {
-      writePredictionLog(db, record(status, err));
+      noteDropped(deps, responseId, await writePredictionLog(store, record(status, err)));
     } catch (logErr) {
       // The original error is what the client must see; the lost row is loud in the server log.
       logger.error('prediction log write failed', { response_id: responseId, error: (logErr as Error).message });
@@ -337,23 +339,36 @@ export async function answerTurn(deps: AnswerDeps, input: TurnInput, opts: TurnO
   }
 }
 
+/**
+ * Counts (metric `mneme_log_rows_dropped_total{reason}`) and logs a prediction-log row that was not
+ * written on purpose: its user was erased while the answer ran.
+ */
+function noteDropped(deps: AnswerDeps, responseId: string, outcome: PredictionWriteOutcome): void {
+  if (outcome.written) return;
+  deps.metrics?.logRowsDropped.inc({ reason: outcome.reason });
+  (deps.logger ?? silentLogger).info('prediction log row dropped', { response_id: responseId, reason: outcome.reason });
+}
+
 /** Online features, or {} (with a warning) when the store fails: features never break chat. */
-function readOnlineFeatures(deps: AnswerDeps, userId: number, logger: Logger): Record<string, FeatureValue> {
+async function readOnlineFeatures(deps: AnswerDeps, userId: number, logger: Logger): Promise<Record<string, FeatureValue>> {
   if (!deps.features) return {};
   try {
-    return deps.features.getOnlineFeatures(userId);
+    return await deps.features.getOnlineFeatures(userId);
   } catch (err) {
     logger.warn('feature store read failed; answering without features', { user_id: userId, error: (err as Error).message });
     return {};
   }
 }
 
-function safeOnDemand(db: Db, input: TurnInput, conversation: ConversationState, model: ChatModel, logger: Logger): Record<string, unknown> {
+async function safeOnDemand(
+  store: Pick<Store, 'conversations'>,
+  input: TurnInput,
+  conversation: ConversationState,
+  model: ChatModel,
+  logger: Logger,
+): Promise<Record<string, unknown>> {
   try {
-    const previousMessageAt = db
-      .prepare("SELECT max(created_at) FROM messages WHERE user_id = ? AND role = 'user'")
-      .pluck()
-      .get(input.user.id) as string | null;
+    const previousMessageAt = await store.conversations.lastUserMessageAt(input.user.id);
     return { ...computeOnDemandFeatures({
       message: input.message,
       turnIndex: conversation.turnIndex,

@@ -2,13 +2,15 @@
  * Users and API keys. A key is 256 random bits (`mn_` + base64url), shown once at creation; only its
  * sha256 is stored (a fast hash is enough for 256-bit random secrets: there is nothing to brute-force).
  * Deleting a user erases everything derived from them: conversations, messages, responses (the
- * prediction log), feedback and features.
+ * prediction log), feedback and features (`UserStore.erase`, src/core/store/users.ts).
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
-import type { Db } from '../core/db.ts';
-import { nowIso } from '../core/db.ts';
-import { ConflictError, InternalError, NotFoundError, ValidationError } from '../core/errors.ts';
+import { NotFoundError, ValidationError } from '../core/errors.ts';
+import type { Store } from '../core/store/index.ts';
+import type { ErasureCounts, UserRecord } from '../core/store/users.ts';
+
+export type { ErasureCounts } from '../core/store/users.ts';
 
 /** Random bytes per API key (256 bits). */
 export const API_KEY_BYTES = 32;
@@ -32,15 +34,6 @@ export interface UserListing extends User {
   keyPrefix: string;
 }
 
-interface UserRow {
-  id: number;
-  name: string;
-  is_admin: number;
-  created_at: string;
-  key_prefix: string;
-  api_key_hash: string;
-}
-
 /** sha256 hex of a key, as stored in `users.api_key_hash`. */
 export function hashApiKey(key: string): string {
   return createHash('sha256').update(key, 'utf8').digest('hex');
@@ -51,102 +44,63 @@ export function generateApiKey(): string {
   return API_KEY_PREFIX + randomBytes(API_KEY_BYTES).toString('base64url');
 }
 
+function toUser(r: UserRecord): User {
+  return { id: r.id, name: r.name, isAdmin: r.isAdmin, createdAt: r.createdAt };
+}
+
 /**
  * Creates a user and returns its key (the only time it exists in clear).
  * @throws ValidationError for a bad name; ConflictError when the name is taken.
  */
-export function createUser(db: Db, opts: { name: string; admin?: boolean }): { user: User; apiKey: string } {
+export async function createUser(store: Pick<Store, 'users'>, opts: { name: string; admin?: boolean }): Promise<{ user: User; apiKey: string }> {
   const name = userNameSchema.safeParse(opts.name);
   if (!name.success) throw new ValidationError(`user name: ${name.error.issues[0]?.message ?? 'invalid'}`);
   const apiKey = generateApiKey();
-  const createdAt = nowIso();
-  try {
-    const res = db
-      .prepare('INSERT INTO users (name, api_key_hash, key_prefix, is_admin, created_at) VALUES (?, ?, ?, ?, ?)')
-      .run(name.data, hashApiKey(apiKey), apiKey.slice(0, KEY_PREFIX_CHARS), opts.admin ? 1 : 0, createdAt);
-    return { user: { id: Number(res.lastInsertRowid), name: name.data, isAdmin: Boolean(opts.admin), createdAt }, apiKey };
-  } catch (cause) {
-    if ((cause as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
-      throw new ConflictError(`a user named "${name.data}" already exists`, { cause });
-    }
-    throw cause;
-  }
+  const record = await store.users.create({
+    name: name.data,
+    apiKeyHash: hashApiKey(apiKey),
+    keyPrefix: apiKey.slice(0, KEY_PREFIX_CHARS),
+    isAdmin: Boolean(opts.admin),
+    createdAt: new Date().toISOString(),
+  });
+  return { user: toUser(record), apiKey };
 }
 
 /** The live (not revoked) user owning `apiKey`, or null. Constant-time compare of the stored hash. */
-export function findUserByApiKey(db: Db, apiKey: string): User | null {
+export async function findUserByApiKey(store: Pick<Store, 'users'>, apiKey: string): Promise<User | null> {
   const hash = hashApiKey(apiKey);
-  const row = db.prepare('SELECT * FROM users WHERE api_key_hash = ? AND revoked_at IS NULL').get(hash) as UserRow | undefined;
-  if (!row) return null;
+  const found = await store.users.findByKeyHash(hash);
+  if (!found) return null;
   // The lookup is by index; the explicit compare guards against any collation surprise.
-  if (!timingSafeEqual(Buffer.from(row.api_key_hash, 'hex'), Buffer.from(hash, 'hex'))) return null;
-  return toUser(row);
+  if (!timingSafeEqual(Buffer.from(found.apiKeyHash, 'hex'), Buffer.from(hash, 'hex'))) return null;
+  return toUser(found.user);
 }
 
-export function findUserByName(db: Db, name: string): User | null {
-  const row = db.prepare('SELECT * FROM users WHERE name = ?').get(name) as UserRow | undefined;
-  return row ? toUser(row) : null;
+export async function findUserByName(store: Pick<Store, 'users'>, name: string): Promise<User | null> {
+  const r = await store.users.findByName(name);
+  return r ? toUser(r) : null;
 }
 
-export function listUsers(db: Db): UserListing[] {
-  const rows = db.prepare('SELECT * FROM users WHERE revoked_at IS NULL ORDER BY id').all() as UserRow[];
-  return rows.map((r) => ({ ...toUser(r), keyPrefix: r.key_prefix }));
-}
-
-function toUser(r: UserRow): User {
-  return { id: r.id, name: r.name, isAdmin: r.is_admin === 1, createdAt: r.created_at };
-}
-
-/** Rows removed per table by an erasure. */
-export type ErasureCounts = Record<string, number>;
-
-/** Tables (any migration, present or future) with a `user_id` column: all of them hold user data. */
-export function tablesWithUserId(db: Db): string[] {
-  const tables = db
-    .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND sql NOT LIKE 'CREATE VIRTUAL%'")
-    .pluck()
-    .all() as string[];
-  return tables.filter((t) => (db.prepare(`SELECT name FROM pragma_table_info(?)`).pluck().all(t) as string[]).includes('user_id')).sort();
+export async function listUsers(store: Pick<Store, 'users'>): Promise<UserListing[]> {
+  return (await store.users.list()).map((r) => ({ ...toUser(r), keyPrefix: r.keyPrefix }));
 }
 
 /**
- * Erases a user and everything derived from them, in one transaction: rows in every table with a
- * `user_id` column (conversations, messages, responses, feedback, feature history/online, and any
- * table a later migration adds), then the user row itself (so the key stops working). Other users'
- * rows are untouched (messages of other users keep existing; `messages.response_id` references are
- * nulled by the schema if they pointed at an erased response).
- * `extraErase` runs inside the transaction (e.g. a feature store's own clean-up).
- * @throws InternalError if any row of the user survives (checked before commit).
+ * Erases a user and everything derived from them (every table with a `user_id`, then the user row,
+ * so the key stops working), leaving no copy in the database file or its WAL. Other users' rows are
+ * untouched. See UserStore.erase.
+ * @throws InternalError if any row of the user survives (nothing is erased then).
  */
-export function eraseUser(db: Db, userId: number, extraErase?: (userId: number) => void): ErasureCounts {
-  const tx = db.transaction(() => {
-    extraErase?.(userId);
-    const counts: ErasureCounts = {};
-    // Children before parents so the counts are per table (the FK cascades would otherwise hide them).
-    const order = ['feedback', 'messages', 'responses', 'conversations'];
-    const tables = tablesWithUserId(db).sort((a, b) => rank(a, order) - rank(b, order));
-    for (const t of tables) counts[t] = db.prepare(`DELETE FROM "${t}" WHERE user_id = ?`).run(userId).changes;
-    counts.users = db.prepare('DELETE FROM users WHERE id = ?').run(userId).changes;
-    for (const t of tables) {
-      const left = db.prepare(`SELECT count(*) FROM "${t}" WHERE user_id = ?`).pluck().get(userId) as number;
-      if (left > 0) throw new InternalError(`erasure of user ${userId} left ${left} rows in ${t}`);
-    }
-    return counts;
-  });
-  return tx.immediate();
-}
-
-function rank(table: string, order: string[]): number {
-  const i = order.indexOf(table);
-  return i === -1 ? -1 : i;
+export async function eraseUser(store: Pick<Store, 'users'>, userId: number): Promise<ErasureCounts> {
+  return store.users.erase(userId);
 }
 
 /**
  * Erases the user called `name`.
  * @throws NotFoundError when there is no such user.
  */
-export function deleteUserByName(db: Db, name: string, extraErase?: (userId: number) => void): { user: User; erased: ErasureCounts } {
-  const user = findUserByName(db, name);
+export async function deleteUserByName(store: Pick<Store, 'users'>, name: string): Promise<{ user: User; erased: ErasureCounts }> {
+  const user = await findUserByName(store, name);
   if (!user) throw new NotFoundError(`no user named "${name}"`);
-  return { user, erased: eraseUser(db, user.id, extraErase) };
+  return { user, erased: await eraseUser(store, user.id) };
 }

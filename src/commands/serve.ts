@@ -4,7 +4,7 @@
  * shuts down gracefully on SIGINT/SIGTERM:
  *   stop accepting (new requests on open connections get 503 shutting_down) → let running answers
  *   finish for up to SHUTDOWN_GRACE_MS → cancel the rest (each still writes its 'cancelled'
- *   prediction-log row) → close connections, the model, the embedder and SQLite → exit 0.
+ *   prediction-log row) → close connections, the model, the embedder and the store → exit 0.
  * A second signal skips the grace period.
  */
 import type { Server } from 'node:http';
@@ -66,7 +66,7 @@ export async function startServer(config: Config, io: CommandIo, options: StartS
   const host = config.server.host.includes(':') ? `[${config.server.host}]` : config.server.host;
   const url = `http://${host}:${port}`;
 
-  const scheduler = startFeatureScheduler(deps.db, config.featuresIntervalSeconds, (err) =>
+  const scheduler = startFeatureScheduler(deps.store, config.featuresIntervalSeconds, (err) =>
     logger.error('feature materialization failed', { error: (err as Error).message }),
   );
 

@@ -14,6 +14,7 @@ import fs from 'node:fs';
 import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import express from 'express';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { chromium } from 'playwright-core';
@@ -101,6 +102,8 @@ async function expectContrast(page: Page, selectors: string[]): Promise<void> {
 
 describe('web pages in chromium', () => {
   let deps: ServerDeps;
+  /** A separate handle on the server's database file, for probes only. */
+  let probe: Database.Database;
   let server: http.Server;
   let url: string;
   let browser: Browser;
@@ -125,8 +128,9 @@ describe('web pages in chromium', () => {
 
     const config = loadConfig(env, { host: '127.0.0.1', port: 0 });
     deps = await buildServerDeps(config);
-    for (const name of ['alice', 'carol', 'dave'] as const) keys[name] = createUser(deps.db, { name }).apiKey;
-    keys.root = createUser(deps.db, { name: 'root', admin: true }).apiKey;
+    probe = new Database(config.dbFile);
+    for (const name of ['alice', 'carol', 'dave'] as const) keys[name] = (await createUser(deps.store, { name })).apiKey;
+    keys.root = (await createUser(deps.store, { name: 'root', admin: true })).apiKey;
     const app = composeApp(deps, webDir);
     server = await new Promise<http.Server>((resolve) => {
       const s = app.listen(0, '127.0.0.1', () => resolve(s));
@@ -144,6 +148,7 @@ describe('web pages in chromium', () => {
     }
     await deps?.queue.close({ cancelInFlight: true });
     await deps?.close();
+    probe?.close();
   });
 
   /** A fresh browser context (its own sessionStorage) with page errors collected. */
@@ -269,7 +274,7 @@ describe('web pages in chromium', () => {
     await page.getByLabel('What should the answer have said? (optional)').fill(correction);
     await page.getByRole('button', { name: 'Send correction' }).click();
     await expect.poll(() => page.locator('.fb-status').textContent()).toContain('correction was saved');
-    const rows = deps.db
+    const rows = probe
       .prepare("SELECT f.rating, f.correction FROM feedback f JOIN users u ON u.id = f.user_id WHERE u.name = 'alice' ORDER BY f.id")
       .all() as Array<{ rating: number; correction: string | null }>;
     expect(rows).toEqual([
@@ -327,7 +332,7 @@ describe('web pages in chromium', () => {
     expect(await page.getByLabel('What should the answer have said? (optional)').inputValue()).toBe(correction);
 
     // Another user's conversation id is a 404, like an unknown one.
-    const convId = deps.db.prepare("SELECT c.id FROM conversations c JOIN users u ON u.id = c.user_id WHERE u.name = 'alice' LIMIT 1").pluck().get() as string;
+    const convId = probe.prepare("SELECT c.id FROM conversations c JOIN users u ON u.id = c.user_id WHERE u.name = 'alice' LIMIT 1").pluck().get() as string;
     const other = await fetch(`${url}/v1/conversations/${convId}/messages`, { headers: { authorization: `Bearer ${keys.carol}` } });
     expect(other.status).toBe(404);
     expect(errors).toEqual([]);
@@ -335,7 +340,7 @@ describe('web pages in chromium', () => {
   });
 
   it('shows what mneme knows about the user', async () => {
-    materializeFeatures(deps.db);
+    await materializeFeatures(deps.store);
     const { context, page, errors } = await newPage();
     await signIn(page, keys.alice);
     await page.getByRole('button', { name: 'What mneme knows about me' }).click();
@@ -409,7 +414,8 @@ describe('web pages in chromium', () => {
   it('returns to sign-in when the key is revoked mid-session', async () => {
     const { context, page, errors } = await newPage();
     await signIn(page, keys.carol);
-    deps.db.prepare("UPDATE users SET revoked_at = ? WHERE name = 'carol'").run(new Date().toISOString());
+    const carol = await deps.store.users.findByName('carol');
+    expect(await deps.store.users.revoke(carol!.id, new Date().toISOString())).toBe(true);
     await page.getByLabel('Your question').fill('What is kestrelctl?');
     await page.getByLabel('Your question').press('Enter');
     await page.locator('#signin-view').waitFor({ state: 'visible' });
@@ -429,7 +435,7 @@ describe('web pages in chromium', () => {
     await page.getByRole('button', { name: 'Yes, erase everything' }).click();
     await page.locator('#signin-view').waitFor({ state: 'visible' });
     expect(await page.locator('#signin-error').textContent()).toContain('erased');
-    expect(deps.db.prepare("SELECT count(*) FROM users WHERE name = 'dave'").pluck().get()).toBe(0);
+    expect(await deps.store.users.findByName('dave')).toBeNull();
     const r = await fetch(`${url}/v1/me/features`, { headers: { authorization: `Bearer ${keys.dave}` } });
     expect(r.status).toBe(401);
     expect(errors).toEqual([]);

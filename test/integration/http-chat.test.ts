@@ -28,9 +28,9 @@ describe('chat HTTP API (extractive model)', () => {
     const env = testEnv(tempDir(), { MNEME_BODY_LIMIT_BYTES: '4096', MNEME_MAX_MESSAGE_CHARS: '500' });
     await ingestFixtures(env);
     srv = await startTestServer(env);
-    alice = srv.key('alice');
-    bob = srv.key('bob');
-    admin = srv.key('root', true);
+    alice = await srv.key('alice');
+    bob = await srv.key('bob');
+    admin = await srv.key('root', true);
   });
   afterAll(async () => {
     await srv?.stop();
@@ -39,7 +39,7 @@ describe('chat HTTP API (extractive model)', () => {
   const chat = (key: string | null, body: unknown) => postJson(`${srv.url}/v1/chat`, key, body);
 
   it('answers in JSON with citations that map to retrieved chunks, and logs one row', async () => {
-    const before = count(srv.deps, 'responses');
+    const before = count(srv, 'responses');
     const r = await chat(alice, { message: 'Which part number is the Halcyon X3 filter cartridge?' });
     expect(r.status, JSON.stringify(r.body)).toBe(200);
     const b = r.body as ChatBody;
@@ -56,8 +56,8 @@ describe('chat HTTP API (extractive model)', () => {
     expect(b.timings.first_token_ms).toBeGreaterThanOrEqual(0);
     expect(b.timings.first_token_ms).toBeLessThanOrEqual(b.timings.generate_ms);
 
-    expect(count(srv.deps, 'responses')).toBe(before + 1);
-    const row = srv.deps.db.prepare('SELECT * FROM responses WHERE id = ?').get(b.id) as Record<string, any>;
+    expect(count(srv, 'responses')).toBe(before + 1);
+    const row = srv.db.prepare('SELECT * FROM responses WHERE id = ?').get(b.id) as Record<string, any>;
     expect(row.status).toBe('ok');
     expect(row.endpoint).toBe('chat');
     expect(row.prompt_sha256).toBe(b.prompt.sha256);
@@ -69,7 +69,7 @@ describe('chat HTTP API (extractive model)', () => {
       expect(chunk, `citation [${c.n}]`).toBeDefined();
       expect(c.chunk_id).toBe(chunk!.chunk_id);
       expect(c.document_id).toBe(chunk!.document_id);
-      const text = srv.deps.db.prepare('SELECT text FROM chunks WHERE id = ?').pluck().get(c.chunk_id) as string;
+      const text = srv.db.prepare('SELECT text FROM chunks WHERE id = ?').pluck().get(c.chunk_id) as string;
       expect(text.replace(/\s+/g, ' ')).toContain(c.snippet.replace(/…/g, '').replace(/\s+/g, ' ').trim().slice(0, 40));
       expect(c.source).toMatch(/halcyon-x3-manual\.md$/);
     }
@@ -82,7 +82,7 @@ describe('chat HTTP API (extractive model)', () => {
     const features = JSON.parse(row.features_json);
     expect(features).toHaveProperty('precomputed');
     expect(features.on_demand.turn_index).toBe(0);
-    const msgs = srv.deps.db.prepare('SELECT role, content FROM messages WHERE conversation_id = ? ORDER BY id').all(b.conversation_id);
+    const msgs = srv.db.prepare('SELECT role, content FROM messages WHERE conversation_id = ? ORDER BY id').all(b.conversation_id);
     expect(msgs).toEqual([
       { role: 'user', content: 'Which part number is the Halcyon X3 filter cartridge?' },
       { role: 'assistant', content: b.answer },
@@ -109,7 +109,7 @@ describe('chat HTTP API (extractive model)', () => {
     expect(Object.keys(body)).toEqual(expect.arrayContaining(['id', 'conversation_id', 'answer', 'citations', 'model', 'prompt', 'timings']));
     const streamed = tokens.map((t) => (JSON.parse(t.data) as { text: string }).text).join('');
     expect(streamed.length).toBeGreaterThan(0);
-    const row = srv.deps.db.prepare('SELECT status, answer FROM responses WHERE id = ?').get(body.id) as { status: string; answer: string };
+    const row = srv.db.prepare('SELECT status, answer FROM responses WHERE id = ?').get(body.id) as { status: string; answer: string };
     expect(row).toEqual({ status: 'ok', answer: body.answer });
   });
 
@@ -120,7 +120,7 @@ describe('chat HTTP API (extractive model)', () => {
     const second = await chat(alice, { message: 'And what colour does the status ring blink meanwhile?', conversation_id: conv });
     expect(second.status, JSON.stringify(second.body)).toBe(200);
     expect((second.body as ChatBody).conversation_id).toBe(conv);
-    const row = srv.deps.db.prepare('SELECT turn_index, history_json, rendered_prompt_json, features_json FROM responses WHERE id = ?').get((second.body as ChatBody).id) as Record<string, string | number>;
+    const row = srv.db.prepare('SELECT turn_index, history_json, rendered_prompt_json, features_json FROM responses WHERE id = ?').get((second.body as ChatBody).id) as Record<string, string | number>;
     expect(row.turn_index).toBe(1);
     const history = JSON.parse(row.history_json as string) as Array<{ role: string; content: string }>;
     expect(history.map((m) => m.role)).toEqual(['user', 'assistant']);
@@ -132,7 +132,7 @@ describe('chat HTTP API (extractive model)', () => {
     expect(JSON.parse(row.features_json as string).on_demand.is_follow_up).toBe(1);
 
     // A new conversation has no history block.
-    const fresh = srv.deps.db.prepare('SELECT rendered_prompt_json FROM responses WHERE id = ?').pluck().get((first.body as ChatBody).id) as string;
+    const fresh = srv.db.prepare('SELECT rendered_prompt_json FROM responses WHERE id = ?').pluck().get((first.body as ChatBody).id) as string;
     expect(fresh).not.toContain('Conversation so far');
   });
 
@@ -144,7 +144,7 @@ describe('chat HTTP API (extractive model)', () => {
       conv = (r.body as ChatBody).conversation_id;
     }
     const history = JSON.parse(
-      srv.deps.db.prepare('SELECT history_json FROM responses WHERE conversation_id = ? ORDER BY seq DESC LIMIT 1').pluck().get(conv) as string,
+      srv.db.prepare('SELECT history_json FROM responses WHERE conversation_id = ? ORDER BY seq DESC LIMIT 1').pluck().get(conv) as string,
     ) as Array<{ role: string; content: string }>;
     expect(history).toHaveLength(6);
     expect(history[0]!.content).toBe('Question number 1 about the Tidewater ferry');
@@ -167,7 +167,7 @@ describe('chat HTTP API (extractive model)', () => {
     expect(completion.usage?.total_tokens).toBeGreaterThan(0);
     const citations = (completion as unknown as { citations: Array<{ chunk_id: number }> }).citations;
     expect(citations.length).toBeGreaterThan(0);
-    const row = srv.deps.db.prepare('SELECT endpoint, status, answer FROM responses WHERE id = ?').get(completion.id) as Record<string, string>;
+    const row = srv.db.prepare('SELECT endpoint, status, answer FROM responses WHERE id = ?').get(completion.id) as Record<string, string>;
     expect(row).toEqual({ endpoint: 'chat.completions', status: 'ok', answer: text });
 
     const stream = await client.chat.completions.create({
@@ -199,7 +199,7 @@ describe('chat HTTP API (extractive model)', () => {
     expect(finish).toBe('stop');
     expect(Array.isArray(finalCitations) && finalCitations.length > 0).toBe(true);
     expect(usage).toMatchObject({ total_tokens: expect.any(Number) });
-    const logged = srv.deps.db.prepare('SELECT history_json, status FROM responses WHERE id = ?').get(id) as { history_json: string; status: string };
+    const logged = srv.db.prepare('SELECT history_json, status FROM responses WHERE id = ?').get(id) as { history_json: string; status: string };
     expect(logged.status).toBe('ok');
     expect(JSON.parse(logged.history_json)).toEqual([
       { role: 'user', content: 'Tell me about the Halcyon X3.' },
@@ -293,7 +293,9 @@ describe('chat HTTP API (extractive model)', () => {
       const text = await ok.text();
       expect(text).toMatch(/^mneme_http_requests_total\{method="POST",route="\/v1\/chat",status="200"\} \d+$/m);
       expect(text).toMatch(/^mneme_http_requests_total\{method="GET",route="\/metrics",status="403"\} 1$/m);
-      expect(text).toMatch(/^mneme_http_request_duration_seconds_bucket\{method="POST",route="\/v1\/chat",status="200",le="\+Inf"\} \d+$/m);
+      // prom-client renders `le` first; either position is valid exposition format.
+      expect(text).toMatch(/^mneme_http_request_duration_seconds_bucket\{(le="\+Inf",)?method="POST",route="\/v1\/chat",status="200"(,le="\+Inf")?\} \d+$/m);
+      expect(text).toMatch(/^mneme_http_request_duration_seconds_bucket\{[^}]*le="\+Inf"[^}]*\} \d+$/m);
       expect(text).toMatch(/^mneme_retrieve_duration_seconds_count \d+$/m);
       expect(text).toMatch(/^mneme_generate_duration_seconds_count \d+$/m);
       expect(text).toMatch(/^mneme_tokens_total\{kind="completion"\} \d+$/m);
@@ -324,7 +326,7 @@ describe('chat HTTP API (extractive model)', () => {
       const ok = await postJson(`${srv.url}/v1/feedback`, alice, { response_id: a.body.id, rating: -1, correction: 'It leaves from pier 4.' });
       expect(ok.status).toBe(201);
       expect(ok.body).toMatchObject({ response_id: a.body.id, rating: -1, correction: 'It leaves from pier 4.' });
-      const row = srv.deps.db.prepare('SELECT user_id, rating, correction FROM feedback WHERE id = ?').get(ok.body.id) as Record<string, unknown>;
+      const row = srv.db.prepare('SELECT user_id, rating, correction FROM feedback WHERE id = ?').get(ok.body.id) as Record<string, unknown>;
       expect(row).toMatchObject({ rating: -1, correction: 'It leaves from pier 4.' });
       const foreign = await postJson(`${srv.url}/v1/feedback`, bob, { response_id: a.body.id, rating: 1 });
       expect(foreign.status).toBe(404);

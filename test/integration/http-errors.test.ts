@@ -38,14 +38,14 @@ describe('chat HTTP failure paths (OpenAI-compatible upstream)', () => {
     });
     await ingestFixtures(env);
     srv = await startTestServer(env);
-    key = srv.key('carol');
+    key = await srv.key('carol');
   });
   afterAll(async () => {
     await srv?.stop();
     await llm?.close();
   });
 
-  const lastRow = () => srv.deps.db.prepare('SELECT * FROM responses ORDER BY seq DESC LIMIT 1').get() as Row;
+  const lastRow = () => srv.db.prepare('SELECT * FROM responses ORDER BY seq DESC LIMIT 1').get() as Row;
   const chat = (body: unknown) => postJson(`${srv.url}/v1/chat`, key, body);
 
   it('answers through the upstream model and names it', async () => {
@@ -62,12 +62,12 @@ describe('chat HTTP failure paths (OpenAI-compatible upstream)', () => {
 
   it('upstream 500 → 502 and an error row', async () => {
     llm.behaviour = { kind: 'status', status: 500, message: 'out of memory' };
-    const before = count(srv.deps, 'responses');
+    const before = count(srv, 'responses');
     const r = await chat({ message: 'What does kestrelctl do?' });
     expect(r.status).toBe(502);
     expect(r.body.error.code).toBe('upstream_error');
     expect(r.body.error.message).toMatch(/HTTP 500.*out of memory/);
-    expect(count(srv.deps, 'responses')).toBe(before + 1);
+    expect(count(srv, 'responses')).toBe(before + 1);
     const row = lastRow();
     expect(row).toMatchObject({ status: 'error', error_code: 'upstream_error', answer: null });
     // What was retrieved and sent is still logged: the failure is reproducible.
@@ -113,7 +113,7 @@ describe('chat HTTP failure paths (OpenAI-compatible upstream)', () => {
 
   it('queue full → 503 with Retry-After; every attempt is logged', async () => {
     llm.behaviour = { kind: 'answer', text: 'Slow answer [1].', firstByteDelayMs: 600 };
-    const before = count(srv.deps, 'responses');
+    const before = count(srv, 'responses');
     // `concurrency` generations run, MNEME_QUEUE_MAX=1 waits, the rest are refused at once.
     const concurrency = generationConcurrency('openai');
     const n = concurrency + 1 + 2;
@@ -124,14 +124,14 @@ describe('chat HTTP failure paths (OpenAI-compatible upstream)', () => {
       expect(r.body.error.code).toBe('queue_full');
       expect(Number(r.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
     }
-    expect(count(srv.deps, 'responses')).toBe(before + n);
-    expect(count(srv.deps, 'responses', "error_code = 'queue_full'")).toBe(2);
+    expect(count(srv, 'responses')).toBe(before + n);
+    expect(count(srv, 'responses', "error_code = 'queue_full'")).toBe(2);
   });
 
   it('client disconnect mid-stream cancels the generation and still writes a cancelled row', async () => {
     llm.behaviour = { kind: 'answer', text: 'word '.repeat(40), tokenDelayMs: 100 };
     const abortedBefore = llm.aborted;
-    const before = count(srv.deps, 'responses');
+    const before = count(srv, 'responses');
     const controller = new AbortController();
     const res = await fetch(`${srv.url}/v1/chat`, {
       method: 'POST',
@@ -144,7 +144,7 @@ describe('chat HTTP failure paths (OpenAI-compatible upstream)', () => {
     const first = await reader.read();
     expect(new TextDecoder().decode(first.value)).toContain('event: token');
     controller.abort();
-    await waitFor(() => count(srv.deps, 'responses') === before + 1, 5000, 'the cancelled row');
+    await waitFor(() => count(srv, 'responses') === before + 1, 5000, 'the cancelled row');
     const row = lastRow();
     expect(row.status).toBe('cancelled');
     expect(row.error_code).toBe('cancelled');
@@ -157,14 +157,14 @@ describe('chat HTTP failure paths (OpenAI-compatible upstream)', () => {
 
   it('client disconnect before the answer (non-streaming) also logs a cancelled row', async () => {
     llm.behaviour = { kind: 'answer', text: 'late', firstByteDelayMs: 1000 };
-    const before = count(srv.deps, 'responses');
+    const before = count(srv, 'responses');
     const controller = new AbortController();
     const pending = fetch(`${srv.url}/v1/chat`, { method: 'POST', headers: authHeaders(key), body: JSON.stringify({ message: 'OrbiSync sync conflicts' }), signal: controller.signal });
     await waitFor(() => srv.deps.inflight.size() === 1, 3000, 'the request to start');
     await new Promise((r) => setTimeout(r, 100));
     controller.abort();
     await expect(pending).rejects.toThrow();
-    await waitFor(() => count(srv.deps, 'responses') === before + 1, 5000, 'the cancelled row');
+    await waitFor(() => count(srv, 'responses') === before + 1, 5000, 'the cancelled row');
     expect(lastRow().status).toBe('cancelled');
   });
 
@@ -188,8 +188,8 @@ describe('rate limit', () => {
   });
 
   it('429 with Retry-After once a key has used its burst; other keys are unaffected', async () => {
-    const k1 = srv.key('dave');
-    const k2 = srv.key('erin');
+    const k1 = await srv.key('dave');
+    const k2 = await srv.key('erin');
     const statuses: number[] = [];
     let limited: Awaited<ReturnType<typeof postJson>> | null = null;
     for (let i = 0; i < 4; i++) {

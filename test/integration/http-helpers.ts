@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
 import { loadConfig } from '../../src/core/config.ts';
 import type { Config } from '../../src/core/config.ts';
 import { createApp } from '../../src/chat/http/app.ts';
@@ -73,8 +74,10 @@ export interface TestServer {
   config: Config;
   deps: ServerDeps;
   server: http.Server;
+  /** A separate SQLite handle on the server's database file, for test set-up and probes only. */
+  db: Database.Database;
   /** Creates a user and returns its API key. */
-  key(name: string, admin?: boolean): string;
+  key(name: string, admin?: boolean): Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -88,12 +91,14 @@ export async function startTestServer(env: Record<string, string>): Promise<Test
   });
   const port = (server.address() as AddressInfo).port;
   let stopped = false;
+  const db = new Database(config.dbFile);
   return {
     url: `http://127.0.0.1:${port}`,
     config,
     deps,
     server,
-    key: (name, admin = false) => createUser(deps.db, { name, admin }).apiKey,
+    db,
+    key: async (name, admin = false) => (await createUser(deps.store, { name, admin })).apiKey,
     async stop() {
       if (stopped) return;
       stopped = true;
@@ -101,6 +106,7 @@ export async function startTestServer(env: Record<string, string>): Promise<Test
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await deps.queue.close({ cancelInFlight: true });
       await deps.close();
+      db.close();
     },
   };
 }
@@ -148,9 +154,9 @@ export function parseSse(text: string): SseMessage[] {
   return out;
 }
 
-/** Counts rows of `table` (optionally WHERE clause). */
-export function count(deps: { db: ServerDeps['db'] }, table: string, where = '1', ...params: unknown[]): number {
-  return deps.db.prepare(`SELECT count(*) FROM "${table}" WHERE ${where}`).pluck().get(...params) as number;
+/** Counts rows of `table` (optionally WHERE clause) through a probe handle (TestServer.db). */
+export function count(probe: { db: Database.Database }, table: string, where = '1', ...params: unknown[]): number {
+  return probe.db.prepare(`SELECT count(*) FROM "${table}" WHERE ${where}`).pluck().get(...params) as number;
 }
 
 /** Waits until `fn` is true (polling), or throws after `timeoutMs`. */

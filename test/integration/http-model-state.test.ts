@@ -7,12 +7,14 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/core/config.ts';
-import type { Db } from '../../src/core/db.ts';
-import { openDatabase, openVectorStack } from '../../src/core/deps.ts';
+import Database from 'better-sqlite3';
+import { openVectorStack } from '../../src/core/deps.ts';
 import type { VectorStack } from '../../src/core/deps.ts';
 import { ExtractiveChatModel } from '../../src/core/llm/extractive.ts';
 import type { ModelState } from '../../src/core/llm/types.ts';
 import { PromptStore } from '../../src/core/prompts.ts';
+import type { SqliteStore } from '../../src/core/store/sqlite/index.ts';
+import { openSqliteStore } from '../../src/core/store/sqlite/index.ts';
 import { createApp } from '../../src/chat/http/app.ts';
 import { GenerationQueue } from '../../src/chat/queue.ts';
 import { HybridRetriever } from '../../src/chat/retrieve.ts';
@@ -27,7 +29,9 @@ class ScriptedStateModel extends ExtractiveChatModel {
 }
 
 describe('model state and optional feature store', () => {
-  let db: Db;
+  let store: SqliteStore;
+  /** Probe handle on the same file (test reads only). */
+  let db: Database.Database;
   let stack: VectorStack;
   let server: http.Server;
   let url: string;
@@ -39,12 +43,13 @@ describe('model state and optional feature store', () => {
     const env = testEnv(tempDir());
     await ingestFixtures(env);
     const config = loadConfig(env);
-    db = openDatabase(config);
-    stack = await openVectorStack(db, config);
+    store = openSqliteStore(config.dbFile);
+    db = new Database(config.dbFile);
+    stack = await openVectorStack(store, config);
     const app = createApp({
-      db,
+      store,
       config,
-      retriever: new HybridRetriever({ db, embedder: stack.embedder, index: stack.index }),
+      retriever: new HybridRetriever({ store, embedder: stack.embedder, index: stack.index }),
       model,
       queue: new GenerationQueue({ model, maxQueued: 4 }),
       prompt: PromptStore.load().get('answer'),
@@ -53,14 +58,15 @@ describe('model state and optional feature store', () => {
       const s = app.listen(0, '127.0.0.1', () => resolve(s));
     });
     url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    key = createUser(db, { name: 'nora' }).apiKey;
-    admin = createUser(db, { name: 'ops', admin: true }).apiKey;
+    key = (await createUser(store, { name: 'nora' })).apiKey;
+    admin = (await createUser(store, { name: 'ops', admin: true })).apiKey;
   });
   afterAll(async () => {
     server?.closeAllConnections();
     await new Promise<void>((resolve) => server?.close(() => resolve()));
     await stack?.embedder?.close();
     db?.close();
+    await store?.close();
   });
 
   it('while loading: chat 503 model_loading with Retry-After, no log row; /healthz 503 "loading"', async () => {

@@ -9,7 +9,7 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/core/config.ts';
 import { createUser } from '../../src/chat/users.ts';
-import { openDb } from '../../src/core/db.ts';
+import { openSqliteStore } from '../../src/core/store/sqlite/index.ts';
 import { startServer } from '../../src/commands/serve.ts';
 import type { FakeLlm } from './http-helpers.ts';
 import { REPO, bufferIo, ingestFixtures, postJson, startFakeLlm, tempDir, testEnv, waitFor } from './http-helpers.ts';
@@ -23,12 +23,12 @@ function rows(dataDir: string): Array<{ status: string }> {
   }
 }
 
-function makeKey(dataDir: string, name: string): string {
-  const db = openDb(path.join(dataDir, 'mneme.sqlite'));
+async function makeKey(dataDir: string, name: string): Promise<string> {
+  const store = openSqliteStore(path.join(dataDir, 'mneme.sqlite'));
   try {
-    return createUser(db, { name }).apiKey;
+    return (await createUser(store, { name })).apiKey;
   } finally {
-    db.close();
+    await store.close();
   }
 }
 
@@ -48,7 +48,7 @@ describe('graceful shutdown', () => {
   });
 
   it('stops accepting, lets the running answer finish, then closes SQLite', async () => {
-    const key = makeKey(dataDir, 'kate');
+    const key = await makeKey(dataDir, 'kate');
     const io = bufferIo(env);
     const running = await startServer(loadConfig(env), io, { graceMs: 5000 });
     llm.behaviour = { kind: 'answer', text: 'Finished anyway [1].', firstByteDelayMs: 700 };
@@ -62,7 +62,7 @@ describe('graceful shutdown', () => {
     expect(r.status).toBe(200);
     expect(r.body.answer).toBe('Finished anyway [1].');
     await stopping;
-    expect(running.deps.db.open).toBe(false);
+    expect(running.deps.store.connection.isOpen).toBe(false);
     expect(running.server.listening).toBe(false);
     // The WAL was checkpointed and removed when the last connection closed (checked before
     // reopening the file, which would create a new one).
@@ -73,7 +73,7 @@ describe('graceful shutdown', () => {
   });
 
   it('cancels answers still running after the grace period; their cancelled rows are written first', async () => {
-    const key = makeKey(dataDir, 'liam');
+    const key = await makeKey(dataDir, 'liam');
     const running = await startServer(loadConfig(env), bufferIo(env), { graceMs: 300 });
     llm.behaviour = { kind: 'answer', text: 'too late', firstByteDelayMs: 5000 };
     const before = rows(dataDir).length;
@@ -82,7 +82,7 @@ describe('graceful shutdown', () => {
     const t0 = Date.now();
     await running.shutdown();
     expect(Date.now() - t0).toBeLessThan(3000);
-    expect(running.deps.db.open).toBe(false);
+    expect(running.deps.store.connection.isOpen).toBe(false);
     const after = rows(dataDir);
     expect(after.length).toBe(before + 1);
     expect(after[after.length - 1]!.status).toBe('cancelled');
@@ -92,7 +92,7 @@ describe('graceful shutdown', () => {
   });
 
   it('mneme serve exits 0 on SIGTERM after finishing the in-flight request', async () => {
-    const key = makeKey(dataDir, 'mia');
+    const key = await makeKey(dataDir, 'mia');
     const script = path.join(tempDir(), 'serve.mts');
     fs.writeFileSync(
       script,

@@ -8,19 +8,13 @@
  */
 import express from 'express';
 import type { Express, RequestHandler } from 'express';
-import type { Config } from '../../core/config.ts';
-import type { Db } from '../../core/db.ts';
 import { NotFoundError, UnavailableError } from '../../core/errors.ts';
-import type { ChatModel, GenerateRequest, GenerateResult } from '../../core/llm/types.ts';
-import type { PromptTemplate } from '../../core/prompts.ts';
-import type { FeatureReader } from '../../features/types.ts';
-import type { AnswerDeps } from '../answer.ts';
-import type { Logger } from '../log.ts';
 import { silentLogger } from '../log.ts';
 import { ChatMetrics } from '../metrics.ts';
 import { TokenBucketLimiter } from '../rate-limit.ts';
-import type { Retriever } from '../types.ts';
 import { authenticate, currentUser } from './auth.ts';
+import type { AppContext, AppDeps } from './context.ts';
+import { InFlight } from './context.ts';
 import { errorHandler } from './errors.ts';
 import { adminRouter } from './routes/admin.ts';
 import { chatRoutes } from './routes/chat.ts';
@@ -32,113 +26,8 @@ import { healthRoutes } from './routes/health.ts';
 import { meRoutes } from './routes/me.ts';
 import { metricsRoutes } from './routes/metrics.ts';
 
-/** The generation queue as the app sees it (GenerationQueue in production). */
-export interface GenerationQueueLike {
-  run(req: GenerateRequest): Promise<GenerateResult>;
-  /** Requests waiting. */
-  depth(): number;
-  /** Requests generating now. */
-  active(): number;
-}
-
-/** The feature store as the app sees it: online reads, plus erasure when a user deletes themselves. */
-export interface FeatureStoreLike extends FeatureReader {
-  eraseUser?(userId: number): unknown;
-}
-
-/** What /healthz reports about retrieval; read at request time. */
-export interface VectorInfo {
-  embedder: { model_id: string; dimension: number } | null;
-  /** Live vectors in the loaded HNSW index, null without an embedder. */
-  vectors(): number | null;
-}
-
-export interface AppDeps {
-  db: Db;
-  config: Config;
-  retriever: Retriever;
-  model: ChatModel;
-  queue: GenerationQueueLike;
-  /** The 'answer' template (from PromptStore.get('answer')). */
-  prompt: PromptTemplate;
-  /** Optional: without it chat works, unpersonalized, and /v1/me/features returns {}. */
-  features?: FeatureStoreLike | undefined;
-  /** For /healthz; default: no embedder. */
-  vectors?: VectorInfo | undefined;
-  /** Default: a fresh ChatMetrics. */
-  metrics?: ChatMetrics | undefined;
-  /** Default: silent. */
-  logger?: Logger | undefined;
-  /** Default: a TokenBucketLimiter at config.server.rateLimitPerMin. */
-  rateLimiter?: TokenBucketLimiter | undefined;
-  /** Tracks running answers for graceful shutdown; default: a fresh one (`app.locals.inflight`). */
-  inflight?: InFlight | undefined;
-  /** Built web pages (`npm run build`); default DEFAULT_WEB_ASSETS_DIR (dist/web). */
-  webAssetsDir?: string | undefined;
-}
-
-/** Running answers, so shutdown can wait for them or cancel them. */
-export class InFlight {
-  private readonly controllers = new Set<AbortController>();
-  private waiters: Array<() => void> = [];
-  private closing = false;
-
-  /** Registers a request's controller; call the returned function when the request ends. */
-  add(controller: AbortController): () => void {
-    this.controllers.add(controller);
-    return () => {
-      this.controllers.delete(controller);
-      if (this.controllers.size === 0) {
-        const w = this.waiters;
-        this.waiters = [];
-        for (const fn of w) fn();
-      }
-    };
-  }
-
-  size(): number {
-    return this.controllers.size;
-  }
-
-  /** True once `beginShutdown` ran: new requests get 503 shutting_down. */
-  get shuttingDown(): boolean {
-    return this.closing;
-  }
-
-  beginShutdown(): void {
-    this.closing = true;
-  }
-
-  /** Resolves true when every running answer finished, false after `timeoutMs`. */
-  idle(timeoutMs: number): Promise<boolean> {
-    if (this.controllers.size === 0) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.waiters = this.waiters.filter((w) => w !== done);
-        resolve(false);
-      }, timeoutMs);
-      const done = () => {
-        clearTimeout(timer);
-        resolve(true);
-      };
-      this.waiters.push(done);
-    });
-  }
-
-  /** Aborts every running answer (each logs a 'cancelled' row). */
-  abortAll(reason: string): void {
-    for (const c of this.controllers) c.abort(new Error(reason));
-  }
-}
-
-/** Everything a route module needs, defaults resolved. */
-export interface AppContext {
-  deps: AppDeps;
-  answerDeps: AnswerDeps;
-  metrics: ChatMetrics;
-  logger: Logger;
-  inflight: InFlight;
-}
+export type { AppContext, AppDeps, FeatureStoreLike, GenerationQueueLike, VectorInfo } from './context.ts';
+export { InFlight } from './context.ts';
 
 /** Route labels for metrics: the fixed set of paths (anything else is "other", bounding cardinality). */
 export const ROUTES = ['/v1/chat', '/v1/chat/completions', '/v1/feedback', '/v1/me', '/v1/me/features', '/healthz', '/metrics'] as const;
@@ -183,7 +72,7 @@ export function createApp(deps: AppDeps): Express {
     logger,
     inflight,
     answerDeps: {
-      db: deps.db,
+      store: deps.store,
       retriever: deps.retriever,
       model: deps.model,
       generator: deps.queue,
@@ -203,7 +92,7 @@ export function createApp(deps: AppDeps): Express {
   // Pages load before sign-in (a browser cannot send the key for them); their data routes need one.
   app.use(webRouter({ assetsDir: deps.webAssetsDir }));
 
-  app.use(authenticate(deps.db));
+  app.use(authenticate(deps.store));
   app.use((_req, _res, next) => {
     next(inflight.shuttingDown ? new UnavailableError('shutting_down', 'the server is shutting down', 5) : undefined);
   });
@@ -224,10 +113,10 @@ export function createApp(deps: AppDeps): Express {
   app.use(feedbackRoutes(ctx));
   app.use(meRoutes(ctx));
   app.use(metricsRoutes(ctx));
-  app.use(conversationsRouter({ db: deps.db }));
+  app.use(conversationsRouter({ store: deps.store }));
   app.use(
     adminRouter({
-      db: deps.db,
+      store: deps.store,
       queueDepth: () => deps.queue.depth(),
       queueActive: () => deps.queue.active(),
       model: deps.model,

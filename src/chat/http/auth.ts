@@ -5,7 +5,7 @@
  * for all of them, so the API never tells which keys exist). `requireAdmin` then 403s non-admins.
  */
 import type { RequestHandler, Response } from 'express';
-import type { Db } from '../../core/db.ts';
+import type { Store } from '../../core/store/index.ts';
 import { AuthError, ForbiddenError, InternalError } from '../../core/errors.ts';
 import type { User } from '../users.ts';
 import { findUserByApiKey } from '../users.ts';
@@ -21,11 +21,14 @@ export function parseBearer(header: string | undefined): string | null {
   return m?.[1] ?? null;
 }
 
-/** Middleware: authenticates the request or fails it with AuthError (401). */
-export function authenticate(db: Db): RequestHandler {
-  return (req, res, next) => {
+/**
+ * Middleware: authenticates the request or fails it with AuthError (401). Async (Express 5 passes a
+ * rejected promise to the error handler); a store failure reaches the error handler too.
+ */
+export function authenticate(store: Pick<Store, 'users'>): RequestHandler {
+  return async (req, res, next) => {
     const key = parseBearer(req.get('authorization'));
-    const user = key ? findUserByApiKey(db, key) : null;
+    const user = key ? await findUserByApiKey(store, key) : null;
     if (!user) {
       res.setHeader('WWW-Authenticate', 'Bearer realm="mneme"');
       next(new AuthError());

@@ -1,25 +1,27 @@
 /**
- * Builds everything `createApp` needs from a Config, the way `mneme serve` runs it: SQLite, the
- * embedder + HNSW generation (src/core/deps.ts), the hybrid retriever, the 'answer' prompt, the chat
- * model behind a bounded generation queue, and the SQLite feature store. `close()` releases it all
- * in reverse order (the database last, so its WAL is checkpointed after the final log rows).
+ * Builds everything `createApp` needs from a Config, the way `mneme serve` runs it: the store (the
+ * SQLite file of the data dir), the embedder + HNSW generation (src/core/deps.ts), the hybrid
+ * retriever following the change feed in the background, the 'answer' prompt, the chat model behind
+ * a bounded generation queue, and the feature store. `close()` releases it all in reverse order (the
+ * store last, so its WAL is checkpointed after the final log rows).
  */
 import type { Config } from '../../core/config.ts';
-import type { Db } from '../../core/db.ts';
-import { openDatabase, openVectorStack } from '../../core/deps.ts';
+import { openVectorStack } from '../../core/deps.ts';
 import { BatchingEmbedder } from '../../core/embed-batcher.ts';
 import type { VectorStack } from '../../core/deps.ts';
 import { createChatModel } from '../../core/llm/index.ts';
 import type { ChatModel } from '../../core/llm/types.ts';
 import { PROMPTS_DIR, PromptStore } from '../../core/prompts.ts';
-import { SqliteFeatureStore } from '../../features/store.ts';
+import type { SqliteStore } from '../../core/store/sqlite/index.ts';
+import { openSqliteStore } from '../../core/store/sqlite/index.ts';
+import { FeatureStore } from '../../features/store.ts';
 import type { Logger } from '../log.ts';
 import { silentLogger } from '../log.ts';
 import { ChatMetrics } from '../metrics.ts';
 import { GenerationQueue } from '../queue.ts';
 import { HybridRetriever } from '../retrieve.ts';
-import type { AppDeps } from './app.ts';
-import { InFlight } from './app.ts';
+import type { AppDeps } from './context.ts';
+import { InFlight } from './context.ts';
 
 /** The prompt template chat answers with. */
 export const ANSWER_PROMPT = 'answer';
@@ -41,13 +43,15 @@ export function generationConcurrency(backend: string): number {
 }
 
 export interface ServerDeps extends AppDeps {
+  store: SqliteStore;
+  retriever: HybridRetriever;
   queue: GenerationQueue;
-  features: SqliteFeatureStore;
+  features: FeatureStore;
   metrics: ChatMetrics;
   inflight: InFlight;
   /** Things the operator should know (BM25-only, repaired index...). */
   warnings: string[];
-  /** Closes the model, the embedder and the database (in that order). Idempotent. */
+  /** Stops the index sync, closes the model, the embedder and the store (in that order). Idempotent. */
   close(): Promise<void>;
 }
 
@@ -65,29 +69,32 @@ export interface BuildServerDepsOptions {
  */
 export async function buildServerDeps(config: Config, options: BuildServerDepsOptions = {}): Promise<ServerDeps> {
   const logger = options.logger ?? silentLogger;
-  const db: Db = openDatabase(config);
+  const store = openSqliteStore(config.dbFile);
   let stack: VectorStack | null = null;
   let model: ChatModel | null = null;
+  let retriever: HybridRetriever | null = null;
   try {
     // Templates first: a broken prompt should fail the start before any model loads.
     const prompt = PromptStore.load(options.promptsDir ?? PROMPTS_DIR).get(ANSWER_PROMPT);
-    stack = await openVectorStack(db, config);
+    stack = await openVectorStack(store, config);
     const metrics = new ChatMetrics();
     // Concurrent questions share one model call instead of queueing one by one at the worker.
     const queryEmbedder = stack.embedder
       ? new BatchingEmbedder(stack.embedder, { onBatch: ({ calls }) => metrics.queryEmbedBatch.observe({}, calls) })
       : null;
-    const retriever = new HybridRetriever({ db, embedder: queryEmbedder, index: stack.index });
+    retriever = new HybridRetriever({ store, embedder: queryEmbedder, index: stack.index, logger });
     model = await createChatModel(config);
     const queue = new GenerationQueue({ model, maxQueued: config.server.queueMax, concurrency: generationConcurrency(model.backend) });
-    const features = new SqliteFeatureStore({ db });
-    const index = stack.index;
+    const features = new FeatureStore({ store });
     const embedder = stack.embedder;
     let closed = false;
     const ownedModel = model;
     const ownedStack = stack;
+    const ownedRetriever = retriever;
+    // Corpus changes of other processes (an ingest) are applied in the background, never on a request.
+    ownedRetriever.startSync();
     return {
-      db,
+      store,
       config,
       retriever,
       model,
@@ -96,7 +103,8 @@ export async function buildServerDeps(config: Config, options: BuildServerDepsOp
       features,
       vectors: {
         embedder: embedder ? { model_id: embedder.info.modelId, dimension: embedder.info.dimension } : null,
-        vectors: () => (index ? index.hnsw.size() : null),
+        vectors: () => ownedRetriever.vectorCount(),
+        indexLag: () => ownedRetriever.indexLag(),
       },
       metrics,
       logger,
@@ -105,15 +113,17 @@ export async function buildServerDeps(config: Config, options: BuildServerDepsOp
       async close() {
         if (closed) return;
         closed = true;
+        ownedRetriever.close();
         await ownedModel.close().catch((err: unknown) => logger.warn('closing the chat model failed', { error: String(err) }));
         await ownedStack.embedder?.close().catch((err: unknown) => logger.warn('closing the embedder failed', { error: String(err) }));
-        db.close();
+        await store.close();
       },
     };
   } catch (err) {
+    retriever?.close();
     await model?.close().catch(() => {});
     await stack?.embedder?.close().catch(() => {});
-    db.close();
+    await store.close();
     throw err;
   }
 }

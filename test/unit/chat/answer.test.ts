@@ -6,11 +6,12 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Config } from '../../../src/core/config.ts';
 import { loadConfig } from '../../../src/core/config.ts';
-import type { Db } from '../../../src/core/db.ts';
-import { openDb } from '../../../src/core/db.ts';
+import type { SqliteStore } from '../../../src/core/store/sqlite/index.ts';
+import { openSqliteStore } from '../../../src/core/store/sqlite/index.ts';
 import { CancelledError, ContextOverflowError, NotFoundError, UpstreamError } from '../../../src/core/errors.ts';
 import { ExtractiveChatModel } from '../../../src/core/llm/extractive.ts';
 import { PromptStore } from '../../../src/core/prompts.ts';
@@ -21,7 +22,7 @@ import { ChatMetrics } from '../../../src/chat/metrics.ts';
 import { GenerationQueue } from '../../../src/chat/queue.ts';
 import type { RetrieveRequest, RetrievedChunk, Retriever, RetrieveResult } from '../../../src/chat/types.ts';
 import type { User } from '../../../src/chat/users.ts';
-import { createUser } from '../../../src/chat/users.ts';
+import { createUser, eraseUser } from '../../../src/chat/users.ts';
 
 function chunk(i: number, words: number): RetrievedChunk {
   return {
@@ -58,7 +59,9 @@ class ListRetriever implements Retriever {
 }
 
 describe('answerTurn', () => {
-  let db: Db;
+  let store: SqliteStore;
+  /** Probe handle on the same file (reads only). */
+  let db: Database.Database;
   let user: User;
   let model: ExtractiveChatModel;
   let warnings: Array<[string, Record<string, unknown> | undefined]>;
@@ -66,17 +69,23 @@ describe('answerTurn', () => {
 
   beforeEach(() => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mneme-'));
-    db = openDb(path.join(dir, 'mneme.sqlite'));
-    user = createUser(db, { name: 'uma' }).user;
+    store = openSqliteStore(path.join(dir, 'mneme.sqlite'));
+    db = new Database(store.file);
     model = new ExtractiveChatModel();
     warnings = [];
   });
-  afterEach(() => db.close());
+  beforeEach(async () => {
+    user = (await createUser(store, { name: 'uma' })).user;
+  });
+  afterEach(async () => {
+    db.close();
+    await store.close();
+  });
 
   function deps(retriever: Retriever, env: Record<string, string> = {}, extra: Partial<AnswerDeps> = {}): AnswerDeps & { config: Config } {
-    const config = loadConfig({ MNEME_DATA_DIR: path.dirname(db.name), ...env });
+    const config = loadConfig({ MNEME_DATA_DIR: path.dirname(store.file), ...env });
     return {
-      db,
+      store,
       retriever,
       model,
       generator: new GenerationQueue({ model, maxQueued: 4 }),
@@ -107,7 +116,7 @@ describe('answerTurn', () => {
     expect(rendered[1]!.content).toContain(`[${kept}] Doc ${kept - 1}`);
     expect(rendered[1]!.content).not.toContain(`[${kept + 1}]`);
     expect(warnings).toEqual([['context budget: dropped retrieved chunks', expect.objectContaining({ dropped_chunk_ids: chunks.slice(kept).map((c) => c.chunkId) })]]);
-    expect(d.metrics!.contextDropped.get()).toBe(5 - kept);
+    expect(await d.metrics!.contextDropped.get()).toBe(5 - kept);
     // Citations only point into what the model saw.
     for (const c of a.citations) expect(c.n).toBeLessThanOrEqual(kept);
   });
@@ -165,7 +174,7 @@ describe('answerTurn', () => {
   });
 
   it('unknown or foreign conversation: NotFoundError and no row', async () => {
-    const other = createUser(db, { name: 'vic' }).user;
+    const other = (await createUser(store, { name: 'vic' })).user;
     const d = deps(new ListRetriever([chunk(0, 5)]));
     const first = await answerTurn(d, { ...input('mine'), user: other }, { signal: new AbortController().signal });
     await expect(answerTurn(d, input('x', { conversationId: first.conversation_id }), { signal: new AbortController().signal })).rejects.toBeInstanceOf(NotFoundError);
@@ -176,7 +185,7 @@ describe('answerTurn', () => {
   it('reads online features, personalizes retrieval and the prompt, and logs both feature kinds', async () => {
     const retriever = new ListRetriever([chunk(0, 5)]);
     const values = { engaged_documents: [10], top_collections: ['manuals'], preferred_answer_length: 80, messages_total: 12 };
-    const d = deps(retriever, { MNEME_PERSONALIZATION_WEIGHT: '0.7' }, { features: { getOnlineFeatures: (id) => (id === user.id ? values : {}) } });
+    const d = deps(retriever, { MNEME_PERSONALIZATION_WEIGHT: '0.7' }, { features: { getOnlineFeatures: async (id) => (id === user.id ? values : {}) } });
     await answerTurn(d, input('How long does the filter last?'), { signal: new AbortController().signal });
     expect(retriever.calls[0]!.personalization).toMatchObject({ weight: 0.7, engagedDocuments: [10], topCollections: ['manuals'] });
     const row = rows()[0]!;
@@ -189,7 +198,7 @@ describe('answerTurn', () => {
     // A failing feature store degrades to no personalization instead of failing the answer.
     const broken = deps(new ListRetriever([chunk(0, 5)]), {}, {
       features: {
-        getOnlineFeatures: () => {
+        getOnlineFeatures: async () => {
           throw new Error('disk on fire');
         },
       },
@@ -197,6 +206,57 @@ describe('answerTurn', () => {
     const a = await answerTurn(broken, input('again'), { signal: new AbortController().signal });
     expect(a.answer.length).toBeGreaterThan(0);
     expect(warnings.some(([m]) => m.startsWith('feature store read failed'))).toBe(true);
+  });
+
+  it('a user erased while their answer runs: the log row is dropped on purpose and counted, nothing of theirs is written', async () => {
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let started!: () => void;
+    const generating = new Promise<void>((r) => (started = r));
+    const generator = {
+      run: async () => {
+        started();
+        await held;
+        return { text: 'The filter lasts six months [1].', promptTokens: 1, completionTokens: 6, finishReason: 'stop' as const };
+      },
+    };
+    const d = deps(new ListRetriever([chunk(0, 5)]), {}, { generator });
+    const pending = answerTurn(d, input('How long does the filter last?'), { signal: new AbortController().signal });
+    await generating;
+    expect(await eraseUser(store, user.id)).toMatchObject({ users: 1 });
+    release();
+    const a = await pending;
+    expect(a.answer).toContain('six months');
+    expect(db.prepare('SELECT count(*) FROM responses').pluck().get()).toBe(0);
+    expect(db.prepare('SELECT count(*) FROM conversations').pluck().get()).toBe(0);
+    expect(db.prepare('SELECT count(*) FROM messages').pluck().get()).toBe(0);
+    expect(await d.metrics!.logRowsDropped.get({ reason: 'user_erased' })).toBe(1);
+    expect(await d.metrics!.render()).toMatch(/^mneme_log_rows_dropped_total\{reason="user_erased"\} 1$/m);
+
+    // A new user who got the erased user's id is not the erased user: a stale row is still dropped.
+    const again = (await createUser(store, { name: 'uma2' })).user;
+    expect(again.id).toBe(user.id);
+    const stale = deps(new ListRetriever([chunk(0, 5)]));
+    await answerTurn(stale, input('late'), { signal: new AbortController().signal });
+    expect(db.prepare('SELECT count(*) FROM responses').pluck().get()).toBe(0);
+    await answerTurn(stale, { ...input('mine'), user: again }, { signal: new AbortController().signal });
+    expect(db.prepare('SELECT user_id FROM responses').pluck().all()).toEqual([again.id]);
+  });
+
+  it('request content that cannot be serialized still gets its row (placeholders instead)', async () => {
+    let deep: Record<string, unknown> = { leaf: true };
+    for (let i = 0; i < 100_000; i++) deep = { x: deep };
+    const cyclic: Record<string, unknown> = { a: 1 };
+    cyclic.self = cyclic;
+    const request = { message: 'q', deep, cyclic, big: 10n };
+    await answerTurn(deps(new ListRetriever([chunk(0, 5)])), input('q', { request }), { signal: new AbortController().signal });
+    const row = rows()[0]!;
+    expect(row.status).toBe('ok');
+    const logged = JSON.parse(row.request_json);
+    expect(logged.message).toBe('q');
+    expect(logged.big).toBe('10');
+    expect(logged.cyclic).toEqual({ a: 1, self: '[circular]' });
+    expect(row.request_json).toContain('[too deeply nested]');
   });
 
   it('without a feature store there is no personalization at all', async () => {

@@ -19,8 +19,9 @@ import { CONTENT_SECURITY_POLICY, IMMUTABLE_CACHE_CONTROL, webRouter } from '../
 import { writePredictionLog } from '../../../src/chat/log.ts';
 import type { PredictionRecord } from '../../../src/chat/log.ts';
 import { createUser } from '../../../src/chat/users.ts';
-import type { Db } from '../../../src/core/db.ts';
-import { openDb } from '../../../src/core/db.ts';
+import Database from 'better-sqlite3';
+import type { SqliteStore } from '../../../src/core/store/sqlite/index.ts';
+import { openSqliteStore } from '../../../src/core/store/sqlite/index.ts';
 import { buildWeb, renderPage } from '../../../src/web/build.ts';
 
 const NOW = Date.parse('2025-03-01T10:30:20.000Z');
@@ -32,9 +33,9 @@ function citation(n: number, over: Partial<Citation> = {}): Citation {
 
 let seq = 0;
 /** Writes one turn with the real prediction-log writer. */
-function logTurn(db: Db, o: { userId: number; conv: string; isNew: boolean; query: string; answer?: string; status?: PredictionRecord['status']; createdAt: string; total?: number; topScore?: number | null; citations?: Citation[] }): string {
+async function logTurn(store: SqliteStore, o: { userId: number; conv: string; isNew: boolean; query: string; answer?: string; status?: PredictionRecord['status']; createdAt: string; total?: number; topScore?: number | null; citations?: Citation[] }): Promise<string> {
   const id = `resp_${++seq}`;
-  writePredictionLog(db, {
+  await writePredictionLog(store, {
     id,
     userId: o.userId,
     conversationId: o.conv,
@@ -71,13 +72,15 @@ function logTurn(db: Db, o: { userId: number; conv: string; isNew: boolean; quer
   return id;
 }
 
-function rate(db: Db, responseId: string, userId: number, rating: 1 | -1, createdAt: string, correction: string | null = null): void {
-  db.prepare('INSERT INTO feedback (response_id, user_id, rating, correction, created_at) VALUES (?, ?, ?, ?, ?)').run(responseId, userId, rating, correction, createdAt);
+async function rate(store: SqliteStore, responseId: string, userId: number, rating: 1 | -1, createdAt: string, correction: string | null = null): Promise<void> {
+  expect(await store.predictions.addFeedback({ responseId, userId, rating, correction, createdAt })).not.toBeNull();
 }
 
 describe('conversations, admin and web routers', () => {
   let dir: string;
-  let db: Db;
+  let store: SqliteStore;
+  /** Raw handle on the same file, for set-up and probes. */
+  let db: Database.Database;
   let server: http.Server;
   let url: string;
   const keys = { alice: '', bob: '', root: '' };
@@ -98,29 +101,30 @@ describe('conversations, admin and web routers', () => {
 
   beforeAll(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mneme-'));
-    db = openDb(path.join(dir, 'mneme.db'));
-    const a = createUser(db, { name: 'alice' });
-    const b = createUser(db, { name: 'bob' });
+    store = openSqliteStore(path.join(dir, 'mneme.db'));
+    db = new Database(store.file);
+    const a = await createUser(store, { name: 'alice' });
+    const b = await createUser(store, { name: 'bob' });
     keys.alice = a.apiKey;
     keys.bob = b.apiKey;
     ids.alice = a.user.id;
     ids.bob = b.user.id;
-    keys.root = createUser(db, { name: 'root', admin: true }).apiKey;
+    keys.root = (await createUser(store, { name: 'root', admin: true })).apiKey;
 
     // alice: conversation c1 (two turns + one failed attempt), conversation c2 (one turn, newer).
-    resp.a1 = logTurn(db, { userId: ids.alice, conv: 'conv_a1', isNew: true, query: 'How long to flush <b>?', createdAt: iso(20), total: 100 });
-    resp.a2 = logTurn(db, { userId: ids.alice, conv: 'conv_a1', isNew: false, query: 'And the cartridge?', createdAt: iso(19), total: 300, citations: [citation(1), citation(2, { title: 'Other' })] });
-    resp.aErr = logTurn(db, { userId: ids.alice, conv: 'conv_a1', isNew: false, query: 'failing one', status: 'error', createdAt: iso(19), total: 5000 });
-    resp.a3 = logTurn(db, { userId: ids.alice, conv: 'conv_a2', isNew: true, query: 'Vexmoor kale?', createdAt: iso(2), total: 200, topScore: null, citations: [] });
-    resp.b1 = logTurn(db, { userId: ids.bob, conv: 'conv_b1', isNew: true, query: 'Bob asks', createdAt: iso(1), total: 150 });
+    resp.a1 = await logTurn(store, { userId: ids.alice, conv: 'conv_a1', isNew: true, query: 'How long to flush <b>?', createdAt: iso(20), total: 100 });
+    resp.a2 = await logTurn(store, { userId: ids.alice, conv: 'conv_a1', isNew: false, query: 'And the cartridge?', createdAt: iso(19), total: 300, citations: [citation(1), citation(2, { title: 'Other' })] });
+    resp.aErr = await logTurn(store, { userId: ids.alice, conv: 'conv_a1', isNew: false, query: 'failing one', status: 'error', createdAt: iso(19), total: 5000 });
+    resp.a3 = await logTurn(store, { userId: ids.alice, conv: 'conv_a2', isNew: true, query: 'Vexmoor kale?', createdAt: iso(2), total: 200, topScore: null, citations: [] });
+    resp.b1 = await logTurn(store, { userId: ids.bob, conv: 'conv_b1', isNew: true, query: 'Bob asks', createdAt: iso(1), total: 150 });
     // Ratings: a1 down then corrected (current: -1 + correction); a2 down then up (current: +1);
     // b1 up then down (current: -1).
-    rate(db, resp.a1, ids.alice, -1, iso(18));
-    rate(db, resp.a1, ids.alice, -1, iso(17), 'Five minutes, <i>9 litres</i>.');
-    rate(db, resp.a2, ids.alice, -1, iso(16));
-    rate(db, resp.a2, ids.alice, 1, iso(15));
-    rate(db, resp.b1, ids.bob, 1, iso(1));
-    rate(db, resp.b1, ids.bob, -1, iso(0.5));
+    await rate(store, resp.a1, ids.alice, -1, iso(18));
+    await rate(store, resp.a1, ids.alice, -1, iso(17), 'Five minutes, <i>9 litres</i>.');
+    await rate(store, resp.a2, ids.alice, -1, iso(16));
+    await rate(store, resp.a2, ids.alice, 1, iso(15));
+    await rate(store, resp.b1, ids.bob, 1, iso(1));
+    await rate(store, resp.b1, ids.bob, -1, iso(0.5));
 
     // A small corpus and an active index generation.
     db.exec(`INSERT INTO documents (id, collection, source_uri, content_sha256, title, kind, bytes, ingested_at, updated_at, deleted_at) VALUES
@@ -146,10 +150,10 @@ describe('conversations, admin and web routers', () => {
 
     const app = express();
     app.use(webRouter({ assetsDir: web }));
-    app.use(authenticate(db));
-    app.use(conversationsRouter({ db }));
+    app.use(authenticate(store));
+    app.use(conversationsRouter({ store }));
     app.use(
-      adminRouter({ db, now: () => NOW, queueDepth: () => 3, queueActive: () => 1, model: { backend: 'extractive', modelId: 'extractive-v1', status: () => ({ state: 'ready' }) }, vectors: { vectors: () => 3 } }),
+      adminRouter({ store, now: () => NOW, queueDepth: () => 3, queueActive: () => 1, model: { backend: 'extractive', modelId: 'extractive-v1', status: () => ({ state: 'ready' }) }, vectors: { vectors: () => 3 } }),
     );
     app.use(errorHandler());
     server = await new Promise<http.Server>((resolve) => {
@@ -161,6 +165,7 @@ describe('conversations, admin and web routers', () => {
   afterAll(async () => {
     await new Promise<void>((resolve) => server?.close(() => resolve()));
     db?.close();
+    await store?.close();
     fs.rmSync(dir, { recursive: true, force: true });
   });
 

@@ -1,5 +1,5 @@
 /**
- * Admin JSON endpoints behind the monitoring page (/admin). Every number comes from SQLite — the
+ * Admin JSON endpoints behind the monitoring page (/admin). Every number comes from the store — the
  * prediction log (`responses`), `feedback`, the corpus tables — so it survives restarts and is the
  * same on every replica reading the same data dir; only the generation queue (depth, active) and the
  * model state are live values of this process. Documented in docs/admin-api.md.
@@ -19,11 +19,12 @@
  */
 import { Router } from 'express';
 import { z } from 'zod';
-import type { Db } from '../../../core/db.ts';
 import { ValidationError } from '../../../core/errors.ts';
+import type { Store } from '../../../core/store/index.ts';
+import type { IndexGenerationRecord, ResponseSampleRecord } from '../../../core/store/monitoring.ts';
 import type { Citation } from '../../citations.ts';
 import { requireAdmin } from '../auth.ts';
-import { parseQuery, safeJson } from './conversations.ts';
+import { parseQuery } from './conversations.ts';
 
 /** Default window of /v1/admin/timeseries, in minutes. */
 export const DEFAULT_WINDOW_MINUTES = 60;
@@ -61,7 +62,8 @@ export const STAGES = {
 export type Stage = keyof typeof STAGES;
 
 export interface AdminDeps {
-  db: Db;
+  /** Read through `store.monitoring` only. */
+  store: Pick<Store, 'monitoring'>;
   /** Requests waiting in the generation queue now (GenerationQueue.depth). */
   queueDepth?: (() => number) | undefined;
   /** Generations running now (GenerationQueue.active). */
@@ -70,7 +72,7 @@ export interface AdminDeps {
   model?: { backend: string; modelId: string; status(): { state: string } } | undefined;
   /** Live vector count of the loaded index (AppDeps.vectors). */
   vectors?: { vectors(): number | null } | undefined;
-  /** Accepted for wiring symmetry with AppDeps; the numbers here come from SQLite, not from it. */
+  /** Accepted for wiring symmetry with AppDeps; the numbers here come from the store, not from it. */
   metrics?: unknown;
   /** Clock, ms since epoch (tests). Default Date.now. */
   now?: (() => number) | undefined;
@@ -262,24 +264,18 @@ const thumbsDownQuerySchema = z.object({
   limit: z.coerce.number().int().min(1).max(MAX_THUMBS_DOWN_LIMIT).default(DEFAULT_THUMBS_DOWN_LIMIT),
 });
 
-/** Response samples created in [fromIso, toIso), newest MAX rows, read with SQLite's JSON functions. */
-function readResponseSamples(db: Db, fromIso: string, toIso: string, maxRows: number): ResponseSample[] {
-  return db
-    .prepare(
-      `SELECT created_at, status,
-              json_extract(timings_json, '$.features_ms') AS features_ms,
-              json_extract(timings_json, '$.retrieve_ms') AS retrieve_ms,
-              json_extract(timings_json, '$.generate_ms') AS generate_ms,
-              json_extract(timings_json, '$.first_token_ms') AS first_token_ms,
-              json_extract(timings_json, '$.total_ms') AS total_ms,
-              json_extract(retrieved_json, '$[0].score') AS top_score,
-              json_array_length(retrieved_json) AS retrieved
-         FROM responses
-        WHERE created_at >= ? AND created_at < ? AND json_valid(timings_json) AND json_valid(retrieved_json)
-        ORDER BY created_at DESC
-        LIMIT ?`,
-    )
-    .all(fromIso, toIso, maxRows) as ResponseSample[];
+function toSample(r: ResponseSampleRecord): ResponseSample {
+  return {
+    created_at: r.createdAt,
+    status: r.status,
+    features_ms: r.featuresMs,
+    retrieve_ms: r.retrieveMs,
+    generate_ms: r.generateMs,
+    first_token_ms: r.firstTokenMs,
+    total_ms: r.totalMs,
+    top_score: r.topScore,
+    retrieved: r.retrieved,
+  };
 }
 
 export interface TimeseriesBody {
@@ -300,7 +296,7 @@ export interface TimeseriesBody {
 }
 
 /** The timeseries body for `nowMs`. @throws ValidationError when the window needs over MAX_BUCKETS buckets. */
-export function timeseries(db: Db, nowMs: number, minutes: number, bucketMinutes?: number): TimeseriesBody {
+export async function timeseries(store: Pick<Store, 'monitoring'>, nowMs: number, minutes: number, bucketMinutes?: number): Promise<TimeseriesBody> {
   const bucket = bucketMinutes ?? autoBucketMinutes(minutes);
   if (Math.ceil(minutes / bucket) > MAX_BUCKETS) {
     throw new ValidationError(`bucket_minutes: ${minutes} minutes in ${bucket}-minute buckets is more than ${MAX_BUCKETS} buckets`);
@@ -308,24 +304,19 @@ export function timeseries(db: Db, nowMs: number, minutes: number, bucketMinutes
   const w = timeWindow(nowMs, minutes, bucket);
   const fromIso = new Date(w.fromMs).toISOString();
   const toIso = new Date(w.toMs).toISOString();
-  const rows = readResponseSamples(db, fromIso, toIso, MAX_TIMESERIES_ROWS + 1);
-  const truncated = rows.length > MAX_TIMESERIES_ROWS;
-  if (truncated) rows.length = MAX_TIMESERIES_ROWS;
-  const feedback = db.prepare('SELECT created_at, rating FROM feedback WHERE created_at >= ? AND created_at < ?').all(fromIso, toIso) as FeedbackSample[];
+  const samples = await store.monitoring.timeseriesSamples(fromIso, toIso, MAX_TIMESERIES_ROWS + 1);
+  const truncated = samples.responses.length > MAX_TIMESERIES_ROWS;
+  const rows = samples.responses.slice(0, MAX_TIMESERIES_ROWS).map(toSample);
+  const feedback: FeedbackSample[] = samples.feedback.map((f) => ({ created_at: f.createdAt, rating: f.rating }));
   // Share of the window's answers the users rated at all (whenever they rated them).
-  const rated = db
-    .prepare(
-      `SELECT count(*) AS answers, sum(EXISTS (SELECT 1 FROM feedback f WHERE f.response_id = r.id)) AS rated
-         FROM responses r WHERE r.created_at >= ? AND r.created_at < ? AND r.status = 'ok'`,
-    )
-    .get(fromIso, toIso) as { answers: number; rated: number | null };
+  const rated = { answers: samples.answers, rated: samples.ratedAnswers };
   const { buckets, summary } = computeTimeseries(w, rows, feedback);
   return {
     from: fromIso,
     to: toIso,
     bucket_minutes: bucket,
     truncated,
-    summary: { ...summary, answers: rated.answers, rated_answers: rated.rated ?? 0, feedback_rate: rated.answers ? round((rated.rated ?? 0) / rated.answers, 4) : null },
+    summary: { ...summary, answers: rated.answers, rated_answers: rated.rated, feedback_rate: rated.answers ? round(rated.rated / rated.answers, 4) : null },
     buckets,
   };
 }
@@ -348,47 +339,21 @@ export interface ThumbsDownItem {
 }
 
 /** Latest answers whose current rating (latest feedback row per response and user) is -1. */
-export function thumbsDown(db: Db, limit: number): ThumbsDownItem[] {
-  const rows = db
-    .prepare(
-      `SELECT f.created_at AS rated_at, f.correction, u.name AS user, r.id AS response_id, r.conversation_id,
-              r.created_at, r.query, r.answer, r.citations_json, r.model_backend, r.model_id, r.prompt_name, r.prompt_sha256
-         FROM feedback f
-         JOIN responses r ON r.id = f.response_id
-         JOIN users u ON u.id = f.user_id
-        WHERE f.rating = -1
-          AND f.id = (SELECT max(f2.id) FROM feedback f2 WHERE f2.response_id = f.response_id AND f2.user_id = f.user_id)
-        ORDER BY f.id DESC
-        LIMIT ?`,
-    )
-    .all(limit) as Array<{
-    rated_at: string;
-    correction: string | null;
-    user: string;
-    response_id: string;
-    conversation_id: string;
-    created_at: string;
-    query: string;
-    answer: string | null;
-    citations_json: string;
-    model_backend: string;
-    model_id: string;
-    prompt_name: string;
-    prompt_sha256: string;
-  }>;
+export async function thumbsDown(store: Pick<Store, 'monitoring'>, limit: number): Promise<ThumbsDownItem[]> {
+  const rows = await store.monitoring.thumbsDown(limit);
   return rows.map((r) => ({
-    response_id: r.response_id,
-    conversation_id: r.conversation_id,
-    user: r.user,
-    created_at: r.created_at,
-    rated_at: r.rated_at,
+    response_id: r.responseId,
+    conversation_id: r.conversationId,
+    user: r.userName,
+    created_at: r.createdAt,
+    rated_at: r.ratedAt,
     question: r.query,
     answer: r.answer === null ? null : r.answer.slice(0, THUMBS_DOWN_ANSWER_CHARS),
     answer_truncated: r.answer !== null && r.answer.length > THUMBS_DOWN_ANSWER_CHARS,
     correction: r.correction,
-    citations: safeJson<Citation[]>(r.citations_json, []),
-    model: { backend: r.model_backend, id: r.model_id },
-    prompt: { name: r.prompt_name, sha256: r.prompt_sha256 },
+    citations: r.citations,
+    model: { backend: r.modelBackend, id: r.modelId },
+    prompt: { name: r.promptName, sha256: r.promptSha256 },
   }));
 }
 
@@ -427,55 +392,49 @@ export interface CorpusStatus {
   };
 }
 
-/** The corpus status body. `liveVectors`: vectors in the loaded index (null when unknown). */
-export function corpusStatus(db: Db, liveVectors: number | null): CorpusStatus {
-  const one = (sql: string, ...params: unknown[]) => db.prepare(sql).pluck().get(...params) as number;
-  const state = db.prepare('SELECT version, last_ingest_at FROM corpus_state WHERE id = 1').get() as { version: number; last_ingest_at: string | null } | undefined;
-  const collections = db
-    .prepare(
-      `SELECT d.collection AS name, count(DISTINCT d.id) AS documents, count(c.id) AS chunks
-         FROM documents d LEFT JOIN chunks c ON c.document_id = d.id
-        WHERE d.deleted_at IS NULL
-        GROUP BY d.collection ORDER BY d.collection`,
-    )
-    .all() as Array<{ name: string; documents: number; chunks: number }>;
-  const generations = db
-    .prepare(
-      `SELECT generation, model_id, dimension, pooling, normalized, max_tokens, space, hnsw_m, hnsw_ef_construction,
-              hnsw_ef_search, status, created_at, activated_at, saved_corpus_version
-         FROM index_meta WHERE status IN ('active', 'building') ORDER BY generation`,
-    )
-    .all() as Array<Omit<IndexGeneration, 'normalized' | 'embedded_chunks'> & { normalized: number }>;
-  const active = generations.find((g) => g.status === 'active') ?? null;
-  const building = generations.find((g) => g.status === 'building') ?? null;
-  const lastRun = db.prepare('SELECT started_at, finished_at, summary_json FROM ingest_runs ORDER BY id DESC LIMIT 1').get() as
-    | { started_at: string; finished_at: string | null; summary_json: string | null }
-    | undefined;
-  const describe = (g: (typeof generations)[number]): IndexGeneration => ({
-    ...g,
-    normalized: g.normalized === 1,
-    embedded_chunks: one('SELECT count(*) FROM embeddings WHERE model_id = ?', g.model_id),
-  });
+function toGeneration(g: IndexGenerationRecord): IndexGeneration {
   return {
-    documents: one('SELECT count(*) FROM documents WHERE deleted_at IS NULL'),
-    deleted_documents: one('SELECT count(*) FROM documents WHERE deleted_at IS NOT NULL'),
-    chunks: one('SELECT count(*) FROM chunks'),
-    collections,
-    corpus_version: state?.version ?? 0,
+    generation: g.generation,
+    model_id: g.modelId,
+    dimension: g.dimension,
+    pooling: g.pooling,
+    normalized: g.normalized,
+    max_tokens: g.maxTokens,
+    space: g.space,
+    hnsw_m: g.hnswM,
+    hnsw_ef_construction: g.hnswEfConstruction,
+    hnsw_ef_search: g.hnswEfSearch,
+    status: g.status,
+    created_at: g.createdAt,
+    activated_at: g.activatedAt,
+    saved_corpus_version: g.savedCorpusVersion,
+    embedded_chunks: g.embeddedChunks,
+  };
+}
+
+/** The corpus status body. `liveVectors`: vectors in the loaded index (null when unknown). */
+export async function corpusStatus(store: Pick<Store, 'monitoring'>, liveVectors: number | null): Promise<CorpusStatus> {
+  const c = await store.monitoring.corpus();
+  const active = c.generations.find((g) => g.status === 'active') ?? null;
+  const building = c.generations.find((g) => g.status === 'building') ?? null;
+  return {
+    documents: c.documents,
+    deleted_documents: c.deletedDocuments,
+    chunks: c.chunks,
+    collections: c.collections,
+    corpus_version: c.corpusVersion,
     embedding: active
       ? {
-          ...describe(active),
+          ...toGeneration(active),
           vectors: liveVectors,
           // The HNSW file is saved lazily; it lags SQLite between saves (the server catches up on load).
-          file_lags_corpus: active.saved_corpus_version !== (state?.version ?? 0),
+          file_lags_corpus: active.savedCorpusVersion !== c.corpusVersion,
         }
       : null,
-    building: building ? describe(building) : null,
+    building: building ? toGeneration(building) : null,
     last_ingestion: {
-      at: state?.last_ingest_at ?? null,
-      run: lastRun
-        ? { started_at: lastRun.started_at, finished_at: lastRun.finished_at, summary: safeJson<Record<string, unknown> | null>(lastRun.summary_json, null) }
-        : null,
+      at: c.lastIngestAt,
+      run: c.lastRun ? { started_at: c.lastRun.startedAt, finished_at: c.lastRun.finishedAt, summary: c.lastRun.summary } : null,
     },
   };
 }
@@ -499,17 +458,9 @@ export interface OverviewBody {
 }
 
 /** The overview body: live process state plus totals. */
-export function overview(deps: AdminDeps, nowMs: number): OverviewBody {
-  const db = deps.db;
-  const one = (sql: string, ...params: unknown[]) => db.prepare(sql).pluck().get(...params) as number;
+export async function overview(deps: AdminDeps, nowMs: number): Promise<OverviewBody> {
   const recentFrom = new Date(nowMs - OVERVIEW_RECENT_MINUTES * MINUTE_MS).toISOString();
-  const recent = db
-    .prepare(
-      `SELECT count(*) AS requests, coalesce(sum(status = 'error'), 0) AS errors
-         FROM responses WHERE created_at >= ?`,
-    )
-    .get(recentFrom) as { requests: number; errors: number };
-  const lastFeedback = db.prepare('SELECT max(created_at) FROM feedback').pluck().get() as string | null;
+  const { recent, totals } = await deps.store.monitoring.overview(recentFrom);
   return {
     now: new Date(nowMs).toISOString(),
     model: deps.model ? { backend: deps.model.backend, id: deps.model.modelId, state: deps.model.status().state } : null,
@@ -521,14 +472,14 @@ export function overview(deps: AdminDeps, nowMs: number): OverviewBody {
       errors: recent.errors,
     },
     totals: {
-      users: one('SELECT count(*) FROM users WHERE revoked_at IS NULL'),
-      conversations: one('SELECT count(*) FROM conversations'),
-      responses: one('SELECT count(*) FROM responses'),
-      errors: one("SELECT count(*) FROM responses WHERE status = 'error'"),
-      feedback: one('SELECT count(*) FROM feedback'),
-      thumbs_down: one('SELECT count(*) FROM feedback WHERE rating = -1'),
-      last_response_at: db.prepare('SELECT max(created_at) FROM responses').pluck().get() as string | null,
-      last_feedback_at: lastFeedback,
+      users: totals.users,
+      conversations: totals.conversations,
+      responses: totals.responses,
+      errors: totals.errors,
+      feedback: totals.feedback,
+      thumbs_down: totals.thumbsDown,
+      last_response_at: totals.lastResponseAt,
+      last_feedback_at: totals.lastFeedbackAt,
     },
   };
 }
@@ -542,19 +493,19 @@ export function adminRouter(deps: AdminDeps): Router {
     res.setHeader('Cache-Control', 'no-store');
     next();
   });
-  router.get('/v1/admin/overview', (_req, res) => {
-    res.json(overview(deps, now()));
+  router.get('/v1/admin/overview', async (_req, res) => {
+    res.json(await overview(deps, now()));
   });
-  router.get('/v1/admin/timeseries', (req, res) => {
+  router.get('/v1/admin/timeseries', async (req, res) => {
     const q = parseQuery(timeseriesQuerySchema, req);
-    res.json(timeseries(deps.db, now(), q.minutes, q.bucket_minutes));
+    res.json(await timeseries(deps.store, now(), q.minutes, q.bucket_minutes));
   });
-  router.get('/v1/admin/thumbs-down', (req, res) => {
+  router.get('/v1/admin/thumbs-down', async (req, res) => {
     const q = parseQuery(thumbsDownQuerySchema, req);
-    res.json({ items: thumbsDown(deps.db, q.limit) });
+    res.json({ items: await thumbsDown(deps.store, q.limit) });
   });
-  router.get('/v1/admin/corpus', (_req, res) => {
-    res.json(corpusStatus(deps.db, deps.vectors?.vectors() ?? null));
+  router.get('/v1/admin/corpus', async (_req, res) => {
+    res.json(await corpusStatus(deps.store, deps.vectors?.vectors() ?? null));
   });
   return router;
 }

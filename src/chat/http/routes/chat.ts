@@ -15,7 +15,7 @@ import type { ChatModel } from '../../../core/llm/types.ts';
 import { DEFAULT_TOP_K, answerTurn } from '../../answer.ts';
 import type { ChatAnswer, TurnInput } from '../../answer.ts';
 import { MAX_TOP_K } from '../../retrieve.ts';
-import type { AppContext } from '../app.ts';
+import type { AppContext } from '../context.ts';
 import { currentUser } from '../auth.ts';
 import { parseBody, toHttpError } from '../errors.ts';
 import { SseStream } from '../sse.ts';

@@ -23,7 +23,7 @@ import type { ChatMessage, SamplingParams } from '../../../core/llm/types.ts';
 import { DEFAULT_TOP_K, HISTORY_MAX_MESSAGES, answerTurn, newResponseId } from '../../answer.ts';
 import type { ChatAnswer, TurnInput } from '../../answer.ts';
 import { MAX_TOP_K } from '../../retrieve.ts';
-import type { AppContext } from '../app.ts';
+import type { AppContext } from '../context.ts';
 import { currentUser } from '../auth.ts';
 import { parseBody, toHttpError } from '../errors.ts';
 import { SseStream } from '../sse.ts';

@@ -17,8 +17,9 @@
 import { Router } from 'express';
 import type { Request } from 'express';
 import { z } from 'zod';
-import type { Db } from '../../../core/db.ts';
 import { NotFoundError, ValidationError } from '../../../core/errors.ts';
+import type { ConversationCursor } from '../../../core/store/conversations.ts';
+import type { Store } from '../../../core/store/index.ts';
 import type { Citation } from '../../citations.ts';
 import { currentUser } from '../auth.ts';
 
@@ -32,10 +33,7 @@ export const MAX_MESSAGES_PER_CONVERSATION = 1000;
 const MAX_ID_CHARS = 128;
 
 /** A page cursor: the last row's `updated_at` and, to break ties, its id. */
-export interface PageCursor {
-  updatedAt: string;
-  id: string | null;
-}
+export type PageCursor = ConversationCursor;
 
 const isoSchema = z.iso.datetime({ offset: true });
 
@@ -110,92 +108,58 @@ export function safeJson<T>(text: string | null | undefined, fallback: T): T {
 }
 
 /** Conversations of `userId`, newest activity first (ties: id descending), after `before`. */
-export function listConversations(db: Db, userId: number, opts: { limit: number; before?: PageCursor | undefined }): ConversationSummary[] {
-  const b = opts.before;
-  return db
-    .prepare(
-      `SELECT c.id, c.title, c.created_at, c.updated_at,
-              (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id) AS messages
-         FROM conversations c
-        WHERE c.user_id = ?
-          AND (? IS NULL OR c.updated_at < ? OR (c.updated_at = ? AND ? IS NOT NULL AND c.id < ?))
-        ORDER BY c.updated_at DESC, c.id DESC
-        LIMIT ?`,
-    )
-    .all(userId, b?.updatedAt ?? null, b?.updatedAt ?? null, b?.updatedAt ?? null, b?.id ?? null, b?.id ?? null, opts.limit) as ConversationSummary[];
-}
-
-interface MessageRow {
-  id: number;
-  role: 'user' | 'assistant';
-  content: string;
-  created_at: string;
-  response_id: string | null;
-  citations_json: string | null;
-  model_backend: string | null;
-  model_id: string | null;
-  rating: number | null;
-  correction: string | null;
+export async function listConversations(
+  store: Pick<Store, 'conversations'>,
+  userId: number,
+  opts: { limit: number; before?: PageCursor | undefined },
+): Promise<ConversationSummary[]> {
+  const rows = await store.conversations.listPage(userId, opts);
+  return rows.map((r) => ({ id: r.id, title: r.title, created_at: r.createdAt, updated_at: r.updatedAt, messages: r.messages }));
 }
 
 /**
  * The transcript of one conversation of `userId`, oldest first.
  * @throws NotFoundError for an unknown id or another user's conversation (same message for both).
  */
-export function conversationMessages(db: Db, userId: number, conversationId: string): { conversation: Omit<ConversationSummary, 'messages'>; messages: ConversationMessage[] } {
-  const conversation = db
-    .prepare('SELECT id, title, created_at, updated_at FROM conversations WHERE id = ? AND user_id = ?')
-    .get(conversationId, userId) as Omit<ConversationSummary, 'messages'> | undefined;
-  if (!conversation) throw new NotFoundError(`no conversation ${conversationId}`);
-  const rows = db
-    .prepare(
-      `SELECT * FROM (
-         SELECT m.id, m.role, m.content, m.created_at, m.response_id,
-                CASE WHEN m.role = 'assistant' THEN r.citations_json END AS citations_json,
-                CASE WHEN m.role = 'assistant' THEN r.model_backend END AS model_backend,
-                CASE WHEN m.role = 'assistant' THEN r.model_id END AS model_id,
-                f.rating, f.correction
-           FROM messages m
-           LEFT JOIN responses r ON r.id = m.response_id
-           LEFT JOIN feedback f ON m.role = 'assistant' AND f.id = (
-             SELECT max(id) FROM feedback WHERE response_id = m.response_id AND user_id = m.user_id)
-          WHERE m.conversation_id = ? AND m.user_id = ?
-          ORDER BY m.id DESC
-          LIMIT ?)
-        ORDER BY id`,
-    )
-    .all(conversationId, userId, MAX_MESSAGES_PER_CONVERSATION) as MessageRow[];
-  const messages = rows.map(
-    (r): ConversationMessage => ({
-      id: r.id,
-      role: r.role,
-      content: r.content,
-      created_at: r.created_at,
-      response_id: r.response_id,
-      citations: r.role === 'assistant' ? safeJson<Citation[]>(r.citations_json, []) : [],
-      model: r.role === 'assistant' && r.model_backend && r.model_id ? { backend: r.model_backend, id: r.model_id } : null,
-      rating: r.rating === 1 || r.rating === -1 ? r.rating : null,
-      correction: r.correction,
-    }),
-  );
-  return { conversation, messages };
+export async function conversationMessages(
+  store: Pick<Store, 'conversations'>,
+  userId: number,
+  conversationId: string,
+): Promise<{ conversation: Omit<ConversationSummary, 'messages'>; messages: ConversationMessage[] }> {
+  const found = await store.conversations.transcript(userId, conversationId, MAX_MESSAGES_PER_CONVERSATION);
+  if (!found) throw new NotFoundError(`no conversation ${conversationId}`);
+  const c = found.conversation;
+  return {
+    conversation: { id: c.id, title: c.title, created_at: c.createdAt, updated_at: c.updatedAt },
+    messages: found.messages.map((m) => ({
+      id: m.id,
+      role: m.role,
+      content: m.content,
+      created_at: m.createdAt,
+      response_id: m.responseId,
+      citations: m.citations,
+      model: m.model,
+      rating: m.rating,
+      correction: m.correction,
+    })),
+  };
 }
 
 /** Router with the two routes above. Mount after `authenticate`. */
-export function conversationsRouter(deps: { db: Db }): Router {
+export function conversationsRouter(deps: { store: Pick<Store, 'conversations'> }): Router {
   const router = Router({ strict: true });
-  router.get('/v1/conversations', (req, res) => {
+  router.get('/v1/conversations', async (req, res) => {
     const q = parseQuery(listQuerySchema, req);
-    const conversations = listConversations(deps.db, currentUser(res).id, q);
+    const conversations = await listConversations(deps.store, currentUser(res).id, q);
     const last = conversations.at(-1);
     res.setHeader('Cache-Control', 'no-store');
     res.json({ conversations, next_before: conversations.length === q.limit && last ? `${last.updated_at}|${last.id}` : null });
   });
-  router.get('/v1/conversations/:id/messages', (req, res) => {
+  router.get('/v1/conversations/:id/messages', async (req, res) => {
     const id = req.params.id;
     if (typeof id !== 'string' || id.length === 0 || id.length > MAX_ID_CHARS) throw new NotFoundError('no such conversation');
     res.setHeader('Cache-Control', 'no-store');
-    res.json(conversationMessages(deps.db, currentUser(res).id, id));
+    res.json(await conversationMessages(deps.store, currentUser(res).id, id));
   });
   return router;
 }

@@ -6,9 +6,8 @@
  */
 import { Router } from 'express';
 import { z } from 'zod';
-import { nowIso } from '../../../core/db.ts';
 import { NotFoundError } from '../../../core/errors.ts';
-import type { AppContext } from '../app.ts';
+import type { AppContext } from '../context.ts';
 import { currentUser } from '../auth.ts';
 import { parseBody } from '../errors.ts';
 import { checkMessageLength } from './chat.ts';
@@ -23,19 +22,21 @@ export const feedbackRequestSchema = z
 
 export function feedbackRoutes(ctx: AppContext): Router {
   const router = Router();
-  router.post('/v1/feedback', (req, res) => {
+  router.post('/v1/feedback', async (req, res) => {
     const body = parseBody(feedbackRequestSchema, req.body);
     const correction = body.correction?.trim() ? body.correction : null;
     if (correction) checkMessageLength(correction, ctx.deps.config.server.maxMessageChars, 'correction');
     const user = currentUser(res);
-    const db = ctx.deps.db;
-    const owned = db.prepare('SELECT 1 FROM responses WHERE id = ? AND user_id = ?').pluck().get(body.response_id, user.id);
-    if (!owned) throw new NotFoundError(`no response ${body.response_id}`);
-    const createdAt = nowIso();
-    const r = db
-      .prepare('INSERT INTO feedback (response_id, user_id, rating, correction, created_at) VALUES (?, ?, ?, ?, ?)')
-      .run(body.response_id, user.id, body.rating, correction, createdAt);
-    res.status(201).json({ id: Number(r.lastInsertRowid), response_id: body.response_id, rating: body.rating, correction, created_at: createdAt });
+    // Ownership is checked in the same transaction as the insert (an erase cannot slip in between).
+    const fb = await ctx.deps.store.predictions.addFeedback({
+      responseId: body.response_id,
+      userId: user.id,
+      rating: body.rating,
+      correction,
+      createdAt: new Date().toISOString(),
+    });
+    if (!fb) throw new NotFoundError(`no response ${body.response_id}`);
+    res.status(201).json({ id: fb.id, response_id: fb.responseId, rating: fb.rating, correction: fb.correction, created_at: fb.createdAt });
   });
   return router;
 }

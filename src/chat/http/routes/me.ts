@@ -2,24 +2,26 @@
  * GET /v1/me/features → `{user, admin, features}` (the online feature values the chat pipeline reads
  * for this user; `{}` without a feature store or before the first materialization).
  * DELETE /v1/me → erases the caller: conversations, messages, responses, feedback, features and the
- * user row (so the key is 401 from then on) → `{deleted: true, user, erased: {table: rows}}`.
+ * user row (so the key is 401 from then on), leaving no copy in the database file or its WAL →
+ * `{deleted: true, user, erased: {table: rows}}`.
  */
 import { Router } from 'express';
-import type { AppContext } from '../app.ts';
+import type { AppContext } from '../context.ts';
 import { currentUser } from '../auth.ts';
 import { eraseUser } from '../../users.ts';
 
 export function meRoutes(ctx: AppContext): Router {
   const router = Router();
-  router.get('/v1/me/features', (_req, res) => {
+  router.get('/v1/me/features', async (_req, res) => {
     const user = currentUser(res);
-    const features = ctx.deps.features?.getOnlineFeatures(user.id) ?? {};
+    const features = (await ctx.deps.features?.getOnlineFeatures(user.id)) ?? {};
     res.json({ user: user.name, admin: user.isAdmin, features });
   });
-  router.delete('/v1/me', (_req, res) => {
+  router.delete('/v1/me', async (_req, res) => {
     const user = currentUser(res);
-    const store = ctx.deps.features;
-    const erased = eraseUser(ctx.deps.db, user.id, store?.eraseUser ? (id) => void store.eraseUser?.(id) : undefined);
+    // Every table with a user_id (features included), one transaction, then a WAL checkpoint. An
+    // answer of this user still running finds the user gone when it logs, and drops its row.
+    const erased = await eraseUser(ctx.deps.store, user.id);
     ctx.logger.info('user erased', { user_id: user.id, erased });
     res.json({ deleted: true, user: user.name, erased });
   });

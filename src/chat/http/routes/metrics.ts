@@ -1,7 +1,7 @@
 /** GET /metrics: Prometheus text exposition. Needs an admin key (403 for other users). */
 import { Router } from 'express';
 import { PROMETHEUS_CONTENT_TYPE } from '../../metrics.ts';
-import type { AppContext } from '../app.ts';
+import type { AppContext } from '../context.ts';
 import { requireAdmin } from '../auth.ts';
 
 export function metricsRoutes(ctx: AppContext): Router {
