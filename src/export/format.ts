@@ -24,9 +24,16 @@
  * (a) a rated-down answer with a correction (correction ≻ answer) and (b) two answers to the same prompt
  * (identical rendered messages, see `promptHash`) whose current ratings differ (+1 ≻ -1; the +1 side
  * contributes its correction if it has one). Input messages carry no `weight` (DPO does not take it).
+ *
+ * Every written line also carries `user`: the pseudonymous hash of the user whose conversation it
+ * comes from (src/core/store/exports.ts: HMAC-SHA256 keyed per data dir, 32 hex digits), so a later
+ * erasure can be propagated to exported files; preference lines add `preferred_user`, the user of the
+ * preferred side (the same hash for a correction pair). Trainers that reject unknown keys: drop them.
  */
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import type { LoggedResponse } from '../core/store/exports.ts';
+import { USER_HASH_HEX_DIGITS } from '../core/store/exports.ts';
 import { normalizeText } from './dedupe.ts';
 import type { DedupeTexts } from './dedupe.ts';
 
@@ -54,28 +61,8 @@ export interface PreferenceExample {
 export type ExportFormat = 'sft' | 'preference';
 export const EXPORT_FORMATS = ['sft', 'preference'] as const satisfies readonly ExportFormat[];
 
-/** One `responses` row joined with its current (latest) feedback, as the exporter reads it. */
-export interface LoggedResponse {
-  seq: number;
-  id: string;
-  conversationId: string;
-  turnIndex: number;
-  createdAt: string;
-  status: 'ok' | 'error' | 'cancelled';
-  collection: string | null;
-  promptName: string;
-  promptSha256: string;
-  renderedPromptJson: string;
-  modelBackend: string;
-  modelId: string;
-  /** The user's message as typed (no context): what near-duplicate detection compares. */
-  query: string;
-  answer: string | null;
-  /** Current rating (latest feedback row), null when unrated. */
-  rating: 1 | -1 | null;
-  /** Correction text of the latest feedback row, if any. */
-  correction: string | null;
-}
+/** One `responses` row joined with its current (latest) feedback: defined by the store. */
+export type { LoggedResponse } from '../core/store/exports.ts';
 
 export const MALFORMED_REASONS = [
   'rendered_prompt_not_json',
@@ -258,3 +245,11 @@ export const PreferenceExampleSchema = z
   .refine((ex) => ex.preferred_output[0]?.content !== ex.non_preferred_output[0]?.content, { message: 'preferred and non-preferred outputs are identical' });
 
 export const EXAMPLE_SCHEMAS = { sft: SftExampleSchema, preference: PreferenceExampleSchema } as const;
+
+/** A user hash as written in `user` / `preferred_user`. */
+export const UserHashSchema = z.string().regex(new RegExp(`^[0-9a-f]{${USER_HASH_HEX_DIGITS}}$`));
+
+/** A written SFT line: the example and its user hash. */
+export type SftLine = SftExample & { user: string };
+/** A written preference line: the example, the user hash of its input and rejected side, and of its preferred side. */
+export type PreferenceLine = PreferenceExample & { user: string; preferred_user: string };

@@ -17,12 +17,14 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Db } from '../core/db.ts';
 import { CancelledError, InternalError, MnemeError, ValidationError } from '../core/errors.ts';
+import { pseudonymousUserHash } from '../core/store/exports.ts';
+import type { Store } from '../core/store/index.ts';
 import { Deduper, NEAR_DUP_MAX_HAMMING } from './dedupe.ts';
 import type { DedupeVerdict } from './dedupe.ts';
 import {
   EXAMPLE_SCHEMAS,
+  UserHashSchema,
   correctionPair,
   isBlank,
   parseRenderedPrompt,
@@ -32,10 +34,10 @@ import {
   sftExample,
   targetOf,
 } from './format.ts';
-import type { ExportFormat, FormatResult, LoggedResponse, MalformedReason, PreferenceExample, SftExample, Skip } from './format.ts';
+import type { ChatMessage, ExportFormat, FormatResult, LoggedResponse, MalformedReason, PreferenceExample, PreferenceLine, SftExample, SftLine, Skip } from './format.ts';
 import { ScrubCache, addScrubCounts, emptyScrubCounts } from './scrub.ts';
 import type { ScrubCounts } from './scrub.ts';
-import { dropPreferencePlan, logSnapshot, planPreference, selectPreferenceRows, selectResponses } from './select.ts';
+import { logSnapshot, planPreference, selectResponses } from './select.ts';
 import type { ExportFilters, SelectionStats } from './select.ts';
 import { SPLIT_SEED, manifestPathFor, splitOf, valPathFor } from './split.ts';
 import type { Split } from './split.ts';
@@ -60,7 +62,8 @@ export interface ExportProgress {
 }
 
 export interface RunExportOptions {
-  db: Db;
+  /** Read (log snapshot, selection) and written (the user-hash key on first use, the run record). */
+  store: Store;
   format: ExportFormat;
   /** Train file path (the others are derived from it). */
   out: string;
@@ -75,7 +78,7 @@ export interface RunExportOptions {
   onProgress?: (p: ExportProgress) => void;
   /** Clock for `created_at` (default: now). */
   now?: () => Date;
-  /** Rows per select page (default SELECT_PAGE_ROWS). */
+  /** Rows per select page (default: the engine's page size). */
   pageRows?: number;
 }
 
@@ -146,6 +149,12 @@ export interface ExportManifest {
   scrub: ScrubCounts & { total: number };
   malformed_rows: Array<{ seq: number; id: string; reason: MalformedReason; detail: string }>;
   malformed_rows_truncated: boolean;
+  /**
+   * Every distinct pseudonymous user hash in the files (`user` and `preferred_user` of the lines),
+   * sorted; never truncated, so an erasure can be propagated from the manifest alone.
+   */
+  users: string[];
+  user_hash: 'hmac-sha256 of the user id, keyed per data dir, first 32 hex digits';
   dedupe: { exact: 'normalized-text 64-bit hash'; near: 'simhash-64 lsh'; near_max_hamming: number; index_bytes: number };
 }
 
@@ -297,6 +306,257 @@ class CappedCounter<K> {
 
 const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
+type Example = SftExample | PreferenceExample;
+
+/** Candidate pairs of one rated-down row: from its correction, and from a rated-up partner. */
+interface PairCandidate {
+  kind: 'correction' | 'rating';
+  result: FormatResult<PreferenceExample>;
+  sources: LoggedResponse[];
+}
+
+/** The state of one export: open files, counters, the duplicate index and the manifest being built. */
+class ExportRun {
+  readonly manifest: ExportManifest;
+  readonly warnings: string[] = [];
+  readonly files: Partial<Record<Split, AtomicJsonl>> = {};
+  private readonly c: ExportManifest['counts'];
+  private readonly scrubCounts = emptyScrubCounts();
+  private readonly scrubber = new ScrubCache();
+  private readonly deduper = new Deduper();
+  private readonly models = new CappedCounter<{ backend: string; model_id: string }>();
+  private readonly prompts = new CappedCounter<{ name: string; sha256: string }>();
+  private readonly userHashes = new Map<number, string>();
+  private readonly usersWritten = new Set<string>();
+  private readonly progress: ExportProgress = { rowsRead: 0, examplesWritten: 0 };
+  /** Scrub counts of the example being built; added to the manifest's only if it is written. */
+  private pending = emptyScrubCounts();
+  private key: Uint8Array | null = null;
+
+  constructor(
+    private readonly options: RunExportOptions,
+    private readonly filters: ExportFilters,
+    private readonly valFraction: number,
+    private readonly seed: string,
+  ) {
+    this.manifest = emptyManifest(options.format, filters, valFraction, seed, (options.now ?? (() => new Date()))().toISOString());
+    this.c = this.manifest.counts;
+  }
+
+  /** The user hash of a row's user (cached per user: one export never sees two users with one id). */
+  private userHash(row: LoggedResponse): string {
+    let h = this.userHashes.get(row.userId);
+    if (h === undefined) {
+      if (!this.key) throw new InternalError('the user-hash key was not loaded');
+      h = pseudonymousUserHash(this.key, { id: row.userId, createdAt: row.userCreatedAt });
+      if (!UserHashSchema.safeParse(h).success) throw new InternalError(`bad user hash for user ${row.userId}`);
+      this.userHashes.set(row.userId, h);
+    }
+    return h;
+  }
+
+  private skip(row: LoggedResponse, s: Skip): void {
+    const c = this.c;
+    if (s.kind === 'malformed') {
+      c.malformed++;
+      if (this.manifest.malformed_rows.length < MANIFEST_MAX_LISTED) this.manifest.malformed_rows.push({ seq: row.seq, id: row.id, reason: s.reason, detail: s.detail });
+      else this.manifest.malformed_rows_truncated = true;
+    } else if (s.kind === 'no_target') c.no_target++;
+    else c.same_output++;
+  }
+
+  private unique(v: DedupeVerdict): boolean {
+    if (v === 'exact') this.c.duplicates_exact++;
+    else if (v === 'near') this.c.duplicates_near++;
+    return v === 'unique';
+  }
+
+  private scrub(text: string): string {
+    return this.scrubber.scrub(text, this.pending);
+  }
+
+  /** Validates and writes one line (the example with its user hashes); counts it in the manifest. */
+  private write(example: Example, split: Split, sources: LoggedResponse[]): void {
+    const valid = EXAMPLE_SCHEMAS[this.options.format].safeParse(example);
+    if (!valid.success) {
+      throw new InternalError(`export produced an invalid ${this.options.format} example from log id ${sources[0]?.seq}: ${valid.error.issues[0]?.message}`, { cause: valid.error });
+    }
+    const file = this.files[split];
+    if (!file) throw new InternalError(`no ${split} file open`);
+    const first = sources[0];
+    if (!first) throw new InternalError('an example without a source row');
+    const user = this.userHash(first);
+    const line: SftLine | PreferenceLine =
+      this.options.format === 'sft' ? { ...(example as SftExample), user } : { ...(example as PreferenceExample), user, preferred_user: this.userHash(sources[1] ?? first) };
+    file.writeLine(JSON.stringify(line));
+    addScrubCounts(this.scrubCounts, this.pending);
+    this.c.examples++;
+    this.c[split]++;
+    this.progress.examplesWritten++;
+    const seen = new Set<string>();
+    const log = this.manifest.log;
+    for (const s of sources) {
+      this.usersWritten.add(this.userHash(s));
+      log.example_seq_min = Math.min(log.example_seq_min ?? s.seq, s.seq);
+      log.example_seq_max = Math.max(log.example_seq_max ?? s.seq, s.seq);
+      const m = `${s.modelBackend}\u0000${s.modelId}`;
+      if (!seen.has(m)) this.models.add(m, { backend: s.modelBackend, model_id: s.modelId });
+      const p = `${s.promptName}\u0000${s.promptSha256}`;
+      if (!seen.has(p)) this.prompts.add(p, { name: s.promptName, sha256: s.promptSha256 });
+      seen.add(m).add(p);
+    }
+  }
+
+  private async tick(): Promise<void> {
+    this.progress.rowsRead++;
+    this.options.onProgress?.(this.progress);
+    if (this.progress.rowsRead % YIELD_EVERY_ROWS === 0) await yieldToLoop();
+    if (this.options.signal?.aborted) throw new CancelledError('export cancelled');
+  }
+
+  /** Reads the snapshot and the key, then streams and writes every example. */
+  async run(): Promise<void> {
+    const store = this.options.store;
+    this.key = await store.exports.userHashKey();
+    const { snapshotSeq } = await logSnapshot(store);
+    this.manifest.log.snapshot_seq = snapshotSeq;
+    if (this.options.format === 'sft') await this.sft(snapshotSeq);
+    else await this.preference(snapshotSeq);
+    if (this.options.signal?.aborted) throw new CancelledError('export cancelled');
+    const m = this.manifest;
+    m.models = [...this.models.entries.values()].map((e) => ({ ...e.key, examples: e.n }));
+    m.models_truncated = this.models.truncated;
+    m.prompts = [...this.prompts.entries.values()].map((e) => ({ ...e.key, examples: e.n }));
+    m.prompts_truncated = this.prompts.truncated;
+    m.scrub = { ...this.scrubCounts, total: Object.values(this.scrubCounts).reduce((a, b) => a + b, 0) };
+    m.dedupe.index_bytes = this.deduper.bytes;
+    m.users = [...this.usersWritten].sort();
+  }
+
+  private async sft(snapshotSeq: number): Promise<void> {
+    const c = this.c;
+    const stats: SelectionStats = { matched: 0, excludedByStatus: { error: 0, cancelled: 0 } };
+    for await (const row of selectResponses(this.options.store, { filters: this.filters, snapshotSeq, pageRows: this.options.pageRows }, stats)) {
+      c.rows_read++;
+      countRating(c.ratings, row.rating);
+      const ex = sftExample(row);
+      if (!ex.ok) this.skip(row, ex.skip);
+      else {
+        this.pending = emptyScrubCounts();
+        const example: SftExample = { messages: ex.value.messages.map((m) => ({ ...m, content: this.scrub(m.content) })) };
+        if (this.unique(this.deduper.check(sftDedupeTexts(example, row.query)))) {
+          if (targetOf(row)?.source === 'correction') c.corrections_used++;
+          this.write(example, splitOf(row.conversationId, this.valFraction, this.seed), [row]);
+        }
+      }
+      await this.tick();
+    }
+    c.rows_matched = stats.matched;
+    c.excluded_status = stats.excludedByStatus;
+  }
+
+  private async preference(snapshotSeq: number): Promise<void> {
+    const c = this.c;
+    const selection = await planPreference(this.options.store, { filters: this.filters, snapshotSeq });
+    try {
+      const plan = selection.plan;
+      c.rows_matched = plan.rated + plan.excludedByStatus.error + plan.excludedByStatus.cancelled;
+      c.excluded_status = plan.excludedByStatus;
+      c.ratings.up += plan.ratings.up;
+      c.ratings.down += plan.ratings.down;
+      for await (const { down, up } of selection.rows({ pageRows: this.options.pageRows })) {
+        c.rows_read++;
+        const prompt = parseRenderedPrompt(down.renderedPromptJson);
+        if (!prompt.ok) this.skip(down, prompt.skip);
+        else if (down.rating === -1) this.pairs(down, up, prompt.value);
+        await this.tick();
+      }
+    } finally {
+      await selection.close();
+    }
+  }
+
+  /** Writes the correction pair and the rating pair of one rated-down row (when they qualify). */
+  private pairs(down: LoggedResponse, up: LoggedResponse | null, prompt: ChatMessage[]): void {
+    const candidates: PairCandidate[] = [];
+    if (!isBlank(down.correction)) candidates.push({ kind: 'correction', result: correctionPair(down, prompt), sources: [down] });
+    if (up) candidates.push({ kind: 'rating', result: ratingPair(down, prompt, up), sources: [down, up] });
+    if (candidates.length === 0) this.c.unpaired++;
+    for (const cand of candidates) {
+      if (!cand.result.ok) {
+        this.skip(down, cand.result.skip);
+        continue;
+      }
+      const split = splitOf(down.conversationId, this.valFraction, this.seed);
+      if (up && cand.kind === 'rating' && splitOf(up.conversationId, this.valFraction, this.seed) !== split) {
+        this.c.pairs_dropped_cross_split++;
+        continue;
+      }
+      const ex = cand.result.value;
+      this.pending = emptyScrubCounts();
+      const example: PreferenceExample = {
+        input: { messages: ex.input.messages.map((m) => ({ ...m, content: this.scrub(m.content) })) },
+        preferred_output: [{ role: 'assistant', content: this.scrub(ex.preferred_output[0].content) }],
+        non_preferred_output: [{ role: 'assistant', content: this.scrub(ex.non_preferred_output[0].content) }],
+      };
+      if (!this.unique(this.deduper.check(preferenceDedupeTexts(example, down.query)))) continue;
+      if (cand.kind === 'correction') this.c.pairs_from_corrections++;
+      else this.c.pairs_from_ratings++;
+      this.write(example, split, cand.sources);
+    }
+  }
+}
+
+/**
+ * Finishes the data files (an empty split is dropped with a warning), writes the manifest, records
+ * the run in the store, then publishes data files and manifest (renames). A failure before the
+ * renames leaves nothing behind; the run record of a failed publish is forgotten again.
+ */
+async function publish(run: ExportRun, store: Store, paths: { out: string; valPath: string; manifestPath: string }, valFraction: number): Promise<void> {
+  const { manifest, files, warnings } = run;
+  const finished: AtomicJsonl[] = [];
+  for (const split of ['train', 'val'] as const) {
+    const f = files[split];
+    if (!f) continue;
+    if (f.lines === 0) {
+      f.discard();
+      delete files[split];
+      warnings.push(`the ${split} split is empty (${split === 'val' ? `--val-fraction ${valFraction} selected none of the conversations` : 'every conversation went to validation'}); no ${split} file written`);
+      continue;
+    }
+    const sha256 = f.finish();
+    finished.push(f);
+    manifest.files.push({ split, name: path.basename(f.finalPath), path: f.finalPath, examples: f.lines, bytes: f.bytes, sha256 });
+  }
+  if (!files.val && fs.existsSync(paths.valPath)) warnings.push(`${paths.valPath} is left from an earlier export and is not part of this one`);
+  if (!files.train && fs.existsSync(paths.out)) warnings.push(`${paths.out} is left from an earlier export and is not part of this one`);
+
+  const manifestFile = new AtomicJsonl(paths.manifestPath);
+  try {
+    manifestFile.writeLine(JSON.stringify(manifest, null, 2));
+    manifestFile.finish();
+    // Recorded before anything is published: a manifest naming a user is always findable by `users delete`.
+    const runId = await store.exports.recordRun({
+      manifestPath: paths.manifestPath,
+      format: manifest.format,
+      examples: manifest.counts.examples,
+      createdAt: manifest.created_at,
+      userHashes: manifest.users,
+    });
+    try {
+      for (const f of finished) f.publish();
+      manifestFile.publish();
+    } catch (err) {
+      await store.exports.forgetRun(runId).catch(() => undefined);
+      throw err;
+    }
+  } catch (err) {
+    manifestFile.discard();
+    throw err;
+  }
+  fsyncDir(path.dirname(paths.out));
+}
+
 /**
  * Runs one export.
  * @throws ValidationError for bad options (format, fraction, a min rating with preference pairs).
@@ -304,7 +564,7 @@ const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(r
  * @throws CancelledError when `signal` aborts; InternalError if an example fails its schema (a bug).
  */
 export async function runExport(options: RunExportOptions): Promise<ExportResult> {
-  const { db, format } = options;
+  const { format } = options;
   const filters = options.filters ?? {};
   const valFraction = options.valFraction ?? 0;
   const seed = options.splitSeed ?? SPLIT_SEED;
@@ -314,183 +574,23 @@ export async function runExport(options: RunExportOptions): Promise<ExportResult
     throw new ValidationError('--min-rating applies to --format sft only: a preference pair always sets a better-rated answer against a worse one');
   }
   const out = path.resolve(options.out);
-  const valPath = valPathFor(out);
-  const manifestPath = manifestPathFor(out);
+  const paths = { out, valPath: valPathFor(out), manifestPath: manifestPathFor(out) };
   checkOutput(out);
-  for (const p of [out, valPath, manifestPath]) removeStaleTemps(p);
+  for (const p of [paths.out, paths.valPath, paths.manifestPath]) removeStaleTemps(p);
 
-  const manifest = emptyManifest(format, filters, valFraction, seed, (options.now ?? (() => new Date()))().toISOString());
-  const c = manifest.counts;
-  const scrubCounts = emptyScrubCounts();
-  const scrubber = new ScrubCache();
-  const deduper = new Deduper();
-  const models = new CappedCounter<{ backend: string; model_id: string }>();
-  const prompts = new CappedCounter<{ name: string; sha256: string }>();
-  const schema = EXAMPLE_SCHEMAS[format];
-  const warnings: string[] = [];
-
-  const files: Partial<Record<Split, AtomicJsonl>> = {};
-  let manifestFile: AtomicJsonl | null = null;
-  files.train = new AtomicJsonl(out);
+  const run = new ExportRun(options, filters, valFraction, seed);
+  run.files.train = new AtomicJsonl(out);
   try {
-    if (valFraction > 0) files.val = new AtomicJsonl(valPath);
-
-    const { snapshotSeq } = logSnapshot(db);
-    manifest.log.snapshot_seq = snapshotSeq;
-    const progress: ExportProgress = { rowsRead: 0, examplesWritten: 0 };
-
-    const skip = (row: LoggedResponse, s: Skip): void => {
-      if (s.kind === 'malformed') {
-        c.malformed++;
-        if (manifest.malformed_rows.length < MANIFEST_MAX_LISTED) manifest.malformed_rows.push({ seq: row.seq, id: row.id, reason: s.reason, detail: s.detail });
-        else manifest.malformed_rows_truncated = true;
-      } else if (s.kind === 'no_target') c.no_target++;
-      else c.same_output++;
-    };
-    const countDuplicate = (v: DedupeVerdict): boolean => {
-      if (v === 'exact') c.duplicates_exact++;
-      else if (v === 'near') c.duplicates_near++;
-      return v === 'unique';
-    };
-    // Scrub counts of the example being built; added to the manifest's only if it is written.
-    let pending = emptyScrubCounts();
-    const write = (example: SftExample | PreferenceExample, split: Split, sources: LoggedResponse[]): void => {
-      const valid = schema.safeParse(example);
-      if (!valid.success) {
-        throw new InternalError(`export produced an invalid ${format} example from log id ${sources[0]?.seq}: ${valid.error.issues[0]?.message}`, { cause: valid.error });
-      }
-      const file = files[split];
-      if (!file) throw new InternalError(`no ${split} file open`);
-      file.writeLine(JSON.stringify(example));
-      addScrubCounts(scrubCounts, pending);
-      c.examples++;
-      c[split]++;
-      progress.examplesWritten++;
-      const seen = new Set<string>();
-      for (const s of sources) {
-        manifest.log.example_seq_min = Math.min(manifest.log.example_seq_min ?? s.seq, s.seq);
-        manifest.log.example_seq_max = Math.max(manifest.log.example_seq_max ?? s.seq, s.seq);
-        const m = `${s.modelBackend}\u0000${s.modelId}`;
-        if (!seen.has(m)) models.add(m, { backend: s.modelBackend, model_id: s.modelId });
-        const p = `${s.promptName}\u0000${s.promptSha256}`;
-        if (!seen.has(p)) prompts.add(p, { name: s.promptName, sha256: s.promptSha256 });
-        seen.add(m).add(p);
-      }
-    };
-    const scrub = (text: string): string => scrubber.scrub(text, pending);
-    const tick = async (): Promise<void> => {
-      progress.rowsRead++;
-      options.onProgress?.(progress);
-      if (progress.rowsRead % YIELD_EVERY_ROWS === 0) await yieldToLoop();
-      if (options.signal?.aborted) throw new CancelledError('export cancelled');
-    };
-
-    if (format === 'sft') {
-      const stats: SelectionStats = { matched: 0, excludedByStatus: { error: 0, cancelled: 0 } };
-      for (const row of selectResponses(db, { filters, snapshotSeq, pageRows: options.pageRows }, stats)) {
-        c.rows_read++;
-        countRating(c.ratings, row.rating);
-        const ex = sftExample(row);
-        if (!ex.ok) skip(row, ex.skip);
-        else {
-          pending = emptyScrubCounts();
-          const example: SftExample = { messages: ex.value.messages.map((m) => ({ ...m, content: scrub(m.content) })) };
-          if (countDuplicate(deduper.check(sftDedupeTexts(example, row.query)))) {
-            if (targetOf(row)?.source === 'correction') c.corrections_used++;
-            write(example, splitOf(row.conversationId, valFraction, seed), [row]);
-          }
-        }
-        await tick();
-      }
-      c.rows_matched = stats.matched;
-      c.excluded_status = stats.excludedByStatus;
-    } else {
-      const plan = planPreference(db, { filters, snapshotSeq });
-      c.rows_matched = plan.rated + plan.excludedByStatus.error + plan.excludedByStatus.cancelled;
-      c.excluded_status = plan.excludedByStatus;
-      const ratingCounts = db.prepare('SELECT rating, count(*) AS n FROM temp.export_rated GROUP BY rating').all() as Array<{ rating: number; n: number }>;
-      for (const r of ratingCounts) c.ratings[r.rating === 1 ? 'up' : 'down'] += r.n;
-      try {
-        for (const { down, up } of selectPreferenceRows(db, { pageRows: options.pageRows })) {
-          c.rows_read++;
-          const prompt = parseRenderedPrompt(down.renderedPromptJson);
-          if (!prompt.ok) skip(down, prompt.skip);
-          else if (down.rating === -1) {
-            const candidates: Array<{ kind: 'correction' | 'rating'; result: FormatResult<PreferenceExample>; sources: LoggedResponse[] }> = [];
-            if (!isBlank(down.correction)) candidates.push({ kind: 'correction', result: correctionPair(down, prompt.value), sources: [down] });
-            if (up) candidates.push({ kind: 'rating', result: ratingPair(down, prompt.value, up), sources: [down, up] });
-            if (candidates.length === 0) c.unpaired++;
-            for (const cand of candidates) {
-              if (!cand.result.ok) {
-                skip(down, cand.result.skip);
-                continue;
-              }
-              const split = splitOf(down.conversationId, valFraction, seed);
-              if (up && cand.kind === 'rating' && splitOf(up.conversationId, valFraction, seed) !== split) {
-                c.pairs_dropped_cross_split++;
-                continue;
-              }
-              const ex = cand.result.value;
-              pending = emptyScrubCounts();
-              const example: PreferenceExample = {
-                input: { messages: ex.input.messages.map((m) => ({ ...m, content: scrub(m.content) })) },
-                preferred_output: [{ role: 'assistant', content: scrub(ex.preferred_output[0].content) }],
-                non_preferred_output: [{ role: 'assistant', content: scrub(ex.non_preferred_output[0].content) }],
-              };
-              if (!countDuplicate(deduper.check(preferenceDedupeTexts(example, down.query)))) continue;
-              if (cand.kind === 'correction') c.pairs_from_corrections++;
-              else c.pairs_from_ratings++;
-              write(example, split, cand.sources);
-            }
-          }
-          await tick();
-        }
-      } finally {
-        dropPreferencePlan(db);
-      }
+    if (valFraction > 0) run.files.val = new AtomicJsonl(paths.valPath);
+    await run.run();
+    if (run.manifest.counts.examples === 0) {
+      for (const f of Object.values(run.files)) f.discard();
+      return { written: false, manifest: run.manifest, message: emptyMessage(run.manifest), warnings: run.warnings };
     }
-
-    if (options.signal?.aborted) throw new CancelledError('export cancelled');
-    manifest.models = [...models.entries.values()].map((e) => ({ ...e.key, examples: e.n }));
-    manifest.models_truncated = models.truncated;
-    manifest.prompts = [...prompts.entries.values()].map((e) => ({ ...e.key, examples: e.n }));
-    manifest.prompts_truncated = prompts.truncated;
-    manifest.scrub = { ...scrubCounts, total: Object.values(scrubCounts).reduce((a, b) => a + b, 0) };
-    manifest.dedupe.index_bytes = deduper.bytes;
-
-    if (c.examples === 0) {
-      for (const f of Object.values(files)) f.discard();
-      return { written: false, manifest, message: emptyMessage(manifest), warnings };
-    }
-
-    // Finish every file before publishing any, so a failure here still leaves nothing behind.
-    const finished: AtomicJsonl[] = [];
-    for (const split of ['train', 'val'] as const) {
-      const f = files[split];
-      if (!f) continue;
-      if (f.lines === 0) {
-        f.discard();
-        delete files[split];
-        warnings.push(`the ${split} split is empty (${split === 'val' ? `--val-fraction ${valFraction} selected none of the conversations` : 'every conversation went to validation'}); no ${split} file written`);
-        continue;
-      }
-      const sha256 = f.finish();
-      finished.push(f);
-      manifest.files.push({ split, name: path.basename(f.finalPath), path: f.finalPath, examples: f.lines, bytes: f.bytes, sha256 });
-    }
-    if (!files.val && fs.existsSync(valPath)) warnings.push(`${valPath} is left from an earlier export and is not part of this one`);
-    if (!files.train && fs.existsSync(out)) warnings.push(`${out} is left from an earlier export and is not part of this one`);
-
-    manifestFile = new AtomicJsonl(manifestPath);
-    manifestFile.writeLine(JSON.stringify(manifest, null, 2));
-    manifestFile.finish();
-    for (const f of finished) f.publish();
-    manifestFile.publish();
-    fsyncDir(path.dirname(out));
-    return { written: true, manifest, message: writtenMessage(manifest, manifestPath), warnings };
+    await publish(run, options.store, paths, valFraction);
+    return { written: true, manifest: run.manifest, message: writtenMessage(run.manifest, paths.manifestPath), warnings: run.warnings };
   } catch (err) {
-    for (const f of Object.values(files)) f.discard();
-    manifestFile?.discard();
+    for (const f of Object.values(run.files)) f.discard();
     throw err;
   }
 }
@@ -558,6 +658,8 @@ function emptyManifest(format: ExportFormat, f: ExportFilters, valFraction: numb
     scrub: { ...emptyScrubCounts(), total: 0 },
     malformed_rows: [],
     malformed_rows_truncated: false,
+    users: [],
+    user_hash: 'hmac-sha256 of the user id, keyed per data dir, first 32 hex digits',
     dedupe: { exact: 'normalized-text 64-bit hash', near: 'simhash-64 lsh', near_max_hamming: NEAR_DUP_MAX_HAMMING, index_bytes: 0 },
   };
 }

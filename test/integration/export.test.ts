@@ -13,7 +13,6 @@ import { COMMANDS, main } from '../../src/cli.ts';
 import { exportCommand } from '../../src/commands/export.ts';
 import type { CommandIo } from '../../src/commands/types.ts';
 import { CancelledError, MnemeError, ValidationError } from '../../src/core/errors.ts';
-import { openDb } from '../../src/core/db.ts';
 import { ExportOutputError, runExport } from '../../src/export/run.ts';
 import type { ExportManifest } from '../../src/export/run.ts';
 import { LogFixture, SOURCES, checkPreferenceLine, checkSftLine, readJsonl, renderSystemMessage, renderUserMessage } from '../unit/export/log-fixture.ts';
@@ -303,11 +302,11 @@ describe('mneme export --format sft', () => {
     }
     // A previous good export must survive a failed one untouched.
     fs.writeFileSync(out, 'previous export\n');
-    const db = openDb(fx.dbFile, { readonly: true });
-    try {
+    const store = fx.store;
+    {
       await expect(
         runExport({
-          db,
+          store,
           format: 'sft',
           out,
           valFraction: 0.5,
@@ -328,12 +327,10 @@ describe('mneme export --format sft', () => {
       fs.writeFileSync(stale, 'half a line');
       fs.writeFileSync(live, 'in progress');
       const controller = new AbortController();
-      const run = runExport({ db, format: 'sft', out, signal: controller.signal, onProgress: (p) => p.rowsRead === 3 && controller.abort() });
+      const run = runExport({ store, format: 'sft', out, signal: controller.signal, onProgress: (p) => p.rowsRead === 3 && controller.abort() });
       await expect(run).rejects.toBeInstanceOf(CancelledError);
       expect(exportDirListing()).toEqual(['.sft.jsonl.tmp-' + process.pid + '-0000beef', 'sft.jsonl']);
       fs.rmSync(live);
-    } finally {
-      db.close();
     }
   });
 
@@ -426,5 +423,98 @@ describe('mneme export --format preference', () => {
     expect(res.code).toBe(0);
     expect(res.stdout).toMatch(/nothing to export: 0 rated responses matched the filters/);
     expect(exportDirListing()).toEqual([]);
+  });
+});
+
+describe('pseudonymous user hashes', () => {
+  const hashOf = async (name: string): Promise<string> => fx.store.exports.userHash(fx.userRef(name));
+
+  it('every SFT line carries its user hash: keyed per data dir, stable across exports, listed in the manifest', async () => {
+    basicLog();
+    const m = await exportJson('--format', 'sft', '--out', out);
+    const ann = await hashOf('ann');
+    const bob = await hashOf('bob');
+    expect(ann).toMatch(/^[0-9a-f]{32}$/);
+    expect(ann).not.toBe(bob);
+    // Not a plain hash of the id: guessing ids does not reveal it.
+    const ref = fx.userRef('ann');
+    for (const guess of [String(ref.id), `mneme-user:${ref.id}`, `mneme-user:${ref.id}:${ref.createdAt}`]) {
+      expect(crypto.createHash('sha256').update(guess).digest('hex').slice(0, 32)).not.toBe(ann);
+    }
+    const lines = readJsonl(out) as Array<{ user: string; messages: Array<{ content: string }> }>;
+    lines.forEach((l, i) => checkSftLine(l, `line ${i + 1}`));
+    expect(lines.map((l) => l.user)).toEqual([ann, ann, ann, bob]);
+    expect(m.users).toEqual([ann, bob].sort());
+    // Stable: a second export (another file) gives the same hashes.
+    const again = path.join(path.dirname(out), 'again.jsonl');
+    await exportJson('--format', 'sft', '--out', again);
+    expect((readJsonl(again) as Array<{ user: string }>).map((l) => l.user)).toEqual([ann, ann, ann, bob]);
+    // Another data dir has another key: the same user id hashes differently there.
+    const other = LogFixture.create();
+    try {
+      other.user('ann');
+      expect(other.userId('ann')).toBe(fx.userId('ann'));
+      expect(await other.store.exports.userHash(fx.userRef('ann'))).not.toBe(ann);
+    } finally {
+      other.remove();
+    }
+    // The key is stored in the database, never in the export.
+    expect(fs.readFileSync(out, 'utf8')).not.toMatch(/user_hash_key/);
+  });
+
+  it('a preference pair names the user of each side', async () => {
+    const b = fx.conversation('bob');
+    const c = fx.conversation('cat');
+    const good = fx.respond({ conversation: b, query: 'When does the ferry leave?', answer: 'At 07:15 and 16:40 on weekdays [1].', sources: [SOURCES.ferry!] });
+    const bad = fx.respond({ conversation: c, query: 'When does the ferry leave?', answer: 'I could not find that.', sources: [SOURCES.ferry!] });
+    fx.feedback(good, 1);
+    fx.feedback(bad, -1);
+    const prefOut = path.join(path.dirname(out), 'pref.jsonl');
+    const m = await exportJson('--format', 'preference', '--out', prefOut);
+    const [pair] = readJsonl(prefOut).map((v, i) => checkPreferenceLine(v, `line ${i + 1}`));
+    expect(pair).toMatchObject({ user: await hashOf('cat'), preferredUser: await hashOf('bob') });
+    expect(m.users).toEqual([await hashOf('bob'), await hashOf('cat')].sort());
+  });
+
+  it('users delete names the existing export manifests that hold the user, and only those', async () => {
+    basicLog();
+    const dir = path.dirname(out);
+    const both = path.join(dir, 'both.jsonl');
+    const gone = path.join(dir, 'gone.jsonl');
+    const bobOnly = path.join(dir, 'bob.jsonl');
+    const replaced = path.join(dir, 'replaced.jsonl');
+    await exportJson('--format', 'sft', '--out', both);
+    await exportJson('--format', 'sft', '--out', gone);
+    await exportJson('--format', 'sft', '--out', bobOnly, '--collection', 'timetables');
+    // Exported with ann, then overwritten by an export without her.
+    await exportJson('--format', 'sft', '--out', replaced);
+    await exportJson('--format', 'sft', '--out', replaced, '--collection', 'timetables');
+    fs.rmSync(`${gone}.manifest.json`);
+    const annHash = await hashOf('ann');
+    const bobHash = await hashOf('bob');
+    const erasedIds = [fx.userRef('ann').id, fx.userRef('bob').id];
+    expect(await fx.store.exports.manifestsContainingUser(fx.userRef('ann'))).toEqual(
+      expect.arrayContaining([`${both}.manifest.json`, `${gone}.manifest.json`, `${replaced}.manifest.json`]),
+    );
+
+    const c = capture();
+    const code = await main(['users', 'delete', '--name', 'ann', '--data-dir', fx.dataDir, '--json'], c.io);
+    expect(code, c.err()).toBe(0);
+    const res = JSON.parse(c.out().trim().split('\n').pop()!) as { user_hash: string; export_manifests: string[] };
+    expect(res.user_hash).toBe(annHash);
+    expect(res.export_manifests).toEqual([`${both}.manifest.json`]);
+    // The text form prints them too.
+    const bob = capture();
+    expect(await main(['users', 'delete', '--name', 'bob', '--data-dir', fx.dataDir], bob.io)).toBe(0);
+    expect(bob.out()).toContain(bobHash);
+    for (const f of [both, bobOnly, replaced]) expect(bob.out()).toContain(`${f}.manifest.json`);
+    expect(bob.out()).not.toContain(`${gone}.manifest.json`);
+    // A new user who gets an erased user's id (SQLite reuses ids above the largest left) is someone
+    // else: another hash, no exports.
+    expect(await main(['users', 'create', '--name', 'cy', '--data-dir', fx.dataDir], capture().io)).toBe(0);
+    const cy = fx.userRef('cy');
+    expect(erasedIds).toContain(cy.id);
+    expect([annHash, bobHash]).not.toContain(await fx.store.exports.userHash(cy));
+    expect(await fx.store.exports.manifestsContainingUser(cy)).toEqual([]);
   });
 });

@@ -21,6 +21,8 @@ function row(over: Partial<LoggedResponse> = {}): LoggedResponse {
   return {
     seq: 7,
     id: 'resp_7',
+    userId: 1,
+    userCreatedAt: '2025-03-01T08:00:00.000Z',
     conversationId: 'conv_a',
     turnIndex: 0,
     createdAt: '2025-03-01T09:00:00.000Z',

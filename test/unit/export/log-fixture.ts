@@ -9,9 +9,12 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type Database from 'better-sqlite3';
 import { loadConfig } from '../../../src/core/config.ts';
-import { openDb } from '../../../src/core/db.ts';
-import type { Db } from '../../../src/core/db.ts';
+import { openSqliteStore } from '../../../src/core/store/sqlite/index.ts';
+import type { SqliteStore } from '../../../src/core/store/sqlite/index.ts';
+
+type Db = Database.Database;
 
 export const SYSTEM_PROMPT =
   'You are mneme, an assistant that answers questions using only the numbered context passages supplied with each question. The passages come from the user\'s own document collection.\n\nRules:\n1. Use only facts stated in the context passages.\n2. Cite every factual claim with the number of the passage that supports it, in square brackets.';
@@ -104,6 +107,9 @@ export function renderUserMessage(query: string, sources: Source[], history = ''
 }
 
 export class LogFixture {
+  /** The store the exporter is given. */
+  readonly store: SqliteStore;
+  /** Its connection's raw handle, for setting up and probing rows. */
   readonly db: Db;
   private clock = Date.parse('2025-03-01T09:00:00.000Z');
   private readonly users = new Map<string, number>();
@@ -115,7 +121,8 @@ export class LogFixture {
   constructor(readonly dataDir: string) {
     // Where the CLI looks for it (`--data-dir dataDir`).
     this.dbFile = loadConfig({}, { dataDir }).dbFile;
-    this.db = openDb(this.dbFile);
+    this.store = openSqliteStore(this.dbFile);
+    this.db = this.store.connection.db;
   }
 
   static create(): LogFixture {
@@ -203,8 +210,22 @@ export class LogFixture {
     this.db.prepare('INSERT INTO feedback (response_id, user_id, rating, correction, created_at) VALUES (?, ?, ?, ?, ?)').run(response.id, userId, rating, correction, this.tick(at));
   }
 
+  /** The user id of a name given to `user` / `conversation`. */
+  userId(name: string): number {
+    const id = this.users.get(name);
+    if (id === undefined) throw new Error(`unknown user ${name}`);
+    return id;
+  }
+
+  /** The user as the export hash sees them ({id, createdAt}), read from the users table. */
+  userRef(name: string): { id: number; createdAt: string } {
+    const row = this.db.prepare<[string], { id: number; created_at: string }>('SELECT id, created_at FROM users WHERE name = ?').get(name);
+    if (!row) throw new Error(`no user ${name}`);
+    return { id: row.id, createdAt: row.created_at };
+  }
+
   close(): void {
-    this.db.close();
+    this.store.connection.close();
   }
 
   remove(): void {
@@ -243,9 +264,12 @@ function checkMessage(m: unknown, where: string, allowWeight: boolean): Msg {
   return m as Msg;
 }
 
+const USER_HASH = /^[0-9a-f]{32}$/;
+
 /** Hand-written structural check of one SFT line; returns its messages. */
 export function checkSftLine(v: unknown, where: string): Msg[] {
-  if (!isPlainObject(v) || Object.keys(v).join() !== 'messages' || !Array.isArray(v.messages)) throw new Error(`${where}: expected {messages: [...]}`);
+  if (!isPlainObject(v) || Object.keys(v).sort().join() !== 'messages,user' || !Array.isArray(v.messages)) throw new Error(`${where}: expected {messages: [...], user}`);
+  if (typeof v.user !== 'string' || !USER_HASH.test(v.user)) throw new Error(`${where}: user must be a 32-hex-digit hash`);
   const msgs = v.messages.map((m, i) => checkMessage(m, `${where} message ${i}`, true));
   const last = msgs[msgs.length - 1];
   if (msgs.length < 2 || !last || last.role !== 'assistant' || 'weight' in last || last.content.trim() === '') throw new Error(`${where}: must end with a trained assistant turn`);
@@ -254,9 +278,10 @@ export function checkSftLine(v: unknown, where: string): Msg[] {
 }
 
 /** Hand-written structural check of one preference line. */
-export function checkPreferenceLine(v: unknown, where: string): { input: Msg[]; preferred: string; nonPreferred: string } {
+export function checkPreferenceLine(v: unknown, where: string): { input: Msg[]; preferred: string; nonPreferred: string; user: string; preferredUser: string } {
   if (!isPlainObject(v)) throw new Error(`${where}: not an object`);
-  if (Object.keys(v).sort().join() !== 'input,non_preferred_output,preferred_output') throw new Error(`${where}: keys ${Object.keys(v).join()}`);
+  if (Object.keys(v).sort().join() !== 'input,non_preferred_output,preferred_output,preferred_user,user') throw new Error(`${where}: keys ${Object.keys(v).join()}`);
+  for (const k of ['user', 'preferred_user']) if (typeof v[k] !== 'string' || !USER_HASH.test(v[k] as string)) throw new Error(`${where}: ${k} must be a 32-hex-digit hash`);
   const input = v.input;
   if (!isPlainObject(input) || Object.keys(input).join() !== 'messages' || !Array.isArray(input.messages)) throw new Error(`${where}: bad input`);
   const msgs = input.messages.map((m, i) => checkMessage(m, `${where} input ${i}`, false));
@@ -270,5 +295,5 @@ export function checkPreferenceLine(v: unknown, where: string): { input: Msg[]; 
   const preferred = side(v.preferred_output, 'preferred_output');
   const nonPreferred = side(v.non_preferred_output, 'non_preferred_output');
   if (preferred === nonPreferred) throw new Error(`${where}: identical sides`);
-  return { input: msgs, preferred, nonPreferred };
+  return { input: msgs, preferred, nonPreferred, user: v.user as string, preferredUser: v.preferred_user as string };
 }
