@@ -10,6 +10,7 @@ import { DOC_TX_MAX_CHUNKS } from '../../src/core/store/sqlite/corpus.ts';
 import { openSqliteStore } from '../../src/core/store/sqlite/index.ts';
 import type { EngineUnderTest } from './contract/corpus.ts';
 import { corpusStoreContract } from './contract/corpus.ts';
+import { chatStoreContract } from './contract/chat.ts';
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -30,4 +31,5 @@ export const ENGINES: EngineUnderTest[] = [
 
 for (const engine of ENGINES) {
   describe(`${engine.name}: corpus store contract`, () => corpusStoreContract(engine));
+  describe(`${engine.name}: users, conversations, predictions, monitoring contract`, () => chatStoreContract(engine));
 }
