@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import { z } from 'zod';
 import { loadConfig } from '../core/config.ts';
-import { openDb } from '../core/db.ts';
+import { openStore } from '../core/deps.ts';
 import { ConfigError } from '../core/errors.ts';
 import { EXPORT_FORMATS } from '../export/format.ts';
 import { runExport } from '../export/run.ts';
@@ -84,7 +84,7 @@ export const exportCommand: Command = {
     const opts = parseCommandArgs(EXPORT_SPEC, args, schema);
     const config = loadConfig(io.env, { dataDir: opts['data-dir'] });
     if (!fs.existsSync(config.dbFile)) throw new ConfigError(`no database at ${config.dbFile} (wrong --data-dir?)`);
-    const db = openDb(config.dbFile, { readonly: true });
+    const store = openStore(config);
     const controller = new AbortController();
     const onSignal = (): void => controller.abort();
     process.once('SIGINT', onSignal);
@@ -92,7 +92,7 @@ export const exportCommand: Command = {
     let lastDraw = 0;
     try {
       const result = await runExport({
-        db,
+        store,
         format: opts.format,
         out: opts.out,
         filters: {
@@ -125,7 +125,7 @@ export const exportCommand: Command = {
     } finally {
       process.removeListener('SIGINT', onSignal);
       process.removeListener('SIGTERM', onSignal);
-      db.close();
+      await store.close();
     }
   },
 };

@@ -5,14 +5,13 @@
  */
 import { z } from 'zod';
 import { loadConfig } from '../core/config.ts';
-import { openDatabase } from '../core/deps.ts';
+import { openStore } from '../core/deps.ts';
 import { NotFoundError, ValidationError } from '../core/errors.ts';
-import { findUserByName } from '../chat/users.ts';
 import { FEATURE_DEFINITIONS } from '../features/definitions.ts';
 import { materializeFeatures } from '../features/materialize.ts';
-import { SqliteFeatureStore } from '../features/store.ts';
-import type { CommandSpec } from './args.ts';
+import { FeatureStore } from '../features/store.ts';
 import { parseCommandArgs, printJson } from './args.ts';
+import type { CommandSpec } from './args.ts';
 import type { Command, CommandIo } from './types.ts';
 
 /** The option tables of the `mneme features` subcommands (parsing and --help). */
@@ -44,7 +43,7 @@ async function materialize(args: string[], io: CommandIo): Promise<number> {
   const opts = parseCommandArgs(MATERIALIZE_SPEC, args, materializeSchema);
   const store = openStore(loadConfig(io.env, { dataDir: opts['data-dir'] }));
   try {
-    const s = materializeFeatures(db, { rebuild: opts.rebuild });
+    const s = await materializeFeatures(store, { rebuild: opts.rebuild });
     if (opts.json) printJson(io.stdout, s);
     else {
       io.stdout.write(
@@ -53,7 +52,7 @@ async function materialize(args: string[], io: CommandIo): Promise<number> {
     }
     return 0;
   } finally {
-    db.close();
+    await store.close();
   }
 }
 
@@ -62,12 +61,12 @@ async function show(args: string[], io: CommandIo): Promise<number> {
   const opts = parseCommandArgs(SHOW_SPEC, args, showSchema);
   const store = openStore(loadConfig(io.env, { dataDir: opts['data-dir'] }));
   try {
-    const user = findUserByName(db, opts.user);
+    const user = await store.users.findByName(opts.user);
     if (!user) throw new NotFoundError(`no user named ${JSON.stringify(opts.user)}`);
-    printJson(io.stdout, { user: user.name, features: new SqliteFeatureStore({ db }).getOnlineFeatures(user.id) });
+    printJson(io.stdout, { user: user.name, features: await new FeatureStore({ store }).getOnlineFeatures(user.id) });
     return 0;
   } finally {
-    db.close();
+    await store.close();
   }
 }
 
@@ -81,8 +80,8 @@ async function list(args: string[], io: CommandIo): Promise<number> {
 
 export const featuresCommand: Command = {
   name: 'features',
-  specs: [MATERIALIZE_SPEC, SHOW_SPEC, LIST_SPEC],
   usage: USAGE,
+  specs: [MATERIALIZE_SPEC, SHOW_SPEC, LIST_SPEC],
   async run(args, io) {
     const [sub, ...rest] = args;
     switch (sub) {
