@@ -97,16 +97,6 @@ export function parseQuery<S extends z.ZodType>(schema: S, req: Request): z.infe
   return res.data;
 }
 
-/** JSON text from the log, or `fallback` when it does not parse (old or hand-edited rows). */
-export function safeJson<T>(text: string | null | undefined, fallback: T): T {
-  if (text === null || text === undefined) return fallback;
-  try {
-    return JSON.parse(text) as T;
-  } catch {
-    return fallback;
-  }
-}
-
 /** Conversations of `userId`, newest activity first (ties: id descending), after `before`. */
 export async function listConversations(
   store: Pick<Store, 'conversations'>,
