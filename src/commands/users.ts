@@ -1,13 +1,15 @@
 /**
  * `mneme users create --name NAME [--admin] [--json]` prints the new API key once (it is stored only
  * as a hash); `users delete --name NAME [--json]` erases the user with their conversations, logs,
- * feedback and features; `users list [--json]`.
+ * feedback and features (every row of theirs, in one transaction, then a WAL checkpoint: no copy left
+ * in the database file or its log); `users list [--json]`.
  */
 import { z } from 'zod';
 import { loadConfig } from '../core/config.ts';
-import { openDatabase } from '../core/deps.ts';
+import { openStore } from '../core/deps.ts';
 import { ValidationError } from '../core/errors.ts';
 import { createUser, deleteUserByName, listUsers, userNameSchema } from '../chat/users.ts';
+import { exportsContainingUser } from '../export/manifests.ts';
 import { parseCommandArgs, printJson, synopsis } from './args.ts';
 import type { CommandSpec } from './args.ts';
 import type { Command } from './types.ts';
@@ -21,7 +23,6 @@ const schema = z.object({
   admin: z.boolean().default(false),
 });
 
-export const usersCommand: Command = {
 /** The option table of `mneme users` (parsing and --help). */
 export const USERS_SPEC: CommandSpec = {
   name: 'users',
@@ -34,6 +35,7 @@ export const USERS_SPEC: CommandSpec = {
   examples: ['users create --name alice --admin', 'users delete --name bob --json', 'users list'],
 };
 
+export const usersCommand: Command = {
   name: 'users',
   usage: synopsis(USERS_SPEC),
   specs: [USERS_SPEC],
@@ -46,10 +48,10 @@ export const USERS_SPEC: CommandSpec = {
     if (sub !== 'list' && !opts.name) throw new ValidationError(`users ${sub}: --name is required`);
     if (sub !== 'create' && opts.admin) throw new ValidationError(`users ${sub}: --admin only applies to create`);
     const config = loadConfig(io.env, { dataDir: opts['data-dir'] });
-    const db = openDatabase(config);
+    const store = openStore(config);
     try {
       if (sub === 'create') {
-        const { user, apiKey } = createUser(db, { name: opts.name!, admin: opts.admin });
+        const { user, apiKey } = await createUser(store, { name: opts.name!, admin: opts.admin });
         if (opts.json) printJson(io.stdout, { name: user.name, api_key: apiKey, admin: user.isAdmin });
         else {
           io.stdout.write(`created ${user.isAdmin ? 'admin ' : ''}user ${user.name}\n`);
@@ -58,17 +60,20 @@ export const USERS_SPEC: CommandSpec = {
         return 0;
       }
       if (sub === 'delete') {
-        const { user, erased } = deleteUserByName(db, opts.name!);
-        if (opts.json) printJson(io.stdout, { name: user.name, deleted: true, erased });
+        const { user, erased } = await deleteUserByName(store, opts.name!);
+        // Exports made before the erasure still hold their lines: name them so it can be propagated.
+        const exported = await exportsContainingUser(store, user);
+        if (opts.json) printJson(io.stdout, { name: user.name, deleted: true, erased, user_hash: exported.userHash, export_manifests: exported.manifests });
         else {
           const parts = Object.entries(erased)
             .filter(([, n]) => n > 0)
             .map(([t, n]) => `${n} ${t}`);
           io.stdout.write(`deleted user ${user.name}${parts.length ? ` (erased ${parts.join(', ')})` : ''}\n`);
+          if (exported.manifests.length) io.stdout.write(`their data is in these exports (lines with "user" or "preferred_user" ${exported.userHash}):\n${exported.manifests.map((m) => `  ${m}\n`).join('')}`);
         }
         return 0;
       }
-      const users = listUsers(db);
+      const users = await listUsers(store);
       if (opts.json) {
         printJson(
           io.stdout,
@@ -78,7 +83,7 @@ export const USERS_SPEC: CommandSpec = {
       else for (const u of users) io.stdout.write(`${u.name}${u.isAdmin ? ' (admin)' : ''}  key ${u.keyPrefix}…  created ${u.createdAt}\n`);
       return 0;
     } finally {
-      db.close();
+      await store.close();
     }
   },
 };
