@@ -150,10 +150,12 @@ async function main(): Promise<void> {
   const seed = run(['ingest', path.join(repo, 'test/fixtures/docs'), '--data-dir', dataDir, '--json']);
   if ((await finished(seed)) !== 0) throw new Error('seed ingest failed');
 
-  const { openDb } = await import('../src/core/db.ts');
+  const { openSqliteStore } = await import('../src/core/store/sqlite/index.ts');
   const { createUser } = await import('../src/chat/users.ts');
-  const db = openDb(path.join(dataDir, 'mneme.sqlite'));
-  const key = createUser(db, { name: 'bench' }).apiKey;
+  const store = openSqliteStore(path.join(dataDir, 'mneme.sqlite'));
+  const key = (await createUser(store, { name: 'bench' })).apiKey;
+  // Probes of the prediction log read the engine's tables directly (a bench, not product code).
+  const db = store.connection.db;
   const count = () => db.prepare("SELECT count(*) FROM responses WHERE status = 'ok'").pluck().get() as number;
   const lastSeq = () => (db.prepare('SELECT coalesce(max(seq), 0) FROM responses').pluck().get() as number);
   /** Server-side mean stage times (ms) of the answers logged after `afterSeq`, up to `untilSeq`. */
@@ -231,7 +233,7 @@ async function main(): Promise<void> {
 
   server.kill('SIGTERM');
   const serverExit = await finished(server);
-  db.close();
+  await store.close();
   fs.rmSync(corpus, { recursive: true, force: true });
   fs.rmSync(dataDir, { recursive: true, force: true });
 

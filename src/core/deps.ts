@@ -72,10 +72,3 @@ export function openStore(config: Config): SqliteStore {
   return openSqliteStore(config.dbFile);
 }
 
-/**
- * @deprecated transition only (removed when every caller uses `openStore`): the raw handle.
- */
-export function openDatabase(config: Config): import('./db.ts').Db {
-  return openDbTransitional(config.dbFile);
-}
-import { openDb as openDbTransitional } from './db.ts';

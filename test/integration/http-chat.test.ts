@@ -4,7 +4,7 @@
  */
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { blobToVector } from '../../src/core/db.ts';
+import { blobToVector } from '../../src/core/store/sqlite/codec.ts';
 import type { TestServer } from './http-helpers.ts';
 import { authHeaders, count, ingestFixtures, parseSse, postJson, startTestServer, tempDir, testEnv } from './http-helpers.ts';
 

@@ -3,8 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ftsTerms, MAX_FTS_TERMS, toFtsQuery } from '../../../src/core/store/sqlite/fts-query.ts';
-import type { Db } from '../../../src/core/db.ts';
-import { nowIso, openDb } from '../../../src/core/db.ts';
+import { nowIso } from '../../../src/core/clock.ts';
+import { SqliteConnection } from '../../../src/core/store/sqlite/connection.ts';
 
 const NASTY = [
   '',
@@ -81,11 +81,13 @@ describe('toFtsQuery', () => {
 
 describe('toFtsQuery against the real FTS5 table', () => {
   let dir: string;
-  let db: Db;
+  let conn: SqliteConnection;
+  let db: SqliteConnection['db'];
 
   beforeAll(() => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mneme-'));
-    db = openDb(path.join(dir, 'mneme.sqlite'));
+    conn = new SqliteConnection(path.join(dir, 'mneme.sqlite'));
+    db = conn.db;
     const doc = db
       .prepare("INSERT INTO documents (collection, source_uri, content_sha256, title, kind, bytes, ingested_at, updated_at) VALUES ('c', '/x', 'h', 'kestrelctl reference', 'text/plain', 1, ?, ?)")
       .run(nowIso(), nowIso()).lastInsertRowid;
@@ -95,7 +97,7 @@ describe('toFtsQuery against the real FTS5 table', () => {
   });
 
   afterAll(() => {
-    db.close();
+    conn.close();
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
