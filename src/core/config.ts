@@ -54,6 +54,9 @@ const envSchema = z.object({
   MNEME_MAX_MESSAGE_CHARS: intIn(1, 1_000_000).default(8000),
   MNEME_RATE_LIMIT_PER_MIN: intIn(0, 1_000_000).default(120),
   MNEME_QUEUE_MAX: intIn(1, 100_000).default(64),
+  MNEME_JSON_MAX_DEPTH: intIn(2, 10_000).default(64),
+  MNEME_AUTH_FAIL_PER_MIN: intIn(0, 1_000_000).default(20),
+  MNEME_SHUTDOWN_GRACE_S: numIn(0, 3600).default(10),
   MNEME_PERSONALIZATION_WEIGHT: numIn(0, 10).default(0.3),
   MNEME_FEATURES_INTERVAL_S: intIn(0, 86_400).default(60),
   MNEME_CHROMIUM_PATH: z.string().min(1).default('/usr/bin/chromium'),
@@ -98,6 +101,12 @@ export interface Config {
     maxMessageChars: number;
     rateLimitPerMin: number;
     queueMax: number;
+    /** Deepest nesting of arrays/objects accepted in a JSON body, in levels (400 beyond). */
+    jsonMaxDepth: number;
+    /** Failed authentications (401) allowed per client IP per minute before 429; 0 = unlimited. */
+    authFailPerMin: number;
+    /** How long `serve` lets running answers finish after SIGTERM/SIGINT, in ms. */
+    shutdownGraceMs: number;
   };
   personalizationWeight: number;
   featuresIntervalSeconds: number;
@@ -160,6 +169,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxMessageChars: e.MNEME_MAX_MESSAGE_CHARS,
       rateLimitPerMin: e.MNEME_RATE_LIMIT_PER_MIN,
       queueMax: e.MNEME_QUEUE_MAX,
+      jsonMaxDepth: e.MNEME_JSON_MAX_DEPTH,
+      authFailPerMin: e.MNEME_AUTH_FAIL_PER_MIN,
+      shutdownGraceMs: Math.round(e.MNEME_SHUTDOWN_GRACE_S * 1000),
     },
     personalizationWeight: e.MNEME_PERSONALIZATION_WEIGHT,
     featuresIntervalSeconds: e.MNEME_FEATURES_INTERVAL_S,

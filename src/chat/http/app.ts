@@ -16,6 +16,7 @@ import { authenticate, currentUser } from './auth.ts';
 import type { AppContext, AppDeps } from './context.ts';
 import { InFlight } from './context.ts';
 import { errorHandler } from './errors.ts';
+import { jsonBody } from './json-body.ts';
 import { adminRouter } from './routes/admin.ts';
 import { chatRoutes } from './routes/chat.ts';
 import { conversationsRouter } from './routes/conversations.ts';
@@ -106,7 +107,8 @@ export function createApp(deps: AppDeps): Express {
   });
   // Only JSON bodies are parsed; anything else leaves req.body undefined and the route's validation
   // answers 400. The limit makes body-parser fail with 413 before reading a huge body.
-  app.use(express.json({ limit: deps.config.server.bodyLimitBytes, type: ['application/json', 'application/*+json'] }));
+  // Nesting deeper than MNEME_JSON_MAX_DEPTH is refused before JSON.parse (400).
+  app.use(jsonBody({ limitBytes: deps.config.server.bodyLimitBytes, maxDepth: deps.config.server.jsonMaxDepth }));
 
   app.use(chatRoutes(ctx));
   app.use(completionsRoutes(ctx));

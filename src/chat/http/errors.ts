@@ -5,7 +5,10 @@
  *   InternalError and any status ≥ 500 that is not an upstream/unavailable error, which get a
  *   generic message.
  * - body-parser errors: malformed JSON → 400 `invalid_json`, body over the limit → 413
- *   `payload_too_large`, unsupported charset/encoding → 415.
+ *   `payload_too_large`, unsupported charset/Content-Encoding → 415, a compressed body that does not
+ *   decompress (corrupt gzip/deflate/br) → 400 `invalid_body`.
+ * - a URL whose percent-encoding does not decode (`/v1/conversations/%FF/messages`: URIError from
+ *   route parameter decoding) → 400 `invalid_request`.
  * - anything else → 500 `internal_error` with a generic message; the stack goes to the server log,
  *   never to the client.
  * 429 and 503 carry `Retry-After` (seconds).
@@ -81,7 +84,23 @@ export function toHttpError(err: unknown): HttpError {
         }
     }
   }
+  // Express decodes route parameters with decodeURIComponent; a bad %-sequence is the client's fault.
+  if (err instanceof URIError) {
+    return { status: 400, body: body('invalid_request', 'the URL contains malformed percent-encoding'), retryAfterSeconds: undefined, unexpected: false };
+  }
+  // body-parser wraps stream errors (zlib: corrupt gzip/deflate/br data) as http-errors with a 4xx
+  // status and `expose: true` but no `type`.
+  if (isClientHttpError(err)) {
+    return { status: 400, body: body('invalid_body', 'request body could not be read or decompressed'), retryAfterSeconds: undefined, unexpected: false };
+  }
   return { status: 500, body: body('internal_error', 'internal error'), retryAfterSeconds: undefined, unexpected: true };
+}
+
+/** An http-errors error (body-parser, raw-body) with a 4xx status meant to be shown. */
+function isClientHttpError(err: unknown): boolean {
+  if (typeof err !== 'object' || err === null) return false;
+  const { status, expose } = err as { status?: unknown; expose?: unknown };
+  return expose === true && typeof status === 'number' && status >= 400 && status < 500;
 }
 
 /**
