@@ -195,6 +195,18 @@ export interface CorpusStore {
   // --- retrieval ---
   /** Full-text search over live chunks, best first (BM25 on SQLite). [] when the query has no searchable term. */
   searchText(query: string, opts: { limit: number; collection?: string | undefined }): Promise<ScoredChunkRef[]>;
+  /**
+   * Dense search: live chunks whose `modelId` vector is nearest to `vector` by cosine, best first;
+   * score = cosine similarity (higher is better). With `collection`, still up to `limit` rows of that
+   * collection. Engines with a native vector index (PostgreSQL + pgvector HNSW) answer here; the
+   * SQLite engine returns [] (its dense search is the in-process HnswVectorIndex the retriever holds).
+   * @param opts.efSearch HNSW candidate-list size; default the model's generation's hnswEfSearch
+   */
+  searchVector(
+    modelId: string,
+    vector: Float32Array,
+    opts: { limit: number; collection?: string | undefined; efSearch?: number | undefined },
+  ): Promise<ScoredChunkRef[]>;
   /** Document and collection of live chunks among `ids` (stale ids absent). */
   chunkMeta(ids: readonly number[]): Promise<ChunkMeta[]>;
   /** Texts and metadata of live chunks among `ids` (stale ids absent). */

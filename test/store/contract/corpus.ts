@@ -7,12 +7,17 @@ import { expect, it } from 'vitest';
 import type { NewChunk, NewDocument } from '../../../src/core/store/corpus.ts';
 import type { Store } from '../../../src/core/store/index.ts';
 
+/** What this suite needs of a store: the corpus aggregate (an engine may not have the others yet). */
+export type CorpusStoreUnderTest = Pick<Store, 'corpus' | 'close'>;
+
 export interface EngineUnderTest {
   name: string;
   /** A fresh, empty, migrated store. */
-  make(): Promise<Store>;
+  make(): Promise<CorpusStoreUnderTest>;
   /** Chunks per bounded transaction of this engine (a document larger than this is staged). */
   boundedChunks: number;
+  /** The engine answers `searchVector` itself (a native vector index, e.g. pgvector). Default false. */
+  nativeVectorSearch?: boolean;
 }
 
 let seq = 0;
@@ -38,7 +43,7 @@ function unit(dim: number, salt: number): Float32Array {
   return v.map((x) => x / n);
 }
 
-const sourcesOf = async (store: Store, q: string, collection?: string) => {
+const sourcesOf = async (store: CorpusStoreUnderTest, q: string, collection?: string) => {
   const hits = await store.corpus.searchText(q, { limit: 20, collection });
   const recs = await store.corpus.chunkRecords(hits.map((h) => h.chunkId));
   const byId = new Map(recs.map((r) => [r.chunkId, r.source]));
@@ -46,7 +51,7 @@ const sourcesOf = async (store: Store, q: string, collection?: string) => {
 };
 
 export function corpusStoreContract(engine: EngineUnderTest): void {
-  const withStore = async (fn: (s: Store) => Promise<void>) => {
+  const withStore = async (fn: (s: CorpusStoreUnderTest) => Promise<void>) => {
     const s = await engine.make();
     try {
       await fn(s);
@@ -199,5 +204,31 @@ export function corpusStoreContract(engine: EngineUnderTest): void {
       expect((await s.corpus.activeGeneration())?.modelId).toBe('B');
       expect((await s.corpus.generations('retired')).map((x) => x.generation)).toEqual([a.generation]);
       expect(await s.corpus.embeddingCount('A')).toBe(0);
+    }));
+  it.runIf(engine.nativeVectorSearch === true)('dense search: nearest by cosine first, live chunks only, a collection filter still fills `limit`', () =>
+    withStore(async (s) => {
+      const dim = 8;
+      const g = { dimension: dim, pooling: 'mean', normalized: true, maxTokens: 16, hnswM: 16, hnswEfConstruction: 64, hnswEfSearch: 40 };
+      await s.corpus.createGeneration({ ...g, modelId: 'm' }, 'active');
+      const withVector = (text: string, salt: number): NewChunk[] => [{ ...chunks([text])[0]!, vector: unit(dim, salt) }];
+      for (let i = 0; i < 60; i++) await s.corpus.replaceDocument(doc('big', `vbig-${i}`), withVector(`big ${i}`, i), null, 'm');
+      const small: number[] = [];
+      for (let i = 0; i < 6; i++) small.push((await s.corpus.replaceDocument(doc('small', `vsmall-${i}`), withVector(`small ${i}`, 1000 + i * 7), null, 'm')).vectorsAdded[0]![0]);
+      const gone = await s.corpus.replaceDocument(doc('big', 'vgone'), withVector('gone', 500), null, 'm');
+      await s.corpus.deleteDocument(gone.documentId);
+
+      const hits = await s.corpus.searchVector('m', unit(dim, 1000 + 2 * 7), { limit: 10 });
+      expect(hits).toHaveLength(10);
+      expect(hits[0]!.chunkId).toBe(small[2]);
+      expect(hits[0]!.score).toBeCloseTo(1, 5);
+      for (let i = 1; i < hits.length; i++) expect(hits[i]!.score).toBeLessThanOrEqual(hits[i - 1]!.score);
+      // A tombstoned document's vector is never served, even when it is the exact match.
+      const exact = await s.corpus.searchVector('m', unit(dim, 500), { limit: 5 });
+      expect(exact.map((h) => h.chunkId)).not.toContain(gone.vectorsAdded[0]![0]);
+      // Near the big collection's vectors, filtered to the small one: still `limit` rows, all small.
+      const filtered = await s.corpus.searchVector('m', unit(dim, 3), { limit: 5, collection: 'small' });
+      expect(filtered).toHaveLength(5);
+      expect(filtered.every((h) => small.includes(h.chunkId))).toBe(true);
+      expect(await s.corpus.searchVector('other-model', unit(dim, 3), { limit: 5 })).toEqual([]);
     }));
 }

@@ -405,6 +405,14 @@ export class SqliteCorpusStore implements CorpusStore {
     return rows.map((r) => ({ chunkId: r.id, score: -r.rank }));
   }
 
+  /**
+   * Always [] on this engine: SQLite has no vector index. The SQLite engine's dense search is the
+   * in-process HNSW index (HnswVectorIndex, kept in step by the change feed) the retriever holds.
+   */
+  async searchVector(_modelId: string, _vector: Float32Array, _opts: { limit: number; collection?: string | undefined; efSearch?: number | undefined }): Promise<ScoredChunkRef[]> {
+    return [];
+  }
+
   async chunkMeta(ids: readonly number[]): Promise<ChunkMeta[]> {
     return this.c
       .stmt<[string], ChunkMeta>(

@@ -1,0 +1,595 @@
+/**
+ * PostgreSQL implementation of {@link CorpusStore} (schema: migrations/postgres/030_corpus.sql).
+ * Same semantics as the SQLite engine (sqlite/corpus.ts), with these engine-specific parts:
+ * - full text: a weighted `tsvector` per chunk (title A, heading path B, text C) with a GIN index,
+ *   queried with the SQLite engine's OR-ed terms through `websearch_to_tsquery` and ranked by
+ *   `ts_rank_cd` (higher is better);
+ * - dense search: pgvector, one HNSW cosine index per embedding model (an expression + partial
+ *   index, created with the model's generation), see {@link PostgresCorpusStore.searchVector};
+ * - every write transaction takes the corpus lock (`mneme_lock_corpus()`) first, so the change feed's
+ *   sequence numbers follow commit order across replicas (and no write deadlocks on it);
+ * - large documents are staged in bounded transactions exactly as on SQLite: a staging copy
+ *   (tombstoned, so nothing serves it) made visible in one short transaction.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import path from 'node:path';
+import pg from 'pg';
+import { nowIso } from '../../clock.ts';
+import type {
+  ChunkMeta,
+  ChunkRecord,
+  ChunkText,
+  CorpusChange,
+  CorpusCounts,
+  CorpusStore,
+  DocumentRef,
+  FeedBounds,
+  IndexGeneration,
+  NewChunk,
+  NewDocument,
+  NewGeneration,
+  ReplaceDocumentResult,
+  ScoredChunkRef,
+} from '../corpus.ts';
+import { toFtsQuery } from '../sqlite/fts-query.ts';
+import type { PgQueries, PgTx, PostgresConnection } from './connection.ts';
+
+/**
+ * Most chunks written (or deleted) in one transaction (default 1000, as on SQLite). A document with
+ * more is staged, so the corpus lock is never held for long.
+ */
+export const DOC_TX_MAX_CHUNKS = 1000;
+/**
+ * ts_rank_cd weights in PostgreSQL's order {D, C, B, A} = {unused, text, heading path, title}: the
+ * SQLite engine's bm25() column weights (text 1.0, heading 0.5, title 0.5).
+ */
+export const TS_RANK_WEIGHTS = '{0.1, 1.0, 0.5, 0.5}';
+/**
+ * ts_rank_cd normalization (bit mask): 0 = none. Cover density already rewards chunks covering more
+ * of the query's terms; dividing by length would favour tiny chunks (a heading alone).
+ */
+export const TS_RANK_NORMALIZATION = 0;
+/** Text-search configuration: English stemming and stopwords (the SQLite engine uses the porter stemmer). */
+export const TS_CONFIG = 'english';
+/** pgvector's HNSW limit for `vector` (dimensions); a larger model is searched exactly (no index). */
+export const PGVECTOR_HNSW_MAX_DIMENSIONS = 2000;
+/** pgvector's ceiling for hnsw.ef_search. */
+export const PGVECTOR_MAX_EF_SEARCH = 1000;
+
+const STAGING_PREFIX = 'staging:';
+const REPLACED_PREFIX = 'replaced:';
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/** Float32Array → pgvector's text form `[x,y,…]` (each float32 printed exactly, read back exactly). */
+export function vectorToPg(v: Float32Array): string {
+  return `[${Array.prototype.join.call(v, ',')}]`;
+}
+
+/** pgvector's text form → Float32Array (the text is a JSON array of numbers). */
+export function pgToVector(text: string): Float32Array {
+  return Float32Array.from(JSON.parse(text) as number[]);
+}
+
+/** The HNSW index of one embedding model (a deterministic, identifier-safe name). */
+export function hnswIndexName(modelId: string, dimension: number): string {
+  return `embeddings_hnsw_${createHash('sha256').update(modelId).digest('hex').slice(0, 16)}_d${dimension}`;
+}
+
+interface GenerationRow {
+  generation: number;
+  model_id: string;
+  dimension: number;
+  pooling: string;
+  normalized: boolean;
+  max_tokens: number;
+  space: string;
+  hnsw_m: number;
+  hnsw_ef_construction: number;
+  hnsw_ef_search: number;
+  file: string;
+  status: 'building' | 'active' | 'retired';
+  created_at: string;
+  activated_at: string | null;
+  saved_feed_seq: number | null;
+}
+
+function toGeneration(r: GenerationRow): IndexGeneration {
+  return {
+    generation: r.generation,
+    modelId: r.model_id,
+    dimension: r.dimension,
+    pooling: r.pooling,
+    normalized: r.normalized,
+    maxTokens: r.max_tokens,
+    space: r.space,
+    hnswM: r.hnsw_m,
+    hnswEfConstruction: r.hnsw_ef_construction,
+    hnswEfSearch: r.hnsw_ef_search,
+    file: r.file,
+    status: r.status,
+    createdAt: r.created_at,
+    activatedAt: r.activated_at,
+    savedFeedSeq: r.saved_feed_seq,
+  };
+}
+
+interface ScoredRow {
+  id: number;
+  score: number;
+}
+
+const SQL_LOCK = 'SELECT mneme_lock_corpus()';
+const SQL_SEARCH_TEXT = `SELECT c.id AS id, ts_rank_cd('${TS_RANK_WEIGHTS}'::float4[], c.tsv, q.q, ${TS_RANK_NORMALIZATION}) AS score
+  FROM (SELECT w FROM websearch_to_tsquery('${TS_CONFIG}', $1) AS w WHERE numnode(w) > 0) AS q(q)
+  JOIN chunks c ON c.tsv @@ q.q
+  JOIN documents d ON d.id = c.document_id
+  WHERE d.deleted_at IS NULL AND ($3::text IS NULL OR d.collection = $3::text)
+  ORDER BY score DESC, c.id LIMIT $2`;
+const SQL_INSERT_CHUNKS = `INSERT INTO chunks (document_id, ord, text, heading_path, token_count, content_sha256, tsv)
+  SELECT $1, u.ord, u.text, u.heading_path, u.token_count, u.sha, mneme_chunk_tsv(t.title, u.heading_path, u.text)
+  FROM unnest($2::int[], $3::text[], $4::text[], $5::int[], $6::text[]) AS u(ord, text, heading_path, token_count, sha)
+  CROSS JOIN (SELECT title FROM documents WHERE id = $1) AS t
+  RETURNING id, ord`;
+const SQL_INSERT_VECTORS = `INSERT INTO embeddings (chunk_id, model_id, vector)
+  SELECT u.id, $1, u.v::vector FROM unnest($2::bigint[], $3::text[]) AS u(id, v)
+  ON CONFLICT (chunk_id, model_id) DO UPDATE SET vector = excluded.vector`;
+
+export class PostgresCorpusStore implements CorpusStore {
+  /**
+   * Per model: its vectors' dimension (fixed per model) and the default ef_search, from its latest
+   * generation when first searched (or created here). Saves a round trip per dense search.
+   */
+  private readonly models = new Map<string, { dimension: number; efSearch: number }>();
+
+  constructor(private readonly c: PostgresConnection) {}
+
+  /** One corpus write transaction: the corpus lock first, then `fn`. */
+  private write<T>(fn: (q: PgTx) => Promise<T>): Promise<T> {
+    return this.c.tx(async (q) => {
+      await q.one(SQL_LOCK);
+      return fn(q);
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // documents
+
+  async findDocument(collection: string, sourceUri: string): Promise<DocumentRef | null> {
+    const r = await this.c.one<{ id: number; content_sha256: string; deleted_at: string | null }>(
+      'SELECT id, content_sha256, deleted_at FROM documents WHERE collection = $1 AND source_uri = $2',
+      [collection, sourceUri],
+    );
+    return r ? { id: r.id, contentSha256: r.content_sha256, deletedAt: r.deleted_at } : null;
+  }
+
+  async vectorsByContentHash(documentId: number, modelId: string): Promise<Map<string, Float32Array>> {
+    const rows = await this.c.rows<{ h: string; vector: string }>(
+      'SELECT c.content_sha256 AS h, e.vector::text AS vector FROM chunks c JOIN embeddings e ON e.chunk_id = c.id AND e.model_id = $1 WHERE c.document_id = $2',
+      [modelId, documentId],
+    );
+    return new Map(rows.map((r) => [r.h, pgToVector(r.vector)]));
+  }
+
+  async replaceDocument(doc: NewDocument, chunks: NewChunk[], existing: DocumentRef | null, modelId: string | null): Promise<ReplaceDocumentResult> {
+    if (chunks.length > DOC_TX_MAX_CHUNKS) return this.replaceStaged(doc, chunks, existing, modelId);
+    return this.write(async (q) => {
+      let documentId: number;
+      let removed: number[] = [];
+      if (existing) {
+        documentId = existing.id;
+        removed = (await q.rows<{ id: number }>('DELETE FROM chunks WHERE document_id = $1 RETURNING id', [documentId])).map((r) => r.id).sort((a, b) => a - b);
+        await q.run(
+          'UPDATE documents SET content_sha256 = $1, title = $2, kind = $3, bytes = $4, updated_at = $5, deleted_at = NULL WHERE id = $6',
+          [doc.contentSha256, doc.title, doc.kind, doc.bytes, nowIso(), documentId],
+        );
+      } else {
+        documentId = await this.insertDocument(q, doc, doc.sourceUri, null);
+      }
+      const vectorsAdded = await this.insertChunks(q, documentId, chunks, modelId);
+      return { documentId, chunksAdded: chunks.length, chunksDeleted: removed.length, vectorsAdded, chunkIdsRemoved: removed };
+    });
+  }
+
+  /** Large document: staging copy written in bounded transactions, then one short visibility flip. */
+  private async replaceStaged(doc: NewDocument, chunks: NewChunk[], existing: DocumentRef | null, modelId: string | null): Promise<ReplaceDocumentResult> {
+    const stagingUri = `${STAGING_PREFIX}${randomUUID()}:${doc.sourceUri}`;
+    const documentId = await this.write((q) => this.insertDocument(q, doc, stagingUri, nowIso()));
+    const vectorsAdded: Array<[number, Float32Array]> = [];
+    for (let i = 0; i < chunks.length; i += DOC_TX_MAX_CHUNKS) {
+      const slice = chunks.slice(i, i + DOC_TX_MAX_CHUNKS);
+      vectorsAdded.push(...(await this.write((q) => this.insertChunks(q, documentId, slice, modelId))));
+      await yieldToEventLoop();
+    }
+    await this.write(async (q) => {
+      if (existing) {
+        // The old row keeps its id for old logs, under a name that frees (collection, source_uri).
+        await q.run('UPDATE documents SET source_uri = $1, deleted_at = $2 WHERE id = $3', [`${REPLACED_PREFIX}${existing.id}:${doc.sourceUri}`, nowIso(), existing.id]);
+      }
+      await q.run('UPDATE documents SET source_uri = $1, deleted_at = NULL WHERE id = $2', [doc.sourceUri, documentId]);
+    });
+    const chunkIdsRemoved = existing ? await this.deleteChunksBounded(existing.id) : [];
+    return { documentId, chunksAdded: chunks.length, chunksDeleted: chunkIdsRemoved.length, vectorsAdded, chunkIdsRemoved };
+  }
+
+  private async insertDocument(q: PgQueries, doc: NewDocument, sourceUri: string, deletedAt: string | null): Promise<number> {
+    const now = nowIso();
+    const r = await q.one<{ id: number }>(
+      `INSERT INTO documents (collection, source_uri, content_sha256, title, kind, bytes, ingested_at, updated_at, deleted_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8) RETURNING id`,
+      [doc.collection, sourceUri, doc.contentSha256, doc.title, doc.kind, doc.bytes, now, deletedAt],
+    );
+    return r!.id;
+  }
+
+  /** Inside a write transaction: one statement for the chunks, one for their vectors. */
+  private async insertChunks(q: PgQueries, documentId: number, chunks: NewChunk[], modelId: string | null): Promise<Array<[number, Float32Array]>> {
+    if (chunks.length === 0) return [];
+    const ids = await q.rows<{ id: number; ord: number }>(SQL_INSERT_CHUNKS, [
+      documentId,
+      chunks.map((ch) => ch.ord),
+      chunks.map((ch) => ch.text),
+      chunks.map((ch) => ch.headingPath),
+      chunks.map((ch) => ch.tokenCount),
+      chunks.map((ch) => ch.contentSha256),
+    ]);
+    const idByOrd = new Map(ids.map((r) => [r.ord, r.id]));
+    if (modelId === null) return [];
+    const added: Array<[number, Float32Array]> = [];
+    for (const ch of chunks) if (ch.vector) added.push([idByOrd.get(ch.ord)!, ch.vector]);
+    added.sort((a, b) => a[0] - b[0]);
+    if (added.length > 0) await q.run(SQL_INSERT_VECTORS, [modelId, added.map(([id]) => id), added.map(([, v]) => vectorToPg(v))]);
+    return added;
+  }
+
+  /** Deletes a document's chunks DOC_TX_MAX_CHUNKS per transaction; returns their ids. */
+  private async deleteChunksBounded(documentId: number): Promise<number[]> {
+    const removed: number[] = [];
+    for (;;) {
+      const ids = await this.write(async (q) =>
+        (
+          await q.rows<{ id: number }>(
+            'DELETE FROM chunks WHERE id IN (SELECT id FROM chunks WHERE document_id = $1 ORDER BY id LIMIT $2) RETURNING id',
+            [documentId, DOC_TX_MAX_CHUNKS],
+          )
+        ).map((r) => r.id),
+      );
+      removed.push(...ids.sort((a, b) => a - b));
+      if (ids.length < DOC_TX_MAX_CHUNKS) return removed;
+      await yieldToEventLoop();
+    }
+  }
+
+  async liveDocuments(collection: string): Promise<Array<{ id: number; sourceUri: string }>> {
+    return this.c.rows('SELECT id, source_uri AS "sourceUri" FROM documents WHERE collection = $1 AND deleted_at IS NULL ORDER BY id', [collection]);
+  }
+
+  async deleteDocument(documentId: number): Promise<number[]> {
+    // Tombstone first (one short transaction: readers stop seeing it at once), then the chunks.
+    await this.write((q) => q.run('UPDATE documents SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL', [nowIso(), documentId]));
+    return this.deleteChunksBounded(documentId);
+  }
+
+  async cleanupInterrupted(): Promise<number[]> {
+    const leftovers = await this.c.rows<{ id: number; source_uri: string }>(
+      `SELECT d.id, d.source_uri FROM documents d
+       WHERE d.deleted_at IS NOT NULL AND (d.source_uri LIKE '${STAGING_PREFIX}%' OR EXISTS (SELECT 1 FROM chunks c WHERE c.document_id = d.id))
+       ORDER BY d.id`,
+    );
+    const removed: number[] = [];
+    for (const d of leftovers) {
+      removed.push(...(await this.deleteChunksBounded(d.id)));
+      if (d.source_uri.startsWith(STAGING_PREFIX)) await this.write((q) => q.run('DELETE FROM documents WHERE id = $1', [d.id]));
+    }
+    return removed;
+  }
+
+  async chunkSources(collection: string): Promise<Array<{ id: number; sourceUri: string }>> {
+    return this.c.rows(
+      'SELECT c.id AS id, d.source_uri AS "sourceUri" FROM chunks c JOIN documents d ON d.id = c.document_id WHERE d.collection = $1 AND d.deleted_at IS NULL ORDER BY c.id',
+      [collection],
+    );
+  }
+
+  async startIngestRun(): Promise<number> {
+    return (await this.c.one<{ id: number }>('INSERT INTO ingest_runs (started_at) VALUES ($1) RETURNING id', [nowIso()]))!.id;
+  }
+
+  async finishIngestRun(id: number, summary: unknown): Promise<void> {
+    const now = nowIso();
+    await this.c.tx(async (q) => {
+      await q.run('UPDATE ingest_runs SET finished_at = $1, summary_json = $2::jsonb WHERE id = $3', [now, JSON.stringify(summary ?? null), id]);
+      await q.run('UPDATE corpus_state SET last_ingest_at = $1 WHERE id = 1', [now]);
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // embeddings
+
+  async chunksMissingEmbedding(modelId: string, afterId: number, limit: number): Promise<ChunkText[]> {
+    return this.c.rows(
+      `SELECT c.id AS id, c.text AS text, c.heading_path AS "headingPath" FROM chunks c
+       WHERE c.id > $1 AND NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.chunk_id = c.id AND e.model_id = $2)
+       ORDER BY c.id LIMIT $3`,
+      [afterId, modelId, limit],
+    );
+  }
+
+  async addEmbeddings(modelId: string, rows: Array<[number, Float32Array]>): Promise<number> {
+    if (rows.length === 0) return 0;
+    const sorted = [...rows].sort((a, b) => a[0] - b[0]);
+    // A chunk replaced meanwhile by another writer is simply skipped (the join finds no chunk).
+    return this.write((q) =>
+      q.run(
+        `INSERT INTO embeddings (chunk_id, model_id, vector)
+         SELECT c.id, $1, u.v::vector FROM unnest($2::bigint[], $3::text[]) AS u(id, v) JOIN chunks c ON c.id = u.id
+         ON CONFLICT (chunk_id, model_id) DO NOTHING`,
+        [modelId, sorted.map(([id]) => id), sorted.map(([, v]) => vectorToPg(v))],
+      ),
+    );
+  }
+
+  async embeddingCount(modelId: string): Promise<number> {
+    return (await this.c.one<{ n: number }>('SELECT count(*) AS n FROM embeddings WHERE model_id = $1', [modelId]))?.n ?? 0;
+  }
+
+  async embeddingsPage(modelId: string, afterId: number, limit: number): Promise<Array<[number, Float32Array]>> {
+    const rows = await this.c.rows<{ chunk_id: number; vector: string }>(
+      'SELECT chunk_id, vector::text AS vector FROM embeddings WHERE model_id = $1 AND chunk_id > $2 ORDER BY chunk_id LIMIT $3',
+      [modelId, afterId, limit],
+    );
+    return rows.map((r) => [r.chunk_id, pgToVector(r.vector)]);
+  }
+
+  async embeddedChunkIds(modelId: string): Promise<Set<number>> {
+    const rows = await this.c.rows<{ id: number }>('SELECT chunk_id AS id FROM embeddings WHERE model_id = $1', [modelId]);
+    return new Set(rows.map((r) => r.id));
+  }
+
+  async vectorsOf(modelId: string, chunkIds: readonly number[]): Promise<Map<number, Float32Array>> {
+    if (chunkIds.length === 0) return new Map();
+    const rows = await this.c.rows<{ id: number; vector: string }>(
+      'SELECT chunk_id AS id, vector::text AS vector FROM embeddings WHERE model_id = $1 AND chunk_id = ANY($2::bigint[])',
+      [modelId, chunkIds],
+    );
+    return new Map(rows.map((r) => [r.id, pgToVector(r.vector)]));
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // index generations
+
+  async activeGeneration(): Promise<IndexGeneration | null> {
+    const r = await this.c.one<GenerationRow>("SELECT * FROM index_meta WHERE status = 'active'");
+    return r ? toGeneration(r) : null;
+  }
+
+  async buildingGeneration(modelId: string): Promise<IndexGeneration | null> {
+    const r = await this.c.one<GenerationRow>("SELECT * FROM index_meta WHERE status = 'building' AND model_id = $1 ORDER BY generation DESC LIMIT 1", [modelId]);
+    return r ? toGeneration(r) : null;
+  }
+
+  async generations(status: IndexGeneration['status']): Promise<IndexGeneration[]> {
+    return (await this.c.rows<GenerationRow>('SELECT * FROM index_meta WHERE status = $1 ORDER BY generation', [status])).map(toGeneration);
+  }
+
+  /**
+   * Records the generation and creates its model's HNSW index (cosine; `m`, `ef_construction` from
+   * `g`) unless the model has one already. Building it locks embeddings against writes meanwhile:
+   * instant for a new model (no vectors yet), proportional to its vectors otherwise.
+   * @throws pgvector's error when `g.hnswM`/`g.hnswEfConstruction` are outside its limits
+   */
+  async createGeneration(g: NewGeneration, status: 'building' | 'active'): Promise<IndexGeneration> {
+    return this.write(async (q) => {
+      const now = nowIso();
+      const r = await q.one<{ generation: number }>(
+        `INSERT INTO index_meta (model_id, dimension, pooling, normalized, max_tokens, space, hnsw_m, hnsw_ef_construction,
+           hnsw_ef_search, file, status, created_at, activated_at)
+         VALUES ($1, $2, $3, $4, $5, 'cosine', $6, $7, $8, '', $9, $10, $11) RETURNING generation`,
+        [g.modelId, g.dimension, g.pooling, g.normalized, g.maxTokens, g.hnswM, g.hnswEfConstruction, g.hnswEfSearch, status, now, status === 'active' ? now : null],
+      );
+      const gen = r!.generation;
+      const row = await q.one<GenerationRow>('UPDATE index_meta SET file = $1 WHERE generation = $2 RETURNING *', [path.join('index', `hnsw-g${gen}.bin`), gen]);
+      await this.createModelIndex(q, g);
+      this.models.set(g.modelId, { dimension: g.dimension, efSearch: g.hnswEfSearch });
+      return toGeneration(row!);
+    });
+  }
+
+  private async createModelIndex(q: PgTx, g: NewGeneration): Promise<void> {
+    if (!Number.isInteger(g.dimension) || g.dimension < 1 || g.dimension > PGVECTOR_HNSW_MAX_DIMENSIONS) return;
+    const m = Math.trunc(g.hnswM);
+    const efc = Math.trunc(g.hnswEfConstruction);
+    await q.exec(
+      `CREATE INDEX IF NOT EXISTS ${pg.escapeIdentifier(hnswIndexName(g.modelId, g.dimension))} ON embeddings
+       USING hnsw ((vector::vector(${g.dimension})) vector_cosine_ops) WITH (m = ${m}, ef_construction = ${efc})
+       WHERE model_id = ${pg.escapeLiteral(g.modelId)}`,
+    );
+  }
+
+  async activateGeneration(generation: number): Promise<IndexGeneration | null> {
+    return this.write(async (q) => {
+      const old = await q.one<GenerationRow>("SELECT * FROM index_meta WHERE status = 'active'");
+      const next = await q.one<GenerationRow>('SELECT * FROM index_meta WHERE generation = $1', [generation]);
+      if (old) {
+        await q.run("UPDATE index_meta SET status = 'retired' WHERE generation = $1", [old.generation]);
+        if (next && old.model_id !== next.model_id) {
+          await q.run('DELETE FROM embeddings WHERE model_id = $1', [old.model_id]);
+          await q.exec(`DROP INDEX IF EXISTS ${pg.escapeIdentifier(hnswIndexName(old.model_id, old.dimension))}`);
+        }
+      }
+      await q.run("UPDATE index_meta SET status = 'active', activated_at = $1 WHERE generation = $2", [nowIso(), generation]);
+      return old ? toGeneration(old) : null;
+    });
+  }
+
+  async recordIndexSaved(generation: number, feedSeq: number): Promise<void> {
+    await this.c.run('UPDATE index_meta SET saved_feed_seq = $1 WHERE generation = $2', [feedSeq, generation]);
+  }
+
+  async vectorWorkPending(configuredModel: string | null): Promise<boolean> {
+    if (configuredModel === null) return false;
+    const meta = await this.activeGeneration();
+    if (!meta) return (await this.c.one<{ any: boolean }>('SELECT EXISTS (SELECT 1 FROM chunks) AS any'))?.any ?? false;
+    if (meta.modelId !== configuredModel || meta.savedFeedSeq !== (await this.feedBounds()).head) return true;
+    const r = await this.c.one<{ any: boolean }>(
+      'SELECT EXISTS (SELECT 1 FROM chunks c WHERE NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.chunk_id = c.id AND e.model_id = $1)) AS any',
+      [meta.modelId],
+    );
+    return r?.any ?? false;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // retrieval
+
+  /**
+   * Full text over live chunks, best first: the query's terms OR-ed (as on SQLite: see
+   * sqlite/fts-query.ts), each a phrase for compounds such as "e-417"; score = ts_rank_cd with
+   * TS_RANK_WEIGHTS. [] when nothing searchable remains (punctuation only, or only stopwords).
+   */
+  async searchText(query: string, opts: { limit: number; collection?: string | undefined }): Promise<ScoredChunkRef[]> {
+    const match = toFtsQuery(query);
+    if (match === null) return [];
+    const rows = await this.c.rows<ScoredRow>(SQL_SEARCH_TEXT, [match, opts.limit, opts.collection ?? null]);
+    return rows.map((r) => ({ chunkId: r.id, score: r.score }));
+  }
+
+  /**
+   * Dense search with pgvector: cosine over `modelId`'s vectors through its HNSW index (exact when
+   * the model has no index), best first, score = cosine similarity. `hnsw.iterative_scan =
+   * relaxed_order` lets a collection-filtered (or tombstone-filtered) search keep scanning until
+   * `limit` rows pass the filter; the rows are re-sorted by exact distance.
+   * @param opts.efSearch HNSW candidate list (default: the model's generation's hnswEfSearch), raised
+   * to `limit` and capped at PGVECTOR_MAX_EF_SEARCH
+   */
+  async searchVector(modelId: string, vector: Float32Array, opts: { limit: number; collection?: string | undefined; efSearch?: number | undefined }): Promise<ScoredChunkRef[]> {
+    if (opts.limit <= 0 || vector.length === 0) return [];
+    const gen = await this.modelGeneration(modelId);
+    const dim = gen?.dimension ?? vector.length;
+    if (vector.length !== dim) return [];
+    const ef = Math.min(PGVECTOR_MAX_EF_SEARCH, Math.max(opts.limit, Math.trunc(opts.efSearch ?? gen?.efSearch ?? opts.limit)));
+    // The model id is a literal (not a parameter) so the planner can match the partial index.
+    const vec = `(e.vector::vector(${dim}))`;
+    const sql = `WITH r AS MATERIALIZED (
+        SELECT e.chunk_id AS id, ${vec} <=> $1::vector(${dim}) AS distance
+        FROM embeddings e JOIN chunks c ON c.id = e.chunk_id JOIN documents d ON d.id = c.document_id
+        WHERE e.model_id = ${pg.escapeLiteral(modelId)} AND d.deleted_at IS NULL AND ($3::text IS NULL OR d.collection = $3::text)
+        ORDER BY ${vec} <=> $1::vector(${dim}) LIMIT $2)
+      SELECT id, 1 - distance AS score FROM r ORDER BY distance, id`;
+    return this.c.tx(async (q) => {
+      await q.one("SELECT set_config('hnsw.ef_search', $1, true), set_config('hnsw.iterative_scan', 'relaxed_order', true)", [String(ef)]);
+      const rows = await q.dynamic<ScoredRow>(sql, [vectorToPg(vector), opts.limit, opts.collection ?? null]);
+      return rows.map((r) => ({ chunkId: r.id, score: r.score }));
+    });
+  }
+
+  /** Dimension and default ef_search of `modelId` (cached), null when it has no generation. */
+  private async modelGeneration(modelId: string): Promise<{ dimension: number; efSearch: number } | null> {
+    const known = this.models.get(modelId);
+    if (known) return known;
+    const r = await this.c.one<{ dimension: number; ef: number }>(
+      'SELECT dimension, hnsw_ef_search AS ef FROM index_meta WHERE model_id = $1 ORDER BY generation DESC LIMIT 1',
+      [modelId],
+    );
+    if (!r) return null;
+    const found = { dimension: r.dimension, efSearch: r.ef };
+    this.models.set(modelId, found);
+    return found;
+  }
+
+  async chunkMeta(ids: readonly number[]): Promise<ChunkMeta[]> {
+    if (ids.length === 0) return [];
+    return this.c.rows(
+      `SELECT c.id AS "chunkId", c.document_id AS "documentId", d.collection AS collection
+       FROM chunks c JOIN documents d ON d.id = c.document_id
+       WHERE c.id = ANY($1::bigint[]) AND d.deleted_at IS NULL`,
+      [ids],
+    );
+  }
+
+  async chunkRecords(ids: readonly number[]): Promise<ChunkRecord[]> {
+    if (ids.length === 0) return [];
+    return this.c.rows(
+      `SELECT c.id AS "chunkId", c.document_id AS "documentId", d.collection AS collection, d.source_uri AS source, d.title AS title,
+              c.heading_path AS "headingPath", c.text AS text, c.content_sha256 AS "contentSha256"
+       FROM chunks c JOIN documents d ON d.id = c.document_id
+       WHERE c.id = ANY($1::bigint[]) AND d.deleted_at IS NULL`,
+      [ids],
+    );
+  }
+
+  async chunkIdsOfCollection(collection: string): Promise<number[]> {
+    const rows = await this.c.rows<{ id: number }>(
+      'SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id WHERE d.collection = $1 AND d.deleted_at IS NULL',
+      [collection],
+    );
+    return rows.map((r) => r.id);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // change feed
+
+  /**
+   * head = the highest committed sequence, kept across truncation (corpus_state.feed_floor). Not
+   * the sequence's last_value: nextval() is not transactional, so last_value may name a change
+   * still uncommitted (or rolled back); a reader taking it as "applied up to" would skip that change
+   * once it commits. Under the corpus lock, sequences are assigned in commit order, so every
+   * sequence below the committed maximum is committed or was rolled back (a harmless gap).
+   */
+  async feedBounds(): Promise<FeedBounds> {
+    const r = await this.c.one<{ head: number; first: number | null }>(
+      `SELECT greatest((SELECT max(seq) FROM corpus_changes), (SELECT feed_floor FROM corpus_state WHERE id = 1), 0) AS head,
+              (SELECT min(seq) FROM corpus_changes) AS first`,
+    );
+    return { head: r?.head ?? 0, first: r?.first ?? null };
+  }
+
+  async changesSince(afterSeq: number, limit: number): Promise<CorpusChange[]> {
+    return this.c.rows(
+      'SELECT seq, op, chunk_id AS "chunkId", model_id AS "modelId", collection FROM corpus_changes WHERE seq > $1 ORDER BY seq LIMIT $2',
+      [afterSeq, limit],
+    );
+  }
+
+  async truncateFeed(uptoSeq: number): Promise<number> {
+    return this.write(async (q) => {
+      const deleted = await q.rows<{ seq: number }>('DELETE FROM corpus_changes WHERE seq <= $1 RETURNING seq', [uptoSeq]);
+      const top = deleted.reduce((m, r) => Math.max(m, r.seq), 0);
+      if (top > 0) await q.run('UPDATE corpus_state SET feed_floor = greatest(feed_floor, $1) WHERE id = 1', [top]);
+      return deleted.length;
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // checks
+
+  /** Counts in one snapshot. `integrity` is ['ok'] (PostgreSQL checks its pages itself); FKs are enforced. */
+  async counts(): Promise<CorpusCounts> {
+    return this.c.tx(async (q) => {
+      await q.exec('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY');
+      return this.countsIn(q);
+    });
+  }
+
+  private async countsIn(q: PgQueries): Promise<CorpusCounts> {
+    const r = await q.one<Omit<CorpusCounts, 'integrity' | 'foreignKeyViolations' | 'embeddings'>>(
+      `SELECT
+        (SELECT count(*) FROM documents WHERE deleted_at IS NULL) AS documents,
+        (SELECT count(*) FROM documents WHERE deleted_at IS NOT NULL AND source_uri NOT LIKE '${STAGING_PREFIX}%') AS "documentsDeleted",
+        (SELECT count(*) FROM documents WHERE source_uri LIKE '${STAGING_PREFIX}%') AS "stagingDocuments",
+        (SELECT count(*) FROM chunks) AS chunks,
+        (SELECT count(*) FROM chunks WHERE tsv IS NOT NULL) AS "ftsRows",
+        (SELECT count(*) FROM chunks WHERE tsv IS NULL) AS "chunksNotInFts",
+        (SELECT count(*) FROM chunks c JOIN documents d ON d.id = c.document_id WHERE d.deleted_at IS NOT NULL) AS "chunksOfDeletedDocuments",
+        (SELECT count(*) FROM documents d WHERE deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM chunks WHERE document_id = d.id)) AS "liveDocumentsWithoutChunks",
+        (SELECT count(*) FROM (SELECT 1 FROM chunks GROUP BY document_id, ord HAVING count(*) > 1) x) AS "duplicateOrds"`,
+    );
+    const embeddings = await q.rows<{ modelId: string; count: number }>(
+      'SELECT model_id AS "modelId", count(*) AS count FROM embeddings GROUP BY model_id ORDER BY model_id',
+    );
+    return { ...r!, integrity: ['ok'], foreignKeyViolations: 0, embeddings };
+  }
+
+  /** Embeddings of `modelId` whose dimension is not `dimension`. */
+  async wrongSizeEmbeddings(modelId: string, dimension: number): Promise<number> {
+    return (await this.c.one<{ n: number }>('SELECT count(*) AS n FROM embeddings WHERE model_id = $1 AND vector_dims(vector) <> $2', [modelId, dimension]))?.n ?? 0;
+  }
+}
