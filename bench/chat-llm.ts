@@ -1,21 +1,26 @@
 /**
- * Streaming through /v1/chat vs the raw in-process backend, same model, same prompts, same run:
+ * Streaming through /v1/chat vs mneme's in-process backend vs node-llama-cpp itself, same model, same
+ * prompts, same run:
  *
  *   node --import tsx bench/chat-llm.ts [--model smollm2-360m-q8_0|tinyllama-1.1b-q4_0] [--tokens 64] [--runs 6] [--client-process]
  *
- * 1. `mneme serve` (in this process, real HTTP on 127.0.0.1) with MNEME_LLM=gguf:<stand-in> over the fixture
- *    corpus (BM25 only, so no embedding competes for the 2 cores). The client streams /v1/chat through
- *    node:http from this process with a timestamp per socket read and nothing else per token: the
- *    closest this one machine gets to a client on another machine (`--client-process`: from a child
- *    process instead, whose per-token wake-ups take CPU from llama.cpp's threads on the same cores).
- * 2. The raw backend is a second in-process instance of the same GGUF (its own context), given exactly
- *    the prompt the server logged for the question (responses.rendered_prompt_json) with the logged
- *    sampling parameters. Warm-up asks every question once (learning its prompt); then `--runs` pairs
- *    (chat, raw) on the same prompt, alternating which goes first, so machine drift cancels.
- * Reports medians over the pairs of the tokens/s ratio (target ≥ 0.95) and of the TTFT overhead:
- * chat TTFT − raw TTFT − retrieval time (target < 20 ms), and the same overhead decomposed (client TTFT
- * − the server's own generation-to-first-token time − retrieval), which is free of prompt-eval noise.
- * Prints one JSON line.
+ * 1. chat: `mneme serve` (in this process, real HTTP on 127.0.0.1) with MNEME_LLM=gguf:<stand-in> over
+ *    the fixture corpus (BM25 only, so no embedding competes for the 2 cores). The client streams
+ *    /v1/chat through node:http from this process with a timestamp per socket read and nothing else per
+ *    token: the closest this one machine gets to a client on another machine (`--client-process`: from
+ *    a child process instead, whose per-token wake-ups take CPU from llama.cpp's threads on the same cores).
+ * 2. wrapper: a second in-process instance of the same GGUF through mneme's own GgufChatModel (its own
+ *    context), given exactly the prompt the server logged for the question (responses.rendered_prompt_json)
+ *    with the logged sampling parameters.
+ * 3. raw: node-llama-cpp called directly (bench/llama-direct.ts: getLlama → loadModel → createContext →
+ *    LlamaChat.generateResponse, no mneme code), same file, threads, context size, chat template and
+ *    sampling as GgufChatModel uses, so the wrapper's own cost is measured too.
+ * Warm-up asks every question once through the server (learning its prompt), then the wrapper and the
+ * raw side once. Then `--runs` triplets on the same prompt, rotating which side goes first, so machine
+ * drift cancels. Reports medians over the triplets of the tokens/s ratios (chat/raw: target ≥ 0.95;
+ * wrapper/raw; chat/wrapper) and of the TTFT overheads: chat TTFT − raw TTFT − retrieval time (target
+ * < 20 ms), wrapper TTFT − raw TTFT, and the chat overhead decomposed (client TTFT − the server's own
+ * generation-to-first-token time − retrieval), which is free of prompt-eval noise. Prints one JSON line.
  */
 import { fork, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -25,11 +30,13 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import Database from 'better-sqlite3';
 import { createUser } from '../src/chat/users.ts';
 import { startServer } from '../src/commands/serve.ts';
 import { loadConfig } from '../src/core/config.ts';
 import { GgufChatModel } from '../src/core/llm/gguf.ts';
 import type { ChatMessage, SamplingParams } from '../src/core/llm/types.ts';
+import { DirectLlama } from './llama-direct.ts';
 import type { StreamSummary } from './llm.ts';
 import { measureRaw, median, standInGguf, summarizeStream } from './llm.ts';
 
@@ -130,6 +137,22 @@ class ClientProcess {
   }
 }
 
+/** The three sides measured on one prompt, in the order given. */
+type Side = 'chat' | 'wrapper' | 'raw';
+const ROTATIONS: Side[][] = [
+  ['chat', 'wrapper', 'raw'],
+  ['wrapper', 'raw', 'chat'],
+  ['raw', 'chat', 'wrapper'],
+];
+
+interface Triplet {
+  chat: ChatRunResult;
+  wrapper: StreamSummary;
+  raw: StreamSummary;
+  promptTokens: number;
+  order: Side[];
+}
+
 if (values.client) {
   process.on('message', (req: ClientRequest) => {
     chatRun(req.url, req.key, req.message).then(
@@ -162,80 +185,98 @@ async function main(): Promise<void> {
   const config = loadConfig(env);
   const sink = new Writable({ write: (_c, _e, cb) => cb() });
   const server = await startServer(config, { stdout: sink, stderr: sink, env, isTty: false });
-  const { apiKey } = createUser(server.deps.db, { name: 'bench' });
+  const { apiKey } = await createUser(server.deps.store, { name: 'bench' });
   for (let i = 0; i < 600; i++) {
     if ((await fetch(`${server.url}/healthz`)).ok) break;
     await new Promise((r) => setTimeout(r, 100));
   }
-  // The raw backend is a second instance of the same model file with its own context, and the two
-  // are measured in pairs on exactly the same prompt (the one the server logged for that question,
-  // with the logged sampling parameters). Pairing cancels the drift of a shared, noisy machine, and
-  // the order within a pair alternates so neither side always runs first.
-  // Warm-up: every question once through the server (this also learns each question's prompt), then
-  // the raw instance on the last of those prompts, so both KV caches hold the same text.
-  const raw = await GgufChatModel.load({ modelPath: file, threads: config.threads, contextTokens: CONTEXT_TOKENS });
-  const logRow = server.deps.db.prepare('SELECT rendered_prompt_json, sampling_json FROM responses WHERE id = ?');
+  // The wrapper and raw sides are two more instances of the same model file, each with its own
+  // context, measured with the server in triplets on exactly the same prompt (the one the server
+  // logged for that question, with the logged sampling parameters). The order within a triplet
+  // rotates so no side always runs first on a shared, noisy machine.
+  const wrapper = await GgufChatModel.load({ modelPath: file, threads: config.threads, contextTokens: CONTEXT_TOKENS });
+  const raw = await DirectLlama.load(file, config.threads, CONTEXT_TOKENS);
+  // Read-only probe of the prediction log (a bench, not product code).
+  const logDb = new Database(config.dbFile, { readonly: true });
+  const logRow = logDb.prepare('SELECT rendered_prompt_json, sampling_json FROM responses WHERE id = ?');
   const client = values['client-process'] ? new ClientProcess() : null;
   const ask = (message: string) => (client ? client.run({ url: server.url, key: apiKey, message }) : chatRun(server.url, apiKey, message));
   const logged = (id: string) => {
     const row = logRow.get(id) as { rendered_prompt_json: string; sampling_json: string };
-    return { promptJson: row.rendered_prompt_json, messages: JSON.parse(row.rendered_prompt_json) as ChatMessage[], sampling: JSON.parse(row.sampling_json) as Partial<SamplingParams> };
+    const sampling: SamplingParams = { maxTokens: Number(values.tokens), temperature: 0.2, topP: 0.95, seed: 42, stop: [], ...(JSON.parse(row.sampling_json) as Partial<SamplingParams>) };
+    return { promptJson: row.rendered_prompt_json, messages: JSON.parse(row.rendered_prompt_json) as ChatMessage[], sampling };
   };
   const prompts = new Map<string, ReturnType<typeof logged>>();
   for (const q of QUESTIONS) prompts.set(q, logged((await ask(q)).id));
-  const rawOnce = async (q: string) => {
+  const wrapperOnce = async (q: string) => {
     const p = prompts.get(q)!;
-    const r = await measureRaw(raw, { messages: () => p.messages, sampling: p.sampling, runs: 1, warmup: 0 });
+    const r = await measureRaw(wrapper, { messages: () => p.messages, sampling: p.sampling, runs: 1, warmup: 0 });
     return { summary: r.samples[0]!, promptTokens: r.prompt_tokens };
   };
-  await rawOnce(QUESTIONS[QUESTIONS.length - 1]!);
+  const rawOnce = (q: string) => raw.run(prompts.get(q)!.messages, prompts.get(q)!.sampling);
+  const last = QUESTIONS[QUESTIONS.length - 1]!;
+  await wrapperOnce(last);
+  await rawOnce(last);
 
-  const pairs: Array<{ chat: ChatRunResult; raw: StreamSummary; promptTokens: number; chatFirst: boolean }> = [];
+  const triplets: Triplet[] = [];
   for (let i = 0; i < RUNS; i++) {
     const q = QUESTIONS[i % QUESTIONS.length]!;
-    const chatFirst = i % 2 === 0;
-    const r1 = chatFirst ? null : await rawOnce(q);
-    const c = await ask(q);
-    const r = r1 ?? (await rawOnce(q));
-    // Retrieval and rendering are deterministic here, so the raw side ran exactly this prompt.
-    if (logged(c.id).promptJson !== prompts.get(q)!.promptJson) throw new Error(`the server rendered a different prompt for "${q}" than in the warm-up`);
-    pairs.push({ chat: c, raw: r.summary, promptTokens: r.promptTokens, chatFirst });
+    const order = ROTATIONS[i % ROTATIONS.length]!;
+    const got: Partial<Omit<Triplet, 'order'>> = {};
+    for (const side of order) {
+      if (side === 'chat') got.chat = await ask(q);
+      else if (side === 'wrapper') got.wrapper = (await wrapperOnce(q)).summary;
+      else {
+        const r = await rawOnce(q);
+        got.raw = r.summary;
+        got.promptTokens = r.promptTokens;
+      }
+    }
+    // Retrieval and rendering are deterministic here, so the other sides ran exactly this prompt.
+    if (logged(got.chat!.id).promptJson !== prompts.get(q)!.promptJson) throw new Error(`the server rendered a different prompt for "${q}" than in the warm-up`);
+    triplets.push({ ...(got as Omit<Triplet, 'order'>), order });
   }
   client?.close();
+  logDb.close();
+  await wrapper.close();
   await raw.close();
   await server.shutdown({ force: true });
-
-  const chatTps = median(pairs.map((p) => p.chat.summary.tokens_per_s));
-  const rawTps = median(pairs.map((p) => p.raw.tokens_per_s));
-  const chatTtft = median(pairs.map((p) => p.chat.summary.ttft_ms));
-  const rawTtft = median(pairs.map((p) => p.raw.ttft_ms));
-  const retrieve = median(pairs.map((p) => p.chat.retrieveMs));
-  process.stdout.write(
-    `${JSON.stringify({
-      model: values.model,
-      tokens: Number(values.tokens),
-      runs: RUNS,
-      client: client ? 'child process' : 'in process',
-      threads: config.threads,
-      prompt_tokens: median(pairs.map((p) => p.promptTokens)),
-      chat: { tokens_per_s: round2(chatTps), ttft_ms: round2(chatTtft), retrieve_ms: retrieve, completion_tokens: median(pairs.map((p) => p.chat.summary.completion_tokens)) },
-      raw: { tokens_per_s: round2(rawTps), ttft_ms: round2(rawTtft), completion_tokens: median(pairs.map((p) => p.raw.completion_tokens)) },
-      // Targets: tokens/s ratio ≥ 0.95; TTFT overhead − retrieval < 20 ms. Medians over the pairs.
-      tokens_per_s_ratio: round2(median(pairs.map((p) => p.chat.summary.tokens_per_s / p.raw.tokens_per_s))),
-      ttft_overhead_minus_retrieval_ms: round2(median(pairs.map((p) => p.chat.summary.ttft_ms - p.raw.ttft_ms - p.chat.retrieveMs))),
-      // The same overhead without the noise of two prompt evaluations (~6 s each): the client's TTFT
-      // minus the server's own time from the start of generation to the first token (first_token_ms),
-      // i.e. HTTP, auth, features, retrieval, prompt fitting and rendering, queue, SSE delivery.
-      ttft_overhead_decomposed_minus_retrieval_ms: round2(median(pairs.map((p) => p.chat.summary.ttft_ms - p.chat.firstTokenMs - p.chat.retrieveMs))),
-      pairs: pairs.map((p) => ({
-        chat_first: p.chatFirst,
-        chat_tokens_per_s: round2(p.chat.summary.tokens_per_s),
-        raw_tokens_per_s: round2(p.raw.tokens_per_s),
-        chat_ttft_ms: round2(p.chat.summary.ttft_ms),
-        raw_ttft_ms: round2(p.raw.ttft_ms),
-        server_first_token_ms: p.chat.firstTokenMs,
-      })),
-    })}\n`,
-  );
+  process.stdout.write(`${JSON.stringify(report(triplets, config.threads))}\n`);
   fs.rmSync(dataDir, { recursive: true, force: true });
+}
+
+/** The JSON line: per-side medians, the ratios and overheads (medians over the triplets), each triplet. */
+function report(triplets: Triplet[], threads: number): Record<string, unknown> {
+  const med = (f: (t: Triplet) => number) => round2(median(triplets.map(f)));
+  return {
+    model: values.model,
+    tokens: Number(values.tokens),
+    runs: RUNS,
+    client: values['client-process'] ? 'child process' : 'in process',
+    threads,
+    prompt_tokens: median(triplets.map((t) => t.promptTokens)),
+    chat: { tokens_per_s: med((t) => t.chat.summary.tokens_per_s), ttft_ms: med((t) => t.chat.summary.ttft_ms), retrieve_ms: med((t) => t.chat.retrieveMs), completion_tokens: median(triplets.map((t) => t.chat.summary.completion_tokens)) },
+    wrapper: { tokens_per_s: med((t) => t.wrapper.tokens_per_s), ttft_ms: med((t) => t.wrapper.ttft_ms), completion_tokens: median(triplets.map((t) => t.wrapper.completion_tokens)) },
+    raw: { tokens_per_s: med((t) => t.raw.tokens_per_s), ttft_ms: med((t) => t.raw.ttft_ms), completion_tokens: median(triplets.map((t) => t.raw.completion_tokens)) },
+    // Targets: chat/raw tokens/s ratio ≥ 0.95; chat TTFT overhead − retrieval < 20 ms.
+    tokens_per_s_ratio: med((t) => t.chat.summary.tokens_per_s / t.raw.tokens_per_s),
+    wrapper_tokens_per_s_ratio: med((t) => t.wrapper.tokens_per_s / t.raw.tokens_per_s),
+    chat_vs_wrapper_tokens_per_s_ratio: med((t) => t.chat.summary.tokens_per_s / t.wrapper.tokens_per_s),
+    ttft_overhead_minus_retrieval_ms: med((t) => t.chat.summary.ttft_ms - t.raw.ttft_ms - t.chat.retrieveMs),
+    wrapper_ttft_overhead_ms: med((t) => t.wrapper.ttft_ms - t.raw.ttft_ms),
+    // The chat overhead without the noise of two prompt evaluations: the client's TTFT minus the
+    // server's own time from the start of generation to the first token (first_token_ms), i.e. HTTP,
+    // auth, features, retrieval, prompt fitting and rendering, queue, SSE delivery.
+    ttft_overhead_decomposed_minus_retrieval_ms: med((t) => t.chat.summary.ttft_ms - t.chat.firstTokenMs - t.chat.retrieveMs),
+    triplets: triplets.map((t) => ({
+      order: t.order.join(','),
+      chat_tokens_per_s: round2(t.chat.summary.tokens_per_s),
+      wrapper_tokens_per_s: round2(t.wrapper.tokens_per_s),
+      raw_tokens_per_s: round2(t.raw.tokens_per_s),
+      chat_ttft_ms: round2(t.chat.summary.ttft_ms),
+      wrapper_ttft_ms: round2(t.wrapper.ttft_ms),
+      raw_ttft_ms: round2(t.raw.ttft_ms),
+      server_first_token_ms: t.chat.firstTokenMs,
+    })),
+  };
 }
