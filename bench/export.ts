@@ -59,9 +59,11 @@ const WORDS = (
 
 async function generate(dataDir: string, rows: number): Promise<Record<string, number>> {
   const { loadConfig } = await import('../src/core/config.ts');
-  const { openDb } = await import('../src/core/db.ts');
+  const { openSqliteStore } = await import('../src/core/store/sqlite/index.ts');
   const config = loadConfig({ MNEME_DATA_DIR: dataDir });
-  const db = openDb(config.dbFile);
+  // Seeding writes rows directly through the store connection's raw handle (benchmarks may).
+  const seed = openSqliteStore(config.dbFile);
+  const db = seed.connection.db;
   db.pragma('synchronous = OFF');
   const rand = rng(42);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)] as T;
@@ -177,25 +179,25 @@ async function generate(dataDir: string, rows: number): Promise<Record<string, n
       }
     })();
   }
-  db.close();
+  await seed.close();
   return { rows: written, avg_rendered_prompt_bytes: Math.round(bytes / written), db_mb: Math.round(fs.statSync(config.dbFile).size / 2 ** 20) };
 }
 
 async function exportPhase(dataDir: string, format: 'sft' | 'preference'): Promise<Record<string, number | string>> {
   const { loadConfig } = await import('../src/core/config.ts');
-  const { openDb } = await import('../src/core/db.ts');
+  const { openSqliteStore } = await import('../src/core/store/sqlite/index.ts');
   const { runExport } = await import('../src/export/run.ts');
   const config = loadConfig({ MNEME_DATA_DIR: dataDir });
-  const db = openDb(config.dbFile, { readonly: true });
+  const store = openSqliteStore(config.dbFile);
   const baseline = status('VmRSS');
   let sampledPeak = baseline;
   const sampler = setInterval(() => (sampledPeak = Math.max(sampledPeak, process.memoryUsage().rss / 2 ** 20)), 100);
   const out = path.join(dataDir, `${format}.jsonl`);
   const t0 = performance.now();
-  const r = await runExport({ db, format, out, valFraction: 0.1 });
+  const r = await runExport({ store, format, out, valFraction: 0.1 });
   const seconds = (performance.now() - t0) / 1000;
   clearInterval(sampler);
-  db.close();
+  await store.close();
   const c = r.manifest.counts;
   return {
     format,

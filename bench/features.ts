@@ -6,7 +6,7 @@
  *        [--only online|materialize]
  *
  * 1. Online read: `--users` users × `--features` features in feature_online; latency of
- *    SqliteFeatureStore.getOnlineFeatures (read + JSON decode of every value) for `--reads` random users.
+ *    FeatureStore.getOnlineFeatures (read + JSON decode of every value) for `--reads` random users.
  * 2. Materialization: `--responses` prediction-log rows (with `--dim`-d query vectors; 0 = none) and
  *    `--feedback` ratings over `--log-users` users; throughput of a full run from an empty store, then
  *    of an incremental run over 5% more rows. Also the online read of the real feature vector it made.
@@ -20,10 +20,14 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { openDb } from '../src/core/db.ts';
-import type { Db } from '../src/core/db.ts';
+import type Database from 'better-sqlite3';
+import { openSqliteStore } from '../src/core/store/sqlite/index.ts';
+import type { SqliteStore } from '../src/core/store/sqlite/index.ts';
 import { materializeFeatures } from '../src/features/materialize.ts';
-import { SqliteFeatureStore } from '../src/features/store.ts';
+import { FeatureStore } from '../src/features/store.ts';
+
+/** Seeding writes rows directly through the store connection's raw handle (benchmarks may). */
+type Db = Database.Database;
 
 const { values: args } = parseArgs({
   options: {
@@ -87,14 +91,14 @@ function insertUsers(db: Db, n: number): void {
   })();
 }
 
-function timeReads(store: SqliteFeatureStore, users: number, reads: number, minFeatures: number): { p50_ms: number; p99_ms: number; max_ms: number; mean_ms: number } {
-  for (let i = 0; i < 1000; i++) store.getOnlineFeatures(1 + randInt(users)); // warm-up (JIT, statement cache)
+async function timeReads(store: FeatureStore, users: number, reads: number, minFeatures: number): Promise<{ p50_ms: number; p99_ms: number; max_ms: number; mean_ms: number }> {
+  for (let i = 0; i < 1000; i++) await store.getOnlineFeatures(1 + randInt(users)); // warm-up (JIT, statement cache)
   const lat: number[] = [];
   let checked = 0;
   for (let i = 0; i < reads; i++) {
     const u = 1 + randInt(users);
     const t = performance.now();
-    const f = store.getOnlineFeatures(u);
+    const f = await store.getOnlineFeatures(u);
     lat.push(performance.now() - t);
     if (Object.keys(f).length >= minFeatures) checked++;
   }
@@ -104,8 +108,9 @@ function timeReads(store: SqliteFeatureStore, users: number, reads: number, minF
 }
 
 /** Step 1: users × features rows straight into feature_online. */
-function onlineBench(dir: string) {
-  const db = openDb(path.join(dir, 'online.sqlite'));
+async function onlineBench(dir: string) {
+  const seed = openSqliteStore(path.join(dir, 'online.sqlite'));
+  const db = seed.connection.db;
   let t = performance.now();
   insertUsers(db, USERS);
   const ins = db.prepare('INSERT INTO feature_online (user_id, feature, value_json, event_time) VALUES (?, ?, ?, ?)');
@@ -120,15 +125,15 @@ function onlineBench(dir: string) {
     })();
   }
   const loadSeconds = (performance.now() - t) / 1000;
-  db.pragma('wal_checkpoint(TRUNCATE)');
-  db.close();
+  seed.connection.checkpoint();
+  await seed.close();
   log(`online: ${USERS} users × ${FEATURES} features loaded in ${loadSeconds.toFixed(1)} s`);
-  const reopened = openDb(path.join(dir, 'online.sqlite'));
-  const store = new SqliteFeatureStore({ db: reopened });
+  const reopened = openSqliteStore(path.join(dir, 'online.sqlite'));
+  const store = new FeatureStore({ store: reopened });
   t = performance.now();
-  const reads = timeReads(store, USERS, READS, FEATURES);
+  const reads = await timeReads(store, USERS, READS, FEATURES);
   log(`online: ${READS} reads p50 ${reads.p50_ms} ms p99 ${reads.p99_ms} ms (${((performance.now() - t) / 1000).toFixed(2)} s)`);
-  reopened.close();
+  await reopened.close();
   return { users: USERS, features: FEATURES, reads: READS, ...reads, load_seconds: round3(loadSeconds) };
 }
 
@@ -182,9 +187,10 @@ function writeLog(db: Db, responses: number, feedback: number, fromMs: number, s
   })();
 }
 
-function materializeBench(dir: string) {
+async function materializeBench(dir: string) {
   const file = path.join(dir, 'log.sqlite');
-  const db = openDb(file);
+  const sqlite: SqliteStore = openSqliteStore(file);
+  const db = sqlite.connection.db;
   insertUsers(db, LOG_USERS);
   const now = new Date(T0).toISOString();
   db.transaction(() => {
@@ -198,7 +204,7 @@ function materializeBench(dir: string) {
   log(`materialize: wrote ${RESPONSES} responses (${DIM}-d vectors) + ${FEEDBACK} feedback in ${((performance.now() - t) / 1000).toFixed(1)} s`);
 
   let cpu = process.cpuUsage();
-  const full = materializeFeatures(db);
+  const full = await materializeFeatures(sqlite);
   const fullCpu = cpuSeconds(cpu);
   const fullRows = full.responses + full.feedback;
   log(`materialize: full run ${fullRows} rows in ${full.seconds.toFixed(2)} s → ${Math.round(fullRows / full.seconds)} rows/s, ${full.historyRows} history rows`);
@@ -207,23 +213,23 @@ function materializeBench(dir: string) {
   const moreFeedback = Math.round(FEEDBACK * 0.05);
   writeLog(db, moreResponses, moreFeedback, T0 + LOG_SPAN_MS, LOG_SPAN_MS / 20);
   cpu = process.cpuUsage();
-  const inc = materializeFeatures(db);
+  const inc = await materializeFeatures(sqlite);
   const incCpu = cpuSeconds(cpu);
   const incRows = inc.responses + inc.feedback;
   log(`materialize: incremental run ${incRows} rows in ${inc.seconds.toFixed(2)} s → ${Math.round(incRows / inc.seconds)} rows/s`);
 
   const historyTotal = db.prepare('SELECT count(*) FROM feature_history').pluck().get() as number;
-  db.pragma('wal_checkpoint(TRUNCATE)');
-  const store = new SqliteFeatureStore({ db });
+  sqlite.connection.checkpoint();
+  const store = new FeatureStore({ store: sqlite });
   const featureCount = (db.prepare('SELECT count(DISTINCT feature) FROM feature_online').pluck().get() as number) ?? 0;
   // Users with a rating have every feature, the others the responses group (7).
-  const realReads = timeReads(store, LOG_USERS, READS, 7);
+  const realReads = await timeReads(store, LOG_USERS, READS, 7);
 
   // Step 3: point-in-time join.
   const rows = Array.from({ length: JOIN_ROWS }, () => ({ userId: 1 + randInt(LOG_USERS), time: new Date(T0 + randInt(LOG_SPAN_MS * 1.05)).toISOString() }));
   t = performance.now();
   cpu = process.cpuUsage();
-  const joined = store.pointInTimeJoin(rows);
+  const joined = await store.pointInTimeJoin(rows);
   const joinSeconds = (performance.now() - t) / 1000;
   const joinCpu = cpuSeconds(cpu);
   let nonEmpty = 0;
@@ -231,17 +237,17 @@ function materializeBench(dir: string) {
   // Spot-check correctness against the single-user read.
   for (let i = 0; i < 200; i++) {
     const k = randInt(JOIN_ROWS);
-    if (JSON.stringify(joined[k]) !== JSON.stringify(store.getFeaturesAsOf(rows[k]!.userId, rows[k]!.time))) throw new Error(`join row ${k} differs from getFeaturesAsOf`);
+    if (JSON.stringify(joined[k]) !== JSON.stringify(await store.getFeaturesAsOf(rows[k]!.userId, rows[k]!.time))) throw new Error(`join row ${k} differs from getFeaturesAsOf`);
   }
   log(`join: ${JOIN_ROWS} rows in ${joinSeconds.toFixed(2)} s (${nonEmpty} with values) over ${historyTotal} history rows`);
   const scalarFeatures = (db.prepare("SELECT DISTINCT feature FROM feature_online WHERE feature != 'interest_vector'").pluck().all() as string[]);
   t = performance.now();
   cpu = process.cpuUsage();
-  store.pointInTimeJoin(rows, { features: scalarFeatures });
+  await store.pointInTimeJoin(rows, { features: scalarFeatures });
   const scalarJoinSeconds = (performance.now() - t) / 1000;
   const scalarJoinCpu = cpuSeconds(cpu);
   log(`join without the vector: ${JOIN_ROWS} rows in ${scalarJoinSeconds.toFixed(2)} s`);
-  db.close();
+  await sqlite.close();
   return {
     materialize: {
       log_users: LOG_USERS,
@@ -265,8 +271,8 @@ function materializeBench(dir: string) {
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mneme-bench-features-'));
 try {
-  const online = args.only === 'materialize' ? undefined : onlineBench(dir);
-  const rest = args.only === 'online' ? {} : materializeBench(dir);
+  const online = args.only === 'materialize' ? undefined : await onlineBench(dir);
+  const rest = args.only === 'online' ? {} : await materializeBench(dir);
   const out = { bench: 'features', node: process.version, cpus: os.availableParallelism(), loadavg_1m: round3(os.loadavg()[0]!), online, ...rest };
   process.stdout.write(`${JSON.stringify(out)}\n`);
 } finally {

@@ -176,7 +176,8 @@ export class SqliteExportSource implements ExportSource {
     const where = filterWhere(options.filters, 'f');
     const keep = options.filters.includeErrors ? '1' : "r.status = 'ok'";
     // Status is tested in JavaScript (to count exclusions in the same scan); the CASEs keep SQLite from
-    // reading the big text columns of the rows it is about to drop.
+    // reading the big text columns of the rows it is about to drop. CROSS JOIN keeps the log outermost
+    // (walked in seq order, the user looked up by key), whatever the statistics say.
     const cols = rowColumns('r', 'f', 'us')
       .replace('r.rendered_prompt_json AS', `CASE WHEN ${keep} THEN r.rendered_prompt_json END AS`)
       .replace('r.answer AS', `CASE WHEN ${keep} THEN r.answer END AS`)
@@ -184,7 +185,7 @@ export class SqliteExportSource implements ExportSource {
     const page = this.c.stmt<Record<string, string | number>, RawRow>(
       `SELECT ${cols}
          FROM responses r
-         JOIN users us ON us.id = r.user_id
+         CROSS JOIN users us ON us.id = r.user_id
          LEFT JOIN feedback f ON f.id = ${LATEST_FEEDBACK}
         WHERE r.seq > @after AND r.seq <= @snapshotSeq${where.sql}
         ORDER BY r.seq
