@@ -13,6 +13,7 @@
  */
 import type { LoadedIndex } from '../core/deps.ts';
 import type { Embedder } from '../core/embedder.ts';
+import { EmbedderUnavailableError } from '../core/embedder.ts';
 import { ValidationError } from '../core/errors.ts';
 import { FEED_POLL_INTERVAL_MS, IndexSyncer } from '../core/index-sync.ts';
 import type { SyncLogger } from '../core/index-sync.ts';
@@ -447,13 +448,21 @@ export class HybridRetriever implements Retriever {
     validateRequest(req);
     let queryVector: Float32Array | null = null;
     let embed_ms = 0;
+    let fallback = false;
     if (this.embedder && this.index) {
       const t0 = performance.now();
-      queryVector = (await this.embedder.embed([req.query]))[0] ?? null;
+      try {
+        queryVector = (await this.embedder.embed([req.query]))[0] ?? null;
+      } catch (err) {
+        // A crashed embedding worker is being respawned: answer from BM25 meanwhile.
+        if (!(err instanceof EmbedderUnavailableError)) throw err;
+        fallback = true;
+      }
       embed_ms = elapsed(t0);
     }
     const result = await this.retrieveWithVector(req, queryVector);
     result.timings.embed_ms = embed_ms;
+    if (fallback) result.mode = 'bm25_fallback';
     return result;
   }
 

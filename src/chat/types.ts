@@ -33,8 +33,11 @@ export interface RetrieveRequest {
 
 export interface RetrieveResult {
   chunks: RetrievedChunk[];
-  /** What actually ran: hybrid when vectors were available, bm25 otherwise. */
-  mode: 'hybrid' | 'bm25' | 'dense';
+  /**
+   * What actually ran: hybrid when vectors were available, bm25 otherwise; bm25_fallback when an
+   * embedder is configured but was down for this query (a worker crashed and is respawning).
+   */
+  mode: 'hybrid' | 'bm25' | 'dense' | 'bm25_fallback';
   /** The query embedding, when one was computed (features use it for the interest vector). */
   queryVector: Float32Array | null;
   timings: { embed_ms: number; bm25_ms: number; dense_ms: number; fuse_ms: number };

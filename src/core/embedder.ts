@@ -8,7 +8,7 @@ import type { Worker } from 'node:worker_threads';
 import { AutoTokenizer, env } from '@huggingface/transformers';
 import type { PreTrainedTokenizer } from '@huggingface/transformers';
 import type { Config } from './config.ts';
-import { ModelLoadError } from './errors.ts';
+import { MnemeError, ModelLoadError } from './errors.ts';
 import { missingEmbeddingModelMessage } from './model-files.ts';
 import { configureTransformersEnv } from './transformers-env.ts';
 import { startWorker } from './workers.ts';
@@ -93,51 +93,155 @@ export function embedWorkerLayout(cores: number): { workers: number; threadsPerW
   return { workers, threadsPerWorker: Math.max(1, Math.floor(n / workers)) };
 }
 
+/** First respawn delay after an embedding worker died, in ms; doubles per failed attempt. */
+export const EMBED_RESPAWN_BASE_MS = 250;
+/** Longest respawn delay, in ms. */
+export const EMBED_RESPAWN_MAX_MS = 30_000;
+
+/** Respawn delay after `attempt` consecutive failures (0-based), in ms: base·2^attempt, capped. Pure. */
+export function respawnDelayMs(attempt: number, baseMs = EMBED_RESPAWN_BASE_MS, maxMs = EMBED_RESPAWN_MAX_MS): number {
+  return Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 30));
+}
+
+/**
+ * 503 `embedder_unavailable`: no embedding worker is running right now (one crashed and is being
+ * respawned, or the embedder is closed). Callers that can do without vectors (chat retrieval)
+ * catch it and fall back to BM25.
+ */
+export class EmbedderUnavailableError extends MnemeError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('embedder_unavailable', 503, message, options);
+  }
+}
+
+interface Pending {
+  resolve: (v: Float32Array) => void;
+  reject: (e: Error) => void;
+}
+
 interface WorkerSlot {
-  worker: Worker;
-  pending: Map<number, { resolve: (v: Float32Array) => void; reject: (e: Error) => void }>;
+  /** null while the worker is down (crashed, respawning). */
+  worker: Worker | null;
+  pending: Map<number, Pending>;
   /** Padded tokens sent to this worker and not answered yet (where the next batch goes). */
   queuedTokens: number;
+  /** Consecutive failed respawns (0 after a successful start). */
+  attempts: number;
+  respawnTimer: NodeJS.Timeout | null;
+}
+
+export interface EmbedderHealthListener {
+  /** A worker died; `restartInMs` until the next start attempt. */
+  onWorkerDown?(index: number, error: Error, restartInMs: number): void;
+  /** A worker is running again. */
+  onWorkerUp?(index: number): void;
 }
 
 export class TransformersEmbedder implements Embedder {
   readonly info: EmbedderInfo;
   private readonly slots: WorkerSlot[];
   private readonly tokenizer: PreTrainedTokenizer;
+  private readonly data: EmbedWorkerData;
   private nextId = 1;
-  private failed: Error | null = null;
   private closing = false;
+  /** Respawn delays (tests shorten them). */
+  respawnBaseMs = EMBED_RESPAWN_BASE_MS;
+  respawnMaxMs = EMBED_RESPAWN_MAX_MS;
+  /** Told when workers die and come back (logging, metrics). */
+  listener: EmbedderHealthListener = {};
 
-  private constructor(info: EmbedderInfo, workers: Worker[], tokenizer: PreTrainedTokenizer) {
+  private constructor(info: EmbedderInfo, workers: Worker[], tokenizer: PreTrainedTokenizer, data: EmbedWorkerData) {
     this.info = info;
     this.tokenizer = tokenizer;
-    this.slots = workers.map((worker) => ({ worker, pending: new Map(), queuedTokens: 0 }));
-    const failAll = (err: Error) => {
-      this.failed = err;
-      for (const slot of this.slots) {
-        for (const p of slot.pending.values()) p.reject(err);
-        slot.pending.clear();
-      }
-    };
-    for (const slot of this.slots) {
-      slot.worker.on('message', (msg: EmbedWorkerReply) => {
-        if (msg.type === 'ready') return;
-        const p = slot.pending.get(msg.id);
-        if (!p) return;
-        slot.pending.delete(msg.id);
-        if (msg.type === 'vectors') p.resolve(msg.vectors);
-        else p.reject(new Error(`embedding failed: ${msg.message}`));
-      });
-      slot.worker.on('error', (err) => failAll(err));
-      slot.worker.on('exit', (code) => {
-        if (!this.closing) failAll(new Error(`embedding worker exited (code ${code})`));
-      });
-    }
+    this.data = data;
+    this.slots = workers.map((worker) => ({ worker, pending: new Map(), queuedTokens: 0, attempts: 0, respawnTimer: null }));
+    this.slots.forEach((slot, i) => this.attach(slot, i));
   }
 
-  /** Embedding workers running (see embedWorkerLayout). */
+  /** Wires a running worker's replies and its death into `slot`. */
+  private attach(slot: WorkerSlot, index: number): void {
+    const worker = slot.worker;
+    if (!worker) return;
+    worker.on('message', (msg: EmbedWorkerReply) => {
+      if (msg.type === 'ready') return;
+      const p = slot.pending.get(msg.id);
+      if (!p) return;
+      slot.pending.delete(msg.id);
+      if (msg.type === 'vectors') p.resolve(msg.vectors);
+      else p.reject(new Error(`embedding failed: ${msg.message}`));
+    });
+    let dead = false;
+    const onDeath = (err: Error) => {
+      if (dead || slot.worker !== worker) return;
+      dead = true;
+      slot.worker = null;
+      void worker.terminate().catch(() => {});
+      this.rejectPending(slot, new EmbedderUnavailableError(`embedding worker ${index} died: ${err.message}`, { cause: err }));
+      if (!this.closing) this.scheduleRespawn(slot, index, err);
+    };
+    worker.on('error', onDeath);
+    worker.on('exit', (code) => onDeath(new Error(`exited with code ${code}`)));
+  }
+
+  private rejectPending(slot: WorkerSlot, err: Error): void {
+    const pending = [...slot.pending.values()];
+    slot.pending.clear();
+    slot.queuedTokens = 0;
+    for (const p of pending) p.reject(err);
+  }
+
+  private scheduleRespawn(slot: WorkerSlot, index: number, cause: Error): void {
+    const delay = respawnDelayMs(slot.attempts, this.respawnBaseMs, this.respawnMaxMs);
+    this.listener.onWorkerDown?.(index, cause, delay);
+    slot.respawnTimer = setTimeout(() => {
+      slot.respawnTimer = null;
+      void this.respawn(slot, index);
+    }, delay);
+    slot.respawnTimer.unref();
+  }
+
+  /** Starts a fresh worker for `slot`; on failure, schedules the next attempt with a longer delay. */
+  private async respawn(slot: WorkerSlot, index: number): Promise<void> {
+    if (this.closing) return;
+    const worker = startWorker(new URL('./embed-worker.ts', import.meta.url), this.data);
+    try {
+      await initWorker(worker);
+    } catch (err) {
+      await worker.terminate().catch(() => {});
+      slot.attempts++;
+      if (!this.closing) this.scheduleRespawn(slot, index, err as Error);
+      return;
+    }
+    if (this.closing) {
+      await worker.terminate().catch(() => {});
+      return;
+    }
+    slot.attempts = 0;
+    slot.worker = worker;
+    this.attach(slot, index);
+    this.listener.onWorkerUp?.(index);
+  }
+
+  /** Embedding workers (see embedWorkerLayout), running or respawning. */
   get workerCount(): number {
     return this.slots.length;
+  }
+
+  /** Workers running now; 0 means `embed` fails with EmbedderUnavailableError until one is back. */
+  get liveWorkers(): number {
+    return this.slots.filter((s) => s.worker !== null).length;
+  }
+
+  /**
+   * Test hook: terminates worker `index` as a crash would (its pending batches fail with
+   * EmbedderUnavailableError, a respawn is scheduled). Resolves once it has exited.
+   */
+  async crashWorkerForTest(index: number): Promise<void> {
+    const worker = this.slots[index]?.worker;
+    if (!worker) return;
+    const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+    await worker.terminate();
+    await exited;
   }
 
   /**
@@ -165,6 +269,7 @@ export class TransformersEmbedder implements Embedder {
         { modelId: options.modelRef, dimension: ready.dimension, maxTokens: ready.maxTokens, pooling: ready.pooling, normalized: ready.normalize },
         workers,
         tokenizer,
+        data,
       );
     } catch (cause) {
       await Promise.all(workers.map((w) => w.terminate()));
@@ -179,6 +284,11 @@ export class TransformersEmbedder implements Embedder {
     return this.tokenizer.encode(text).length;
   }
 
+  /**
+   * One vector per text, same order.
+   * @throws EmbedderUnavailableError when no worker is running (crashed and respawning, or closed),
+   * or when the worker holding a batch dies before answering.
+   */
   async embed(texts: string[]): Promise<Float32Array[]> {
     if (texts.length === 0) return [];
     const lengths = texts.map((t) => Math.min(this.countTokens(t), this.info.maxTokens));
@@ -199,23 +309,36 @@ export class TransformersEmbedder implements Embedder {
     return out;
   }
 
-  /** Sends one batch to the worker with the least queued work; each worker runs its batches in order. */
+  /** Sends one batch to the running worker with the least queued work; each worker runs its batches in order. */
   private request(texts: string[], paddedTokens: number): Promise<Float32Array> {
-    if (this.failed) return Promise.reject(this.failed);
-    const slot = this.slots.reduce((a, b) => (b.queuedTokens < a.queuedTokens ? b : a));
+    if (this.closing) return Promise.reject(new EmbedderUnavailableError('the embedder is closed'));
+    const live = this.slots.filter((s) => s.worker !== null);
+    if (live.length === 0) return Promise.reject(new EmbedderUnavailableError('no embedding worker is running (restarting)'));
+    const slot = live.reduce((a, b) => (b.queuedTokens < a.queuedTokens ? b : a));
+    const worker = slot.worker!;
     const id = this.nextId++;
     slot.queuedTokens += paddedTokens;
     return new Promise<Float32Array>((resolve, reject) => {
       slot.pending.set(id, { resolve, reject });
-      slot.worker.postMessage({ type: 'embed', id, texts } satisfies EmbedWorkerRequest);
+      worker.postMessage({ type: 'embed', id, texts } satisfies EmbedWorkerRequest);
     }).finally(() => {
-      slot.queuedTokens -= paddedTokens;
+      slot.queuedTokens = Math.max(0, slot.queuedTokens - paddedTokens);
     });
   }
 
+  /** Stops respawning, rejects every pending request (EmbedderUnavailableError) and ends the workers. */
   async close(): Promise<void> {
     this.closing = true;
-    await Promise.all(this.slots.map((s) => s.worker.terminate()));
+    const closed = new EmbedderUnavailableError('the embedder was closed');
+    const workers: Worker[] = [];
+    for (const slot of this.slots) {
+      if (slot.respawnTimer) clearTimeout(slot.respawnTimer);
+      slot.respawnTimer = null;
+      if (slot.worker) workers.push(slot.worker);
+      slot.worker = null;
+      this.rejectPending(slot, closed);
+    }
+    await Promise.all(workers.map((w) => w.terminate()));
   }
 }
 

@@ -8,6 +8,8 @@
 import type { Config } from '../../core/config.ts';
 import { openVectorStack } from '../../core/deps.ts';
 import { BatchingEmbedder } from '../../core/embed-batcher.ts';
+import { EmbedderUnavailableError, TransformersEmbedder } from '../../core/embedder.ts';
+import type { Embedder } from '../../core/embedder.ts';
 import type { VectorStack } from '../../core/deps.ts';
 import { createChatModel } from '../../core/llm/index.ts';
 import type { ChatModel } from '../../core/llm/types.ts';
@@ -37,6 +39,42 @@ export const GENERATION_CONCURRENCY: Readonly<Record<string, number>> = { extrac
 /** For a backend missing from GENERATION_CONCURRENCY. */
 export const DEFAULT_GENERATION_CONCURRENCY = 1;
 
+/** Counter of questions retrieved with BM25 alone while the embedder was down. */
+export const RETRIEVAL_FALLBACK_METRIC = 'mneme_retrieval_fallback_total';
+
+/**
+ * `inner` with every EmbedderUnavailableError counted in `counter` and logged; the error still
+ * reaches the retriever, which then answers from BM25 (`retrieval_mode: "bm25_fallback"`).
+ */
+function countingFallbacks(inner: Embedder, counter: { inc(labels?: Record<string, string>, n?: number): void }, logger: Logger): Embedder {
+  return {
+    get info() {
+      return inner.info;
+    },
+    countTokens: (text) => inner.countTokens(text),
+    embed: async (texts) => {
+      try {
+        return await inner.embed(texts);
+      } catch (err) {
+        if (err instanceof EmbedderUnavailableError) {
+          counter.inc({}, texts.length);
+          logger.warn('embedder unavailable: BM25-only retrieval', { error: err.message });
+        }
+        throw err;
+      }
+    },
+    close: () => inner.close(),
+  };
+}
+
+/** Logs embedding workers dying and coming back (they are respawned with backoff). */
+function watchEmbedderHealth(embedder: TransformersEmbedder, logger: Logger): void {
+  embedder.listener = {
+    onWorkerDown: (index, error, restartInMs) => logger.error('embedding worker died; restarting', { worker: index, error: error.message, restart_in_ms: restartInMs }),
+    onWorkerUp: (index) => logger.info('embedding worker restarted', { worker: index }),
+  };
+}
+
 /** Generations allowed at once for `backend`. */
 export function generationConcurrency(backend: string): number {
   return GENERATION_CONCURRENCY[backend] ?? DEFAULT_GENERATION_CONCURRENCY;
@@ -51,6 +89,8 @@ export interface ServerDeps extends AppDeps {
   inflight: InFlight;
   /** Things the operator should know (BM25-only, repaired index...). */
   warnings: string[];
+  /** The loaded embedding model (null: BM25 only); its workers respawn after a crash. */
+  embedder: Embedder | null;
   /** Stops the index sync, closes the model, the embedder and the store (in that order). Idempotent. */
   close(): Promise<void>;
 }
@@ -80,8 +120,13 @@ export async function buildServerDeps(config: Config, options: BuildServerDepsOp
     const metrics = new ChatMetrics();
     // Concurrent questions share one model call instead of queueing one by one at the worker.
     const queryEmbedder = stack.embedder
-      ? new BatchingEmbedder(stack.embedder, { onBatch: ({ calls }) => metrics.queryEmbedBatch.observe({}, calls) })
+      ? countingFallbacks(
+          new BatchingEmbedder(stack.embedder, { onBatch: ({ calls }) => metrics.queryEmbedBatch.observe({}, calls) }),
+          metrics.registry.counter(RETRIEVAL_FALLBACK_METRIC, 'Questions answered from BM25 alone because the embedding worker was down (respawning).'),
+          logger,
+        )
       : null;
+    if (stack.embedder instanceof TransformersEmbedder) watchEmbedderHealth(stack.embedder, logger);
     retriever = new HybridRetriever({ store, embedder: queryEmbedder, index: stack.index, logger });
     model = await createChatModel(config);
     const queue = new GenerationQueue({ model, maxQueued: config.server.queueMax, concurrency: generationConcurrency(model.backend) });
@@ -110,6 +155,7 @@ export async function buildServerDeps(config: Config, options: BuildServerDepsOp
       logger,
       inflight: new InFlight(),
       warnings: [...stack.warnings],
+      embedder,
       async close() {
         if (closed) return;
         closed = true;

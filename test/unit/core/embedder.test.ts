@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../src/core/config.ts';
-import { EMBED_MAX_WORKERS, embedWorkerLayout, loadEmbedder, planBatches, TransformersEmbedder } from '../../../src/core/embedder.ts';
+import { EMBED_MAX_WORKERS, EMBED_RESPAWN_MAX_MS, EmbedderUnavailableError, embedWorkerLayout, loadEmbedder, planBatches, respawnDelayMs, TransformersEmbedder } from '../../../src/core/embedder.ts';
 import { ModelLoadError } from '../../../src/core/errors.ts';
 import { tempDir, TINY_BERT } from '../../helpers/cli.ts';
 
@@ -100,5 +100,42 @@ describe('loading failures', () => {
     expect(r.embedder).toBeNull();
     expect(r.warning).toContain('BM25 only');
     expect(r.warning).toContain(`${dataDir}/models/Xenova/all-MiniLM-L6-v2`);
+  });
+});
+
+describe('worker crashes (self-healing)', () => {
+  const opts = { modelRef: TINY_BERT, modelsDir: tempDir(), offline: true, dtype: 'fp32', threads: 1, maxTokens: undefined, workers: 1 };
+  const texts = Array.from({ length: 400 }, (_, i) => `chunk ${i} ${'about vacuum and storage '.repeat(20)}`);
+
+  it('respawnDelayMs doubles from the base and is capped', () => {
+    expect([0, 1, 2, 3].map((a) => respawnDelayMs(a, 100, 1000))).toEqual([100, 200, 400, 800]);
+    expect(respawnDelayMs(10, 100, 1000)).toBe(1000);
+    expect(respawnDelayMs(5000)).toBe(EMBED_RESPAWN_MAX_MS);
+  });
+
+  it('a crash rejects the batches in flight with EmbedderUnavailableError, then the worker comes back', async () => {
+    const e = await TransformersEmbedder.load(opts);
+    e.respawnBaseMs = 50;
+    try {
+      const pending = e.embed(texts).then(() => 'resolved', (err: unknown) => err);
+      await e.crashWorkerForTest(0);
+      expect(await pending).toBeInstanceOf(EmbedderUnavailableError);
+      await expect(e.embed(['while down'])).rejects.toBeInstanceOf(EmbedderUnavailableError);
+      const end = Date.now() + 20_000;
+      while (e.liveWorkers < 1 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+      expect(e.liveWorkers).toBe(1);
+      const [v] = await e.embed(['back again']);
+      expect(v).toHaveLength(32);
+    } finally {
+      await e.close();
+    }
+  }, 30_000);
+
+  it('close() settles every pending promise, and later calls reject at once', async () => {
+    const e = await TransformersEmbedder.load(opts);
+    const pending = e.embed(texts).then(() => 'resolved', (err: unknown) => err);
+    await e.close();
+    expect(await pending).toBeInstanceOf(EmbedderUnavailableError);
+    await expect(e.embed(['after close'])).rejects.toBeInstanceOf(EmbedderUnavailableError);
   });
 });
