@@ -551,10 +551,12 @@ export class PostgresCorpusStore implements CorpusStore {
 
   async truncateFeed(uptoSeq: number): Promise<number> {
     return this.write(async (q) => {
-      const deleted = await q.rows<{ seq: number }>('DELETE FROM corpus_changes WHERE seq <= $1 RETURNING seq', [uptoSeq]);
-      const top = deleted.reduce((m, r) => Math.max(m, r.seq), 0);
-      if (top > 0) await q.run('UPDATE corpus_state SET feed_floor = greatest(feed_floor, $1) WHERE id = 1', [top]);
-      return deleted.length;
+      const r = await q.one<{ n: number; top: number | null }>(
+        'WITH gone AS (DELETE FROM corpus_changes WHERE seq <= $1 RETURNING seq) SELECT count(*) AS n, max(seq) AS top FROM gone',
+        [uptoSeq],
+      );
+      if (r?.top) await q.run('UPDATE corpus_state SET feed_floor = greatest(feed_floor, $1) WHERE id = 1', [r.top]);
+      return r?.n ?? 0;
     });
   }
 
