@@ -3,8 +3,10 @@
  * Prints the URL once listening, runs the feature materializer every MNEME_FEATURES_INTERVAL_S, and
  * shuts down gracefully on SIGINT/SIGTERM:
  *   stop accepting (new requests on open connections get 503 shutting_down) → let running answers
- *   finish for up to SHUTDOWN_GRACE_MS → cancel the rest (each still writes its 'cancelled'
- *   prediction-log row) → close connections, the model, the embedder and the store → exit 0.
+ *   finish for up to MNEME_SHUTDOWN_GRACE_S (default 10 s) → cancel the rest and the generation
+ *   queue (each cancelled answer still writes its 'cancelled' prediction-log row; a stream that
+ *   already sent tokens keeps them in the row) → wait for those rows → close connections, the
+ *   model, the embedder and finally the store → exit 0.
  * A second signal skips the grace period.
  */
 import type { Server } from 'node:http';
@@ -21,15 +23,16 @@ import { parseCommandArgs, synopsis } from './args.ts';
 import type { CommandSpec } from './args.ts';
 import type { Command, CommandIo } from './types.ts';
 
-/** How long running answers may take to finish after a shutdown signal, in ms. */
-export const SHUTDOWN_GRACE_MS = 10_000;
-/** After cancelling, how long to wait for the cancelled answers to log their rows, in ms. */
-export const SHUTDOWN_CANCEL_WAIT_MS = 2_000;
+/**
+ * After cancelling, how long to wait at most for the cancelled answers to log their rows, in ms
+ * (they do so as soon as the abort reaches them; the bound only guards against a stuck store).
+ */
+export const SHUTDOWN_CANCEL_WAIT_MS = 10_000;
 
 export interface StartServerOptions {
   /** Operational log (default: JSON lines on io.stderr). */
   logger?: Logger;
-  /** Grace period for running answers, in ms. Default SHUTDOWN_GRACE_MS. */
+  /** Grace period for running answers, in ms. Default config.server.shutdownGraceMs (MNEME_SHUTDOWN_GRACE_S). */
   graceMs?: number;
   /** Prebuilt dependencies (tests); default buildServerDeps(config). */
   deps?: ServerDeps;
@@ -48,7 +51,7 @@ export interface RunningServer {
 export async function startServer(config: Config, io: CommandIo, options: StartServerOptions = {}): Promise<RunningServer> {
   const logger = options.logger ?? jsonLineLogger(io.stderr);
   const deps = options.deps ?? (await buildServerDeps(config, { logger }));
-  const graceMs = options.graceMs ?? SHUTDOWN_GRACE_MS;
+  const graceMs = options.graceMs ?? config.server.shutdownGraceMs;
   for (const w of deps.warnings) io.stderr.write(`warning: ${w}\n`);
   const app = createApp({ ...deps, logger });
   let server: Server;
@@ -86,7 +89,11 @@ export async function startServer(config: Config, io: CommandIo, options: StartS
       if (!(await deps.inflight.idle(forced ? 0 : graceMs))) {
         logger.warn('grace period over: cancelling running answers', { running_answers: deps.inflight.size() });
         deps.inflight.abortAll('server shutting down');
-        await deps.inflight.idle(SHUTDOWN_CANCEL_WAIT_MS);
+        const queueClosed = deps.queue.close({ cancelInFlight: true });
+        if (!(await deps.inflight.idle(SHUTDOWN_CANCEL_WAIT_MS))) {
+          logger.error('cancelled answers did not finish; their log rows may be missing', { running_answers: deps.inflight.size() });
+        }
+        await queueClosed;
       }
       await deps.queue.close({ cancelInFlight: true });
       server.closeAllConnections();

@@ -126,4 +126,53 @@ describe('graceful shutdown', () => {
     expect(after.length).toBe(before + 1);
     expect(after[after.length - 1]!.status).toBe('ok');
   }, 60_000);
+
+  it('MNEME_SHUTDOWN_GRACE_S bounds the wait: a stream still running is cancelled and logs a cancelled row with its partial answer', async () => {
+    const key = await makeKey(dataDir, 'noor');
+    const script = path.join(tempDir(), 'serve.mts');
+    fs.writeFileSync(
+      script,
+      `import { serveCommand } from ${JSON.stringify(path.join(REPO, 'src/commands/serve.ts'))};\n` +
+        'process.exitCode = await serveCommand.run(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env, isTty: false });\n',
+    );
+    const child = spawn(process.execPath, ['--import', 'tsx', script, '--port', '0', '--host', '127.0.0.1'], {
+      cwd: REPO,
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env, MNEME_SHUTDOWN_GRACE_S: '0.5' },
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    await waitFor(() => /listening on http:\/\/127\.0\.0\.1:\d+/.test(stdout), 30_000, `the server to listen (stderr: ${stderr})`);
+    const url = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(stdout)![1]!;
+    // 60 words at 250 ms each: 15 s of streaming, far beyond the grace period.
+    llm.behaviour = { kind: 'answer', text: 'slow '.repeat(60), tokenDelayMs: 250 };
+    const before = rows(dataDir).length;
+    const res = await fetch(`${url}/v1/chat`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify({ message: 'What is OrbiSync?', stream: true }) });
+    expect(res.status).toBe(200);
+    const reader = res.body!.getReader();
+    const first = await reader.read();
+    expect(new TextDecoder().decode(first.value)).toMatch(/event: token/);
+    const t0 = Date.now();
+    child.kill('SIGTERM');
+    // Drain whatever the server still sends until it ends the stream.
+    for (;;) {
+      const chunk = await reader.read().catch(() => ({ done: true as const, value: undefined }));
+      if (chunk.done) break;
+    }
+    expect(await exited).toBe(0);
+    const tookMs = Date.now() - t0;
+    expect(tookMs, stderr).toBeLessThan(5000);
+    const db = new Database(path.join(dataDir, 'mneme.sqlite'), { readonly: true });
+    try {
+      const all = db.prepare('SELECT status, answer FROM responses ORDER BY seq').all() as Array<{ status: string; answer: string | null }>;
+      expect(all.length).toBe(before + 1);
+      const last = all[all.length - 1]!;
+      expect(last.status).toBe('cancelled');
+      expect(last.answer).toMatch(/^slow/);
+    } finally {
+      db.close();
+    }
+  }, 60_000);
 });

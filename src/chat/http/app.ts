@@ -89,6 +89,13 @@ export function createApp(deps: AppDeps): Express {
   app.disable('x-powered-by');
   app.locals.inflight = inflight;
   app.use(metricsMiddleware(metrics));
+  // Shutdown waits for every request that arrived (not only answers) before closing the store.
+  app.use((_req, res, next) => {
+    const release = inflight.hold();
+    res.once('close', release);
+    res.once('finish', release);
+    next();
+  });
   app.use(healthRoutes(ctx));
   // Pages load before sign-in (a browser cannot send the key for them); their data routes need one.
   app.use(webRouter({ assetsDir: deps.webAssetsDir }));

@@ -60,9 +60,14 @@ export interface AppDeps {
   webAssetsDir?: string | undefined;
 }
 
-/** Running answers, so shutdown can wait for them or cancel them. */
+/**
+ * Running answers (cancellable) and every other request still being handled, so shutdown can wait
+ * for all of them before the store closes, and cancel the answers.
+ */
 export class InFlight {
   private readonly controllers = new Set<AbortController>();
+  /** Requests between arrival and the end of their response (answers included). */
+  private held = 0;
   private waiters: Array<() => void> = [];
   private closing = false;
 
@@ -71,12 +76,35 @@ export class InFlight {
     this.controllers.add(controller);
     return () => {
       this.controllers.delete(controller);
-      if (this.controllers.size === 0) {
-        const w = this.waiters;
-        this.waiters = [];
-        for (const fn of w) fn();
-      }
+      this.wakeIfIdle();
     };
+  }
+
+  /**
+   * Counts a request as running from its arrival (before authentication and body parsing) until the
+   * returned function is called (its response ended), so the store is not closed under it.
+   * Idempotent release.
+   */
+  hold(): () => void {
+    this.held++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.held--;
+      this.wakeIfIdle();
+    };
+  }
+
+  private isIdle(): boolean {
+    return this.controllers.size === 0 && this.held === 0;
+  }
+
+  private wakeIfIdle(): void {
+    if (!this.isIdle()) return;
+    const w = this.waiters;
+    this.waiters = [];
+    for (const fn of w) fn();
   }
 
   size(): number {
@@ -92,9 +120,9 @@ export class InFlight {
     this.closing = true;
   }
 
-  /** Resolves true when every running answer finished, false after `timeoutMs`. */
+  /** Resolves true when every running answer and request finished, false after `timeoutMs`. */
   idle(timeoutMs: number): Promise<boolean> {
-    if (this.controllers.size === 0) return Promise.resolve(true);
+    if (this.isIdle()) return Promise.resolve(true);
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.waiters = this.waiters.filter((w) => w !== done);
