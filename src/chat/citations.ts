@@ -15,11 +15,30 @@ import type { RetrievedChunk } from './types.ts';
 export const SNIPPET_MAX_CHARS = 240;
 export { MAX_RANGE_WIDTH } from '../shared/markers.ts';
 
+/** Trailing path segments a citation shows of a local document's path (the file and its 2 parent folders). */
+export const DISPLAY_SOURCE_SEGMENTS = 3;
+
+/**
+ * What a client sees as a citation's source: a URL as is; for a file, the last
+ * DISPLAY_SOURCE_SEGMENTS segments of its path (`docs/manuals/x3.md`), never the server's absolute
+ * path (which stays in the database). No ingest root is recorded per document, so the trailing
+ * segments are the stable, config-free choice. Pure.
+ */
+export function displaySource(source: string, segments = DISPLAY_SOURCE_SEGMENTS): string {
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(source) && !/^file:\/\//i.test(source)) return source;
+  const parts = source
+    .replace(/^file:\/\//i, '')
+    .split(/[\\/]+/)
+    .filter((p) => p !== '' && p !== '.' && !/^[a-z]:$/i.test(p));
+  return parts.slice(-segments).join('/') || source;
+}
+
 export interface Citation {
   /** The number as written in the answer. */
   n: number;
   document_id: number;
   chunk_id: number;
+  /** See displaySource: a URL, or the document's path shortened to its last segments. */
   source: string;
   title: string;
   score: number;
@@ -149,7 +168,7 @@ export function finalizeCitations(answer: string, chunks: RetrievedChunk[]): { a
       n: k,
       document_id: chunk.documentId,
       chunk_id: chunk.chunkId,
-      source: chunk.source,
+      source: displaySource(chunk.source),
       title: chunk.title,
       score: chunk.score,
       snippet: bestSnippet(chunk.text, citingTexts.get(k) ?? []),

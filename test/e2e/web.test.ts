@@ -263,7 +263,7 @@ describe('web pages in chromium', () => {
     const detail = page.locator('.cite-detail');
     await detail.waitFor({ state: 'visible' });
     expect(await detail.locator('.cite-title').textContent()).toContain('Halcyon X3');
-    expect(await detail.locator('.cite-source code').textContent()).toBe(path.join(FIXTURE_DOCS, 'halcyon-x3-manual.md'));
+    expect(await detail.locator('.cite-source code').textContent()).toBe('fixtures/docs/halcyon-x3-manual.md');
     expect(((await detail.locator('.cite-snippet').textContent()) ?? '').length).toBeGreaterThan(20);
     await page.screenshot({ path: path.join(SCREENSHOTS, 'chat.png') });
 

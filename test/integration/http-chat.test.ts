@@ -305,8 +305,11 @@ describe('chat HTTP API (extractive model)', () => {
     });
   });
 
-  it('/healthz needs no key and reports model, embedder, index and counts', async () => {
-    const r = await fetch(`${srv.url}/healthz`);
+  it('/healthz needs no key; an admin key adds model, embedder, index and counts', async () => {
+    const anon = await fetch(`${srv.url}/healthz`);
+    expect(anon.status).toBe(200);
+    expect(await anon.json()).toEqual({ status: 'ok', model: { state: 'ready' }, index_lag: expect.any(Number) });
+    const r = await fetch(`${srv.url}/healthz`, { headers: { authorization: `Bearer ${admin}` } });
     expect(r.status).toBe(200);
     const b = await r.json();
     expect(b).toMatchObject({

@@ -7,7 +7,7 @@ import http from 'node:http';
 import zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestServer } from './http-helpers.ts';
-import { count, ingestFixtures, parseSse, postJson, startTestServer, tempDir, testEnv } from './http-helpers.ts';
+import { FIXTURE_DOCS, count, ingestFixtures, parseSse, postJson, startTestServer, tempDir, testEnv } from './http-helpers.ts';
 
 /** Nesting of the hostile body (the issue's 40 KB, 20,000 levels). */
 const HOSTILE_DEPTH = 20_000;
@@ -132,5 +132,34 @@ describe('chat HTTP hardening', () => {
     expect(r.status, JSON.stringify(r.body)).toBe(400);
     expect(r.body.error.code).toBe('invalid_request');
     expect(JSON.stringify(r.body)).not.toMatch(/URIError|at /);
+  });
+
+  describe('what non-admins see', () => {
+    it('/healthz without an admin key shows only state; an admin key adds model, embedder and counts', async () => {
+      for (const headers of [{}, { authorization: `Bearer ${key}` }, { authorization: 'Bearer not-a-key' }]) {
+        const r = await fetch(`${srv.url}/healthz`, { headers });
+        expect(r.status).toBe(200);
+        const b = await r.json();
+        expect(Object.keys(b).sort()).toEqual(['index_lag', 'model', 'status']);
+        expect(b.model).toEqual({ state: 'ready' });
+        expect(JSON.stringify(b)).not.toMatch(/tiny-bert|\//);
+      }
+      const r = await fetch(`${srv.url}/healthz`, { headers: { authorization: `Bearer ${admin}` } });
+      const b = await r.json();
+      expect(b.embedder.model_id).toMatch(/tiny-bert$/);
+      expect(b.documents).toBeGreaterThan(0);
+    });
+
+    it('citations show the last path segments, never the absolute path (which stays in the database)', async () => {
+      const r = await postJson(`${srv.url}/v1/chat`, key, { message: 'Which part number is the Halcyon X3 filter cartridge?' });
+      expect(r.status).toBe(200);
+      expect(r.body.citations.length).toBeGreaterThan(0);
+      for (const c of r.body.citations as Array<{ source: string }>) {
+        expect(c.source).toMatch(/^fixtures\/docs\/[^/]+\.md$/);
+        expect(JSON.stringify(r.body)).not.toContain(FIXTURE_DOCS);
+      }
+      const stored = srv.db.prepare('SELECT source_uri FROM documents LIMIT 1').pluck().get() as string;
+      expect(stored.startsWith(FIXTURE_DOCS)).toBe(true);
+    });
   });
 });

@@ -80,7 +80,7 @@ describe('model state and optional feature store', () => {
     expect(count({ db }, 'responses')).toBe(0);
     const h = await fetch(`${url}/healthz`);
     expect(h.status).toBe(503);
-    expect(await h.json()).toMatchObject({ status: 'loading', model: { backend: 'extractive', state: 'loading' } });
+    expect(await h.json()).toMatchObject({ status: 'loading', model: { state: 'loading' } });
     const m = await (await fetch(`${url}/metrics`, { headers: authHeaders(admin) })).text();
     expect(m).toMatch(/^mneme_model_state\{backend="extractive",model="extractive-v1",state="loading"\} 1$/m);
   });

@@ -2,8 +2,8 @@
  * The ONE place where errors become HTTP responses. Every route throws (or passes to `next`) and this
  * module decides the status and the body `{error:{code, message}}`:
  * - MnemeError → its `status` and `code`; its message is shown (they are written for users), except
- *   InternalError and any status ≥ 500 that is not an upstream/unavailable error, which get a
- *   generic message.
+ *   InternalError and any status ≥ 500 other than 503, which get a generic message: upstream LLM
+ *   failures (502/504) get UPSTREAM_MESSAGES, their text is logged (server log + prediction log).
  * - body-parser errors: malformed JSON → 400 `invalid_json`, body over the limit → 413
  *   `payload_too_large`, unsupported charset/Content-Encoding → 415, a compressed body that does not
  *   decompress (corrupt gzip/deflate/br) → 400 `invalid_body`.
@@ -36,6 +36,12 @@ export const CLIENT_CLOSED_STATUS = 499;
 /** Retry-After for 503s that do not say otherwise, in seconds. */
 export const DEFAULT_RETRY_AFTER_SECONDS = 1;
 
+/** What clients read for upstream LLM failures, by status (the real text is only logged). */
+export const UPSTREAM_MESSAGES: Readonly<Record<number, string>> = {
+  502: 'the language model server failed to answer; see the server log',
+  504: 'the language model server did not answer in time',
+};
+
 /** Shape of the errors body-parser (through express.json) passes to `next`. */
 interface BodyParserError {
   type: string;
@@ -56,10 +62,14 @@ export function toHttpError(err: unknown): HttpError {
   if (err instanceof MnemeError) {
     const retryAfterSeconds =
       err instanceof RateLimitError || err instanceof UnavailableError ? Math.max(1, Math.ceil(err.retryAfterSeconds)) : err.status === 503 ? DEFAULT_RETRY_AFTER_SECONDS : undefined;
-    // 5xx other than upstream/unavailable are our bugs or config problems: the message may name
-    // files or internals, so the client gets a generic one.
-    const exposeMessage = err.status < 500 || err.status === 502 || err.status === 503 || err.status === 504;
     const status = err.status >= 400 && err.status <= 599 ? err.status : err.status === CLIENT_CLOSED_STATUS ? CLIENT_CLOSED_STATUS : 500;
+    // An upstream LLM server's error text (URLs, its internals, model paths) goes to the server log
+    // and the prediction log; the client gets a generic message with the same code.
+    const upstreamMessage = UPSTREAM_MESSAGES[status];
+    if (upstreamMessage !== undefined) return { status, body: body(err.code, upstreamMessage), retryAfterSeconds, unexpected: true };
+    // 5xx other than unavailable are our bugs or config problems: the message may name files or
+    // internals, so the client gets a generic one.
+    const exposeMessage = err.status < 500 || err.status === 503;
     return {
       status,
       body: body(exposeMessage ? err.code : status === 500 ? 'internal_error' : err.code, exposeMessage ? err.message : 'internal error'),

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { SNIPPET_MAX_CHARS, bestSnippet, finalizeCitations } from '../../../src/chat/citations.ts';
+import { SNIPPET_MAX_CHARS, bestSnippet, displaySource, finalizeCitations } from '../../../src/chat/citations.ts';
 import type { RetrievedChunk } from '../../../src/chat/types.ts';
 
 function chunk(id: number, text: string): RetrievedChunk {
@@ -31,7 +31,7 @@ describe('finalizeCitations', () => {
     const r = finalizeCitations(answer, CHUNKS);
     expect(r.answer).toBe(answer);
     expect(r.citations.map((c) => c.n)).toEqual([2, 1]);
-    expect(r.citations[0]).toMatchObject({ n: 2, chunk_id: 2, document_id: 20, source: '/docs/d2.md', title: 'Title 2', score: 0.25 });
+    expect(r.citations[0]).toMatchObject({ n: 2, chunk_id: 2, document_id: 20, source: 'docs/d2.md', title: 'Title 2', score: 0.25 });
     expect(r.citations[1]).toMatchObject({ n: 1, chunk_id: 1, document_id: 10 });
   });
 
@@ -118,5 +118,15 @@ describe('bestSnippet', () => {
     expect(s.length).toBeLessThanOrEqual(SNIPPET_MAX_CHARS);
     expect(s.startsWith('Gardening on Vexmoor needs')).toBe(true);
     expect(s.endsWith('…')).toBe(true);
+  });
+});
+
+describe('displaySource', () => {
+  it('shows a file by its last 3 path segments, never the absolute path; URLs as they are', () => {
+    expect(displaySource('/home/alice/corp/docs/manuals/x3.md')).toBe('docs/manuals/x3.md');
+    expect(displaySource('/x3.md')).toBe('x3.md');
+    expect(displaySource('file:///srv/data/docs/a/b.pdf')).toBe('docs/a/b.pdf');
+    expect(displaySource('C:\\Users\\bob\\docs\\guide.txt')).toBe('bob/docs/guide.txt');
+    expect(displaySource('https://example.com/docs/page?x=1')).toBe('https://example.com/docs/page?x=1');
   });
 });

@@ -13,7 +13,7 @@ import {
   UpstreamTimeoutError,
   ValidationError,
 } from '../../../src/core/errors.ts';
-import { parseBody, toHttpError } from '../../../src/chat/http/errors.ts';
+import { UPSTREAM_MESSAGES, parseBody, toHttpError } from '../../../src/chat/http/errors.ts';
 
 describe('toHttpError (the one error → HTTP mapping)', () => {
   it('maps typed errors to their status and code with their message', () => {
@@ -22,8 +22,6 @@ describe('toHttpError (the one error → HTTP mapping)', () => {
       [new AuthError(), 401, 'unauthorized'],
       [new NotFoundError('no conversation x'), 404, 'not_found'],
       [new PayloadTooLargeError('too big'), 413, 'payload_too_large'],
-      [new UpstreamError('llm down'), 502, 'upstream_error'],
-      [new UpstreamTimeoutError('llm slow'), 504, 'upstream_timeout'],
       [new CancelledError(), 499, 'cancelled'],
     ];
     for (const [err, status, code] of cases) {
@@ -32,6 +30,13 @@ describe('toHttpError (the one error → HTTP mapping)', () => {
       expect(m.body).toEqual({ error: { code, message: err.message } });
       expect(m.retryAfterSeconds).toBeUndefined();
     }
+  });
+
+  it('upstream LLM errors keep their code but show a generic message (the text is logged)', () => {
+    const down = toHttpError(new UpstreamError('HTTP 500 from http://10.0.0.5:8000/v1: CUDA out of memory at /opt/models/x.gguf'));
+    expect(down).toEqual({ status: 502, body: { error: { code: 'upstream_error', message: UPSTREAM_MESSAGES[502] } }, retryAfterSeconds: undefined, unexpected: true });
+    const slow = toHttpError(new UpstreamTimeoutError('no answer from http://10.0.0.5:8000 in 120000 ms'));
+    expect(slow.body).toEqual({ error: { code: 'upstream_timeout', message: UPSTREAM_MESSAGES[504] } });
   });
 
   it('adds Retry-After to 429 and 503', () => {
