@@ -136,7 +136,7 @@ describe('chat HTTP hardening', () => {
 
   describe('what non-admins see', () => {
     it('/healthz without an admin key shows only state; an admin key adds model, embedder and counts', async () => {
-      for (const headers of [{}, { authorization: `Bearer ${key}` }, { authorization: 'Bearer not-a-key' }]) {
+      for (const headers of <Array<Record<string, string>>>[{}, { authorization: `Bearer ${key}` }, { authorization: 'Bearer not-a-key' }]) {
         const r = await fetch(`${srv.url}/healthz`, { headers });
         expect(r.status).toBe(200);
         const b = await r.json();
