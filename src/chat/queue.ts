@@ -13,6 +13,18 @@ export const RETRY_AFTER_MIN_SECONDS = 1;
 export const RETRY_AFTER_MAX_SECONDS = 120;
 /** Weight of the newest generation in the running mean duration (exponential moving average). */
 const DURATION_EMA_ALPHA = 0.2;
+/** Generation time assumed before any generation was measured, in ms. */
+export const DEFAULT_GENERATION_ESTIMATE_MS = 1000;
+
+/**
+ * Retry-After in seconds for `ahead` requests (waiting + running) served `concurrency` at a time,
+ * each taking `expectedMs`: ceil(ahead / concurrency × expectedMs), clamped to
+ * RETRY_AFTER_MIN_SECONDS..RETRY_AFTER_MAX_SECONDS. Pure.
+ */
+export function retryAfterFor(expectedMs: number, ahead: number, concurrency: number): number {
+  const s = Math.ceil(((ahead / Math.max(1, concurrency)) * expectedMs) / 1000);
+  return Math.min(RETRY_AFTER_MAX_SECONDS, Math.max(RETRY_AFTER_MIN_SECONDS, s));
+}
 
 export interface GenerationQueueOptions {
   model: ChatModel;
@@ -51,6 +63,8 @@ export class GenerationQueue {
   private readonly shutdown = new AbortController();
   private readonly idleWaiters: (() => void)[] = [];
   private meanDurationMs: number | null = null;
+  /** Start times (Date.now()) of the generations running now. */
+  private readonly startedAt = new Set<{ t: number }>();
 
   /** @throws ValidationError for maxQueued < 0 or concurrency < 1. */
   constructor(opts: GenerationQueueOptions) {
@@ -130,17 +144,25 @@ export class GenerationQueue {
     return null;
   }
 
-  /** Seconds until a slot is likely free: mean duration × (requests ahead / concurrency), bounded. */
-  private retryAfterSeconds(): number {
-    const mean = this.meanDurationMs ?? 1000;
-    const ahead = this.waiting.length + this.running;
-    const s = Math.ceil(((ahead / this.concurrency) * mean) / 1000);
-    return Math.min(RETRY_AFTER_MAX_SECONDS, Math.max(RETRY_AFTER_MIN_SECONDS, s));
+  /**
+   * Seconds until a slot is likely free: the expected generation time × (requests ahead /
+   * concurrency), clamped to RETRY_AFTER_MIN_SECONDS..RETRY_AFTER_MAX_SECONDS. The expected time is
+   * the exponential moving average of finished generations, but never less than the age of the
+   * oldest generation still running (before the first one finishes, that is all there is to go on;
+   * DEFAULT_GENERATION_ESTIMATE_MS when nothing runs either).
+   */
+  retryAfterSeconds(now = Date.now()): number {
+    let oldestRunningMs = 0;
+    for (const s of this.startedAt) oldestRunningMs = Math.max(oldestRunningMs, now - s.t);
+    const expected = Math.max(this.meanDurationMs ?? DEFAULT_GENERATION_ESTIMATE_MS, oldestRunningMs);
+    return retryAfterFor(expected, this.waiting.length + this.running, this.concurrency);
   }
 
   private async start(req: GenerateRequest, opts: RunOptions): Promise<GenerateResult> {
     this.running++;
     const started = Date.now();
+    const mark = { t: started };
+    this.startedAt.add(mark);
     // One signal for "client went away" and "server shutting down"; the model only sees this one.
     const signal = AbortSignal.any([req.signal, this.shutdown.signal]);
     try {
@@ -150,6 +172,7 @@ export class GenerationQueue {
       this.meanDurationMs = this.meanDurationMs === null ? ms : this.meanDurationMs + DURATION_EMA_ALPHA * (ms - this.meanDurationMs);
       return result;
     } finally {
+      this.startedAt.delete(mark);
       this.running--;
       this.next();
     }
