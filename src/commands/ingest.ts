@@ -4,6 +4,7 @@ import { loadConfig } from '../core/config.ts';
 import { openStore, openVectorStack } from '../core/deps.ts';
 import type { VectorStack } from '../core/deps.ts';
 import { acquireLock } from '../core/lock.ts';
+import { lowerCpuPriority } from '../core/priority.ts';
 import { runIngest } from '../../ingest/pipeline.ts';
 import type { IngestSummary } from '../../ingest/pipeline.ts';
 import { ValidationError } from '../core/errors.ts';
@@ -47,6 +48,8 @@ export const ingestCommand: Command = {
     const missing = opts.positionals.filter((p) => !fs.existsSync(p));
     if (missing.length > 0) throw new ValidationError(`ingest: no such file or directory: ${missing.join(', ')}`);
     const config = loadConfig(io.env, { dataDir: opts['data-dir'] });
+    // Before the embedding workers start, so they inherit it (a server on this machine keeps its latency).
+    lowerCpuPriority(config.ingestNice);
     // 24 h: "wait" means wait for the other run, however long it is.
     const lock = await acquireLock(config.dataDir, 'ingest', 'mneme ingest', opts.wait ? 24 * 3600 * 1000 : 0);
     const store = openStore(config);

@@ -8,6 +8,7 @@ import { NotFoundError } from '../core/errors.ts';
 import type { IndexGeneration } from '../core/index-store.ts';
 import { createGeneration, indexFile, indexOptions, saveIndex } from '../core/index-store.ts';
 import { acquireLock } from '../core/lock.ts';
+import { lowerCpuPriority } from '../core/priority.ts';
 import type { Store } from '../core/store/index.ts';
 import { HnswVectorIndex } from '../core/vector-index.ts';
 import { embeddingInput } from '../../ingest/pipeline.ts';
@@ -94,6 +95,7 @@ export const reindexCommand: Command = {
   async run(args, io) {
     const opts = parseCommandArgs(REINDEX_SPEC, args, schema);
     const config = loadConfig(io.env, { dataDir: opts['data-dir'] });
+    lowerCpuPriority(config.ingestNice);
     const lock = await acquireLock(config.dataDir, 'ingest', 'mneme reindex', opts.wait ? 24 * 3600 * 1000 : 0);
     const store = openStore(config);
     const started = performance.now();

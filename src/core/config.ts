@@ -37,6 +37,8 @@ const envSchema = z.object({
   MNEME_OFFLINE: bool.default(false),
   MNEME_THREADS: intIn(1, 256).optional(),
   MNEME_MAX_FILE_BYTES: intIn(1, 2 ** 40).default(DEFAULT_MAX_FILE_BYTES),
+  /** CPU priority (nice, 0-19) `ingest`/`reindex` lower themselves to, so a server on the same machine keeps its latency. */
+  MNEME_INGEST_NICE: intIn(0, 19).default(10),
 
   MNEME_LLM: llmSpec.default('extractive'),
   MNEME_LLM_MODEL: z.string().min(1).optional(),
@@ -83,6 +85,8 @@ export interface Config {
   /** Real core count used for onnxruntime and llama.cpp threads. */
   threads: number;
   maxFileBytes: number;
+  /** Nice value (0 = unchanged) of ingestion processes; default 10. */
+  ingestNice: number;
   llm: {
     spec: string;
     model: string | undefined;
@@ -151,6 +155,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     offline: e.MNEME_OFFLINE,
     threads: e.MNEME_THREADS ?? os.availableParallelism(),
     maxFileBytes: e.MNEME_MAX_FILE_BYTES,
+    ingestNice: e.MNEME_INGEST_NICE,
     llm: {
       spec: e.MNEME_LLM,
       model: e.MNEME_LLM_MODEL,
