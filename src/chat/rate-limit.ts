@@ -38,16 +38,27 @@ export class TokenBucketLimiter {
 
   /** Takes one token from `key`'s bucket. */
   take(key: string): TakeResult {
+    return this.visit(key, true);
+  }
+
+  /** Whether `key` has a token left, without taking it. */
+  peek(key: string): TakeResult {
+    return this.visit(key, false);
+  }
+
+  private visit(key: string, consume: boolean): TakeResult {
     if (this.perMinute === 0) return { ok: true, remaining: Number.POSITIVE_INFINITY };
     const now = this.now();
     if (++this.calls % SWEEP_EVERY_CALLS === 0) this.sweep(now);
     const ratePerMs = this.perMinute / 60_000;
-    const b = this.buckets.get(key) ?? { tokens: this.perMinute, updatedMs: now };
+    const known = this.buckets.get(key);
+    if (!known && !consume) return { ok: true, remaining: this.perMinute };
+    const b = known ?? { tokens: this.perMinute, updatedMs: now };
     b.tokens = Math.min(this.perMinute, b.tokens + Math.max(0, now - b.updatedMs) * ratePerMs);
     b.updatedMs = now;
     this.buckets.set(key, b);
     if (b.tokens >= 1) {
-      b.tokens -= 1;
+      if (consume) b.tokens -= 1;
       return { ok: true, remaining: Math.floor(b.tokens) };
     }
     return { ok: false, retryAfterSeconds: Math.max(1, Math.ceil((1 - b.tokens) / ratePerMs / 1000)) };

@@ -162,4 +162,26 @@ describe('chat HTTP hardening', () => {
       expect(stored.startsWith(FIXTURE_DOCS)).toBe(true);
     });
   });
+
+  it('bad keys are rate-limited per IP: after MNEME_AUTH_FAIL_PER_MIN (5 here) 401s, 429 with Retry-After, even for a valid key', async () => {
+    // Earlier tests in this file sent one bad key (/healthz); use up the rest of the budget.
+    const statuses: number[] = [];
+    let limited: Response | null = null;
+    for (let i = 0; i < 8; i++) {
+      const r = await fetch(`${srv.url}/v1/me/features`, { headers: { authorization: `Bearer mn_guess-${i}` } });
+      statuses.push(r.status);
+      if (r.status === 429) limited ??= r;
+    }
+    expect(statuses.filter((s) => s === 401).length).toBeLessThanOrEqual(5);
+    expect(statuses.slice(-3)).toEqual([429, 429, 429]);
+    const retry = Number(limited!.headers.get('retry-after'));
+    expect(retry).toBeGreaterThanOrEqual(1);
+    expect(retry).toBeLessThanOrEqual(60);
+    expect((await limited!.json()).error.code).toBe('rate_limited');
+    // The address is locked out, so guessing right does not help either.
+    const valid = await fetch(`${srv.url}/v1/me/features`, { headers: { authorization: `Bearer ${key}` } });
+    expect(valid.status).toBe(429);
+    // /healthz still answers the public state.
+    expect((await fetch(`${srv.url}/healthz`)).status).toBe(200);
+  });
 });

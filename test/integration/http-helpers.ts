@@ -50,13 +50,14 @@ export function bufferIo(env: Record<string, string | undefined>): CommandIo & {
   };
 }
 
-/** MNEME_* for a test: tiny BERT, offline, no rate limit, no background materializer. */
+/** MNEME_* for a test: tiny BERT, offline, no rate limits (per key, failed auth per IP), no background materializer. */
 export function testEnv(dataDir: string, extra: Record<string, string> = {}): Record<string, string> {
   return {
     MNEME_DATA_DIR: dataDir,
     MNEME_OFFLINE: '1',
     MNEME_EMBED_MODEL: TINY_BERT,
     MNEME_RATE_LIMIT_PER_MIN: '0',
+    MNEME_AUTH_FAIL_PER_MIN: '0',
     MNEME_FEATURES_INTERVAL_S: '0',
     ...extra,
   };

@@ -3,8 +3,9 @@
  * components (see wiring.ts for how `mneme serve` builds them). Nothing here opens files or loads
  * models, so tests build the app from real components of a temp data dir.
  *
- * Pipeline per request: metrics → (/healthz: no auth) → authenticate → shutdown gate → rate limit
- * (per key) → JSON body (size limit) → route → errorHandler (the one error → status mapping).
+ * Pipeline per request: metrics → in-flight tracking (shutdown waits for it) → (/healthz: no auth)
+ * → authenticate (failed attempts limited per client IP) → shutdown gate → rate limit (per key) →
+ * JSON body (size, nesting depth) → route → errorHandler (the one error → status mapping).
  */
 import express from 'express';
 import type { Express, RequestHandler } from 'express';
@@ -64,6 +65,8 @@ export function createApp(deps: AppDeps): Express {
   const logger = deps.logger ?? silentLogger;
   const inflight = deps.inflight ?? new InFlight();
   const limiter = deps.rateLimiter ?? new TokenBucketLimiter({ perMinute: deps.config.server.rateLimitPerMin });
+  // Failed authentications per client IP (401s), so API keys cannot be guessed at full speed.
+  const authFailures = new TokenBucketLimiter({ perMinute: deps.config.server.authFailPerMin });
   metrics.observeQueue(deps.queue);
   metrics.observeModel(deps.model);
 
@@ -72,6 +75,7 @@ export function createApp(deps: AppDeps): Express {
     metrics,
     logger,
     inflight,
+    authFailures,
     answerDeps: {
       store: deps.store,
       retriever: deps.retriever,
@@ -100,7 +104,7 @@ export function createApp(deps: AppDeps): Express {
   // Pages load before sign-in (a browser cannot send the key for them); their data routes need one.
   app.use(webRouter({ assetsDir: deps.webAssetsDir }));
 
-  app.use(authenticate(deps.store));
+  app.use(authenticate(deps.store, authFailures));
   app.use((_req, _res, next) => {
     next(inflight.shuttingDown ? new UnavailableError('shutting_down', 'the server is shutting down', 5) : undefined);
   });

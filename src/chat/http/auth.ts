@@ -4,9 +4,10 @@
  * `res.locals.user`. A missing, malformed, unknown, revoked or deleted key is a 401 (the same answer
  * for all of them, so the API never tells which keys exist). `requireAdmin` then 403s non-admins.
  */
-import type { RequestHandler, Response } from 'express';
+import type { Request, RequestHandler, Response } from 'express';
 import type { Store } from '../../core/store/index.ts';
-import { AuthError, ForbiddenError, InternalError } from '../../core/errors.ts';
+import { AuthError, ForbiddenError, InternalError, RateLimitError } from '../../core/errors.ts';
+import type { TokenBucketLimiter } from '../rate-limit.ts';
 import type { User } from '../users.ts';
 import { findUserByApiKey } from '../users.ts';
 
@@ -21,15 +22,32 @@ export function parseBearer(header: string | undefined): string | null {
   return m?.[1] ?? null;
 }
 
+/** The failed-authentication limiter's key for the client of `req`: `ip:<TCP peer address>`. */
+export function clientIpKey(req: Request): string {
+  return `ip:${req.ip ?? req.socket.remoteAddress ?? 'unknown'}`;
+}
+
 /**
  * Middleware: authenticates the request or fails it with AuthError (401). Async (Express 5 passes a
  * rejected promise to the error handler); a store failure reaches the error handler too.
+ *
+ * With `failures` (a limiter keyed by client IP, MNEME_AUTH_FAIL_PER_MIN): every 401 takes a token
+ * from the client's bucket, and once it is empty EVERY request from that IP is refused with 429 +
+ * Retry-After before its key is even looked at, so keys cannot be guessed faster than the limit
+ * (a valid key from the same address waits too). The address is the TCP peer (`req.ip`).
  */
-export function authenticate(store: Pick<Store, 'users'>): RequestHandler {
+export function authenticate(store: Pick<Store, 'users'>, failures?: TokenBucketLimiter): RequestHandler {
   return async (req, res, next) => {
+    const ipKey = clientIpKey(req);
+    const left = failures?.peek(ipKey);
+    if (left && !left.ok) {
+      next(new RateLimitError(left.retryAfterSeconds));
+      return;
+    }
     const key = parseBearer(req.get('authorization'));
     const user = key ? await findUserByApiKey(store, key) : null;
     if (!user) {
+      failures?.take(ipKey);
       res.setHeader('WWW-Authenticate', 'Bearer realm="mneme"');
       next(new AuthError());
       return;

@@ -149,5 +149,7 @@ export interface AppContext {
   metrics: ChatMetrics;
   logger: Logger;
   inflight: InFlight;
+  /** Failed authentications per client IP (`ip:<address>`), MNEME_AUTH_FAIL_PER_MIN. */
+  authFailures: TokenBucketLimiter;
 }
 

@@ -16,16 +16,23 @@ import { Router } from 'express';
 import type { Request } from 'express';
 import type { AppContext } from '../context.ts';
 import { findUserByApiKey } from '../../users.ts';
-import { parseBearer } from '../auth.ts';
+import { clientIpKey, parseBearer } from '../auth.ts';
 
 /** Retry-After on a 503 /healthz, in seconds. */
 const HEALTH_RETRY_AFTER_SECONDS = 5;
 
-/** True when the request carries a live admin key. */
+/**
+ * True when the request carries a live admin key. A key that matches no user counts against the
+ * client's failed-authentication budget, and a client out of budget is not checked at all (so this
+ * route is no way around the per-IP limit).
+ */
 async function isAdminRequest(ctx: AppContext, req: Request): Promise<boolean> {
   const key = parseBearer(req.get('authorization'));
   if (!key) return false;
+  const ipKey = clientIpKey(req);
+  if (!ctx.authFailures.peek(ipKey).ok) return false;
   const user = await findUserByApiKey(ctx.deps.store, key);
+  if (!user) ctx.authFailures.take(ipKey);
   return user?.isAdmin === true;
 }
 
