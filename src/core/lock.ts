@@ -57,7 +57,7 @@ function tryAcquire(file: string, command: string): LockInfo | null {
  * @throws ConflictError naming the holder's pid and command when the lock stays taken.
  */
 export async function acquireLock(dataDir: string, name: string, command: string, waitMs = 0): Promise<Lock> {
-  fs.mkdirSync(dataDir, { recursive: true });
+  fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const file = path.join(dataDir, `${name}.lock`);
   const deadline = Date.now() + waitMs;
   for (;;) {

@@ -206,9 +206,11 @@ export class HnswVectorIndex implements VectorIndex {
 
   /** Writes the index to `file` atomically: temp file in the same dir, fsync, rename, fsync dir. */
   save(file: string): void {
-    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
     const tmp = `${file}.tmp-${process.pid}`;
     this.index.writeIndexSync(tmp);
+    // Owner-only, like the database (the vectors encode the documents).
+    fs.chmodSync(tmp, 0o600);
     const fd = fs.openSync(tmp, 'r');
     try {
       fs.fsyncSync(fd);

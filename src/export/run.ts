@@ -180,7 +180,8 @@ class AtomicJsonl {
   constructor(readonly finalPath: string) {
     this.tempPath = tempPathFor(finalPath);
     try {
-      this.fd = fs.openSync(this.tempPath, 'wx', 0o644);
+      // Owner-only: exports hold user questions and answers.
+      this.fd = fs.openSync(this.tempPath, 'wx', 0o600);
     } catch (cause) {
       throw new ExportOutputError(`cannot write ${finalPath}: ${(cause as Error).message}`, { cause });
     }

@@ -71,7 +71,12 @@ export class SqliteConnection {
     this.writeDeadlineMs = options.writeDeadlineMs ?? SQLITE_WRITE_DEADLINE_MS;
     const readonly = options.readonly ?? false;
     try {
-      if (!readonly) fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+      if (!readonly) {
+        fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+        // Owner-only (0600): created so before SQLite opens it; SQLite gives -wal/-shm the same mode.
+        fs.closeSync(fs.openSync(file, 'a', DB_FILE_MODE));
+        restrictFileModes(file);
+      }
       this.db = new Database(file, { readonly, fileMustExist: readonly });
     } catch (cause) {
       throw new ConfigError(`cannot open database ${file}: ${(cause as Error).message}`, { cause });
@@ -232,4 +237,18 @@ export function migrate(conn: SqliteConnection, dir = SQLITE_MIGRATIONS_DIR): st
     throw new ConfigError(`${conn.file} was migrated by a newer mneme (${unknown.map((r) => r.name).join(', ')}); upgrade mneme to open it`);
   }
   return applied;
+}
+
+/** Mode of the database file and its -wal/-shm companions: owner read/write only. */
+export const DB_FILE_MODE = 0o600;
+
+/** chmods `file` and its existing -wal/-shm to DB_FILE_MODE; a file owned by someone else is left as is. */
+function restrictFileModes(file: string): void {
+  for (const f of [file, `${file}-wal`, `${file}-shm`]) {
+    try {
+      fs.chmodSync(f, DB_FILE_MODE);
+    } catch {
+      // Missing (-wal/-shm not created yet) or not ours (EPERM): nothing to tighten.
+    }
+  }
 }
