@@ -12,6 +12,7 @@
 import type { Server } from 'node:http';
 import { z } from 'zod';
 import { loadConfig } from '../core/config.ts';
+import { ConfigError, ConflictError } from '../core/errors.ts';
 import type { Config } from '../core/config.ts';
 import { createApp } from '../chat/http/app.ts';
 import { buildServerDeps } from '../chat/http/wiring.ts';
@@ -62,7 +63,7 @@ export async function startServer(config: Config, io: CommandIo, options: StartS
     });
   } catch (err) {
     await deps.close();
-    throw err;
+    throw listenError(err, config);
   }
   const addr = server.address();
   const port = typeof addr === 'object' && addr ? addr.port : config.server.port;
@@ -104,6 +105,21 @@ export async function startServer(config: Config, io: CommandIo, options: StartS
     return shuttingDown;
   };
   return { url, server, deps, shutdown };
+}
+
+/**
+ * A listen failure as the operator should read it: a busy port → ConflictError
+ * `port N is in use (--port or MNEME_PORT)`, a refused bind → ConfigError naming host and port;
+ * anything else unchanged. (The CLI prints a MnemeError's message and exits 1, no stack trace.)
+ */
+export function listenError(err: unknown, config: Config): unknown {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  const { host, port } = config.server;
+  if (code === 'EADDRINUSE') return new ConflictError(`port ${port} is in use (--port or MNEME_PORT)`, { cause: err });
+  if (code === 'EACCES' || code === 'EADDRNOTAVAIL') {
+    return new ConfigError(`cannot listen on ${host}:${port}: ${code === 'EACCES' ? 'permission denied' : 'address not available'} (--host/--port or MNEME_HOST/MNEME_PORT)`, { cause: err });
+  }
+  return err;
 }
 
 const schema = z.object({

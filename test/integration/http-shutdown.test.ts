@@ -2,7 +2,8 @@
  * Graceful shutdown of `mneme serve`: in-process through startServer (the function serveCommand
  * runs), and as a real child process receiving SIGTERM.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import net from 'node:net';
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
@@ -173,6 +174,26 @@ describe('graceful shutdown', () => {
       expect(last.answer).toMatch(/^slow/);
     } finally {
       db.close();
+    }
+  }, 60_000);
+
+  it('mneme serve on a busy port says so and exits 1, without a stack trace', async () => {
+    const busy = await new Promise<import('node:net').Server>((resolve) => {
+      const s = net.createServer().listen(0, '127.0.0.1', () => resolve(s));
+    });
+    const port = (busy.address() as import('node:net').AddressInfo).port;
+    try {
+      const r = spawnSync(process.execPath, [path.join(REPO, 'bin/mneme.js'), 'serve', '--port', String(port), '--host', '127.0.0.1'], {
+        cwd: REPO,
+        env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env, MNEME_LLM: 'extractive' },
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+      expect(r.status, r.stderr).toBe(1);
+      expect(r.stderr).toContain(`port ${port} is in use (--port or MNEME_PORT)`);
+      expect(r.stderr).not.toMatch(/EADDRINUSE|unexpected error|\n\s+at /);
+    } finally {
+      await new Promise<void>((resolve) => busy.close(() => resolve()));
     }
   }, 60_000);
 });
