@@ -123,7 +123,8 @@ export async function runIngest(opts: IngestOptions): Promise<IngestSummary> {
     const index = stack?.index;
     if (!index) return;
     if (!force && Date.now() - lastCheckpoint < INDEX_CHECKPOINT_SECONDS * 1000) return;
-    await saveIndex(store, opts.dataDir, index.meta, index.hnsw);
+    // A store that searches vectors itself (pgvector) keeps no index file.
+    if (index.hnsw) await saveIndex(store, opts.dataDir, index.meta, index.hnsw);
     lastCheckpoint = Date.now();
   };
 
@@ -196,8 +197,8 @@ export async function runIngest(opts: IngestOptions): Promise<IngestSummary> {
       if (!d.existing || d.existing.deletedAt) s.documents_added++;
       else s.documents_updated++;
       if (index) {
-        for (const l of r.chunkIdsRemoved) index.hnsw.remove(l);
-        for (const [l, v] of r.vectorsAdded) index.hnsw.upsert(l, v);
+        for (const l of r.chunkIdsRemoved) index.hnsw?.remove(l);
+        for (const [l, v] of r.vectorsAdded) index.hnsw?.upsert(l, v);
       }
     }
     await checkpoint(false);
@@ -311,7 +312,7 @@ async function pruneMissing(opts: IngestOptions, seen: Set<string>, s: IngestSum
     const { index } = await vectors();
     const ids = await store.corpus.deleteDocument(d.id);
     s.chunks_deleted += ids.length;
-    for (const id of ids) index?.hnsw.remove(id);
+    for (const id of ids) index?.hnsw?.remove(id);
     s.documents_deleted++;
   }
 }
@@ -328,7 +329,7 @@ async function embedMissing(opts: IngestOptions, embedder: Embedder, index: Load
     const vectors = await embedder.embed(rows.map((r) => embeddingInput(r)));
     const pairs = rows.map((r, i): [number, Float32Array] => [r.id, vectors[i]!]);
     await store.corpus.addEmbeddings(modelId, pairs);
-    for (const [id, v] of pairs) index.hnsw.upsert(id, v);
+    for (const [id, v] of pairs) index.hnsw?.upsert(id, v);
     s.chunks_embedded += rows.length;
   }
 }

@@ -322,7 +322,7 @@ export class HybridRetriever implements Retriever {
     this.syncEveryRequest = interval === 0;
     this.syncer = new IndexSyncer({
       store: opts.store,
-      index: opts.index,
+      index: opts.index?.hnsw ? { meta: opts.index.meta, hnsw: opts.index.hnsw } : null,
       appliedSeq: opts.index?.feedSeq ?? 0,
       pollIntervalMs: interval > 0 ? interval : FEED_POLL_INTERVAL_MS,
       logger: opts.logger,
@@ -357,7 +357,9 @@ export class HybridRetriever implements Retriever {
 
   /** Live vectors in the loaded index, null without one. */
   vectorCount(): number | null {
-    return this.index ? this.index.hnsw.size() : null;
+    if (!this.index) return null;
+    // The engine's own index (pgvector) is counted by the store, not here.
+    return this.index.hnsw ? this.index.hnsw.size() : null;
   }
 
   /** Applies every pending change now (start-up, tests). */
@@ -391,13 +393,14 @@ export class HybridRetriever implements Retriever {
     checkLimit(limit);
     if (!this.index) return [];
     let filter: ((label: number) => boolean) | undefined;
-    if (collection !== undefined) {
+    if (collection !== undefined && this.index.hnsw) {
       const ids = await this.chunksOfCollection(collection);
       if (ids.size === 0) return [];
       filter = (label) => ids.has(label);
     }
     const index = this.index;
     if (!index) return [];
+    if (!index.hnsw) return this.store.corpus.searchVector(index.meta.modelId, vector, { limit, collection });
     return index.hnsw.search(vector, limit, filter).map((h) => ({ chunkId: h.label, score: h.score }));
   }
 

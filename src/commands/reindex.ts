@@ -24,6 +24,8 @@ const REBUILD_PAGE_VECTORS = 4096;
 
 /** Builds a fresh HNSW file for `meta` from the embeddings stored in the store. Returns the vector count. */
 export async function rebuildIndexFile(store: Store, dataDir: string, meta: IndexGeneration): Promise<number> {
+  // An engine with its own vector index (pgvector) maintains it itself: there is no file to build.
+  if (store.corpus.nativeVectorSearch) return store.corpus.embeddingCount(meta.modelId);
   // Feed position read before the vectors: changes after it are re-applied by readers (idempotent).
   const { head } = await store.corpus.feedBounds();
   const index = HnswVectorIndex.create({
@@ -68,7 +70,7 @@ async function switchModel(store: Store, config: Config, model: string): Promise
     }
     const vectors = await rebuildIndexFile(store, config.dataDir, meta);
     const old = await store.corpus.activateGeneration(meta.generation);
-    if (old) fs.rmSync(indexFile(config.dataDir, old), { force: true });
+    if (old && !store.corpus.nativeVectorSearch) fs.rmSync(indexFile(config.dataDir, old), { force: true });
     return { generation: meta.generation, embedded, vectors };
   } finally {
     await embedder.close();

@@ -15,7 +15,8 @@ import type { HnswVectorIndex } from './vector-index.ts';
 
 export interface LoadedIndex {
   meta: IndexGeneration;
-  hnsw: HnswVectorIndex;
+  /** The in-process HNSW index; null when the store searches vectors itself (`nativeVectorSearch`). */
+  hnsw: HnswVectorIndex | null;
   /** Change-feed position the in-memory index reflects. */
   feedSeq: number;
 }
@@ -40,6 +41,8 @@ export async function openVectorStack(store: Store, config: Config): Promise<Vec
   const embedder = loaded.embedder;
   try {
     const meta = await ensureActiveGeneration(store, embedder.info);
+    // The engine's own vector index (pgvector) is always current: nothing to load or bring up to date.
+    if (store.corpus.nativeVectorSearch) return { embedder, index: { meta, hnsw: null, feedSeq: (await store.corpus.feedBounds()).head }, warnings: [] };
     const { index, problem, loadedFromFile } = loadIndex(config.dataDir, meta);
     const warnings: string[] = [];
     if (problem) warnings.push(`${problem}; rebuilding it from the stored embeddings`);

@@ -141,6 +141,11 @@ export interface CorpusCounts {
 }
 
 export interface CorpusStore {
+  /**
+   * True when the engine searches vectors itself (`searchVector`: PostgreSQL + pgvector); false when
+   * dense search is the process's own HNSW index following the change feed (SQLite).
+   */
+  readonly nativeVectorSearch: boolean;
   // --- documents (ingestion) ---
   findDocument(collection: string, sourceUri: string): Promise<DocumentRef | null>;
   /** Vectors of `documentId`'s current chunks for `modelId`, by chunk content hash (for reuse on edits). */

@@ -357,7 +357,7 @@ describe('HybridRetriever on the ingested fixture corpus', () => {
       .all() as number[];
     expect(newIds.length).toBeGreaterThan(0);
     // Not yet in this process's index: the other process's upserts went to its own copy.
-    expect(newIds.some((id) => env.stack.index!.hnsw.has(id))).toBe(false);
+    expect(newIds.some((id) => env.stack.index!.hnsw!.has(id))).toBe(false);
 
     // Within its sync interval a retriever does not look: BM25 (SQL) already sees the chunk, the
     // in-memory index does not.
@@ -367,7 +367,7 @@ describe('HybridRetriever on the ingested fixture corpus', () => {
 
     const r = await hybrid.retrieve({ query: 'Quillfeather pump', topK: 3 });
     expect(path.basename(r.chunks[0]!.source)).toBe('quillfeather.md');
-    expect(newIds.every((id) => env.stack.index!.hnsw.has(id))).toBe(true);
+    expect(newIds.every((id) => env.stack.index!.hnsw!.has(id))).toBe(true);
     expect(r.chunks[0]!.denseRank).not.toBeNull();
   });
 });

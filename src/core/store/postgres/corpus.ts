@@ -135,6 +135,7 @@ const SQL_INSERT_VECTORS = `INSERT INTO embeddings (chunk_id, model_id, vector)
   ON CONFLICT (chunk_id, model_id) DO UPDATE SET vector = excluded.vector`;
 
 export class PostgresCorpusStore implements CorpusStore {
+  readonly nativeVectorSearch = true;
   /**
    * Per model: its vectors' dimension (fixed per model) and the default ef_search, from its latest
    * generation when first searched (or created here). Saves a round trip per dense search.

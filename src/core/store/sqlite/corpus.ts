@@ -105,6 +105,7 @@ const SQL_INSERT_CHUNK = 'INSERT INTO chunks (document_id, ord, text, heading_pa
 const SQL_INSERT_VECTOR = 'INSERT OR REPLACE INTO embeddings (chunk_id, model_id, vector) VALUES (?, ?, ?)';
 
 export class SqliteCorpusStore implements CorpusStore {
+  readonly nativeVectorSearch = false;
   constructor(private readonly c: SqliteConnection) {}
 
   // ---------------------------------------------------------------------------------------------
