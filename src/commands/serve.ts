@@ -20,6 +20,7 @@ import type { ServerDeps } from '../chat/http/wiring.ts';
 import { jsonLineLogger } from '../chat/log.ts';
 import type { Logger } from '../chat/log.ts';
 import { startFeatureScheduler } from '../features/materialize.ts';
+import { ensureWebBuilt } from '../web/build.ts';
 import { parseCommandArgs, synopsis } from './args.ts';
 import type { CommandSpec } from './args.ts';
 import type { Command, CommandIo } from './types.ts';
@@ -54,6 +55,7 @@ export async function startServer(config: Config, io: CommandIo, options: StartS
   const deps = options.deps ?? (await buildServerDeps(config, { logger }));
   const graceMs = options.graceMs ?? config.server.shutdownGraceMs;
   for (const w of deps.warnings) io.stderr.write(`warning: ${w}\n`);
+  await buildPagesIfStale(deps.webAssetsDir, io, logger);
   const app = createApp({ ...deps, logger });
   let server: Server;
   try {
@@ -105,6 +107,19 @@ export async function startServer(config: Config, io: CommandIo, options: StartS
     return shuttingDown;
   };
   return { url, server, deps, shutdown };
+}
+
+/**
+ * Builds the web pages when missing or stale (`GET /` works right after `npm ci`); a failed build
+ * is a warning, not a failed start (the API does not need the pages).
+ */
+async function buildPagesIfStale(outDir: string | undefined, io: CommandIo, logger: Logger): Promise<void> {
+  try {
+    const r = await ensureWebBuilt({ outDir });
+    if (r.built) logger.info('web pages built', { reason: r.reason, ms: r.ms });
+  } catch (err) {
+    io.stderr.write(`warning: building the web pages failed (${err instanceof Error ? err.message : String(err)}); the API works, the pages answer 503 until \`npm run build\` succeeds\n`);
+  }
 }
 
 /**

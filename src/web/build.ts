@@ -7,7 +7,8 @@
  * serves a half-written build.
  *
  * Run: `npm run build` (= `node --import tsx src/web/build.ts`); prints one JSON line with the assets
- * and their raw/gzip sizes.
+ * and their raw/gzip sizes. `mneme serve` calls `ensureWebBuilt()` at start, which builds only when
+ * the output is missing or older than one of the inputs recorded in its manifest.
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -130,7 +131,17 @@ export async function buildWeb(opts: BuildWebOptions = {}): Promise<BuildWebResu
       const loaded = [assets[script], assets['style.css'], ...preload.map((u) => Object.values(assets).find((a) => a.url === u))];
       pageGzipBytes[page] = gzipSync(html).length + loaded.reduce((n, a) => n + (a?.gzipBytes ?? 0), 0);
     }
-    fs.writeFileSync(path.join(tmp, 'manifest.json'), `${JSON.stringify({ built_at: new Date().toISOString(), assets, page_gzip_bytes: pageGzipBytes }, null, 2)}\n`);
+    // Every source the build read (bundled modules, pages, static assets), relative to WEB_SRC_DIR,
+    // so `ensureWebBuilt` can tell a stale build from a current one.
+    const inputs = [
+      ...Object.keys(result.metafile.inputs).map((p) => path.resolve(p)),
+      ...PAGES.map((p) => path.join(WEB_SRC_DIR, p)),
+      ...STATIC_ASSETS.map((a) => path.join(WEB_SRC_DIR, a)),
+    ]
+      .filter((p) => !p.includes(`${path.sep}node_modules${path.sep}`))
+      .map((p) => path.relative(WEB_SRC_DIR, p));
+    const manifest = { built_at: new Date().toISOString(), assets, page_gzip_bytes: pageGzipBytes, inputs };
+    fs.writeFileSync(path.join(tmp, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
 
     fs.rmSync(outDir, { recursive: true, force: true });
     fs.mkdirSync(path.dirname(outDir), { recursive: true });
@@ -140,6 +151,70 @@ export async function buildWeb(opts: BuildWebOptions = {}): Promise<BuildWebResu
     fs.rmSync(tmp, { recursive: true, force: true });
     throw err;
   }
+}
+
+/** The build's manifest (assets, sizes, inputs) inside the output directory. */
+export const MANIFEST_FILE = 'manifest.json';
+
+/**
+ * Why the build in `outDir` must be (re)made, or null when it is current: missing pages or
+ * manifest, a manifest without its input list (older build), or an input missing or modified after
+ * the manifest was written.
+ */
+export function webBuildStaleReason(outDir: string = DEFAULT_WEB_OUT_DIR): string | null {
+  const manifestPath = path.join(outDir, MANIFEST_FILE);
+  let builtMs: number;
+  let inputs: unknown;
+  try {
+    builtMs = fs.statSync(manifestPath).mtimeMs;
+    inputs = (JSON.parse(fs.readFileSync(manifestPath, 'utf8')) as { inputs?: unknown }).inputs;
+  } catch {
+    return 'not built';
+  }
+  if (PAGES.some((p) => !fs.existsSync(path.join(outDir, p)))) return 'pages missing';
+  if (!Array.isArray(inputs) || inputs.length === 0) return 'built without an input list';
+  for (const rel of inputs) {
+    const abs = path.resolve(WEB_SRC_DIR, String(rel));
+    let mtimeMs: number;
+    try {
+      mtimeMs = fs.statSync(abs).mtimeMs;
+    } catch {
+      return `${path.relative(WEB_SRC_DIR, abs)} is gone`;
+    }
+    if (mtimeMs > builtMs) return `${path.relative(WEB_SRC_DIR, abs)} changed`;
+  }
+  return null;
+}
+
+export interface EnsureWebBuiltResult {
+  /** True when a build ran. */
+  built: boolean;
+  /** Why it ran (null: the build was current). */
+  reason: string | null;
+  /** Time spent, in ms. */
+  ms: number;
+}
+
+/**
+ * Builds the pages when they are missing or stale (what `mneme serve` does at start, so `GET /`
+ * works right after `npm ci`). A current build costs a few stat calls; a build takes well under a
+ * second (esbuild).
+ * @throws the esbuild error when a source does not compile.
+ */
+export async function ensureWebBuilt(opts: BuildWebOptions = {}): Promise<EnsureWebBuiltResult> {
+  const t0 = performance.now();
+  const outDir = path.resolve(opts.outDir ?? DEFAULT_WEB_OUT_DIR);
+  const reason = webBuildStaleReason(outDir);
+  if (reason !== null) {
+    try {
+      await buildWeb(opts);
+    } catch (err) {
+      // Another process (a second server, a test run) may have swapped its build in at the same
+      // moment: that one is as good as ours.
+      if (webBuildStaleReason(outDir) !== null) throw err;
+    }
+  }
+  return { built: reason !== null, reason, ms: Math.round(performance.now() - t0) };
 }
 
 const invokedDirectly = process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url);
