@@ -24,6 +24,7 @@ const PROBE_TEXT = 'mneme doctor';
 export async function checkEmbeddingModel(report: ModelCheckTarget, config: Config): Promise<void> {
   const modelRef = config.embed.model;
   if (modelRef === null) return; // MNEME_EMBED_MODEL=none: BM25 only on purpose
+  if (config.embed.server) return checkEmbeddingServer(report, config);
   const loc = { modelRef, modelsDir: config.modelsDir, dtype: config.embed.dtype, offline: config.offline };
   const files = transformersModelFiles(modelRef, config.modelsDir, config.embed.dtype);
   if (files.missing.length > 0) {
@@ -47,5 +48,17 @@ export async function checkEmbeddingModel(report: ModelCheckTarget, config: Conf
     report.ok = false;
   } finally {
     await embedder?.close();
+  }
+}
+
+/** `openai:` embedding server: it must answer a one-string request (OpenAIEmbedder.load probes it). */
+async function checkEmbeddingServer(report: ModelCheckTarget, config: Config): Promise<void> {
+  const { OpenAIEmbedder, openAIEmbedderOptions } = await import('../core/embedder-openai.ts');
+  try {
+    const embedder = await OpenAIEmbedder.load(openAIEmbedderOptions(config.embed.server!, config.embed.maxTokens));
+    await embedder.close();
+  } catch (err) {
+    report.problems.push(`${(err as Error).message} (is the embedding server running? check MNEME_EMBED_MODEL and MNEME_EMBED_MODEL_NAME)`);
+    report.ok = false;
   }
 }

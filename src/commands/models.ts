@@ -100,6 +100,11 @@ export function describeModels(config: Config, chatDtype = 'fp32'): ModelReport[
   const out: ModelReport[] = [];
   if (config.embed.model === null) {
     out.push({ role: 'embedding', backend: 'none', id: null, location: null, present: true, bytes: 0, files: [], note: 'embeddings disabled (MNEME_EMBED_MODEL=none): BM25 only' });
+  } else if (config.embed.server) {
+    out.push({
+      role: 'embedding', backend: 'openai', id: config.embed.server.modelName, location: `${config.embed.server.apiBase}/embeddings`, present: null, bytes: 0, files: [],
+      note: `served by an OpenAI-compatible embedding server (not checked here; \`mneme doctor\` probes it), ${config.embed.server.concurrency} requests in flight`,
+    });
   } else {
     out.push(transformersModel('embedding', config.embed.model, config.modelsDir, config.embed.dtype, config.offline));
   }

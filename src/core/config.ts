@@ -10,6 +10,18 @@ import { ConfigError } from './errors.ts';
 
 /** Default embedding model (hub id); 384-d, trained at 256 tokens. */
 export const DEFAULT_EMBED_MODEL = 'Xenova/all-MiniLM-L6-v2';
+/** Prefix of MNEME_EMBED_MODEL selecting an OpenAI-compatible embedding server. */
+export const OPENAI_EMBED_PREFIX = 'openai:';
+/** Default requests in flight to an `openai:` embedding server. */
+export const DEFAULT_EMBED_CONCURRENCY = 4;
+/** Default deadline of one embedding request, in ms (30 s). */
+export const DEFAULT_EMBED_TIMEOUT_MS = 30_000;
+/** Default retries of a failed embedding request (429, 5xx, network error, timeout). */
+export const DEFAULT_EMBED_RETRIES = 4;
+/** Default texts per embedding request: text-embeddings-inference refuses more than 32 (--max-client-batch-size). */
+export const DEFAULT_EMBED_BATCH_ITEMS = 32;
+/** Default characters per embedding request, ~16k tokens (TEI's default --max-batch-tokens is 16384). */
+export const DEFAULT_EMBED_BATCH_CHARS = 64_000;
 /** Default largest file the ingester reads, in bytes (50 MiB). */
 export const DEFAULT_MAX_FILE_BYTES = 50 * 1024 * 1024;
 
@@ -28,12 +40,25 @@ const llmSpec = z.string().regex(/^(extractive|gguf:.+|transformers:.+|openai:ht
 const envSchema = z.object({
   MNEME_DATA_DIR: z.string().min(1).default('./data'),
   MNEME_MODELS_DIR: z.string().min(1).optional(),
-  /** Hub id, local model directory, or "none" to run BM25-only on purpose. */
+  /** Hub id, local model directory, `openai:BASE_URL[#MODEL]` (an embedding server), or "none" to run BM25-only on purpose. */
   MNEME_EMBED_MODEL: z.string().min(1).default(DEFAULT_EMBED_MODEL),
   MNEME_EMBED_DTYPE: z.enum(['fp32', 'fp16', 'q8', 'int8', 'uint8', 'q4', 'bnb4', 'q4f16']).default('fp32'),
   MNEME_EMBED_MAX_TOKENS: intIn(8, 8192).optional(),
   /** Embedding worker threads, each with its own copy of the model (default: one per core, at most 4). */
   MNEME_EMBED_WORKERS: intIn(1, 64).optional(),
+  /** `openai:` embedding server only: model name sent as `model` (or give it as `#name` after the URL). */
+  MNEME_EMBED_MODEL_NAME: z.string().min(1).optional(),
+  MNEME_EMBED_API_KEY: z.string().min(1).optional(),
+  /** `openai:` only: requests in flight at once. */
+  MNEME_EMBED_CONCURRENCY: intIn(1, 256).default(DEFAULT_EMBED_CONCURRENCY),
+  /** `openai:` only: deadline of one HTTP request (one attempt), in ms. */
+  MNEME_EMBED_TIMEOUT_MS: intIn(100, 3_600_000).default(DEFAULT_EMBED_TIMEOUT_MS),
+  /** `openai:` only: retries after a 429, a 5xx, a network error or a timeout (0 = none). */
+  MNEME_EMBED_RETRIES: intIn(0, 20).default(DEFAULT_EMBED_RETRIES),
+  /** `openai:` only: most texts per request. */
+  MNEME_EMBED_BATCH_ITEMS: intIn(1, 2048).default(DEFAULT_EMBED_BATCH_ITEMS),
+  /** `openai:` only: most characters per request (a longer single text goes alone). */
+  MNEME_EMBED_BATCH_CHARS: intIn(1000, 100_000_000).default(DEFAULT_EMBED_BATCH_CHARS),
   MNEME_OFFLINE: bool.default(false),
   MNEME_THREADS: intIn(1, 256).optional(),
   MNEME_MAX_FILE_BYTES: intIn(1, 2 ** 40).default(DEFAULT_MAX_FILE_BYTES),
@@ -62,6 +87,10 @@ const envSchema = z.object({
   MNEME_PERSONALIZATION_WEIGHT: numIn(0, 10).default(0.3),
   MNEME_FEATURES_INTERVAL_S: intIn(0, 86_400).default(60),
   MNEME_CHROMIUM_PATH: z.string().min(1).default('/usr/bin/chromium'),
+  /** Redis for the online feature store, rate-limit buckets and corpus-change notices (unset = none). */
+  MNEME_REDIS_URL: z.string().regex(/^rediss?:\/\/.+/, { message: 'expected redis://[user:password@]host[:port][/db] or rediss://…' }).optional(),
+  /** First segment of every Redis key and channel of this deployment (several can share one Redis). */
+  MNEME_REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, { message: 'letters, digits, "_", "-", "." (1-64 characters)' }).default('mneme'),
 });
 
 export type Env = z.input<typeof envSchema>;
@@ -73,13 +102,15 @@ export interface Config {
   dbFile: string;
   indexDir: string;
   embed: {
-    /** Hub id or absolute local directory; null = embeddings disabled on purpose. */
+    /** Hub id, absolute local directory, or `openai:<api base>#<model name>` (see `server`); null = embeddings disabled on purpose. */
     model: string | null;
     dtype: string;
     /** Override of the model's trained length, in tokens. */
     maxTokens: number | undefined;
     /** Embedding workers; undefined = embedWorkerLayout(threads). */
     workers: number | undefined;
+    /** Set when `model` is `openai:…`: the embedding server to call instead of a local model. */
+    server: EmbedServerConfig | null;
   };
   offline: boolean;
   /** Real core count used for onnxruntime and llama.cpp threads. */
@@ -115,6 +146,92 @@ export interface Config {
   personalizationWeight: number;
   featuresIntervalSeconds: number;
   chromiumPath: string;
+  /** Redis (MNEME_REDIS_URL, MNEME_REDIS_PREFIX); null = everything stays in the SQL store and in memory. */
+  redis: { url: string; prefix: string } | null;
+}
+
+/** An OpenAI-compatible embedding server (`MNEME_EMBED_MODEL=openai:BASE_URL`). */
+export interface EmbedServerConfig {
+  /** API root the endpoint hangs off: `<apiBase>/embeddings` (see openAIApiBase). */
+  apiBase: string;
+  /** Sent as `model`. */
+  modelName: string;
+  apiKey: string | undefined;
+  /** Requests in flight at once (default 4). */
+  concurrency: number;
+  /** Deadline of one attempt, in ms (default 30 000). */
+  timeoutMs: number;
+  /** Retries after a transient failure (default 4). */
+  retries: number;
+  /** Most texts per request (default 32). */
+  batchItems: number;
+  /** Most characters per request (default 64 000). */
+  batchChars: number;
+}
+
+/**
+ * API root of an OpenAI-compatible server: trailing slashes removed and `/v1` appended unless the
+ * last path segment already is a version (`v1`, `v2`, ...), so `http://h:8000`, `http://h:8000/` and
+ * `http://h:8000/v1` all give `http://h:8000/v1`. Query and fragment are dropped.
+ * @throws Error for a malformed or non-http(s) URL, or one with credentials in it.
+ */
+export function openAIApiBase(baseUrl: string): string {
+  const url = new URL(baseUrl);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`expected an http(s) URL, got ${JSON.stringify(baseUrl)}`);
+  if (url.username || url.password) throw new Error('put the key in MNEME_EMBED_API_KEY, not in the URL');
+  let p = url.pathname.replace(/\/+$/, '');
+  if (!/\/v\d+$/.test(p)) p += '/v1';
+  return `${url.protocol}//${url.host}${p}`;
+}
+
+/**
+ * The stable model id of an embedding server model, `openai:<api base>#<model name>`: what index
+ * generations record, and itself a valid MNEME_EMBED_MODEL value.
+ */
+export function openAIEmbedModelId(apiBase: string, modelName: string): string {
+  return `${OPENAI_EMBED_PREFIX}${apiBase}#${modelName}`;
+}
+
+type ParsedEnv = z.output<typeof envSchema>;
+
+/**
+ * Resolves `openai:BASE_URL[#MODEL]` (+ MNEME_EMBED_MODEL_NAME etc.) to the model id and server settings.
+ * @throws ConfigError naming MNEME_EMBED_MODEL or MNEME_EMBED_MODEL_NAME.
+ */
+export function parseEmbedServer(spec: string, e: Pick<ParsedEnv, 'MNEME_EMBED_MODEL_NAME' | 'MNEME_EMBED_API_KEY' | 'MNEME_EMBED_CONCURRENCY' | 'MNEME_EMBED_TIMEOUT_MS' | 'MNEME_EMBED_RETRIES' | 'MNEME_EMBED_BATCH_ITEMS' | 'MNEME_EMBED_BATCH_CHARS'>): { modelId: string; server: EmbedServerConfig } {
+  const raw = spec.slice(OPENAI_EMBED_PREFIX.length);
+  const hash = raw.indexOf('#');
+  const urlPart = hash === -1 ? raw : raw.slice(0, hash);
+  const fragmentName = hash === -1 ? '' : decodeURIComponent(raw.slice(hash + 1));
+  let apiBase: string;
+  try {
+    apiBase = openAIApiBase(urlPart);
+  } catch (err) {
+    throw new ConfigError(`MNEME_EMBED_MODEL: openai: needs a server URL, openai:http://HOST:PORT[/v1][#MODEL] (${(err as Error).message}) (got ${JSON.stringify(spec)})`, { cause: err });
+  }
+  const named = e.MNEME_EMBED_MODEL_NAME;
+  if (named && fragmentName && named !== fragmentName) {
+    throw new ConfigError(`MNEME_EMBED_MODEL_NAME: ${JSON.stringify(named)} contradicts the #${fragmentName} of MNEME_EMBED_MODEL`);
+  }
+  const modelName = named ?? fragmentName;
+  if (!modelName) {
+    throw new ConfigError(
+      'MNEME_EMBED_MODEL_NAME: required with MNEME_EMBED_MODEL=openai:… (the model the server serves, e.g. "nomic-embed-text" for Ollama; any name for text-embeddings-inference)',
+    );
+  }
+  return {
+    modelId: openAIEmbedModelId(apiBase, modelName),
+    server: {
+      apiBase,
+      modelName,
+      apiKey: e.MNEME_EMBED_API_KEY,
+      concurrency: e.MNEME_EMBED_CONCURRENCY,
+      timeoutMs: e.MNEME_EMBED_TIMEOUT_MS,
+      retries: e.MNEME_EMBED_RETRIES,
+      batchItems: e.MNEME_EMBED_BATCH_ITEMS,
+      batchChars: e.MNEME_EMBED_BATCH_CHARS,
+    },
+  };
 }
 
 /** Flags that override the environment (CLI `--data-dir`, `--port`, ...). */
@@ -145,13 +262,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   const e = parsed.data;
   const dataDir = path.resolve(overrides.dataDir ?? e.MNEME_DATA_DIR);
-  const embedModel = e.MNEME_EMBED_MODEL === 'none' ? null : resolveModelRef(e.MNEME_EMBED_MODEL);
+  const embedServer = e.MNEME_EMBED_MODEL.startsWith(OPENAI_EMBED_PREFIX) ? parseEmbedServer(e.MNEME_EMBED_MODEL, e) : null;
+  const embedModel = embedServer ? embedServer.modelId : e.MNEME_EMBED_MODEL === 'none' ? null : resolveModelRef(e.MNEME_EMBED_MODEL);
   return {
     dataDir,
     modelsDir: path.resolve(e.MNEME_MODELS_DIR ?? path.join(dataDir, 'models')),
     dbFile: path.join(dataDir, 'mneme.sqlite'),
     indexDir: path.join(dataDir, 'index'),
-    embed: { model: embedModel, dtype: e.MNEME_EMBED_DTYPE, maxTokens: e.MNEME_EMBED_MAX_TOKENS, workers: e.MNEME_EMBED_WORKERS },
+    embed: { model: embedModel, dtype: e.MNEME_EMBED_DTYPE, maxTokens: e.MNEME_EMBED_MAX_TOKENS, workers: e.MNEME_EMBED_WORKERS, server: embedServer?.server ?? null },
     offline: e.MNEME_OFFLINE,
     threads: e.MNEME_THREADS ?? os.availableParallelism(),
     maxFileBytes: e.MNEME_MAX_FILE_BYTES,
@@ -181,6 +299,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     personalizationWeight: e.MNEME_PERSONALIZATION_WEIGHT,
     featuresIntervalSeconds: e.MNEME_FEATURES_INTERVAL_S,
     chromiumPath: e.MNEME_CHROMIUM_PATH,
+    redis: e.MNEME_REDIS_URL ? { url: e.MNEME_REDIS_URL, prefix: e.MNEME_REDIS_PREFIX } : null,
   };
 }
 

@@ -29,7 +29,8 @@ export interface EmbedderInfo {
   dimension: number;
   /** Inputs are truncated to this many tokens. */
   maxTokens: number;
-  pooling: 'mean' | 'cls';
+  /** `server`: an embedding server pools (OpenAIEmbedder); mneme cannot tell how. */
+  pooling: 'mean' | 'cls' | 'server';
   normalized: boolean;
 }
 
@@ -372,6 +373,7 @@ export async function loadEmbedder(config: Config): Promise<EmbedderLoad> {
   if (config.embed.model === null) {
     return { embedder: null, warning: 'embeddings disabled (MNEME_EMBED_MODEL=none): BM25 only' };
   }
+  if (config.embed.server) return loadServerEmbedder(config.embed.server, config.embed.maxTokens);
   try {
     const embedder = await TransformersEmbedder.load({
       modelRef: config.embed.model,
@@ -387,6 +389,19 @@ export async function loadEmbedder(config: Config): Promise<EmbedderLoad> {
     return {
       embedder: null,
       warning: `no embedding model: ${(err as Error).message}. Continuing with BM25 only; re-run ingest once the model is there to embed what is missing.`,
+    };
+  }
+}
+
+/** `MNEME_EMBED_MODEL=openai:…`: probes the embedding server (imported lazily: no cycle at load). */
+async function loadServerEmbedder(server: NonNullable<Config['embed']['server']>, maxTokens: number | undefined): Promise<EmbedderLoad> {
+  const { OpenAIEmbedder, openAIEmbedderOptions } = await import('./embedder-openai.ts');
+  try {
+    return { embedder: await OpenAIEmbedder.load(openAIEmbedderOptions(server, maxTokens)), warning: null };
+  } catch (err) {
+    return {
+      embedder: null,
+      warning: `embedding server unavailable: ${(err as Error).message}. Continuing with BM25 only; re-run ingest once the server answers to embed what is missing.`,
     };
   }
 }
