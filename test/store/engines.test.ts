@@ -34,16 +34,14 @@ export const ENGINES: Array<EngineUnderTest & ChatEngineUnderTest> = [
 ];
 
 // PostgreSQL (issue 12): when MNEME_TEST_DATABASE_URL is set and reachable; every make() is a fresh
-// database on that server, dropped after the file. It has the corpus aggregate only so far, so it runs
-// the corpus contract alone; it moves into ENGINES once its other aggregates exist.
+// database on that server, dropped after the file. It runs every contract SQLite runs.
 const postgres = await findPostgresTestServer();
 afterAll(async () => {
   await postgres.server?.dropCreatedDatabases();
 });
-export const CORPUS_ONLY_ENGINES: EngineUnderTest[] = [];
 if (postgres.server) {
   const server = postgres.server;
-  CORPUS_ONLY_ENGINES.push({
+  ENGINES.push({
     name: 'postgres',
     boundedChunks: PG_DOC_TX_MAX_CHUNKS,
     nativeVectorSearch: true,
@@ -52,20 +50,16 @@ if (postgres.server) {
     },
   });
 } else if (engineRunsRequired()) {
-  describe('postgres: corpus store contract', () => {
+  describe('postgres: store contracts', () => {
     it('runs in CI (MNEME_TEST_DATABASE_URL must point at a reachable server)', () => {
       throw new Error(`CI is set but the PostgreSQL engine cannot be tested: ${postgres.reason}`);
     });
   });
 } else {
   console.warn(`[store engines] skipping PostgreSQL: ${postgres.reason}`);
-  describe.skip(`postgres: corpus store contract (skipped: ${postgres.reason})`, () => {
+  describe.skip(`postgres: store contracts (skipped: ${postgres.reason})`, () => {
     it('needs a PostgreSQL server', () => undefined);
   });
-}
-
-for (const engine of CORPUS_ONLY_ENGINES) {
-  describe(`${engine.name}: corpus store contract`, () => corpusStoreContract(engine));
 }
 
 for (const engine of ENGINES) {

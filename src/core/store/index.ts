@@ -15,7 +15,7 @@ import type { MonitoringStore } from './monitoring.ts';
 import type { PredictionStore } from './predictions.ts';
 import type { UserStore } from './users.ts';
 
-export type StoreEngine = 'sqlite';
+export type StoreEngine = 'sqlite' | 'postgres';
 
 export interface Store {
   readonly engine: StoreEngine;

@@ -1,28 +1,38 @@
 /**
  * The PostgreSQL engine (issue 12): one database shared by several replicas, pgvector for dense
- * search. `openPostgresStore(url)` connects, migrates (under an advisory lock) and builds the
- * aggregate stores on one pool.
- *
- * Work in progress: only the corpus aggregate exists on this engine so far, so the store is typed
- * `Pick<Store, 'corpus' | 'close'>`; users, conversations, predictions, monitoring, features and
- * exports join it as their PostgreSQL implementations land, and then it becomes a full `Store`
- * selected by `MNEME_DATABASE_URL`.
+ * search. `openPostgresStore(url)` connects, migrates (under an advisory lock) and builds every
+ * aggregate store on one pool: a full {@link Store}, interchangeable with the SQLite engine's.
  */
 import type { Store } from '../index.ts';
 import type { PostgresConnectionOptions } from './connection.ts';
 import { PostgresConnection } from './connection.ts';
+import { PostgresConversationStore } from './conversations.ts';
 import { PostgresCorpusStore } from './corpus.ts';
+import { PostgresExportSource } from './exports.ts';
+import { PostgresFeatureTableStore } from './features.ts';
+import { PostgresMonitoringStore } from './monitoring.ts';
+import { PostgresPredictionStore } from './predictions.ts';
+import { PostgresUserStore } from './users.ts';
 
-/** What the PostgreSQL engine offers today (see the module comment). */
-export type PostgresStoreSoFar = Pick<Store, 'corpus' | 'close'> & { readonly engine: 'postgres' };
-
-export class PostgresStore implements PostgresStoreSoFar {
+export class PostgresStore implements Store {
   readonly engine = 'postgres' as const;
   readonly corpus: PostgresCorpusStore;
+  readonly users: PostgresUserStore;
+  readonly conversations: PostgresConversationStore;
+  readonly predictions: PostgresPredictionStore;
+  readonly monitoring: PostgresMonitoringStore;
+  readonly features: PostgresFeatureTableStore;
+  readonly exports: PostgresExportSource;
 
   /** @param connection an open connection; the store owns it from now on (close() closes it). */
   constructor(readonly connection: PostgresConnection) {
     this.corpus = new PostgresCorpusStore(connection);
+    this.users = new PostgresUserStore(connection);
+    this.conversations = new PostgresConversationStore(connection);
+    this.predictions = new PostgresPredictionStore(connection);
+    this.monitoring = new PostgresMonitoringStore(connection);
+    this.features = new PostgresFeatureTableStore(connection);
+    this.exports = new PostgresExportSource(connection);
   }
 
   /** Closes the pool (idempotent); queries already running finish first. */
