@@ -5,8 +5,9 @@
  * later finds the user gone), deletes from every table with a `user_id` column (found in
  * information_schema, so tables of later migrations are covered), then the user, and checks before
  * commit that nothing of the user is left. After commit the affected tables are VACUUMed, so the
- * dead rows' space is reclaimed; copies in PostgreSQL's WAL, archives and backups are outside
- * what the store can reach (a note for operators, see README).
+ * dead rows' space is reclaimed. Unlike the SQLite engine (secure_delete + WAL checkpoint), this
+ * does not guarantee the bytes are gone from disk: PostgreSQL's WAL, WAL archives and backups keep
+ * copies for as long as the operator retains them.
  */
 import pg from 'pg';
 import { ConflictError, InternalError } from '../../errors.ts';
