@@ -14,6 +14,7 @@ import type { ChatEngineUnderTest } from './contract/chat.ts';
 import type { EngineUnderTest } from './contract/corpus.ts';
 import { corpusStoreContract } from './contract/corpus.ts';
 import { chatStoreContract } from './contract/chat.ts';
+import { featureExportContract } from './contract/features.ts';
 import { engineRunsRequired, findPostgresTestServer } from './postgres-env.ts';
 
 const dirs: string[] = [];
@@ -65,4 +66,5 @@ if (postgres.server) {
 for (const engine of ENGINES) {
   describe(`${engine.name}: corpus store contract`, () => corpusStoreContract(engine));
   describe(`${engine.name}: users, conversations, predictions, monitoring contract`, () => chatStoreContract(engine));
+  describe(`${engine.name}: features and exports contract`, () => featureExportContract(engine));
 }
