@@ -78,7 +78,7 @@ async function phaseMneme(dataDir: string, filesDir: string): Promise<Record<str
   type Stack = Awaited<ReturnType<typeof openVectorStack>>;
   const t0 = performance.now();
   const config = loadConfig({ MNEME_EMBED_MODEL: values.model, MNEME_OFFLINE: '1', MNEME_DATA_DIR: dataDir });
-  const store = openStore(config);
+  const store = await openStore(config);
   // Every text sent to the model, kept (a reference per chunk) to count its tokens after the clock stops.
   const embedded: string[][] = [];
   let stack: Promise<Stack> | null = null;

@@ -99,7 +99,7 @@ export const doctorCommand: Command = {
       io.stderr.write(`doctor: no database at ${config.dbFile}\n`);
       return 1;
     }
-    const store = openStore(config);
+    const store = await openStore(config);
     try {
       const report = await diagnose(store, config.dataDir);
       await checkEmbeddingModel(report, config);

@@ -127,7 +127,7 @@ export async function runEval(opts: {
   let store: Store | null = null;
   let stack: VectorStack = { embedder: null, index: null, warnings: [] };
   try {
-    store = openStore(config);
+    store = await openStore(config);
     let mode: RetrievalMode = opts.requestedMode ?? 'hybrid';
     if (mode !== 'bm25') {
       stack = await openVectorStack(store, config);

@@ -84,7 +84,7 @@ export const exportCommand: Command = {
     const opts = parseCommandArgs(EXPORT_SPEC, args, schema);
     const config = loadConfig(io.env, { dataDir: opts['data-dir'] });
     if (!fs.existsSync(config.dbFile)) throw new ConfigError(`no database at ${config.dbFile} (wrong --data-dir?)`);
-    const store = openStore(config);
+    const store = await openStore(config);
     const controller = new AbortController();
     const onSignal = (): void => controller.abort();
     process.once('SIGINT', onSignal);

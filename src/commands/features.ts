@@ -9,6 +9,8 @@ import { openStore } from '../core/deps.ts';
 import { NotFoundError, ValidationError } from '../core/errors.ts';
 import { FEATURE_DEFINITIONS } from '../features/definitions.ts';
 import { materializeFeatures } from '../features/materialize.ts';
+import { OnlineFeatureSync } from '../features/online.ts';
+import { RedisOnlineFeatureStore, closeRedis, openRedis } from '../core/store/redis/index.ts';
 import { FeatureStore } from '../features/store.ts';
 import { parseCommandArgs, printJson } from './args.ts';
 import type { CommandSpec } from './args.ts';
@@ -41,9 +43,13 @@ const listSchema = z.object({ 'data-dir': z.string().optional(), json: z.boolean
 
 async function materialize(args: string[], io: CommandIo): Promise<number> {
   const opts = parseCommandArgs(MATERIALIZE_SPEC, args, materializeSchema);
-  const store = openStore(loadConfig(io.env, { dataDir: opts['data-dir'] }));
+  const config = loadConfig(io.env, { dataDir: opts['data-dir'] });
+  const store = await openStore(config);
+  // With Redis, each changed user's online vector is copied there after its SQL commit.
+  const redis = config.redis ? openRedis(config.redis.url) : null;
+  const online = redis && config.redis ? new OnlineFeatureSync(new RedisOnlineFeatureStore({ client: redis, prefix: config.redis.prefix }), store) : undefined;
   try {
-    const s = await materializeFeatures(store, { rebuild: opts.rebuild });
+    const s = await materializeFeatures(store, { rebuild: opts.rebuild, online });
     if (opts.json) printJson(io.stdout, s);
     else {
       io.stdout.write(
@@ -52,6 +58,7 @@ async function materialize(args: string[], io: CommandIo): Promise<number> {
     }
     return 0;
   } finally {
+    if (redis) await closeRedis(redis);
     await store.close();
   }
 }
@@ -59,7 +66,7 @@ async function materialize(args: string[], io: CommandIo): Promise<number> {
 async function show(args: string[], io: CommandIo): Promise<number> {
   // --user is validated by the schema; an absent flag reaches zod as undefined.
   const opts = parseCommandArgs(SHOW_SPEC, args, showSchema);
-  const store = openStore(loadConfig(io.env, { dataDir: opts['data-dir'] }));
+  const store = await openStore(loadConfig(io.env, { dataDir: opts['data-dir'] }));
   try {
     const user = await store.users.findByName(opts.user);
     if (!user) throw new NotFoundError(`no user named ${JSON.stringify(opts.user)}`);

@@ -8,6 +8,7 @@ import { lowerCpuPriority } from '../core/priority.ts';
 import { runIngest } from '../../ingest/pipeline.ts';
 import type { IngestSummary } from '../../ingest/pipeline.ts';
 import { ValidationError } from '../core/errors.ts';
+import { CorpusNotifier, openRedis } from '../core/store/redis/index.ts';
 import { parseCommandArgs, printJson, synopsis } from './args.ts';
 import type { CommandSpec } from './args.ts';
 import type { Command, CommandIo } from './types.ts';
@@ -52,7 +53,18 @@ export const ingestCommand: Command = {
     lowerCpuPriority(config.ingestNice);
     // 24 h: "wait" means wait for the other run, however long it is.
     const lock = await acquireLock(config.dataDir, 'ingest', 'mneme ingest', opts.wait ? 24 * 3600 * 1000 : 0);
-    const store = openStore(config);
+    const store = await openStore(config);
+    // With Redis, serving replicas hear of each committed window at once (else they poll the feed).
+    const notifier = config.redis ? new CorpusNotifier({ client: openRedis(config.redis.url), prefix: config.redis.prefix, ownsClient: true }) : null;
+    let noticeFailed = false;
+    const notify = notifier
+      ? (head: number) => {
+          notifier.publish(head).catch((err: unknown) => {
+            if (!noticeFailed) io.stderr.write(`warning: corpus-change notice (redis) failed: ${(err as Error).message}; servers will pick the change up at their next poll\n`);
+            noticeFailed = true;
+          });
+        }
+      : undefined;
     try {
       let stack: Promise<VectorStack> | null = null;
       const vectors = () =>
@@ -72,6 +84,7 @@ export const ingestCommand: Command = {
         vectors,
         configuredModel: config.embed.model,
         jsonTextFields: opts['text-field'],
+        notify,
         onProgress: io.isTty
           ? (p) => {
               const now = Date.now();
@@ -88,6 +101,7 @@ export const ingestCommand: Command = {
       report(summary, opts.json, io);
       return 0;
     } finally {
+      await notifier?.close();
       await store.close();
       lock.release();
     }

@@ -99,7 +99,7 @@ export const reindexCommand: Command = {
     const config = loadConfig(io.env, { dataDir: opts['data-dir'] });
     lowerCpuPriority(config.ingestNice);
     const lock = await acquireLock(config.dataDir, 'ingest', 'mneme reindex', opts.wait ? 24 * 3600 * 1000 : 0);
-    const store = openStore(config);
+    const store = await openStore(config);
     const started = performance.now();
     try {
       let result: { generation: number; embedded: number; vectors: number; model: string };

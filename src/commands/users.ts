@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { loadConfig } from '../core/config.ts';
 import { openStore } from '../core/deps.ts';
 import { ValidationError } from '../core/errors.ts';
+import { RedisOnlineFeatureStore, closeRedis, openRedis } from '../core/store/redis/index.ts';
 import { createUser, deleteUserByName, listUsers, userNameSchema } from '../chat/users.ts';
 import { exportsContainingUser } from '../export/manifests.ts';
 import { parseCommandArgs, printJson, synopsis } from './args.ts';
@@ -48,7 +49,7 @@ export const usersCommand: Command = {
     if (sub !== 'list' && !opts.name) throw new ValidationError(`users ${sub}: --name is required`);
     if (sub !== 'create' && opts.admin) throw new ValidationError(`users ${sub}: --admin only applies to create`);
     const config = loadConfig(io.env, { dataDir: opts['data-dir'] });
-    const store = openStore(config);
+    const store = await openStore(config);
     try {
       if (sub === 'create') {
         const { user, apiKey } = await createUser(store, { name: opts.name!, admin: opts.admin });
@@ -60,7 +61,10 @@ export const usersCommand: Command = {
         return 0;
       }
       if (sub === 'delete') {
-        const { user, erased } = await deleteUserByName(store, opts.name!);
+        // With Redis, the user's online features there go too (before the SQL rows; see eraseUser).
+        const redis = config.redis ? openRedis(config.redis.url) : null;
+        const online = redis && config.redis ? new RedisOnlineFeatureStore({ client: redis, prefix: config.redis.prefix }) : undefined;
+        const { user, erased } = await deleteUserByName(store, opts.name!, online).finally(() => (redis ? closeRedis(redis) : undefined));
         // Exports made before the erasure still hold their lines: name them so it can be propagated.
         const exported = await exportsContainingUser(store, user);
         if (opts.json) printJson(io.stdout, { name: user.name, deleted: true, erased, user_hash: exported.userHash, export_manifests: exported.manifests });

@@ -39,6 +39,11 @@ const llmSpec = z.string().regex(/^(extractive|gguf:.+|transformers:.+|openai:ht
 
 const envSchema = z.object({
   MNEME_DATA_DIR: z.string().min(1).default('./data'),
+  /** postgres://… selects the PostgreSQL engine (shared by several replicas); unset = SQLite in the data dir. */
+  MNEME_DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\/.+/, { message: 'expected postgres://user@host:port/database (unset for the embedded SQLite file)' })
+    .optional(),
   MNEME_MODELS_DIR: z.string().min(1).optional(),
   /** Hub id, local model directory, `openai:BASE_URL[#MODEL]` (an embedding server), or "none" to run BM25-only on purpose. */
   MNEME_EMBED_MODEL: z.string().min(1).default(DEFAULT_EMBED_MODEL),
@@ -100,6 +105,8 @@ export interface Config {
   /** Where hub models are cached (default `<dataDir>/models`). */
   modelsDir: string;
   dbFile: string;
+  /** PostgreSQL URL when the PostgreSQL engine is selected (MNEME_DATABASE_URL), else null (SQLite at dbFile). */
+  databaseUrl: string | null;
   indexDir: string;
   embed: {
     /** Hub id, absolute local directory, or `openai:<api base>#<model name>` (see `server`); null = embeddings disabled on purpose. */
@@ -268,6 +275,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     dataDir,
     modelsDir: path.resolve(e.MNEME_MODELS_DIR ?? path.join(dataDir, 'models')),
     dbFile: path.join(dataDir, 'mneme.sqlite'),
+    databaseUrl: e.MNEME_DATABASE_URL ?? null,
     indexDir: path.join(dataDir, 'index'),
     embed: { model: embedModel, dtype: e.MNEME_EMBED_DTYPE, maxTokens: e.MNEME_EMBED_MAX_TOKENS, workers: e.MNEME_EMBED_WORKERS, server: embedServer?.server ?? null },
     offline: e.MNEME_OFFLINE,

@@ -9,7 +9,7 @@ import type { IndexGeneration } from './index-store.ts';
 import { ensureActiveGeneration, loadIndex, reconcile } from './index-store.ts';
 import { IndexSyncer } from './index-sync.ts';
 import type { Store } from './store/index.ts';
-import type { SqliteStore } from './store/sqlite/index.ts';
+import { openPostgresStore } from './store/postgres/index.ts';
 import { openSqliteStore } from './store/sqlite/index.ts';
 import type { HnswVectorIndex } from './vector-index.ts';
 
@@ -70,8 +70,13 @@ async function bringUpToDate(store: Store, meta: IndexGeneration, hnsw: HnswVect
   return r.feedSeq;
 }
 
-/** Opens the configured store (the embedded SQLite file of the data dir). */
-export function openStore(config: Config): SqliteStore {
+/**
+ * Opens the configured store: PostgreSQL when MNEME_DATABASE_URL is set, else the embedded SQLite
+ * file of the data dir. Migrates it.
+ * @throws ConfigError when it cannot be opened or a migration was edited after being applied.
+ */
+export async function openStore(config: Config): Promise<Store> {
+  if (config.databaseUrl) return openPostgresStore(config.databaseUrl);
   return openSqliteStore(config.dbFile);
 }
 

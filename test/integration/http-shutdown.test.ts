@@ -2,6 +2,7 @@
  * Graceful shutdown of `mneme serve`: in-process through startServer (the function serveCommand
  * runs), and as a real child process receiving SIGTERM.
  */
+import type { SqliteStore } from '../../src/core/store/sqlite/index.ts';
 import { spawn, spawnSync } from 'node:child_process';
 import net from 'node:net';
 import fs from 'node:fs';
@@ -63,7 +64,7 @@ describe('graceful shutdown', () => {
     expect(r.status).toBe(200);
     expect(r.body.answer).toBe('Finished anyway [1].');
     await stopping;
-    expect(running.deps.store.connection.isOpen).toBe(false);
+    expect((running.deps.store as SqliteStore).connection.isOpen).toBe(false);
     expect(running.server.listening).toBe(false);
     // The WAL was checkpointed and removed when the last connection closed (checked before
     // reopening the file, which would create a new one).
@@ -83,7 +84,7 @@ describe('graceful shutdown', () => {
     const t0 = Date.now();
     await running.shutdown();
     expect(Date.now() - t0).toBeLessThan(3000);
-    expect(running.deps.store.connection.isOpen).toBe(false);
+    expect((running.deps.store as SqliteStore).connection.isOpen).toBe(false);
     const after = rows(dataDir);
     expect(after.length).toBe(before + 1);
     expect(after[after.length - 1]!.status).toBe('cancelled');

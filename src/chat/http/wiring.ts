@@ -6,7 +6,7 @@
  * store last, so its WAL is checkpointed after the final log rows).
  */
 import type { Config } from '../../core/config.ts';
-import { openVectorStack } from '../../core/deps.ts';
+import { openStore, openVectorStack } from '../../core/deps.ts';
 import { BatchingEmbedder } from '../../core/embed-batcher.ts';
 import { EmbedderUnavailableError, TransformersEmbedder } from '../../core/embedder.ts';
 import type { Embedder } from '../../core/embedder.ts';
@@ -14,8 +14,6 @@ import type { VectorStack } from '../../core/deps.ts';
 import { createChatModel } from '../../core/llm/index.ts';
 import type { ChatModel } from '../../core/llm/types.ts';
 import { PROMPTS_DIR, PromptStore } from '../../core/prompts.ts';
-import type { SqliteStore } from '../../core/store/sqlite/index.ts';
-import { openSqliteStore } from '../../core/store/sqlite/index.ts';
 import { FeatureStore } from '../../features/store.ts';
 import type { Logger } from '../log.ts';
 import { silentLogger } from '../log.ts';
@@ -24,6 +22,8 @@ import { GenerationQueue } from '../queue.ts';
 import { HybridRetriever } from '../retrieve.ts';
 import type { AppDeps } from './context.ts';
 import { InFlight } from './context.ts';
+import { buildRedisParts } from './redis.ts';
+import type { RedisParts } from './redis.ts';
 
 /** The prompt template chat answers with. */
 export const ANSWER_PROMPT = 'answer';
@@ -81,7 +81,6 @@ export function generationConcurrency(backend: string): number {
 }
 
 export interface ServerDeps extends AppDeps {
-  store: SqliteStore;
   retriever: HybridRetriever;
   queue: GenerationQueue;
   features: FeatureStore;
@@ -91,6 +90,8 @@ export interface ServerDeps extends AppDeps {
   warnings: string[];
   /** The loaded embedding model (null: BM25 only); its workers respawn after a crash. */
   embedder: Embedder | null;
+  /** Redis parts (MNEME_REDIS_URL), null without Redis; `redis.sync` goes to the feature scheduler. */
+  redis: RedisParts | null;
   /** Stops the index sync, closes the model, the embedder and the store (in that order). Idempotent. */
   close(): Promise<void>;
 }
@@ -109,10 +110,11 @@ export interface BuildServerDepsOptions {
  */
 export async function buildServerDeps(config: Config, options: BuildServerDepsOptions = {}): Promise<ServerDeps> {
   const logger = options.logger ?? silentLogger;
-  const store = openSqliteStore(config.dbFile);
+  const store = await openStore(config);
   let stack: VectorStack | null = null;
   let model: ChatModel | null = null;
   let retriever: HybridRetriever | null = null;
+  let redis: RedisParts | null = null;
   try {
     // Templates first: a broken prompt should fail the start before any model loads.
     const prompt = PromptStore.load(options.promptsDir ?? PROMPTS_DIR).get(ANSWER_PROMPT);
@@ -130,14 +132,18 @@ export async function buildServerDeps(config: Config, options: BuildServerDepsOp
     retriever = new HybridRetriever({ store, embedder: queryEmbedder, index: stack.index, logger });
     model = await createChatModel(config);
     const queue = new GenerationQueue({ model, maxQueued: config.server.queueMax, concurrency: generationConcurrency(model.backend) });
-    const features = new FeatureStore({ store });
+    redis = config.redis ? await buildRedisParts(config.redis, config, store, metrics, logger) : null;
+    const features = new FeatureStore({ store, online: redis?.reader });
     const embedder = stack.embedder;
     let closed = false;
     const ownedModel = model;
     const ownedStack = stack;
     const ownedRetriever = retriever;
-    // Corpus changes of other processes (an ingest) are applied in the background, never on a request.
+    const ownedRedis = redis;
+    // Corpus changes of other processes (an ingest) are applied in the background, never on a request;
+    // with Redis, an ingest's notice starts it at once (the poll stays as the fallback).
     ownedRetriever.startSync();
+    ownedRedis?.follow(() => void ownedRetriever.syncer.poke());
     return {
       store,
       config,
@@ -146,6 +152,8 @@ export async function buildServerDeps(config: Config, options: BuildServerDepsOp
       queue,
       prompt,
       features,
+      redis,
+      ...(redis ? { rateLimiter: redis.limiter, onlineFeatures: redis.services.online } : {}),
       vectors: {
         embedder: embedder ? { model_id: embedder.info.modelId, dimension: embedder.info.dimension } : null,
         vectors: () => ownedRetriever.vectorCount(),
@@ -162,11 +170,13 @@ export async function buildServerDeps(config: Config, options: BuildServerDepsOp
         ownedRetriever.close();
         await ownedModel.close().catch((err: unknown) => logger.warn('closing the chat model failed', { error: String(err) }));
         await ownedStack.embedder?.close().catch((err: unknown) => logger.warn('closing the embedder failed', { error: String(err) }));
+        await ownedRedis?.close().catch((err: unknown) => logger.warn('closing redis failed', { error: String(err) }));
         await store.close();
       },
     };
   } catch (err) {
     retriever?.close();
+    await redis?.close().catch(() => {});
     await model?.close().catch(() => {});
     await stack?.embedder?.close().catch(() => {});
     await store.close();
