@@ -95,7 +95,7 @@ export const doctorCommand: Command = {
   async run(args, io) {
     const opts = parseCommandArgs(DOCTOR_SPEC, args, schema);
     const config = loadConfig(io.env, { dataDir: opts['data-dir'] });
-    if (!fs.existsSync(config.dbFile)) {
+    if (!config.databaseUrl && !fs.existsSync(config.dbFile)) {
       io.stderr.write(`doctor: no database at ${config.dbFile}\n`);
       return 1;
     }

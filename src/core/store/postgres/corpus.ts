@@ -430,7 +430,8 @@ export class PostgresCorpusStore implements CorpusStore {
     if (configuredModel === null) return false;
     const meta = await this.activeGeneration();
     if (!meta) return (await this.c.one<{ any: boolean }>('SELECT EXISTS (SELECT 1 FROM chunks) AS any'))?.any ?? false;
-    if (meta.modelId !== configuredModel || meta.savedFeedSeq !== (await this.feedBounds()).head) return true;
+    // No index file to lag behind: pgvector's index is part of the database.
+    if (meta.modelId !== configuredModel) return true;
     const r = await this.c.one<{ any: boolean }>(
       'SELECT EXISTS (SELECT 1 FROM chunks c WHERE NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.chunk_id = c.id AND e.model_id = $1)) AS any',
       [meta.modelId],
