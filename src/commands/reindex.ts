@@ -8,6 +8,7 @@ import { NotFoundError } from '../core/errors.ts';
 import type { IndexGeneration } from '../core/index-store.ts';
 import { createGeneration, indexFile, indexOptions, saveIndex } from '../core/index-store.ts';
 import { acquireLock } from '../core/lock.ts';
+import { acquireLease, CORPUS_WRITER_LEASE } from '../core/lease.ts';
 import { lowerCpuPriority } from '../core/priority.ts';
 import type { Store } from '../core/store/index.ts';
 import { HnswVectorIndex } from '../core/vector-index.ts';
@@ -100,6 +101,14 @@ export const reindexCommand: Command = {
     lowerCpuPriority(config.ingestNice);
     const lock = await acquireLock(config.dataDir, 'ingest', 'mneme reindex', opts.wait ? 24 * 3600 * 1000 : 0);
     const store = await openStore(config);
+    const lease = config.databaseUrl
+      ? await acquireLease(store, CORPUS_WRITER_LEASE, opts.wait ? 24 * 3600 * 1000 : 0).catch(async (err: unknown) => {
+          await lease?.release();
+      await store.close();
+          lock.release();
+          throw err;
+        })
+      : null;
     const started = performance.now();
     try {
       let result: { generation: number; embedded: number; vectors: number; model: string };

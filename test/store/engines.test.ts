@@ -5,7 +5,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, describe, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { Store } from '../../src/core/store/index.ts';
 import { DOC_TX_MAX_CHUNKS } from '../../src/core/store/sqlite/corpus.ts';
 import { openSqliteStore } from '../../src/core/store/sqlite/index.ts';
 import { DOC_TX_MAX_CHUNKS as PG_DOC_TX_MAX_CHUNKS } from '../../src/core/store/postgres/corpus.ts';
@@ -22,7 +23,12 @@ afterAll(() => {
   for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
 });
 
-export const ENGINES: Array<EngineUnderTest & ChatEngineUnderTest> = [
+/** A second handle on the same database (another process or replica), for cross-process cases. */
+interface Twinnable {
+  makePair(): Promise<[Store, Store]>;
+}
+
+export const ENGINES: Array<EngineUnderTest & ChatEngineUnderTest & Twinnable> = [
   {
     name: 'sqlite',
     boundedChunks: DOC_TX_MAX_CHUNKS,
@@ -30,6 +36,12 @@ export const ENGINES: Array<EngineUnderTest & ChatEngineUnderTest> = [
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mneme-store-'));
       dirs.push(dir);
       return openSqliteStore(path.join(dir, 'mneme.sqlite'));
+    },
+    async makePair() {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mneme-store-'));
+      dirs.push(dir);
+      const file = path.join(dir, 'mneme.sqlite');
+      return [openSqliteStore(file), openSqliteStore(file)];
     },
   },
 ];
@@ -49,6 +61,10 @@ if (postgres.server) {
     async make() {
       return openPostgresStore(await server.createDatabase());
     },
+    async makePair() {
+      const url = await server.createDatabase();
+      return [await openPostgresStore(url), await openPostgresStore(url)];
+    },
   });
 } else if (engineRunsRequired()) {
   describe('postgres: store contracts', () => {
@@ -67,4 +83,29 @@ for (const engine of ENGINES) {
   describe(`${engine.name}: corpus store contract`, () => corpusStoreContract(engine));
   describe(`${engine.name}: users, conversations, predictions, monitoring contract`, () => chatStoreContract(engine));
   describe(`${engine.name}: features and exports contract`, () => featureExportContract(engine));
+}
+
+for (const engine of ENGINES) {
+  describe(`${engine.name}: leases across processes`, () => {
+    it('a lease is held by one store at a time, released by release(), per name', async () => {
+      const [a, b] = await engine.makePair();
+      try {
+        const held = await a.tryLease('writer');
+        expect(held).not.toBeNull();
+        expect(await b.tryLease('writer')).toBeNull();
+        const other = await b.tryLease('materializer');
+        expect(other).not.toBeNull();
+        await held!.release();
+        await held!.release(); // idempotent
+        const next = await b.tryLease('writer');
+        expect(next).not.toBeNull();
+        expect(await a.tryLease('writer')).toBeNull();
+        await next!.release();
+        await other!.release();
+      } finally {
+        await a.close();
+        await b.close();
+      }
+    });
+  });
 }

@@ -33,8 +33,19 @@ export interface Store {
   readonly features: FeatureTableStore;
   /** Snapshot reads for the training-data export. */
   readonly exports: ExportSource;
+  /**
+   * An exclusive named lease among every process using this store (every replica on PostgreSQL:
+   * an advisory lock; every process on the SQLite file: an OS file lock beside it), or null at once
+   * when another holder has it. Released by `release()` or when the holder dies.
+   */
+  tryLease(name: string): Promise<StoreLease | null>;
   /** Closes the engine (idempotent); pending writes finish first. */
   close(): Promise<void>;
+}
+
+export interface StoreLease {
+  /** Releases the lease (idempotent). */
+  release(): Promise<void>;
 }
 
 export type { ConversationStore } from './conversations.ts';

@@ -3,7 +3,7 @@
  * search. `openPostgresStore(url)` connects, migrates (under an advisory lock) and builds every
  * aggregate store on one pool: a full {@link Store}, interchangeable with the SQLite engine's.
  */
-import type { Store } from '../index.ts';
+import type { Store, StoreLease } from '../index.ts';
 import type { PostgresConnectionOptions } from './connection.ts';
 import { PostgresConnection } from './connection.ts';
 import { PostgresConversationStore } from './conversations.ts';
@@ -33,6 +33,35 @@ export class PostgresStore implements Store {
     this.monitoring = new PostgresMonitoringStore(connection);
     this.features = new PostgresFeatureTableStore(connection);
     this.exports = new PostgresExportSource(connection);
+  }
+
+  async tryLease(name: string): Promise<StoreLease | null> {
+    // Session-level advisory locks belong to one connection: hold a client for the lease's life.
+    const client = await this.connection.connect();
+    try {
+      const r = await client.query<{ ok: boolean }>("SELECT pg_try_advisory_lock(hashtextextended('mneme-lease:' || $1, 0)) AS ok", [name]);
+      if (!r.rows[0]?.ok) {
+        client.release();
+        return null;
+      }
+    } catch (err) {
+      client.release();
+      throw err;
+    }
+    let released = false;
+    return {
+      release: async () => {
+        if (released) return;
+        released = true;
+        try {
+          await client.query("SELECT pg_advisory_unlock(hashtextextended('mneme-lease:' || $1, 0))", [name]);
+          client.release();
+        } catch (err) {
+          // A broken connection loses its locks with it: drop it from the pool.
+          client.release(err as Error);
+        }
+      },
+    };
   }
 
   /** Closes the pool (idempotent); queries already running finish first. */

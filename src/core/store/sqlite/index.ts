@@ -2,7 +2,9 @@
  * The embedded engine: one SQLite file (WAL) holding everything. `openSqliteStore(file)` opens and
  * migrates it and builds each aggregate store on the one shared connection.
  */
-import type { Store } from '../index.ts';
+import path from 'node:path';
+import type { Store, StoreLease } from '../index.ts';
+import { trySqliteFileLock } from './lock.ts';
 import type { SqliteConnectionOptions } from './connection.ts';
 import { SqliteConnection } from './connection.ts';
 import { SqliteConversationStore } from './conversations.ts';
@@ -37,6 +39,12 @@ export class SqliteStore implements Store {
   /** The database file. */
   get file(): string {
     return this.connection.file;
+  }
+
+  async tryLease(name: string): Promise<StoreLease | null> {
+    if (!/^[\w.-]{1,64}$/.test(name)) throw new RangeError(`lease name must be letters, digits, "_", "-", "." (got ${JSON.stringify(name)})`);
+    const lock = trySqliteFileLock(path.join(path.dirname(this.connection.file), `${name}.lease.lock`));
+    return lock ? { release: async () => lock.release() } : null;
   }
 
   async close(): Promise<void> {
