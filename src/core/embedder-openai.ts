@@ -14,6 +14,7 @@
  *   at load (a change is an error, never a silent mix); vectors are L2-normalized here (the index
  *   scores cosine).
  */
+import { setMaxListeners } from 'node:events';
 import type { EmbedServerConfig } from './config.ts';
 import { openAIApiBase, openAIEmbedModelId } from './config.ts';
 import type { Embedder, EmbedderInfo } from './embedder.ts';
@@ -169,6 +170,8 @@ export class OpenAIEmbedder implements Embedder {
     this.endpoint = `${apiBase}/embeddings`;
     this.server = `embedding server ${this.endpoint}`;
     this.slots = new Slots(Math.max(1, opts.concurrency));
+    // One listener per embed call in progress (a server embeds many queries at once).
+    setMaxListeners(0, this.closer.signal);
     const modelId = openAIEmbedModelId(apiBase, opts.modelName);
     this.info = { modelId, dimension: 0, maxTokens: opts.maxTokens ?? OPENAI_EMBED_DEFAULT_MAX_TOKENS, pooling: 'server', normalized: true };
   }
@@ -202,9 +205,13 @@ export class OpenAIEmbedder implements Embedder {
   async embed(texts: string[]): Promise<Float32Array[]> {
     if (this.closer.signal.aborted) throw new EmbedderUnavailableError('the embedder is closed');
     if (texts.length === 0) return [];
-    // One failed batch cancels its siblings: the call fails anyway.
+    // One failed batch cancels its siblings (the call fails anyway); close() cancels every call.
     const call = new AbortController();
-    const signal = AbortSignal.any([this.closer.signal, call.signal]);
+    const signal = call.signal;
+    // One abort listener per batch waiting for a slot or backing off: many is normal, not a leak.
+    setMaxListeners(0, signal);
+    const onClose = () => call.abort(this.closer.signal.reason);
+    this.closer.signal.addEventListener('abort', onClose, { once: true });
     const out = new Array<Float32Array>(texts.length);
     const work = Promise.all(
       planRequestBatches(texts, this.opts.batchItems, this.opts.batchChars).map(async (batch) => {
@@ -222,6 +229,7 @@ export class OpenAIEmbedder implements Embedder {
       throw err;
     } finally {
       this.inflight.delete(work);
+      this.closer.signal.removeEventListener('abort', onClose);
     }
   }
 
