@@ -51,6 +51,11 @@ export interface IngestOptions {
   configuredModel: string | null;
   jsonTextFields?: string[] | undefined;
   onProgress?: ((p: IngestProgress) => void) | undefined;
+  /**
+   * Told the change-feed head after each committed window (and after pruning / embedding leftovers),
+   * so serving replicas apply the change at once (a Redis pub/sub notice). Must not throw. Default: none.
+   */
+  notify?: ((head: number) => void) | undefined;
 }
 
 export interface IngestProgress {
@@ -179,6 +184,10 @@ export async function runIngest(opts: IngestOptions): Promise<IngestSummary> {
     return { window, hashes, modelId, vectorsByHash, embedded };
   };
 
+  const notifyHead = async () => {
+    if (opts.notify) opts.notify((await store.corpus.feedBounds()).head);
+  };
+
   /** Waits for the window's vectors, then commits each document in its own transaction. */
   const commitWindow = async (w: EmbeddingWindow) => {
     await w.embedded;
@@ -202,6 +211,7 @@ export async function runIngest(opts: IngestOptions): Promise<IngestSummary> {
       }
     }
     await checkpoint(false);
+    await notifyHead();
   };
 
   // Load the model up front only when there is vector work whatever the files say (a lagging index
@@ -286,6 +296,7 @@ export async function runIngest(opts: IngestOptions): Promise<IngestSummary> {
   if (opts.prune) await pruneMissing(opts, seenPaths, s, vectors);
   const final = stack as VectorStack | null;
   if (final?.embedder && final.index) await embedMissing(opts, final.embedder, final.index, s);
+  if (opts.prune || final) await notifyHead();
   if (final) s.embedding_model = final.embedder?.info.modelId ?? null;
   await checkpoint(true);
   await truncateFeed(store);

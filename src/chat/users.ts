@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { NotFoundError, ValidationError } from '../core/errors.ts';
 import type { Store } from '../core/store/index.ts';
 import type { ErasureCounts, UserRecord } from '../core/store/users.ts';
+import type { OnlineFeatureStore } from '../core/online-features.ts';
 
 export type { ErasureCounts } from '../core/store/users.ts';
 
@@ -88,10 +89,13 @@ export async function listUsers(store: Pick<Store, 'users'>): Promise<UserListin
 /**
  * Erases a user and everything derived from them (every table with a `user_id`, then the user row,
  * so the key stops working), leaving no copy in the database file or its WAL. Other users' rows are
- * untouched. See UserStore.erase.
- * @throws InternalError if any row of the user survives (nothing is erased then).
+ * untouched. See UserStore.erase. With `online` (the Redis online feature store), the user's entry
+ * there goes first (with a tombstone refusing writes racing with the erasure), then the SQL rows.
+ * @throws InternalError if any row of the user survives (nothing is erased then); RedisUnavailableError
+ * when the online store cannot erase (nothing is erased then either: retry).
  */
-export async function eraseUser(store: Pick<Store, 'users'>, userId: number): Promise<ErasureCounts> {
+export async function eraseUser(store: Pick<Store, 'users'>, userId: number, online?: Pick<OnlineFeatureStore, 'erase'>): Promise<ErasureCounts> {
+  await online?.erase(userId);
   return store.users.erase(userId);
 }
 
@@ -99,8 +103,8 @@ export async function eraseUser(store: Pick<Store, 'users'>, userId: number): Pr
  * Erases the user called `name`.
  * @throws NotFoundError when there is no such user.
  */
-export async function deleteUserByName(store: Pick<Store, 'users'>, name: string): Promise<{ user: User; erased: ErasureCounts }> {
+export async function deleteUserByName(store: Pick<Store, 'users'>, name: string, online?: Pick<OnlineFeatureStore, 'erase'>): Promise<{ user: User; erased: ErasureCounts }> {
   const user = await findUserByName(store, name);
   if (!user) throw new NotFoundError(`no user named "${name}"`);
-  return { user, erased: await eraseUser(store, user.id) };
+  return { user, erased: await eraseUser(store, user.id, online) };
 }

@@ -4,6 +4,7 @@ import { loadConfig } from '../core/config.ts';
 import { openStore, openVectorStack } from '../core/deps.ts';
 import type { VectorStack } from '../core/deps.ts';
 import { acquireLock } from '../core/lock.ts';
+import { acquireLease, CORPUS_WRITER_LEASE } from '../core/lease.ts';
 import { lowerCpuPriority } from '../core/priority.ts';
 import { runIngest } from '../../ingest/pipeline.ts';
 import type { IngestSummary } from '../../ingest/pipeline.ts';
@@ -54,6 +55,14 @@ export const ingestCommand: Command = {
     // 24 h: "wait" means wait for the other run, however long it is.
     const lock = await acquireLock(config.dataDir, 'ingest', 'mneme ingest', opts.wait ? 24 * 3600 * 1000 : 0);
     const store = await openStore(config);
+    // A shared database (PostgreSQL) may have writers on other machines, which the data-dir lock cannot see.
+    const lease = config.databaseUrl
+      ? await acquireLease(store, CORPUS_WRITER_LEASE, opts.wait ? 24 * 3600 * 1000 : 0).catch(async (err: unknown) => {
+          await store.close();
+          lock.release();
+          throw err;
+        })
+      : null;
     // With Redis, serving replicas hear of each committed window at once (else they poll the feed).
     const notifier = config.redis ? new CorpusNotifier({ client: openRedis(config.redis.url), prefix: config.redis.prefix, ownsClient: true }) : null;
     let noticeFailed = false;
@@ -102,6 +111,7 @@ export const ingestCommand: Command = {
       return 0;
     } finally {
       await notifier?.close();
+      await lease?.release();
       await store.close();
       lock.release();
     }

@@ -72,8 +72,11 @@ export async function startServer(config: Config, io: CommandIo, options: StartS
   const host = config.server.host.includes(':') ? `[${config.server.host}]` : config.server.host;
   const url = `http://${host}:${port}`;
 
-  const scheduler = startFeatureScheduler(deps.store, config.featuresIntervalSeconds, (err) =>
-    logger.error('feature materialization failed', { error: (err as Error).message }),
+  const scheduler = startFeatureScheduler(
+    deps.store,
+    config.featuresIntervalSeconds,
+    (err) => logger.error('feature materialization failed', { error: (err as Error).message }),
+    { online: deps.redis?.sync },
   );
 
   let shuttingDown: Promise<void> | null = null;

@@ -32,6 +32,8 @@ import {
   emptyState,
 } from './definitions.ts';
 import type { PrecomputedFeatureDefinition, RatingContribution, UserFeatureState } from './definitions.ts';
+import type { OnlineFeatureSync } from './online.ts';
+import type { FeatureValue } from './types.ts';
 
 /**
  * Default rows read per stream per batch (and per transaction) by `materializeFeatures`. Large: each
@@ -53,6 +55,11 @@ export interface MaterializeOptions {
   now?: () => Date;
   /** Drop every feature and recompute from the whole log. Default false. */
   rebuild?: boolean;
+  /**
+   * The online store in front of SQL (MNEME_REDIS_URL): each committed batch's changed users are
+   * copied to it (their whole vector). Default: none (chat reads the SQL online table).
+   */
+  online?: OnlineFeatureSync | undefined;
 }
 
 export interface MaterializeSummary {
@@ -209,6 +216,18 @@ class BatchFold {
     }
   }
 
+  /** Whole online vector (parsed) of every user with a changed value. */
+  changedVectors(): Map<number, Record<string, FeatureValue>> {
+    const out = new Map<number, Record<string, FeatureValue>>();
+    for (const ctx of this.users.values()) {
+      if (ctx.dirty.size === 0) continue;
+      const values: Record<string, FeatureValue> = {};
+      for (const [feature, json] of ctx.last) values[feature] = JSON.parse(json) as FeatureValue;
+      out.set(ctx.userId, values);
+    }
+    return out;
+  }
+
   /** The write of this fold. */
   toWrite(createdAt: string): FeatureBatchWrite {
     const b = this.batch;
@@ -238,6 +257,7 @@ export class FeatureMaterializer {
   private readonly batchRows: number;
   private readonly now: () => Date;
   private rebuildPending: boolean;
+  private readonly online: OnlineFeatureSync | undefined;
   /** Documents are tombstoned, never re-homed, so their collections can be cached for the run. */
   private readonly documentCollections = new Map<number, string | null>();
 
@@ -250,6 +270,7 @@ export class FeatureMaterializer {
     this.batchRows = parsed.data.batchRows ?? MATERIALIZE_BATCH_ROWS;
     this.now = options.now ?? (() => new Date());
     this.rebuildPending = parsed.data.rebuild ?? false;
+    this.online = options.online;
   }
 
   /**
@@ -259,7 +280,11 @@ export class FeatureMaterializer {
    */
   async runBatch(): Promise<BatchResult> {
     const batch = await this.store.features.readBatch({ batchRows: this.batchRows, definitionsVersion: FEATURE_DEFINITIONS_VERSION, rebuild: this.rebuildPending });
-    if (batch.responses.length === 0 && batch.feedback.length === 0 && !batch.reset) return { responses: 0, feedback: 0, userIds: [], historyRows: 0, rebuilt: false };
+    if (batch.responses.length === 0 && batch.feedback.length === 0 && !batch.reset) {
+      // Nothing new: still retry online writes a previous failure left (read back from SQL, generation `token`).
+      if (this.online && this.online.pending() > 0) await this.online.afterCommit({ reset: false, version: batch.token, users: new Map() });
+      return { responses: 0, feedback: 0, userIds: [], historyRows: 0, rebuilt: false };
+    }
     await this.loadCollections(batch);
     const fold = new BatchFold(batch, (d) => this.documentCollections.get(d) ?? null);
     fold.foldResponses();
@@ -268,6 +293,8 @@ export class FeatureMaterializer {
     if (!committed) return { responses: 0, feedback: 0, userIds: [], historyRows: 0, rebuilt: false, stale: true };
     // Only once committed: a failed rebuild must be retried by the next batch.
     if (batch.reset) this.rebuildPending = false;
+    // After the SQL commit (the truth); a failure throws, the batch stays committed, the users are retried.
+    await this.online?.afterCommit({ reset: batch.reset, version: batch.token + 1, users: fold.changedVectors() });
     return { responses: batch.responses.length, feedback: batch.feedback.length, userIds: [...fold.users.keys()], historyRows: fold.history.length, rebuilt: batch.reset };
   }
 
@@ -325,9 +352,14 @@ export interface FeatureSchedulerOptions {
   onRun?: (summary: MaterializeSummary) => void;
   /** Rows per stream per batch. Default SCHEDULER_BATCH_ROWS. */
   batchRows?: number;
+  /** See MaterializeOptions.online. */
+  online?: OnlineFeatureSync | undefined;
 }
 
 const nextMacrotask = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/** Lease name the in-server materializer holds while it runs (one replica at a time). */
+export const FEATURES_LEASE = 'features-materialize';
 
 /**
  * Runs materialization every `intervalSeconds` (and once right away) inside a long-lived process.
@@ -350,8 +382,17 @@ export function startFeatureScheduler(
   const run = async (): Promise<void> => {
     if (running || stopped) return;
     running = true;
+    // One materializer at a time across every process on this store (all replicas): the others skip.
+    const lease = await store.tryLease(FEATURES_LEASE).catch((err: unknown) => {
+      onError(err);
+      return null;
+    });
+    if (!lease) {
+      running = false;
+      return;
+    }
     try {
-      const m = new FeatureMaterializer(store, { batchRows: options.batchRows ?? SCHEDULER_BATCH_ROWS });
+      const m = new FeatureMaterializer(store, { batchRows: options.batchRows ?? SCHEDULER_BATCH_ROWS, online: options.online });
       const s = new SummaryBuilder();
       while (!stopped && !s.add(await m.runBatch())) await nextMacrotask();
       const summary = s.summary();
@@ -359,6 +400,7 @@ export function startFeatureScheduler(
     } catch (err) {
       onError(err);
     } finally {
+      await lease.release().catch(onError);
       running = false;
     }
   };

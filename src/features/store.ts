@@ -12,6 +12,7 @@ import { z } from 'zod';
 import { ValidationError } from '../core/errors.ts';
 import type { Store } from '../core/store/index.ts';
 import type { FeatureHistoryKey, OnlineFeatureRecord } from '../core/store/features.ts';
+import type { OnlineFeatureReader } from './online.ts';
 import type { FeatureReader, FeatureValue } from './types.ts';
 
 export type { OnlineFeatureRecord } from '../core/store/features.ts';
@@ -75,18 +76,22 @@ function pickPositions(keys: readonly FeatureHistoryKey[], indices: readonly num
 
 export class FeatureStore implements FeatureReader {
   private readonly store: Store;
+  private readonly online: OnlineFeatureReader | undefined;
 
-  constructor(opts: { store: Store }) {
+  /** `online`: read online values through it (Redis, falling back to SQL); default: the SQL online table. */
+  constructor(opts: { store: Store; online?: OnlineFeatureReader | undefined }) {
     this.store = opts.store;
+    this.online = opts.online;
   }
 
   /**
-   * Latest materialized values for the user (one indexed range read of the online table); an empty
-   * object for a user with no history.
+   * Latest materialized values for the user (one indexed range read of the online table, or one
+   * Redis HGETALL with `online`); an empty object for a user with no history.
    * @throws ValidationError for a non-positive or non-integer id.
    */
   async getOnlineFeatures(userId: number): Promise<Record<string, FeatureValue>> {
-    return this.store.features.onlineValues(checkUserId(userId));
+    const id = checkUserId(userId);
+    return this.online ? this.online.read(id) : this.store.features.onlineValues(id);
   }
 
   /** Latest values with their event times, by feature name (for `GET /v1/me/features`). */

@@ -108,13 +108,10 @@ export function createApp(deps: AppDeps): Express {
   app.use((_req, _res, next) => {
     next(inflight.shuttingDown ? new UnavailableError('shutting_down', 'the server is shutting down', 5) : undefined);
   });
-  app.use((_req, res, next) => {
-    try {
-      limiter.consume(`user:${currentUser(res).id}`);
-      next();
-    } catch (err) {
-      next(err);
-    }
+  // Async: the limiter may live in Redis (a rejection reaches the error handler).
+  app.use(async (_req, res, next) => {
+    await limiter.consume(`user:${currentUser(res).id}`);
+    next();
   });
   // Only JSON bodies are parsed; anything else leaves req.body undefined and the route's validation
   // answers 400. The limit makes body-parser fail with 413 before reading a huge body.

@@ -4,6 +4,7 @@
  * Routes import this module, never app.ts (app.ts imports the routes).
  */
 import type { Config } from '../../core/config.ts';
+import type { OnlineFeatureStore } from '../../core/online-features.ts';
 import type { ChatModel, GenerateRequest, GenerateResult } from '../../core/llm/types.ts';
 import type { PromptTemplate } from '../../core/prompts.ts';
 import type { Store } from '../../core/store/index.ts';
@@ -52,8 +53,10 @@ export interface AppDeps {
   metrics?: ChatMetrics | undefined;
   /** Default: silent. */
   logger?: Logger | undefined;
-  /** Default: a TokenBucketLimiter at config.server.rateLimitPerMin. */
-  rateLimiter?: TokenBucketLimiter | undefined;
+  /** Per-user limiter; default: a TokenBucketLimiter at config.server.rateLimitPerMin. May be async (RedisTokenBucketLimiter). */
+  rateLimiter?: { consume(key: string): void | Promise<void> } | undefined;
+  /** The online feature store in front of SQL (Redis); DELETE /v1/me erases the user there too. Default: none. */
+  onlineFeatures?: Pick<OnlineFeatureStore, 'erase'> | undefined;
   /** Tracks running answers for graceful shutdown; default: a fresh one (`app.locals.inflight`). */
   inflight?: InFlight | undefined;
   /** Built web pages (`npm run build`); default DEFAULT_WEB_ASSETS_DIR (dist/web). */

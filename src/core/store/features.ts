@@ -131,6 +131,11 @@ export interface FeatureTableStore {
     userIds: readonly number[],
     pick: (userId: number, keys: readonly FeatureHistoryKey[]) => Iterable<number>,
   ): Promise<Map<number, Map<number, FeatureValue>>>;
+  /**
+   * Upserts online values outside a materialization (one transaction; other features of the user kept).
+   * The materializer writes them with `commitBatch`; this is for online-store tooling and tests.
+   */
+  writeOnline(rows: readonly FeatureHistoryWrite[]): Promise<void>;
   /** Removes the user's history, online values and state in one transaction; returns rows removed. */
   eraseUser(userId: number): Promise<{ history: number; online: number; state: number }>;
   /**

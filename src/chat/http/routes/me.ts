@@ -21,7 +21,7 @@ export function meRoutes(ctx: AppContext): Router {
     const user = currentUser(res);
     // Every table with a user_id (features included), one transaction, then a WAL checkpoint. An
     // answer of this user still running finds the user gone when it logs, and drops its row.
-    const erased = await eraseUser(ctx.deps.store, user.id);
+    const erased = await eraseUser(ctx.deps.store, user.id, ctx.deps.onlineFeatures);
     ctx.logger.info('user erased', { user_id: user.id, erased });
     res.json({ deleted: true, user: user.name, erased });
   });

@@ -261,6 +261,15 @@ export class SqliteFeatureTableStore implements FeatureTableStore {
     });
   }
 
+  async writeOnline(rows: readonly FeatureHistoryWrite[]): Promise<void> {
+    await this.c.write(() => {
+      const save = this.c.stmt(
+        'INSERT INTO feature_online (user_id, feature, value_json, event_time) VALUES (?, ?, ?, ?) ON CONFLICT (user_id, feature) DO UPDATE SET value_json = excluded.value_json, event_time = excluded.event_time',
+      );
+      for (const o of rows) save.run(o.userId, o.feature, o.valueJson, o.eventTime);
+    });
+  }
+
   async documentCollections(documentIds: readonly number[]): Promise<Map<number, string | null>> {
     const get = this.c.stmt<[number], string>('SELECT collection FROM documents WHERE id = ?').pluck();
     return this.c.read(() => new Map(documentIds.map((id) => [id, get.get(id) ?? null])));
