@@ -9,6 +9,7 @@ import { evalCommand } from './commands/eval.ts';
 import { exportCommand } from './commands/export.ts';
 import { featuresCommand } from './commands/features.ts';
 import { ingestCommand } from './commands/ingest.ts';
+import { migrateCommand } from './commands/migrate.ts';
 import { modelsCommand } from './commands/models.ts';
 import { reindexCommand } from './commands/reindex.ts';
 import { serveCommand } from './commands/serve.ts';
@@ -24,6 +25,7 @@ export const COMMANDS: Command[] = [
   evalCommand,
   modelsCommand,
   reindexCommand,
+  migrateCommand,
   doctorCommand,
 ];
 
