@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import { z } from 'zod';
-import { loadConfig } from '../core/config.ts';
+import { loadConfig, OPENAI_EMBED_PREFIX } from '../core/config.ts';
 import type { Config } from '../core/config.ts';
 import { openStore } from '../core/deps.ts';
 import { TransformersEmbedder } from '../core/embedder.ts';
@@ -47,14 +47,16 @@ export async function rebuildIndexFile(store: Store, dataDir: string, meta: Inde
 
 /** Embeds every chunk with the new model beside the old index, then switches in one transaction. */
 async function switchModel(store: Store, config: Config, model: string): Promise<{ generation: number; embedded: number; vectors: number }> {
-  const embedder = await TransformersEmbedder.load({
-    modelRef: model,
-    modelsDir: config.modelsDir,
-    offline: config.offline,
-    dtype: config.embed.dtype,
-    threads: config.threads,
-    maxTokens: config.embed.maxTokens,
-  });
+  const embedder = model.startsWith(OPENAI_EMBED_PREFIX)
+    ? await (await import('../core/embedder-openai.ts')).loadOpenAIEmbedderFor(model, config)
+    : await TransformersEmbedder.load({
+        modelRef: model,
+        modelsDir: config.modelsDir,
+        offline: config.offline,
+        dtype: config.embed.dtype,
+        threads: config.threads,
+        maxTokens: config.embed.maxTokens,
+      });
   try {
     const modelId = embedder.info.modelId;
     // Resume a generation a killed run left building for the same model.

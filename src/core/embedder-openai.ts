@@ -15,8 +15,17 @@
  *   scores cosine).
  */
 import { setMaxListeners } from 'node:events';
-import type { EmbedServerConfig } from './config.ts';
-import { openAIApiBase, openAIEmbedModelId } from './config.ts';
+import type { Config, EmbedServerConfig } from './config.ts';
+import {
+  DEFAULT_EMBED_BATCH_CHARS,
+  DEFAULT_EMBED_BATCH_ITEMS,
+  DEFAULT_EMBED_CONCURRENCY,
+  DEFAULT_EMBED_RETRIES,
+  DEFAULT_EMBED_TIMEOUT_MS,
+  openAIApiBase,
+  openAIEmbedModelId,
+  parseEmbedServer,
+} from './config.ts';
 import type { Embedder, EmbedderInfo } from './embedder.ts';
 import { EmbedderUnavailableError } from './embedder.ts';
 import { MnemeError, UpstreamError, UpstreamTimeoutError } from './errors.ts';
@@ -50,6 +59,25 @@ export interface OpenAIEmbedderOptions extends Omit<EmbedServerConfig, 'apiBase'
 export function openAIEmbedderOptions(server: EmbedServerConfig, maxTokens: number | undefined): OpenAIEmbedderOptions {
   const { apiBase, ...rest } = server;
   return { ...rest, baseUrl: apiBase, maxTokens };
+}
+
+/**
+ * Loads the server embedder of an explicit `openai:URL#NAME` reference (`mneme reindex --model`), with
+ * the MNEME_EMBED_* server settings of `config` (its model name only when `model` has no `#NAME`).
+ * @throws ConfigError for a malformed reference; UpstreamError / UpstreamTimeoutError as `load`.
+ */
+export async function loadOpenAIEmbedderFor(model: string, config: Config): Promise<OpenAIEmbedder> {
+  const s = config.embed.server;
+  const { server } = parseEmbedServer(model, {
+    MNEME_EMBED_MODEL_NAME: model.includes('#') ? undefined : s?.modelName,
+    MNEME_EMBED_API_KEY: s?.apiKey,
+    MNEME_EMBED_CONCURRENCY: s?.concurrency ?? DEFAULT_EMBED_CONCURRENCY,
+    MNEME_EMBED_TIMEOUT_MS: s?.timeoutMs ?? DEFAULT_EMBED_TIMEOUT_MS,
+    MNEME_EMBED_RETRIES: s?.retries ?? DEFAULT_EMBED_RETRIES,
+    MNEME_EMBED_BATCH_ITEMS: s?.batchItems ?? DEFAULT_EMBED_BATCH_ITEMS,
+    MNEME_EMBED_BATCH_CHARS: s?.batchChars ?? DEFAULT_EMBED_BATCH_CHARS,
+  });
+  return OpenAIEmbedder.load(openAIEmbedderOptions(server, config.embed.maxTokens));
 }
 
 /** A failure worth retrying, with the delay the server asked for (ms), if any. */

@@ -74,4 +74,14 @@ describe('mneme ingest with MNEME_EMBED_MODEL=openai: (real CLI, real HTTP embed
     expect(doctor.code).toBe(1);
     expect(doctor.stdout).toMatch(/PROBLEM: cannot reach embedding server http:\/\/127\.0\.0\.1:1\/v1\/embeddings/);
   });
+
+  it('reindex --model openai:URL#NAME re-embeds through the server and switches the index', async () => {
+    const model = `openai:${server.url}/v1#other-model`;
+    server.dim = 8;
+    const r = await runCliAsync(['reindex', '--model', model, '--data-dir', dataDir, '--json'], env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json).toMatchObject({ vectors: first.chunks_added, embedded: first.chunks_added }); // the refused ingest stored nothing
+    const doctor = await runCliAsync(['doctor', '--data-dir', dataDir, '--json'], { ...env, MNEME_EMBED_MODEL: model, MNEME_EMBED_MODEL_NAME: '' });
+    expect(doctor.code, doctor.stdout).toBe(0);
+  });
 });
