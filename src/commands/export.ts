@@ -1,6 +1,9 @@
 /**
- * `mneme export --format sft|preference --out FILE [filters] [--val-fraction F] [--json]`: turns the
- * prediction log and feedback into fine-tuning datasets (see src/export/run.ts for the files written).
+ * `mneme export --format sft|preference --out FILE [filters] [--include-extractive] [--scrub-context]
+ * [--preference-format openai|trl] [--val-fraction F] [--json]`: turns the prediction log and feedback
+ * into fine-tuning datasets (see src/export/run.ts for the files written). By default rated-down
+ * answers without a correction and extractive answers are left out, and PII is scrubbed from the
+ * user's text and the answers but not from the retrieved passages.
  * Exit 0 when the export ran (also when it selected nothing: a message says so and no file is
  * written), 1 when it could not (no database, unwritable output, cancelled), 2 for bad usage.
  */
@@ -9,7 +12,7 @@ import { z } from 'zod';
 import { loadConfig } from '../core/config.ts';
 import { openStore } from '../core/deps.ts';
 import { ConfigError } from '../core/errors.ts';
-import { EXPORT_FORMATS } from '../export/format.ts';
+import { EXPORT_FORMATS, PREFERENCE_FORMATS } from '../export/format.ts';
 import { runExport } from '../export/run.ts';
 import type { ExportManifest } from '../export/run.ts';
 import { SCRUB_KINDS } from '../export/scrub.ts';
@@ -53,9 +56,16 @@ const schema = z
     model: z.string().min(1).optional(),
     prompt: z.string().min(1).optional(),
     'include-errors': z.boolean().default(false),
+    'include-extractive': z.boolean().default(false),
+    'scrub-context': z.boolean().default(false),
+    'preference-format': z.enum(PREFERENCE_FORMATS, { error: () => 'expected openai or trl' }).optional(),
     'val-fraction': z.coerce.number().min(0).lt(1).default(0),
   })
-  .refine((o) => o.since === undefined || o.until === undefined || o.since < o.until, { message: '--since must be before --until', path: ['since'] });
+  .refine((o) => o.since === undefined || o.until === undefined || o.since < o.until, { message: '--since must be before --until', path: ['since'] })
+  .refine((o) => o['preference-format'] === undefined || o.format === 'preference', {
+    message: '--preference-format applies to --format preference only',
+    path: ['preference-format'],
+  });
 
 /** The option table of `mneme export` (parsing and --help). */
 export const EXPORT_SPEC: CommandSpec = {
@@ -66,14 +76,30 @@ export const EXPORT_SPEC: CommandSpec = {
     { name: 'out', type: 'string', value: 'FILE', description: 'JSONL file to write (FILE.val.jsonl too with --val-fraction); required' },
     { name: 'since', type: 'string', value: 'ISO', description: 'only answers created at or after this date/date-time (UTC when no zone)' },
     { name: 'until', type: 'string', value: 'ISO', description: 'only answers created before this date/date-time (UTC when no zone)' },
-    { name: 'min-rating', type: 'string', value: 'N', description: 'least effective rating, -1|0|1 (a correction counts 1, unrated 0)' },
+    {
+      name: 'min-rating',
+      type: 'string',
+      value: 'N',
+      description: 'least effective rating, -1|0|1 (a correction counts 1, unrated 0); default: all but rated-down answers without a correction (--min-rating=-1 keeps those too)',
+    },
     { name: 'collection', type: 'string', value: 'C', description: 'only answers retrieved from this collection' },
     { name: 'model', type: 'string', value: 'M', description: 'only answers of this model id (or backend:model_id)' },
     { name: 'prompt', type: 'string', value: 'NAME_OR_HASH', description: 'only answers of this prompt template name or sha256 (prefix of 8+ hex digits)' },
     { name: 'include-errors', type: 'boolean', default: false, description: 'also export answers whose status is error or cancelled' },
+    { name: 'include-extractive', type: 'boolean', default: false, description: 'also train on extractive answers (passages quoted when no language model is configured)' },
+    { name: 'scrub-context', type: 'boolean', default: false, description: "also scrub PII from the retrieved passages (default: only the user's text and the answers)" },
+    {
+      name: 'preference-format',
+      type: 'string',
+      value: 'openai|trl',
+      description: 'preference line shape: openai (input/preferred_output/non_preferred_output, default) or trl (prompt/chosen/rejected)',
+    },
     { name: 'val-fraction', type: 'string', value: 'F', default: '0', description: 'fraction in [0, 1) of conversations held out to FILE.val.jsonl' },
   ],
-  examples: ['export --format sft --out train.jsonl --min-rating 1 --val-fraction 0.1', 'export --format preference --out prefs.jsonl --since 2025-01-01 --json'],
+  examples: [
+    'export --format sft --out train.jsonl --min-rating 1 --val-fraction 0.1',
+    'export --format preference --out prefs.jsonl --preference-format trl --since 2025-01-01 --json',
+  ],
 };
 
 export const exportCommand: Command = {
@@ -104,6 +130,9 @@ export const exportCommand: Command = {
           prompt: opts.prompt,
           includeErrors: opts['include-errors'],
         },
+        includeExtractive: opts['include-extractive'],
+        scrubContext: opts['scrub-context'],
+        preferenceFormat: opts['preference-format'],
         valFraction: opts['val-fraction'],
         signal: controller.signal,
         onProgress: io.isTty
@@ -136,15 +165,22 @@ function report(m: ExportManifest, message: string, io: CommandIo): void {
   if (c.rows_read === 0 && c.rows_matched === 0) return;
   const line = [
     `rows read ${c.rows_read}`,
-    `excluded (status) ${c.excluded_status.error + c.excluded_status.cancelled}`,
     `malformed ${c.malformed}`,
     `duplicates ${c.duplicates_exact} exact + ${c.duplicates_near} near`,
     `train ${c.train}`,
     `val ${c.val}`,
   ];
   io.stdout.write(`  ${line.join(', ')}\n`);
+  const x = c.excluded;
+  const excluded = [
+    x.rated_down_uncorrected > 0 ? `${x.rated_down_uncorrected} rated down without a correction (--min-rating=-1 keeps them)` : '',
+    x.extractive > 0 ? `${x.extractive} extractive (--include-extractive)` : '',
+    x.errored > 0 ? `${x.errored} errored (--include-errors)` : '',
+    x.cancelled > 0 ? `${x.cancelled} cancelled (--include-errors)` : '',
+  ].filter((p) => p !== '');
+  if (excluded.length) io.stdout.write(`  excluded: ${excluded.join(', ')}\n`);
   const scrubbed = SCRUB_KINDS.filter((k) => m.scrub[k] > 0).map((k) => `${k} ${m.scrub[k]}`);
-  if (scrubbed.length) io.stdout.write(`  scrubbed: ${scrubbed.join(', ')}\n`);
+  if (scrubbed.length) io.stdout.write(`  scrubbed: ${scrubbed.join(', ')}${m.scrub.context ? '' : ' (retrieved passages kept as is; --scrub-context to scrub them)'}\n`);
   if (m.malformed_rows.length) {
     io.stdout.write(`  malformed log ids: ${m.malformed_rows.slice(0, 20).map((r) => `${r.seq} (${r.reason})`).join(', ')}${m.malformed_rows.length > 20 || m.malformed_rows_truncated ? ', …' : ''}\n`);
   }

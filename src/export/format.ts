@@ -25,6 +25,11 @@
  * (identical rendered messages, see `promptHash`) whose current ratings differ (+1 ≻ -1; the +1 side
  * contributes its correction if it has one). Input messages carry no `weight` (DPO does not take it).
  *
+ * Preference, TRL (`--preference-format trl`): the same pairs in TRL DPOTrainer's conversational
+ * preference format with an explicit prompt: `{"prompt": [...rendered prompt messages], "chosen":
+ * [{role: "assistant", content}], "rejected": [{role: "assistant", content}]}` (the trainer applies
+ * the chat template to prompt + chosen and prompt + rejected).
+ *
  * Every written line also carries `user`: the pseudonymous hash of the user whose conversation it
  * comes from (src/core/store/exports.ts: HMAC-SHA256 keyed per data dir, 32 hex digits), so a later
  * erasure can be propagated to exported files; preference lines add `preferred_user`, the user of the
@@ -58,8 +63,27 @@ export interface PreferenceExample {
   preferred_output: [AssistantOutput];
   non_preferred_output: [AssistantOutput];
 }
+/** A preference pair in TRL's conversational preference format (explicit prompt). */
+export interface TrlPreferenceExample {
+  prompt: ChatMessage[];
+  chosen: [AssistantOutput];
+  rejected: [AssistantOutput];
+}
 export type ExportFormat = 'sft' | 'preference';
 export const EXPORT_FORMATS = ['sft', 'preference'] as const satisfies readonly ExportFormat[];
+/** How preference pairs are written: OpenAI's DPO shape (default) or TRL's prompt/chosen/rejected. */
+export type PreferenceFormat = 'openai' | 'trl';
+export const PREFERENCE_FORMATS = ['openai', 'trl'] as const satisfies readonly PreferenceFormat[];
+export const DEFAULT_PREFERENCE_FORMAT: PreferenceFormat = 'openai';
+
+/** The same pair in TRL's conversational shape (messages copied, nothing else changes). */
+export function toTrl(ex: PreferenceExample): TrlPreferenceExample {
+  return {
+    prompt: ex.input.messages.map((m) => ({ role: m.role, content: m.content })),
+    chosen: [{ role: 'assistant', content: ex.preferred_output[0].content }],
+    rejected: [{ role: 'assistant', content: ex.non_preferred_output[0].content }],
+  };
+}
 
 /** One `responses` row joined with its current (latest) feedback: defined by the store. */
 export type { LoggedResponse } from '../core/store/exports.ts';
@@ -244,7 +268,19 @@ export const PreferenceExampleSchema = z
   .strict()
   .refine((ex) => ex.preferred_output[0]?.content !== ex.non_preferred_output[0]?.content, { message: 'preferred and non-preferred outputs are identical' });
 
-export const EXAMPLE_SCHEMAS = { sft: SftExampleSchema, preference: PreferenceExampleSchema } as const;
+export const TrlPreferenceExampleSchema = z
+  .object({
+    prompt: z
+      .array(ChatMessageSchema)
+      .min(1)
+      .refine((p) => p[p.length - 1]?.role === 'user', { message: 'prompt must end with a user turn' }),
+    chosen: z.array(AssistantOutputSchema).length(1),
+    rejected: z.array(AssistantOutputSchema).length(1),
+  })
+  .strict()
+  .refine((ex) => ex.chosen[0]?.content !== ex.rejected[0]?.content, { message: 'chosen and rejected are identical' });
+
+export const EXAMPLE_SCHEMAS = { sft: SftExampleSchema, preference: PreferenceExampleSchema, trl: TrlPreferenceExampleSchema } as const;
 
 /** A user hash as written in `user` / `preferred_user`. */
 export const UserHashSchema = z.string().regex(new RegExp(`^[0-9a-f]{${USER_HASH_HEX_DIGITS}}$`));
@@ -253,3 +289,5 @@ export const UserHashSchema = z.string().regex(new RegExp(`^[0-9a-f]{${USER_HASH
 export type SftLine = SftExample & { user: string };
 /** A written preference line: the example, the user hash of its input and rejected side, and of its preferred side. */
 export type PreferenceLine = PreferenceExample & { user: string; preferred_user: string };
+/** A written TRL preference line: the pair and the same two user hashes. */
+export type TrlPreferenceLine = TrlPreferenceExample & { user: string; preferred_user: string };

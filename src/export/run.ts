@@ -1,6 +1,8 @@
 /**
- * The export pipeline: selected log rows → examples (format.ts) → PII scrub (scrub.ts) → duplicate
- * removal (dedupe.ts) → train/val by conversation (split.ts) → JSONL files + a manifest.
+ * The export pipeline: selected log rows → exclusions (select.ts: rated down without a correction,
+ * extractive placeholders) → examples (format.ts) → PII scrub (scrub.ts: user text and answers; the
+ * retrieved passages only with `scrubContext`) → duplicate removal (dedupe.ts) → train/val by
+ * conversation (split.ts) → JSONL files (SFT, OpenAI DPO or TRL preference lines) + a manifest.
  *
  * Files (see split.ts): the train set at `out`, the validation set (when `valFraction` > 0) at `out`
  * with `.val` before its last extension, and `out.manifest.json`. Each is written to a temp file in
@@ -23,7 +25,9 @@ import type { Store } from '../core/store/index.ts';
 import { Deduper, NEAR_DUP_MAX_HAMMING } from './dedupe.ts';
 import type { DedupeVerdict } from './dedupe.ts';
 import {
+  DEFAULT_PREFERENCE_FORMAT,
   EXAMPLE_SCHEMAS,
+  PREFERENCE_FORMATS,
   UserHashSchema,
   correctionPair,
   isBlank,
@@ -33,12 +37,27 @@ import {
   sftDedupeTexts,
   sftExample,
   targetOf,
+  toTrl,
 } from './format.ts';
-import type { ChatMessage, ExportFormat, FormatResult, LoggedResponse, MalformedReason, PreferenceExample, PreferenceLine, SftExample, SftLine, Skip } from './format.ts';
-import { ScrubCache, addScrubCounts, emptyScrubCounts } from './scrub.ts';
-import type { ScrubCounts } from './scrub.ts';
-import { logSnapshot, planPreference, selectResponses } from './select.ts';
-import type { ExportFilters, SelectionStats } from './select.ts';
+import type {
+  ChatMessage,
+  ExportFormat,
+  FormatResult,
+  LoggedResponse,
+  MalformedReason,
+  PreferenceExample,
+  PreferenceFormat,
+  PreferenceLine,
+  SftExample,
+  SftLine,
+  SftMessage,
+  Skip,
+  TrlPreferenceLine,
+} from './format.ts';
+import { SCRUB_FIELDS, SCRUB_KINDS, ScrubCache, addScrubCounts, emptyScrubCounts, scrubPromptMessages } from './scrub.ts';
+import type { ScrubCounts, ScrubField } from './scrub.ts';
+import { logSnapshot, pairExclusion, planPreference, selectResponses, sftExclusion } from './select.ts';
+import type { Exclusion, ExclusionPolicy, ExportFilters, SelectionStats } from './select.ts';
 import { SPLIT_SEED, manifestPathFor, splitOf, valPathFor } from './split.ts';
 import type { Split } from './split.ts';
 
@@ -68,6 +87,20 @@ export interface RunExportOptions {
   /** Train file path (the others are derived from it). */
   out: string;
   filters?: ExportFilters;
+  /**
+   * Also train on extractive answers (`model_backend = 'extractive'`: passages quoted when no
+   * language model is configured). Default false: they are placeholders, not answers to learn.
+   * A rated-down answer without a correction is excluded too unless `filters.minRating` is -1.
+   */
+  includeExtractive?: boolean;
+  /**
+   * Also scrub the retrieved passages inside the rendered prompt (the corpus's own text). Default
+   * false: user-authored text (questions, earlier turns, corrections) and answers are scrubbed, the
+   * documents are kept as the model saw them.
+   */
+  scrubContext?: boolean;
+  /** Shape of preference lines (default 'openai'); only with format 'preference'. */
+  preferenceFormat?: PreferenceFormat;
   /** Share of conversations in the validation file, 0 ≤ f < 1. Default 0 (no validation file). */
   valFraction?: number;
   /** Split seed (default SPLIT_SEED). */
@@ -92,9 +125,14 @@ export interface ManifestFile {
   sha256: string;
 }
 
+/** Scrub replacements per kind, and their total. */
+export type ScrubTally = ScrubCounts & { total: number };
+
 export interface ExportManifest {
   manifest_version: 1;
   format: ExportFormat;
+  /** How preference pairs were written; null for SFT. */
+  preference_format: PreferenceFormat | null;
   created_at: string;
   files: ManifestFile[];
   filters: {
@@ -105,6 +143,7 @@ export interface ExportManifest {
     model: string | null;
     prompt: string | null;
     include_errors: boolean;
+    include_extractive: boolean;
   };
   split: { val_fraction: number; seed: string; by: 'conversation' };
   log: {
@@ -120,6 +159,12 @@ export interface ExportManifest {
     /** Rows turned into (or tried as) examples. */
     rows_read: number;
     excluded_status: { error: number; cancelled: number };
+    /**
+     * Matched rows (SFT) or pairs (preference) left out, per reason: errored / cancelled (status,
+     * as in excluded_status), rated down without a correction (SFT, unless --min-rating -1) and
+     * extractive answers (unless --include-extractive). Each row counts under its first reason.
+     */
+    excluded: { rated_down_uncorrected: number; extractive: number; errored: number; cancelled: number };
     malformed: number;
     /** Rows with nothing to train on (no correction, blank answer). */
     no_target: number;
@@ -145,8 +190,12 @@ export interface ExportManifest {
   models_truncated: boolean;
   prompts: Array<{ name: string; sha256: string; examples: number }>;
   prompts_truncated: boolean;
-  /** Replacements per kind in the written files (duplicates dropped are not counted). */
-  scrub: ScrubCounts & { total: number };
+  /**
+   * Replacements per kind in the written files (duplicates dropped are not counted), per field
+   * (prompt_system, prompt_user, prompt_context, prompt_assistant, answer, correction), and whether
+   * the retrieved passages were scrubbed (`--scrub-context`; otherwise prompt_context stays 0).
+   */
+  scrub: ScrubTally & { context: boolean; by_field: Record<ScrubField, ScrubTally> };
   malformed_rows: Array<{ seq: number; id: string; reason: MalformedReason; detail: string }>;
   malformed_rows_truncated: boolean;
   /**
@@ -322,7 +371,7 @@ class ExportRun {
   readonly warnings: string[] = [];
   readonly files: Partial<Record<Split, AtomicJsonl>> = {};
   private readonly c: ExportManifest['counts'];
-  private readonly scrubCounts = emptyScrubCounts();
+  private readonly scrubByField = emptyFieldCounts();
   private readonly scrubber = new ScrubCache();
   private readonly deduper = new Deduper();
   private readonly models = new CappedCounter<{ backend: string; model_id: string }>();
@@ -331,8 +380,11 @@ class ExportRun {
   private readonly usersWritten = new Set<string>();
   private readonly progress: ExportProgress = { rowsRead: 0, examplesWritten: 0 };
   /** Scrub counts of the example being built; added to the manifest's only if it is written. */
-  private pending = emptyScrubCounts();
+  private pending = emptyFieldCounts();
   private key: Uint8Array | null = null;
+  private readonly policy: ExclusionPolicy;
+  private readonly scrubContext: boolean;
+  private readonly preferenceFormat: PreferenceFormat;
 
   constructor(
     private readonly options: RunExportOptions,
@@ -340,7 +392,10 @@ class ExportRun {
     private readonly valFraction: number,
     private readonly seed: string,
   ) {
-    this.manifest = emptyManifest(options.format, filters, valFraction, seed, (options.now ?? (() => new Date()))().toISOString());
+    this.policy = { keepRatedDown: filters.minRating === -1, includeExtractive: options.includeExtractive ?? false };
+    this.scrubContext = options.scrubContext ?? false;
+    this.preferenceFormat = options.preferenceFormat ?? DEFAULT_PREFERENCE_FORMAT;
+    this.manifest = emptyManifest(options, filters, valFraction, seed, (options.now ?? (() => new Date()))().toISOString());
     this.c = this.manifest.counts;
   }
 
@@ -372,25 +427,43 @@ class ExportRun {
     return v === 'unique';
   }
 
-  private scrub(text: string): string {
-    return this.scrubber.scrub(text, this.pending);
+  private scrub(text: string, field: ScrubField): string {
+    return this.scrubber.scrub(text, this.pending[field]);
+  }
+
+  /** The rendered prompt scrubbed (passages only with scrubContext), counted per field. */
+  private scrubPrompt<M extends ChatMessage>(messages: readonly M[], query: string): M[] {
+    return scrubPromptMessages(messages, query, { scrubContext: this.scrubContext }, (text, field) => this.scrub(text, field));
+  }
+
+  private exclude(reason: Exclusion): void {
+    this.c.excluded[reason]++;
+  }
+
+  /** The line as written: the example in the output shape with its user hashes. */
+  private line(example: Example, sources: LoggedResponse[]): SftLine | PreferenceLine | TrlPreferenceLine {
+    const first = sources[0];
+    if (!first) throw new InternalError('an example without a source row');
+    const user = this.userHash(first);
+    if (this.options.format === 'sft') return { ...(example as SftExample), user };
+    const preferred_user = this.userHash(sources[1] ?? first);
+    const pair = example as PreferenceExample;
+    return this.preferenceFormat === 'trl' ? { ...toTrl(pair), user, preferred_user } : { ...pair, user, preferred_user };
   }
 
   /** Validates and writes one line (the example with its user hashes); counts it in the manifest. */
   private write(example: Example, split: Split, sources: LoggedResponse[]): void {
-    const valid = EXAMPLE_SCHEMAS[this.options.format].safeParse(example);
+    const shape = this.options.format === 'sft' ? 'sft' : this.preferenceFormat === 'trl' ? 'trl' : 'preference';
+    const line = this.line(example, sources);
+    const { user: _u, preferred_user: _p, ...body } = line as SftLine & { preferred_user?: string };
+    const valid = EXAMPLE_SCHEMAS[shape].safeParse(body);
     if (!valid.success) {
-      throw new InternalError(`export produced an invalid ${this.options.format} example from log id ${sources[0]?.seq}: ${valid.error.issues[0]?.message}`, { cause: valid.error });
+      throw new InternalError(`export produced an invalid ${shape} example from log id ${sources[0]?.seq}: ${valid.error.issues[0]?.message}`, { cause: valid.error });
     }
     const file = this.files[split];
     if (!file) throw new InternalError(`no ${split} file open`);
-    const first = sources[0];
-    if (!first) throw new InternalError('an example without a source row');
-    const user = this.userHash(first);
-    const line: SftLine | PreferenceLine =
-      this.options.format === 'sft' ? { ...(example as SftExample), user } : { ...(example as PreferenceExample), user, preferred_user: this.userHash(sources[1] ?? first) };
     file.writeLine(JSON.stringify(line));
-    addScrubCounts(this.scrubCounts, this.pending);
+    for (const f of SCRUB_FIELDS) addScrubCounts(this.scrubByField[f], this.pending[f]);
     this.c.examples++;
     this.c[split]++;
     this.progress.examplesWritten++;
@@ -429,7 +502,7 @@ class ExportRun {
     m.models_truncated = this.models.truncated;
     m.prompts = [...this.prompts.entries.values()].map((e) => ({ ...e.key, examples: e.n }));
     m.prompts_truncated = this.prompts.truncated;
-    m.scrub = { ...this.scrubCounts, total: Object.values(this.scrubCounts).reduce((a, b) => a + b, 0) };
+    m.scrub = scrubSummary(this.scrubByField, this.scrubContext);
     m.dedupe.index_bytes = this.deduper.bytes;
     m.users = [...this.usersWritten].sort();
   }
@@ -440,11 +513,16 @@ class ExportRun {
     for await (const row of selectResponses(this.options.store, { filters: this.filters, snapshotSeq, pageRows: this.options.pageRows }, stats)) {
       c.rows_read++;
       countRating(c.ratings, row.rating);
+      const excluded = sftExclusion(row, this.policy);
       const ex = sftExample(row);
-      if (!ex.ok) this.skip(row, ex.skip);
+      if (excluded) this.exclude(excluded);
+      else if (!ex.ok) this.skip(row, ex.skip);
       else {
-        this.pending = emptyScrubCounts();
-        const example: SftExample = { messages: ex.value.messages.map((m) => ({ ...m, content: this.scrub(m.content) })) };
+        this.pending = emptyFieldCounts();
+        const prompt = ex.value.messages.slice(0, -1);
+        const target = ex.value.messages[ex.value.messages.length - 1] as SftMessage;
+        const field: ScrubField = targetOf(row)?.source ?? 'answer';
+        const example: SftExample = { messages: [...this.scrubPrompt(prompt, row.query), { ...target, content: this.scrub(target.content, field) }] };
         if (this.unique(this.deduper.check(sftDedupeTexts(example, row.query)))) {
           if (targetOf(row)?.source === 'correction') c.corrections_used++;
           this.write(example, splitOf(row.conversationId, this.valFraction, this.seed), [row]);
@@ -454,6 +532,8 @@ class ExportRun {
     }
     c.rows_matched = stats.matched;
     c.excluded_status = stats.excludedByStatus;
+    c.excluded.errored = stats.excludedByStatus.error;
+    c.excluded.cancelled = stats.excludedByStatus.cancelled;
   }
 
   private async preference(snapshotSeq: number): Promise<void> {
@@ -463,6 +543,8 @@ class ExportRun {
       const plan = selection.plan;
       c.rows_matched = plan.rated + plan.excludedByStatus.error + plan.excludedByStatus.cancelled;
       c.excluded_status = plan.excludedByStatus;
+      c.excluded.errored = plan.excludedByStatus.error;
+      c.excluded.cancelled = plan.excludedByStatus.cancelled;
       c.ratings.up += plan.ratings.up;
       c.ratings.down += plan.ratings.down;
       for await (const { down, up } of selection.rows({ pageRows: this.options.pageRows })) {
@@ -484,6 +566,11 @@ class ExportRun {
     if (up) candidates.push({ kind: 'rating', result: ratingPair(down, prompt, up), sources: [down, up] });
     if (candidates.length === 0) this.c.unpaired++;
     for (const cand of candidates) {
+      const excluded = pairExclusion(down, cand.kind === 'rating' ? up : null, this.policy);
+      if (excluded) {
+        this.exclude(excluded);
+        continue;
+      }
       if (!cand.result.ok) {
         this.skip(down, cand.result.skip);
         continue;
@@ -494,11 +581,12 @@ class ExportRun {
         continue;
       }
       const ex = cand.result.value;
-      this.pending = emptyScrubCounts();
+      this.pending = emptyFieldCounts();
+      const preferredField: ScrubField = cand.kind === 'correction' ? 'correction' : (up && targetOf(up)?.source) || 'answer';
       const example: PreferenceExample = {
-        input: { messages: ex.input.messages.map((m) => ({ ...m, content: this.scrub(m.content) })) },
-        preferred_output: [{ role: 'assistant', content: this.scrub(ex.preferred_output[0].content) }],
-        non_preferred_output: [{ role: 'assistant', content: this.scrub(ex.non_preferred_output[0].content) }],
+        input: { messages: this.scrubPrompt(ex.input.messages, down.query) },
+        preferred_output: [{ role: 'assistant', content: this.scrub(ex.preferred_output[0].content, preferredField) }],
+        non_preferred_output: [{ role: 'assistant', content: this.scrub(ex.non_preferred_output[0].content, 'answer') }],
       };
       if (!this.unique(this.deduper.check(preferenceDedupeTexts(example, down.query)))) continue;
       if (cand.kind === 'correction') this.c.pairs_from_corrections++;
@@ -574,6 +662,10 @@ export async function runExport(options: RunExportOptions): Promise<ExportResult
   if (format === 'preference' && filters.minRating !== undefined) {
     throw new ValidationError('--min-rating applies to --format sft only: a preference pair always sets a better-rated answer against a worse one');
   }
+  if (format === 'sft' && options.preferenceFormat !== undefined) throw new ValidationError('--preference-format applies to --format preference only');
+  if (options.preferenceFormat !== undefined && !(PREFERENCE_FORMATS as readonly string[]).includes(options.preferenceFormat)) {
+    throw new ValidationError(`unknown preference format "${String(options.preferenceFormat)}" (expected ${PREFERENCE_FORMATS.join(' or ')})`);
+  }
   const out = path.resolve(options.out);
   const paths = { out, valPath: valPathFor(out), manifestPath: manifestPathFor(out) };
   checkOutput(out);
@@ -616,10 +708,27 @@ function countRating(r: ExportManifest['counts']['ratings'], rating: 1 | -1 | nu
   else r.unrated++;
 }
 
-function emptyManifest(format: ExportFormat, f: ExportFilters, valFraction: number, seed: string, createdAt: string): ExportManifest {
+function emptyFieldCounts(): Record<ScrubField, ScrubCounts> {
+  return Object.fromEntries(SCRUB_FIELDS.map((f) => [f, emptyScrubCounts()])) as Record<ScrubField, ScrubCounts>;
+}
+
+function tally(c: Readonly<ScrubCounts>): ScrubTally {
+  return { ...c, total: SCRUB_KINDS.reduce((n, k) => n + c[k], 0) };
+}
+
+function scrubSummary(byField: Readonly<Record<ScrubField, ScrubCounts>>, context: boolean): ExportManifest['scrub'] {
+  const all = emptyScrubCounts();
+  for (const f of SCRUB_FIELDS) addScrubCounts(all, byField[f]);
+  const by_field = Object.fromEntries(SCRUB_FIELDS.map((f) => [f, tally(byField[f])])) as Record<ScrubField, ScrubTally>;
+  return { ...tally(all), context, by_field };
+}
+
+function emptyManifest(options: RunExportOptions, f: ExportFilters, valFraction: number, seed: string, createdAt: string): ExportManifest {
+  const format = options.format;
   return {
     manifest_version: 1,
     format,
+    preference_format: format === 'preference' ? (options.preferenceFormat ?? DEFAULT_PREFERENCE_FORMAT) : null,
     created_at: createdAt,
     files: [],
     filters: {
@@ -630,6 +739,7 @@ function emptyManifest(format: ExportFormat, f: ExportFilters, valFraction: numb
       model: f.model ?? null,
       prompt: f.prompt ?? null,
       include_errors: f.includeErrors ?? false,
+      include_extractive: options.includeExtractive ?? false,
     },
     split: { val_fraction: valFraction, seed, by: 'conversation' },
     log: { snapshot_seq: 0, example_seq_min: null, example_seq_max: null },
@@ -637,6 +747,7 @@ function emptyManifest(format: ExportFormat, f: ExportFilters, valFraction: numb
       rows_matched: 0,
       rows_read: 0,
       excluded_status: { error: 0, cancelled: 0 },
+      excluded: { rated_down_uncorrected: 0, extractive: 0, errored: 0, cancelled: 0 },
       malformed: 0,
       no_target: 0,
       same_output: 0,
@@ -656,7 +767,7 @@ function emptyManifest(format: ExportFormat, f: ExportFilters, valFraction: numb
     models_truncated: false,
     prompts: [],
     prompts_truncated: false,
-    scrub: { ...emptyScrubCounts(), total: 0 },
+    scrub: scrubSummary(emptyFieldCounts(), options.scrubContext ?? false),
     malformed_rows: [],
     malformed_rows_truncated: false,
     users: [],
@@ -671,6 +782,8 @@ function emptyMessage(m: ExportManifest): string {
   if (c.excluded_status.error + c.excluded_status.cancelled > 0) {
     why.push(`${c.excluded_status.error + c.excluded_status.cancelled} errored/cancelled excluded (--include-errors to keep them)`);
   }
+  if (c.excluded.rated_down_uncorrected > 0) why.push(`${c.excluded.rated_down_uncorrected} rated down without a correction (--min-rating=-1 keeps them)`);
+  if (c.excluded.extractive > 0) why.push(`${c.excluded.extractive} extractive (--include-extractive keeps them)`);
   if (c.malformed > 0) why.push(`${c.malformed} malformed`);
   if (c.no_target > 0) why.push(`${c.no_target} without an answer or correction`);
   if (c.same_output > 0) why.push(`${c.same_output} pairs with identical sides`);

@@ -4,11 +4,13 @@
  *
  * What is replaced (tag in brackets):
  * - `email` [EMAIL]: local@domain.tld (not `icon@2x.png`-style asset names).
- * - `phone` [PHONE]: `+` international numbers (8-15 digits), North-American `(555) 123-4567` /
- *   `555-123-4567` / `555.123.4567`, and any 7-15 digit number right after "phone", "tel", "mobile",
- *   "cell", "fax" or "call". Bare digit runs, years, dates, prices and times are left alone; a
- *   3-3-4 digit group with one consistent `-` or `.` separator is taken for a phone number even when
- *   it is a part number (the shapes are identical).
+ * - `phone` [PHONE]: `+` international numbers (8-15 digits), North-American numbers with phone
+ *   formatting (`(555) 123-4567`, `1-800-555-0199`), and any 7-15 digit number right after "phone",
+ *   "tel", "mobile", "cell", "fax" or "call". A bare 3-3-4 group (`555-123-4567`, `555.123.4567`) has
+ *   the shape of a part number too, so it is a phone number only when the nearest label before it on
+ *   its line (within PHONE_CONTEXT_CHARS) is a phone word ("phone", "desk", "hotline", "reach",
+ *   "number"...), not a part label ("Part", "P/N", "SKU", "serial", "part number"...). Bare digit
+ *   runs, years, dates, prices and times are left alone.
  * - `ipv4` / `ipv6` [IP_ADDRESS]: valid addresses, except loopback, unspecified and broadcast/netmask
  *   addresses (127.x, 0.x, 255.x, ::1, ::), which identify nobody, and dotted numbers right after
  *   "version"/"v"/"release" (a four-part version string looks exactly like an IPv4 address).
@@ -97,7 +99,15 @@ const OCTET = '(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)';
 const IPV4_RE = new RegExp(`(?<![\\w.])${OCTET}(?:\\.${OCTET}){3}(?![\\w]|\\.\\d)`, 'g');
 const VERSION_CONTEXT_RE = /(?:\bversion|\bver\.?|\brelease|\bv)[ \t]*$/i;
 const PHONE_INTL_RE = /(?<![\w+])\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,5}(?![\w])/g;
-const PHONE_NANP_RE = /(?<![\w+.-])(?:\(\d{3}\)[ .-]?\d{3}[ .-]\d{4}|\d{3}([.-])\d{3}\1\d{4})(?![\w-]|\.\d)/g;
+// Group 1: phone formatting (a `(555)` area code, or a leading `1-` / `1.` / `1 ` trunk prefix);
+// group 2 a bare 3-3-4 group, which needs phone context (see phoneContextBefore).
+const PHONE_NANP_RE = /(?<![\w+.-])(?:(\(\d{3}\)[ .-]?\d{3}[ .-]\d{4}|1([-. ])\d{3}\2\d{3}\2\d{4})|(\d{3}([.-])\d{3}\4\d{4}))(?![\w-]|\.\d)/g;
+/** How far before a bare 3-3-4 group its label is looked for, in characters (same line only). */
+export const PHONE_CONTEXT_CHARS = 40;
+// Labels before a bare 3-3-4 group: group 1 a part label (possibly "part number", "P/N", "SKU #"),
+// group 2 a phone word. The nearest one decides.
+const PHONE_CONTEXT_RE =
+  /(?<![a-z])(?:((?:parts?|p\/n|pn|sku|model|serial|s\/n|item|catalog(?:ue)?|cat\.|ref|order|lot|batch|kit)(?:[ \t]*(?:number|no\.?|num\.?|#))?)|(phone|telephone|tel|mobile|cell|fax|call(?:ed|ing|s)?|text|sms|whatsapp|contact|reach|dial|ring|number|desk|office|home|hotline|helpline))(?![a-z])/gi;
 const PHONE_KEYWORD_RE = /\b((?:phone|telephone|tel|mobile|cell|fax|call(?: me)?(?: at| on)?)\b\.?:?[ \t]*)(\+?\(?\d[\d ().-]{5,}\d)/gi;
 
 // Cheap pre-checks: a pass runs only when its trigger is present (most text has none).
@@ -109,7 +119,7 @@ const ANY_KEYWORD_RE = /key|secret|token|passw|phone|tel|mobile|cell|fax|call|be
 const IPV6_HINT_RE = /[0-9A-Fa-f]:[0-9A-Fa-f:]|::/;
 const IPV4_HINT_RE = /\d\.\d{1,3}\.\d/;
 const PHONE_INTL_HINT_RE = /\+\d/;
-const PHONE_NANP_HINT_RE = /\d{3}[.-]\d{3}[.-]\d{4}|\(\d{3}\)/;
+const PHONE_NANP_HINT_RE = /\d{3}[.-]\d{3}[.-]\d{4}|\(\d{3}\)|1[. -]\d{3}[. -]\d{3}[. -]\d{4}/;
 
 function digitCount(s: string): number {
   let n = 0;
@@ -297,12 +307,26 @@ export function scrubText(text: string, counts: ScrubCounts): string {
     });
   }
   if (PHONE_NANP_HINT_RE.test(s)) {
-    s = s.replace(PHONE_NANP_RE, () => {
+    s = s.replace(PHONE_NANP_RE, (m, formatted: string | undefined, _trunk, _bare, _sep, offset: number, whole: string) => {
+      if (formatted === undefined && !phoneContextBefore(whole, offset)) return m;
       counts.phone++;
       return SCRUB_TAGS.phone;
     });
   }
   return s;
+}
+
+/**
+ * True when the nearest label in the PHONE_CONTEXT_CHARS before `offset` (same line) is a phone word
+ * rather than a part label: what tells a phone number from a part number of the same 3-3-4 shape.
+ */
+export function phoneContextBefore(text: string, offset: number): boolean {
+  let window = text.slice(Math.max(0, offset - PHONE_CONTEXT_CHARS), offset);
+  const nl = window.lastIndexOf('\n');
+  if (nl !== -1) window = window.slice(nl + 1);
+  let phone = false;
+  for (const m of window.matchAll(PHONE_CONTEXT_RE)) phone = m[2] !== undefined;
+  return phone;
 }
 
 /** Entries the scrub cache keeps (most recently used). */
@@ -341,4 +365,65 @@ export class ScrubCache {
     }
     return out;
   }
+}
+
+/**
+ * Where a scrub replacement was made, as counted in the export manifest: the parts of the rendered
+ * prompt (system messages; user messages outside the retrieved passages — the question and earlier
+ * turns; the retrieved passages; earlier assistant messages) and the trained outputs (a logged
+ * answer, a user's correction).
+ */
+export const SCRUB_FIELDS = ['prompt_system', 'prompt_user', 'prompt_context', 'prompt_assistant', 'answer', 'correction'] as const;
+export type ScrubField = (typeof SCRUB_FIELDS)[number];
+
+// A passage header at a line start: "[1] Title › Heading (source: file)" (src/chat/context.ts formatPassage).
+const FIRST_PASSAGE_RE = /(?:^|\n)\[1\] /g;
+
+/**
+ * The span [start, end) of the retrieved passages inside a rendered user message: from the first
+ * line starting with "[1] " (the first passage header) to the last occurrence of the user's
+ * question, or to the end of the message when the question comes before the passages. Null when the
+ * message has no passage header or the question (non-empty) is not in it: then nothing of the
+ * message is taken for corpus text, so all of it is scrubbed as user text.
+ */
+export function passageSpan(content: string, query: string): { start: number; end: number } | null {
+  if (query === '') return null;
+  const qAt = content.lastIndexOf(query);
+  if (qAt === -1) return null;
+  const qEnd = qAt + query.length;
+  for (const m of content.matchAll(FIRST_PASSAGE_RE)) {
+    const start = m.index + (m[0].startsWith('\n') ? 1 : 0);
+    // A "[1] " inside the question itself is the user's text, not a passage header.
+    if (start >= qAt && start < qEnd) continue;
+    return start < qAt ? { start, end: qAt } : { start, end: content.length };
+  }
+  return null;
+}
+
+/**
+ * Scrubs a rendered prompt with `scrub(text, field)`: system and earlier assistant messages whole,
+ * every user message except its retrieved passages (see passageSpan; only the last user message —
+ * the one holding this turn's question — is searched for passages), and the passages themselves
+ * only when `scrubContext` is set. Returns new messages (other keys, like `weight`, are kept).
+ */
+export function scrubPromptMessages<M extends { role: string; content: string }>(
+  messages: readonly M[],
+  query: string,
+  opts: { scrubContext: boolean },
+  scrub: (text: string, field: ScrubField) => string,
+): M[] {
+  let lastUser = -1;
+  messages.forEach((m, i) => {
+    if (m.role === 'user') lastUser = i;
+  });
+  return messages.map((m, i) => {
+    if (m.role === 'system') return { ...m, content: scrub(m.content, 'prompt_system') };
+    if (m.role !== 'user') return { ...m, content: scrub(m.content, 'prompt_assistant') };
+    const span = i === lastUser ? passageSpan(m.content, query) : null;
+    if (!span) return { ...m, content: scrub(m.content, 'prompt_user') };
+    const c = m.content;
+    const passages = c.slice(span.start, span.end);
+    const content = scrub(c.slice(0, span.start), 'prompt_user') + (opts.scrubContext ? scrub(passages, 'prompt_context') : passages) + scrub(c.slice(span.end), 'prompt_user');
+    return { ...m, content };
+  });
 }

@@ -9,13 +9,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { z } from 'zod';
 import { COMMANDS, main } from '../../src/cli.ts';
 import { exportCommand } from '../../src/commands/export.ts';
 import type { CommandIo } from '../../src/commands/types.ts';
 import { CancelledError, MnemeError, ValidationError } from '../../src/core/errors.ts';
 import { ExportOutputError, runExport } from '../../src/export/run.ts';
 import type { ExportManifest } from '../../src/export/run.ts';
-import { LogFixture, SOURCES, checkPreferenceLine, checkSftLine, readJsonl, renderSystemMessage, renderUserMessage } from '../unit/export/log-fixture.ts';
+import { DEFAULT_BACKEND, DEFAULT_MODEL_ID, LogFixture, SOURCES, checkPreferenceLine, checkSftLine, readJsonl, renderSystemMessage, renderUserMessage } from '../unit/export/log-fixture.ts';
 import type { Logged } from '../unit/export/log-fixture.ts';
 
 // The lead registers the command in src/cli.ts; until then, run it through the real dispatcher here.
@@ -116,7 +117,7 @@ describe('mneme export --format sft', () => {
     expect(m.files).toHaveLength(1);
     expect(m.files[0]).toMatchObject({ split: 'train', name: 'sft.jsonl', examples: 4, bytes: fs.statSync(out).size, sha256: sha256File(out) });
     expect(m.log).toEqual({ snapshot_seq: r.b1!.seq, example_seq_min: r.a1!.seq, example_seq_max: r.b1!.seq });
-    expect(m.models).toEqual([{ backend: 'extractive', model_id: 'extractive-v1', examples: 4 }]);
+    expect(m.models).toEqual([{ backend: DEFAULT_BACKEND, model_id: DEFAULT_MODEL_ID, examples: 4 }]);
     expect(m.prompts.map((p) => p.name)).toEqual(['answer']);
     // The manifest beside the file is the one printed.
     expect(JSON.parse(fs.readFileSync(`${out}.manifest.json`, 'utf8'))).toEqual(m);
@@ -155,7 +156,9 @@ describe('mneme export --format sft', () => {
       return fs.existsSync(out) ? readJsonl(out).map((v) => lastContent(checkSftLine(v, 'line'))) : [];
     };
     expect(await targets('--since', '2025-03-01', '--until', '2025-04-10T08:00:00Z')).toEqual(['qwen answer']);
-    expect(await targets('--since', '2025-04-10T08:00:00.000Z')).toEqual(['v2 answer', 'down answer']);
+    // A rated-down answer without a correction is never a target unless asked for with --min-rating -1.
+    expect(await targets('--since', '2025-04-10T08:00:00.000Z')).toEqual(['v2 answer']);
+    expect(await targets('--since', '2025-04-10T08:00:00.000Z', '--min-rating=-1')).toEqual(['v2 answer', 'down answer']);
     expect(await targets('--collection', 'cli')).toEqual(['cli answer']);
     expect(await targets('--model', 'qwen2.5-7b')).toEqual(['qwen answer']);
     expect(await targets('--prompt', 'answer-v2')).toEqual(['v2 answer']);
@@ -181,6 +184,70 @@ describe('mneme export --format sft', () => {
     expect(readJsonl(out).map((v) => lastContent(checkSftLine(v, 'l')))).toEqual(['fine answer', 'partial ans', 'the corrected answer']);
     expect(m.counts).toMatchObject({ no_target: 1, examples: 3 });
     expect(m.counts.excluded_status).toEqual({ error: 0, cancelled: 0 });
+  });
+
+  it('by default trains only on good targets: no rated-down answer without a correction, no extractive placeholder', async () => {
+    // One conversation each, so no answer reaches another example's prompt as history.
+    let n = 0;
+    const conv = (): string => fx.conversation(`user${n++}`);
+    const note = 'Extractive answer (no language model is configured): the passages below are quoted from your documents.';
+    const placeholder = `${note}\n\n> Hold the recessed button for ten seconds until the status lamp blinks amber three times.`;
+    const placeholder2 = `${note}\n\n> Error E-417 means the coolant loop pressure dropped below 1.8 bar; check the pump seal.`;
+    const placeholder3 = `${note}\n\n> kestrelctl flash --recovery writes the previous firmware image to the standby bank.`;
+    fx.respond({ conversation: conv(), query: 'good question', answer: 'good answer' });
+    fx.feedback(fx.respond({ conversation: conv(), query: 'bad question', answer: 'bad answer' }), -1);
+    fx.feedback(fx.respond({ conversation: conv(), query: 'fixed question', answer: 'wrong answer' }), -1, 'the corrected answer');
+    fx.respond({ conversation: conv(), query: 'extractive question', answer: placeholder, modelBackend: 'extractive', modelId: 'extractive' });
+    // An extractive answer the user corrected: the target is the correction, not the placeholder.
+    fx.feedback(fx.respond({ conversation: conv(), query: 'extractive fixed', answer: placeholder2, modelBackend: 'extractive', modelId: 'extractive' }), -1, 'the user-written answer');
+    fx.feedback(fx.respond({ conversation: conv(), query: 'both bad', answer: placeholder3, modelBackend: 'extractive', modelId: 'extractive' }), -1);
+    fx.respond({ conversation: conv(), query: 'boom', answer: null, status: 'error' });
+    const targetsOf = (): string[] => readJsonl(out).map((v) => lastContent(checkSftLine(v, 'l')));
+
+    let m = await exportJson('--format', 'sft', '--out', out);
+    expect(targetsOf()).toEqual(['good answer', 'the corrected answer', 'the user-written answer']);
+    expect(fs.readFileSync(out, 'utf8')).not.toContain('Extractive answer (no language model');
+    expect(m.counts.excluded).toEqual({ rated_down_uncorrected: 2, extractive: 1, errored: 1, cancelled: 0 });
+    expect(m.counts).toMatchObject({ rows_matched: 7, rows_read: 6, examples: 3, corrections_used: 2 });
+    expect(m.filters).toMatchObject({ min_rating: null, include_extractive: false });
+
+    m = await exportJson('--format', 'sft', '--out', out, '--include-extractive');
+    expect(targetsOf()).toEqual(['good answer', 'the corrected answer', placeholder, 'the user-written answer']);
+    expect(m.counts.excluded).toEqual({ rated_down_uncorrected: 2, extractive: 0, errored: 1, cancelled: 0 });
+    expect(m.filters.include_extractive).toBe(true);
+
+    m = await exportJson('--format', 'sft', '--out', out, '--min-rating=-1', '--include-extractive');
+    expect(targetsOf()).toEqual(['good answer', 'bad answer', 'the corrected answer', placeholder, 'the user-written answer', placeholder3]);
+    expect(m.counts.excluded).toEqual({ rated_down_uncorrected: 0, extractive: 0, errored: 1, cancelled: 0 });
+
+    // The human report names the exclusions.
+    const res = await cli('--format', 'sft', '--out', out);
+    expect(res.stdout).toMatch(/excluded: 2 rated down without a correction \(--min-rating=-1 keeps them\), 1 extractive \(--include-extractive\), 1 errored/);
+  });
+
+  it('scrubs the user\'s words and the answers but not the retrieved passages, unless --scrub-context', async () => {
+    const a = fx.conversation('ann');
+    const manual = { title: 'Network guide', heading: 'Static addresses', file: 'net.md', text: "Set inet '192.168.7.20' on eth0; INSERT INTO staff VALUES ('Alice','555-201-3344'); Part 555-201-3344 is the bracket." };
+    const r = fx.respond({ conversation: a, query: 'My laptop 10.1.2.3 cannot reach the gateway, call me on (555) 201-3344', answer: 'Use 192.168.7.20 as in the guide [1].', sources: [manual] });
+    fx.feedback(r, -1, 'Ask admin@example.com to set 192.168.7.20 [1].');
+    let m = await exportJson('--format', 'sft', '--out', out);
+    let line = checkSftLine(readJsonl(out)[0], 'l');
+    const userMsg = line[1]!.content;
+    expect(userMsg).toContain(manual.text);
+    expect(userMsg).toContain('Question: My laptop [IP_ADDRESS] cannot reach the gateway, call me on [PHONE]');
+    expect(lastContent(line)).toBe('Ask [EMAIL] to set [IP_ADDRESS] [1].');
+    expect(m.scrub).toMatchObject({ ipv4: 2, phone: 1, email: 1, total: 4, context: false });
+    expect(m.scrub.by_field.prompt_user).toMatchObject({ ipv4: 1, phone: 1, total: 2 });
+    expect(m.scrub.by_field.correction).toMatchObject({ ipv4: 1, email: 1, total: 2 });
+    expect(m.scrub.by_field.prompt_context.total).toBe(0);
+
+    m = await exportJson('--format', 'sft', '--out', out, '--scrub-context');
+    line = checkSftLine(readJsonl(out)[0], 'l');
+    expect(line[1]!.content).toContain("Set inet '[IP_ADDRESS]' on eth0");
+    // A quoted or labelled part number is not a phone number, even in scrubbed context.
+    expect(line[1]!.content).toContain("('Alice','555-201-3344'); Part 555-201-3344 is the bracket.");
+    expect(m.scrub).toMatchObject({ ipv4: 3, total: 5, context: true });
+    expect(m.scrub.by_field.prompt_context).toMatchObject({ ipv4: 1, total: 1 });
   });
 
   it('removes exact and near duplicates, keeping the first', async () => {
@@ -388,6 +455,54 @@ describe('mneme export --format preference', () => {
     expect(m.counts).toMatchObject({ pairs_from_corrections: 1, pairs_from_ratings: 1, unpaired: 1, examples: 2 });
     expect(m.counts.ratings).toEqual({ up: 1, down: 3, unrated: 0 });
     expect(m.files[0]).toMatchObject({ name: 'pref.jsonl', examples: 2, sha256: sha256File(prefOut) });
+  });
+
+  it('writes the OpenAI DPO shape by default and TRL conversational prompt/chosen/rejected with --preference-format trl', async () => {
+    const Msg = z.object({ role: z.enum(['system', 'user', 'assistant']), content: z.string() }).strict();
+    const Reply = z.tuple([z.object({ role: z.literal('assistant'), content: z.string().trim().min(1) }).strict()]);
+    const Hash = z.string().regex(/^[0-9a-f]{32}$/);
+    const endsWithUser = (m: Array<{ role: string }>): boolean => m[m.length - 1]?.role === 'user';
+    const OpenAiDpoLine = z
+      .object({ input: z.object({ messages: z.array(Msg).min(1).refine(endsWithUser) }).strict(), preferred_output: Reply, non_preferred_output: Reply, user: Hash, preferred_user: Hash })
+      .strict();
+    const TrlLine = z.object({ prompt: z.array(Msg).min(1).refine(endsWithUser), chosen: Reply, rejected: Reply, user: Hash, preferred_user: Hash }).strict();
+
+    const [a, b, c, d, e] = ['ann', 'bob', 'cat', 'dan', 'eve'].map((n) => fx.conversation(n)) as [string, string, string, string, string];
+    fx.feedback(fx.respond({ conversation: a, query: 'What does E-417 mean?', answer: 'A pump thing.', sources: [SOURCES.e417!] }), -1, 'Coolant pressure below 1.8 bar [1].');
+    fx.feedback(fx.respond({ conversation: b, query: 'When does the ferry leave?', answer: 'At 07:15 and 16:40 [1].', sources: [SOURCES.ferry!] }), 1);
+    fx.feedback(fx.respond({ conversation: c, query: 'When does the ferry leave?', answer: 'I could not find that.', sources: [SOURCES.ferry!] }), -1);
+    // The rated-up side is an extractive placeholder: not a preferred output unless --include-extractive.
+    fx.feedback(fx.respond({ conversation: d, query: 'How do I flash?', answer: 'Extractive answer (no language model is configured): > kestrelctl flash', sources: [SOURCES.kestrel!], modelBackend: 'extractive', modelId: 'extractive' }), 1);
+    fx.feedback(fx.respond({ conversation: e, query: 'How do I flash?', answer: 'No idea.', sources: [SOURCES.kestrel!] }), -1);
+
+    const prefOut = path.join(path.dirname(out), 'pref.jsonl');
+    const openai = await exportJson('--format', 'preference', '--out', prefOut);
+    const dpo = readJsonl(prefOut).map((v) => OpenAiDpoLine.parse(v));
+    expect(dpo.map((l) => [l.preferred_output[0].content, l.non_preferred_output[0].content])).toEqual([
+      ['Coolant pressure below 1.8 bar [1].', 'A pump thing.'],
+      ['At 07:15 and 16:40 [1].', 'I could not find that.'],
+    ]);
+    expect(openai.preference_format).toBe('openai');
+    expect(openai.counts.excluded.extractive).toBe(1);
+
+    const trl = await exportJson('--format', 'preference', '--out', prefOut, '--preference-format', 'trl');
+    const lines = readJsonl(prefOut).map((v) => TrlLine.parse(v));
+    expect(lines.map((l) => ({ prompt: l.prompt, chosen: l.chosen, rejected: l.rejected, user: l.user, preferred_user: l.preferred_user }))).toEqual(
+      dpo.map((l) => ({ prompt: l.input.messages, chosen: l.preferred_output, rejected: l.non_preferred_output, user: l.user, preferred_user: l.preferred_user })),
+    );
+    expect(() => OpenAiDpoLine.parse(readJsonl(prefOut)[0])).toThrow();
+    expect(trl.preference_format).toBe('trl');
+    expect(JSON.parse(fs.readFileSync(`${prefOut}.manifest.json`, 'utf8')).preference_format).toBe('trl');
+
+    await exportJson('--format', 'preference', '--out', prefOut, '--preference-format', 'trl', '--include-extractive');
+    expect(readJsonl(prefOut).map((v) => TrlLine.parse(v).chosen[0].content)).toContain('Extractive answer (no language model is configured): > kestrelctl flash');
+
+    expect((await cli('--format', 'preference', '--out', prefOut, '--preference-format', 'csv')).code).toBe(2);
+    const sft = await cli('--format', 'sft', '--out', out, '--preference-format', 'trl');
+    expect(sft.code).toBe(2);
+    expect(sft.stderr).toMatch(/--preference-format applies to --format preference/);
+    const sftManifest = await exportJson('--format', 'sft', '--out', out);
+    expect(sftManifest.preference_format).toBeNull();
   });
 
   it('drops a rating pair whose two conversations fall in different splits', async () => {

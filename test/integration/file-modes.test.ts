@@ -40,7 +40,8 @@ describe('file modes', () => {
     const outDir = tempDir();
     const out = path.join(outDir, 'sft.jsonl');
     const io = bufferIo(env);
-    expect(await exportCommand.run(['--format', 'sft', '--out', out, '--data-dir', dataDir], io), io.err()).toBe(0);
+    // The test server answers extractively (no language model): keep those answers so files are written.
+    expect(await exportCommand.run(['--format', 'sft', '--out', out, '--include-extractive', '--data-dir', dataDir], io), io.err()).toBe(0);
     const written = filesUnder(outDir);
     expect(written.length).toBeGreaterThan(0);
     for (const f of written) expect(mode(f), f).toBe(0o600);

@@ -343,7 +343,8 @@ export function featureExportContract(engine: FeatureEngineUnderTest): void {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mneme-export-contract-'));
       try {
         const out = path.join(dir, 'train.jsonl');
-        const result = await runExport({ store: s, format: 'sft', out, now: NOW });
+        // Every seeded row, as before the export's default exclusions (extractive, rated down uncorrected).
+        const result = await runExport({ store: s, format: 'sft', out, now: NOW, includeExtractive: true, filters: { minRating: -1 } });
         expect(result.written).toBe(true);
         const lines = fs.readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { user: string });
         expect(new Set(lines.map((l) => l.user))).toEqual(new Set([hashes[0], hashes[1]]));

@@ -19,6 +19,10 @@ type Db = Database.Database;
 export const SYSTEM_PROMPT =
   'You are mneme, an assistant that answers questions using only the numbered context passages supplied with each question. The passages come from the user\'s own document collection.\n\nRules:\n1. Use only facts stated in the context passages.\n2. Cite every factual claim with the number of the passage that supports it, in square brackets.';
 
+/** What answered by default: a language model (extractive answers are left out of exports by default). */
+export const DEFAULT_BACKEND = 'gguf';
+export const DEFAULT_MODEL_ID = 'qwen2.5-1.5b-instruct-q4_k_m';
+
 /** How earlier turns reach the model: inside the user message (prompts/answer.md) or as messages. */
 export type HistoryLayout = 'embedded' | 'messages';
 
@@ -190,8 +194,8 @@ export class LogFixture {
         promptName,
         templateHash(promptName),
         input.renderedPromptJson ?? JSON.stringify(messages),
-        input.modelBackend ?? 'extractive',
-        input.modelId ?? 'extractive-v1',
+        input.modelBackend ?? DEFAULT_BACKEND,
+        input.modelId ?? DEFAULT_MODEL_ID,
         JSON.stringify({ temperature: 0.2, top_p: 0.95, seed: 42 }),
         input.answer,
         status,

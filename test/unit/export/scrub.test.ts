@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { SCRUB_KINDS, SCRUB_TAGS, ScrubCache, emptyScrubCounts, hasLongToken, looksLikeSecret, scrubText } from '../../../src/export/scrub.ts';
-import type { ScrubKind } from '../../../src/export/scrub.ts';
+import { SCRUB_KINDS, SCRUB_TAGS, ScrubCache, emptyScrubCounts, hasLongToken, looksLikeSecret, passageSpan, scrubPromptMessages, scrubText } from '../../../src/export/scrub.ts';
+import type { ScrubCounts, ScrubField, ScrubKind } from '../../../src/export/scrub.ts';
 
 function scrub(text: string): { out: string; counts: Partial<Record<ScrubKind, number>> } {
   const counts = emptyScrubCounts();
@@ -17,7 +17,11 @@ const POSITIVES: Array<[string, ScrubKind, string]> = [
   ['E.164 +4915112345678 works', 'phone', '4915112345678'],
   ['desk 555-123-4567 or', 'phone', '555-123-4567'],
   ['desk (555) 123 4567 or', 'phone', '123 4567'],
-  ['dotted 555.123.4567.', 'phone', '555.123.4567'],
+  ['reach me at 555.123.4567.', 'phone', '555.123.4567'],
+  ['call (555) 201-3344 today', 'phone', '201-3344'],
+  ['my cell is +1 555 201 3344', 'phone', '555 201 3344'],
+  ['Questions? Our hotline 1-800-555-0199.', 'phone', '800-555-0199'],
+  ['Parts desk: 555-201-3344', 'phone', '555-201-3344'],
   ['phone: 030 1234567', 'phone', '030 1234567'],
   ['Tel. 0612 34 56 78', 'phone', '0612 34 56 78'],
   ['server at 192.168.1.20:8080 is down', 'ipv4', '192.168.1.20'],
@@ -68,6 +72,11 @@ const NEGATIVES: string[] = [
   'Call me maybe; phone 12 is short; fax 123.',
   'Temperature +20.5 degrees, +3 points, pages 100-200, score 3-1.',
   'Matrix 1 0 0 0 1 0 0 0 1 and 5 000 000 rows.',
+  // 3-3-4 part numbers: the phone shape, but a part label and no phone context or formatting.
+  'Part 555-201-3344 fits the pump housing.',
+  'Order P/N 123-456-7890 (rev B) and part number 555.201.3344.',
+  'Replace the seal (SKU 200-300-4000) every 500 hours.',
+  'Codes 555-201-3344 and 555-201-3345 are listed in table 4.',
 ];
 
 describe('scrubText', () => {
@@ -164,5 +173,68 @@ describe('hasLongToken', () => {
       }
       expect(hasLongToken(s, 32)).toBe(/[A-Za-z0-9+/_-]{32}/.test(s));
     }
+  });
+});
+
+describe('scrubPromptMessages: user text and answers by default, retrieved passages only on request', () => {
+  const passage = "[1] Network guide › Static addresses (source: net.md)\nSet inet '192.168.7.20' on eth0, then INSERT INTO staff VALUES ('Alice','555-201-3344'); mail admin@example.com.";
+  const question = 'Is ann@example.com allowed to use 10.9.8.7?';
+  const user = `Conversation so far:\nUser: my laptop is 10.1.2.3\nAssistant: Noted.\n\nContext passages:\n\n${passage}\n\n[2] FAQ › Contact (source: faq.md)\nWrite to help@example.org.\n\nQuestion: ${question}`;
+  const messages = [
+    { role: 'system' as const, content: 'Rules.\n\nNotes: the user is ann@example.com.' },
+    { role: 'user' as const, content: user },
+  ];
+
+  function run(scrubContext: boolean, msgs: ReadonlyArray<{ role: string; content: string; weight?: 0 }> = messages, query = question): { out: Array<{ role: string; content: string }>; byField: Partial<Record<ScrubField, Partial<ScrubCounts>>> } {
+    const byField: Partial<Record<ScrubField, ScrubCounts>> = {};
+    const out = scrubPromptMessages(msgs, query, { scrubContext }, (text, field) => scrubText(text, (byField[field] ??= emptyScrubCounts())));
+    const compact = Object.fromEntries(
+      Object.entries(byField).map(([f, c]) => [f, Object.fromEntries(Object.entries(c).filter(([, n]) => n > 0))]),
+    ) as Partial<Record<ScrubField, Partial<ScrubCounts>>>;
+    return { out, byField: compact };
+  }
+
+  it('finds the passages between the first [1] header and the question', () => {
+    const span = passageSpan(user, question);
+    expect(span).not.toBeNull();
+    expect(user.slice(span!.start, span!.end)).toBe(`${passage}\n\n[2] FAQ › Contact (source: faq.md)\nWrite to help@example.org.\n\nQuestion: `);
+    expect(passageSpan('Context passages:\n\n(no passages were found for this question)\n\nQuestion: q', 'q')).toBeNull();
+    // The question cannot be located: no span, so everything is scrubbed as user text.
+    expect(passageSpan(user, 'a question that is not there')).toBeNull();
+  });
+
+  it("leaves the manual's own text alone by default and scrubs the user's words around it", () => {
+    const { out, byField } = run(false);
+    const text = out[1]!.content;
+    expect(text).toContain(passage);
+    expect(text).toContain('help@example.org');
+    expect(text).toContain('User: my laptop is [IP_ADDRESS]');
+    expect(text).toContain('Question: Is [EMAIL] allowed to use [IP_ADDRESS]?');
+    expect(out[0]!.content).toBe('Rules.\n\nNotes: the user is [EMAIL].');
+    expect(byField).toEqual({ prompt_system: { email: 1 }, prompt_user: { email: 1, ipv4: 2 } });
+  });
+
+  it('scrubs the passages too with scrubContext, counted under prompt_context', () => {
+    const { out, byField } = run(true);
+    const text = out[1]!.content;
+    expect(text).not.toContain('192.168.7.20');
+    expect(text).not.toContain('help@example.org');
+    // The phone rule needs phone context or formatting: a quoted 3-3-4 value in SQL is left alone.
+    expect(text).toContain("'Alice','555-201-3344'");
+    expect(byField.prompt_context).toEqual({ ipv4: 1, email: 2 });
+  });
+
+  it('scrubs a whole user message when it has no passages or the question is not in it, and earlier turns by role', () => {
+    const noCtx = [{ role: 'user' as const, content: 'Context passages:\n\n(no passages were found)\n\nQuestion: mail me at ann@example.com' }];
+    expect(run(false, noCtx, 'mail me at ann@example.com').byField).toEqual({ prompt_user: { email: 1 } });
+    expect(run(false, messages, 'not the question').byField).toEqual({ prompt_system: { email: 1 }, prompt_user: { email: 3, ipv4: 3 } });
+    const turns = [
+      { role: 'user' as const, content: 'first question from 10.1.2.3' },
+      { role: 'assistant' as const, content: 'write to ops@example.org', weight: 0 as const },
+      { role: 'user' as const, content: user },
+    ];
+    const r = run(false, turns);
+    expect(r.byField).toEqual({ prompt_user: { ipv4: 3, email: 1 }, prompt_assistant: { email: 1 } });
+    expect(r.out[1]).toEqual({ role: 'assistant', content: 'write to [EMAIL]', weight: 0 });
   });
 });
