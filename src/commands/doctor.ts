@@ -16,6 +16,8 @@ export interface DoctorReport {
   problems: string[];
   warnings: string[];
   counts: Record<string, number>;
+  /** The storage engine: name, versions, settings (`engine=sqlite` or `engine=postgres`, pgvector version...). */
+  engine: Record<string, string>;
 }
 
 /** Checks that SQLite, FTS5 and the HNSW file agree. Pure read: never repairs. */
@@ -34,6 +36,8 @@ export async function diagnose(store: Store, dataDir: string): Promise<DoctorRep
   if (k.duplicateOrds > 0) problems.push(`${k.duplicateOrds} duplicate (document, ord) chunks`);
 
   const meta = await store.corpus.activeGeneration();
+  const engine = await store.corpus.engineReport(meta);
+  problems.push(...engine.problems);
   for (const b of await store.corpus.generations('building')) {
     warnings.push(`index generation ${b.generation} (${b.modelId}) is still building: re-run \`mneme reindex --model ${b.modelId}\``);
   }
@@ -41,7 +45,7 @@ export async function diagnose(store: Store, dataDir: string): Promise<DoctorRep
     const vecs = k.embeddings.reduce((n, e) => n + e.count, 0);
     if (vecs > 0) problems.push(`${vecs} stored embeddings but no active index generation`);
     else warnings.push('no vector index yet (no embedding model was available): BM25 only');
-    return { ok: problems.length === 0, problems, warnings, counts };
+    return { ok: problems.length === 0, problems, warnings, counts, engine: engine.facts };
   }
   counts.generation = meta.generation;
   const expected = await store.corpus.embeddedChunkIds(meta.modelId);
@@ -56,7 +60,7 @@ export async function diagnose(store: Store, dataDir: string): Promise<DoctorRep
   }
   // An engine with its own vector index (pgvector) has no file to compare.
   if (!store.corpus.nativeVectorSearch) problems.push(...checkIndexFile(indexFile(dataDir, meta), meta, expected, counts));
-  return { ok: problems.length === 0, problems, warnings, counts };
+  return { ok: problems.length === 0, problems, warnings, counts, engine: engine.facts };
 }
 
 /** Compares the saved HNSW file's labels with the stored embeddings. */
@@ -105,6 +109,7 @@ export const doctorCommand: Command = {
       await checkEmbeddingModel(report, config);
       if (opts.json) printJson(io.stdout, report);
       else {
+        io.stdout.write(`${Object.entries(report.engine).map(([k, v]) => `${k}=${v}`).join(' ')}\n`);
         io.stdout.write(`${Object.entries(report.counts).map(([k, v]) => `${k}=${v}`).join(' ')}\n`);
         for (const w of report.warnings) io.stdout.write(`warning: ${w}\n`);
         for (const p of report.problems) io.stdout.write(`PROBLEM: ${p}\n`);

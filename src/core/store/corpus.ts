@@ -140,6 +140,11 @@ export interface CorpusCounts {
   embeddings: Array<{ modelId: string; count: number }>;
 }
 
+export interface EngineReport {
+  facts: Record<string, string>;
+  problems: string[];
+}
+
 export interface CorpusStore {
   /**
    * True when the engine searches vectors itself (`searchVector`: PostgreSQL + pgvector); false when
@@ -228,6 +233,11 @@ export interface CorpusStore {
 
   // --- checks ---
   counts(): Promise<CorpusCounts>;
+  /**
+   * What `doctor` reports about the engine itself: facts (versions, settings) and problems (a missing
+   * extension, a missing vector index for the active generation).
+   */
+  engineReport(active: IndexGeneration | null): Promise<EngineReport>;
   /** Embeddings of `modelId` whose stored size is not `dimension` float32 values. */
   wrongSizeEmbeddings(modelId: string, dimension: number): Promise<number>;
 }

@@ -23,6 +23,7 @@ import type {
   CorpusCounts,
   CorpusStore,
   DocumentRef,
+  EngineReport,
   FeedBounds,
   IndexGeneration,
   NewChunk,
@@ -590,6 +591,22 @@ export class PostgresCorpusStore implements CorpusStore {
       'SELECT model_id AS "modelId", count(*) AS count FROM embeddings GROUP BY model_id ORDER BY model_id',
     );
     return { ...r!, integrity: ['ok'], foreignKeyViolations: 0, embeddings };
+  }
+
+  async engineReport(active: IndexGeneration | null): Promise<EngineReport> {
+    const v = await this.c.one<{ server: string; vector: string | null }>(
+      "SELECT current_setting('server_version') AS server, (SELECT extversion FROM pg_extension WHERE extname = 'vector') AS vector",
+    );
+    const facts: Record<string, string> = { engine: 'postgres', server_version: v?.server ?? '?', pgvector: v?.vector ?? 'missing' };
+    const problems: string[] = [];
+    if (!v?.vector) problems.push('the pgvector extension is not installed in this database (CREATE EXTENSION vector)');
+    if (active) {
+      const name = hnswIndexName(active.modelId, active.dimension);
+      const ix = await this.c.one<{ n: number }>('SELECT count(*)::int AS n FROM pg_indexes WHERE indexname = $1', [name]);
+      facts.vector_index = name;
+      if (!ix?.n) problems.push(`the HNSW index ${name} for the active model ${active.modelId} is missing (run \`mneme reindex\`)`);
+    }
+    return { facts, problems };
   }
 
   /** Embeddings of `modelId` whose dimension is not `dimension`. */

@@ -16,6 +16,7 @@ import type {
   CorpusChange,
   CorpusCounts,
   CorpusStore,
+  EngineReport,
   DocumentRef,
   FeedBounds,
   IndexGeneration,
@@ -485,6 +486,21 @@ export class SqliteCorpusStore implements CorpusStore {
         .stmt<[], { modelId: string; count: number }>('SELECT model_id AS modelId, count(*) AS count FROM embeddings GROUP BY model_id')
         .all(),
     }));
+  }
+
+  async engineReport(): Promise<EngineReport> {
+    const facts: Record<string, string> = {
+      engine: 'sqlite',
+      file: this.c.file,
+      sqlite_version: this.c.stmt<[], string>('SELECT sqlite_version()').pluck().get() ?? '?',
+      journal_mode: String(this.c.db.pragma('journal_mode', { simple: true })),
+      secure_delete: String(this.c.db.pragma('secure_delete', { simple: true })),
+    };
+    const problems: string[] = [];
+    if (facts.journal_mode !== 'wal') problems.push(`journal_mode is ${facts.journal_mode}, expected wal`);
+    const fts = this.c.stmt<[], number>("SELECT count(*) FROM sqlite_schema WHERE name = 'chunks_fts'").pluck().get() ?? 0;
+    if (fts === 0) problems.push('the FTS5 table chunks_fts is missing');
+    return { facts, problems };
   }
 
   /** Embeddings of `modelId` whose byte length is not `dimension` float32s. */
