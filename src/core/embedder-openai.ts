@@ -26,8 +26,8 @@ import {
   openAIEmbedModelId,
   parseEmbedServer,
 } from './config.ts';
-import type { Embedder, EmbedderInfo } from './embedder.ts';
-import { EmbedderUnavailableError } from './embedder.ts';
+import type { Embedder, EmbedderInfo } from './embedder-types.ts';
+import { EmbedderUnavailableError } from './embedder-types.ts';
 import { MnemeError, UpstreamError, UpstreamTimeoutError } from './errors.ts';
 import { estimateTokens } from './tokens.ts';
 

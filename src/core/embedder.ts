@@ -8,10 +8,15 @@ import type { Worker } from 'node:worker_threads';
 import { AutoTokenizer, env } from '@huggingface/transformers';
 import type { PreTrainedTokenizer } from '@huggingface/transformers';
 import type { Config } from './config.ts';
-import { MnemeError, ModelLoadError } from './errors.ts';
+import { EmbedderUnavailableError } from './embedder-types.ts';
+import type { Embedder, EmbedderInfo } from './embedder-types.ts';
+import { ModelLoadError } from './errors.ts';
 import { missingEmbeddingModelMessage } from './model-files.ts';
 import { configureTransformersEnv } from './transformers-env.ts';
 import { startWorker } from './workers.ts';
+
+export type { Embedder, EmbedderInfo } from './embedder-types.ts';
+export { EmbedderUnavailableError } from './embedder-types.ts';
 
 /**
  * Padded tokens per batch sent to the model (batch size × longest item). Measured on 2 cores with
@@ -23,25 +28,6 @@ export const EMBED_BATCH_TOKENS = 1024;
 export const EMBED_BATCH_MAX_ITEMS = 64;
 /** Trained length of the default all-MiniLM-L6-v2 (its tokenizer says 512, the model was trained at 256). */
 export const DEFAULT_EMBED_MAX_TOKENS = 256;
-
-export interface EmbedderInfo {
-  modelId: string;
-  dimension: number;
-  /** Inputs are truncated to this many tokens. */
-  maxTokens: number;
-  /** `server`: an embedding server pools (OpenAIEmbedder); mneme cannot tell how. */
-  pooling: 'mean' | 'cls' | 'server';
-  normalized: boolean;
-}
-
-export interface Embedder {
-  readonly info: EmbedderInfo;
-  /** Tokens the model would see for `text` (before truncation, special tokens included). */
-  countTokens(text: string): number;
-  /** One vector per text, same order. @throws Error if the worker fails. */
-  embed(texts: string[]): Promise<Float32Array[]>;
-  close(): Promise<void>;
-}
 
 export interface EmbedWorkerData {
   modelRef: string;
@@ -102,17 +88,6 @@ export const EMBED_RESPAWN_MAX_MS = 30_000;
 /** Respawn delay after `attempt` consecutive failures (0-based), in ms: base·2^attempt, capped. Pure. */
 export function respawnDelayMs(attempt: number, baseMs = EMBED_RESPAWN_BASE_MS, maxMs = EMBED_RESPAWN_MAX_MS): number {
   return Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 30));
-}
-
-/**
- * 503 `embedder_unavailable`: no embedding worker is running right now (one crashed and is being
- * respawned, or the embedder is closed). Callers that can do without vectors (chat retrieval)
- * catch it and fall back to BM25.
- */
-export class EmbedderUnavailableError extends MnemeError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('embedder_unavailable', 503, message, options);
-  }
 }
 
 interface Pending {
