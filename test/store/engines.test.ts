@@ -16,6 +16,7 @@ import type { EngineUnderTest } from './contract/corpus.ts';
 import { corpusStoreContract } from './contract/corpus.ts';
 import { chatStoreContract } from './contract/chat.ts';
 import { featureExportContract } from './contract/features.ts';
+import { releaseStoreContract } from './contract/releases.ts';
 import { engineRunsRequired, findPostgresTestServer } from './postgres-env.ts';
 
 const dirs: string[] = [];
@@ -83,6 +84,7 @@ for (const engine of ENGINES) {
   describe(`${engine.name}: corpus store contract`, () => corpusStoreContract(engine));
   describe(`${engine.name}: users, conversations, predictions, monitoring contract`, () => chatStoreContract(engine));
   describe(`${engine.name}: features and exports contract`, () => featureExportContract(engine));
+  describe(`${engine.name}: releases contract`, () => releaseStoreContract(engine));
 }
 
 for (const engine of ENGINES) {

@@ -13,6 +13,7 @@ import type { ExportSource } from './exports.ts';
 import type { FeatureTableStore } from './features.ts';
 import type { MonitoringStore } from './monitoring.ts';
 import type { PredictionStore } from './predictions.ts';
+import type { ReleaseStore } from './releases.ts';
 import type { UserStore } from './users.ts';
 
 export type StoreEngine = 'sqlite' | 'postgres';
@@ -33,6 +34,8 @@ export interface Store {
   readonly features: FeatureTableStore;
   /** Snapshot reads for the training-data export. */
   readonly exports: ExportSource;
+  /** Releases (versioned answer configurations), their traffic states and audit. */
+  readonly releases: ReleaseStore;
   /**
    * An exclusive named lease among every process using this store (every replica on PostgreSQL:
    * an advisory lock; every process on the SQLite file: an OS file lock beside it), or null at once
@@ -54,4 +57,5 @@ export type { ExportSource } from './exports.ts';
 export type { FeatureTableStore } from './features.ts';
 export type { MonitoringStore } from './monitoring.ts';
 export type { PredictionStore } from './predictions.ts';
+export type { ReleaseStore } from './releases.ts';
 export type { UserStore } from './users.ts';

@@ -70,6 +70,10 @@ export interface PredictionRecord {
   status: ResponseStatus;
   errorCode: string | null;
   errorMessage: string | null;
+  /** The release that answered (issue 15); null/absent for rows written without one. */
+  release?: string | null | undefined;
+  /** The experiment arm that routed the request to it: 'live' or 'candidate'; null/absent without releases. */
+  arm?: 'live' | 'candidate' | null | undefined;
 }
 
 /**

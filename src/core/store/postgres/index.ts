@@ -12,6 +12,7 @@ import { PostgresExportSource } from './exports.ts';
 import { PostgresFeatureTableStore } from './features.ts';
 import { PostgresMonitoringStore } from './monitoring.ts';
 import { PostgresPredictionStore } from './predictions.ts';
+import { PostgresReleaseStore } from './releases.ts';
 import { PostgresUserStore } from './users.ts';
 
 export class PostgresStore implements Store {
@@ -23,6 +24,7 @@ export class PostgresStore implements Store {
   readonly monitoring: PostgresMonitoringStore;
   readonly features: PostgresFeatureTableStore;
   readonly exports: PostgresExportSource;
+  readonly releases: PostgresReleaseStore;
 
   /** @param connection an open connection; the store owns it from now on (close() closes it). */
   constructor(readonly connection: PostgresConnection) {
@@ -33,6 +35,7 @@ export class PostgresStore implements Store {
     this.monitoring = new PostgresMonitoringStore(connection);
     this.features = new PostgresFeatureTableStore(connection);
     this.exports = new PostgresExportSource(connection);
+    this.releases = new PostgresReleaseStore(connection);
   }
 
   async tryLease(name: string): Promise<StoreLease | null> {

@@ -20,7 +20,7 @@ const RESPONSE_COLUMNS = [
   'id', 'user_id', 'conversation_id', 'turn_index', 'created_at', 'endpoint', 'request_json', 'query', 'query_vector',
   'history_json', 'collection', 'top_k', 'retrieved_json', 'features_json', 'prompt_name', 'prompt_sha256',
   'rendered_prompt_json', 'model_backend', 'model_id', 'sampling_json', 'answer', 'citations_json', 'timings_json',
-  'prompt_tokens', 'completion_tokens', 'status', 'error_code', 'error_message',
+  'prompt_tokens', 'completion_tokens', 'status', 'error_code', 'error_message', 'release', 'arm',
 ] as const;
 const SQL_INSERT_RESPONSE = `INSERT INTO responses (${RESPONSE_COLUMNS.join(', ')}) VALUES (${RESPONSE_COLUMNS.map((_, i) => `$${i + 1}`).join(', ')})`;
 
@@ -61,6 +61,8 @@ function responseParams(r: PredictionRecord): ResponseParams {
     status: r.status,
     error_code: pgText(r.errorCode),
     error_message: pgText(r.errorMessage),
+    release: pgText(r.release ?? null),
+    arm: r.arm ?? null,
   };
 }
 

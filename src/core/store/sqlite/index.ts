@@ -13,6 +13,7 @@ import { SqliteExportSource } from './exports.ts';
 import { SqliteFeatureTableStore } from './features.ts';
 import { SqliteMonitoringStore } from './monitoring.ts';
 import { SqlitePredictionStore } from './predictions.ts';
+import { SqliteReleaseStore } from './releases.ts';
 import { SqliteUserStore } from './users.ts';
 
 export class SqliteStore implements Store {
@@ -24,6 +25,7 @@ export class SqliteStore implements Store {
   readonly monitoring: SqliteMonitoringStore;
   readonly features: SqliteFeatureTableStore;
   readonly exports: SqliteExportSource;
+  readonly releases: SqliteReleaseStore;
 
   /** @param connection an open connection; the store owns it from now on (close() closes it). */
   constructor(readonly connection: SqliteConnection) {
@@ -34,6 +36,7 @@ export class SqliteStore implements Store {
     this.monitoring = new SqliteMonitoringStore(connection);
     this.features = new SqliteFeatureTableStore(connection);
     this.exports = new SqliteExportSource(connection);
+    this.releases = new SqliteReleaseStore(connection);
   }
 
   /** The database file. */

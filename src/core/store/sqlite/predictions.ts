@@ -85,6 +85,8 @@ function responseParams(r: PredictionRecord): ResponseParams {
     status: r.status,
     error_code: r.errorCode,
     error_message: r.errorMessage,
+    release: r.release ?? null,
+    arm: r.arm ?? null,
   };
 }
 
@@ -92,7 +94,7 @@ const RESPONSE_COLUMNS = [
   'id', 'user_id', 'conversation_id', 'turn_index', 'created_at', 'endpoint', 'request_json', 'query', 'query_vector',
   'history_json', 'collection', 'top_k', 'retrieved_json', 'features_json', 'prompt_name', 'prompt_sha256',
   'rendered_prompt_json', 'model_backend', 'model_id', 'sampling_json', 'answer', 'citations_json', 'timings_json',
-  'prompt_tokens', 'completion_tokens', 'status', 'error_code', 'error_message',
+  'prompt_tokens', 'completion_tokens', 'status', 'error_code', 'error_message', 'release', 'arm',
 ] as const;
 const INSERT_RESPONSE_SQL = `INSERT INTO responses (${RESPONSE_COLUMNS.join(', ')}) VALUES (${RESPONSE_COLUMNS.map((c) => `@${c}`).join(', ')})`;
 
