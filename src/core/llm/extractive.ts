@@ -10,18 +10,30 @@ import type { ChatModel, ContextPassage, GenerateRequest, GenerateResult, ModelS
 
 /** Most sentences quoted in one answer. */
 export const EXTRACTIVE_MAX_SENTENCES = 4;
-/** Fewest sentences quoted when at least that many overlap the question. */
-export const EXTRACTIVE_MIN_SENTENCES = 2;
+/** Fewest sentences quoted (when any qualifies): the relative-score cut applies after these. */
+export const EXTRACTIVE_MIN_SENTENCES = 1;
 /** A sentence beyond the minimum is quoted only if it scores at least this fraction of the best one. */
-export const EXTRACTIVE_RELATIVE_SCORE = 0.35;
+export const EXTRACTIVE_RELATIVE_SCORE = 0.6;
 /** Sentences with fewer words are headings or fragments, not answers. */
 export const EXTRACTIVE_MIN_SENTENCE_WORDS = 4;
 /** A quoted sentence longer than this is cut at a word boundary (characters). */
 export const EXTRACTIVE_MAX_SENTENCE_CHARS = 400;
+/**
+ * Share of the question's key terms (weighted by idf over the passages) the quoted units must cover
+ * together, counting terms in their text and their heading/passage title. A sentence that shares
+ * one word with an off-topic question ("capital" in a manual's example about a `capitals` table,
+ * asked for the capital of France, where "france" is in no passage and so weighs most) is not an
+ * answer.
+ */
+export const EXTRACTIVE_MIN_COVERAGE = 0.6;
+/** Weight of a key term found only in the unit's heading or passage title (1 = in the sentence). */
+export const EXTRACTIVE_SUBJECT_WEIGHT = 0.75;
+/** Weight of a compound key term ("work_mem") matched only by its parts ("work", "mem"). */
+export const EXTRACTIVE_PART_WEIGHT = 0.25;
 
 export const EXTRACTIVE_NOTE = 'Extractive answer (no language model is configured): the passages below are quoted from your documents.';
 export const EXTRACTIVE_NOTHING_FOUND =
-  'Extractive answer (no language model is configured): I found nothing relevant to your question in the documents.';
+  'Extractive answer (no language model is configured): the documents do not cover this question.';
 
 const STOPWORDS = new Set(
   (
@@ -77,41 +89,79 @@ export function tokenizeTerms(text: string): string[] {
   return out;
 }
 
-export type SentenceKind = 'prose' | 'heading' | 'code';
+export type SentenceKind = 'prose' | 'heading' | 'code' | 'table' | 'nav';
 
-/** Most words in a lone, unpunctuated line for it to count as a title rather than prose. */
+/** Most words in a lone, unterminated line for it to count as a title rather than prose. */
 const TITLE_MAX_WORDS = 10;
 const LIST_MARKER = /^(?:[-*+•]\s+|\d{1,3}[.)]\s+|>\s?)/;
+/** A table row as loaders write it (`a | b | c`) or as markdown has it (`| a | b |`, `|---|`). */
+const TABLE_ROW = /^\|.*\|$|^[^|]+(?:\s\|\s[^|]*){1,}$|^\|?\s*:?-{3,}/;
+/** Words of page chrome: a short line made only of these is navigation, never an answer. */
+const NAV_WORDS = new Set(['prev', 'previous', 'next', 'up', 'home', 'top', 'back', 'contents', 'index', 'search', 'menu', 'skip', 'to', 'main', 'content', 'toc', 'go']);
+/** Most words a navigation line has. */
+const NAV_MAX_WORDS = 6;
+/** Statements that open a line of SQL (or a psql/shell session) in manuals. */
+const CODE_START = /^(?:(?:SELECT|INSERT|UPDATE|DELETE|CREATE|ALTER|DROP|WITH|GRANT|REVOKE|BEGIN|COMMIT|ROLLBACK|EXPLAIN|VACUUM|ANALYZE|SET|SHOW|COPY|TRUNCATE|CALL|PREPARE|EXECUTE|LISTEN|NOTIFY|REINDEX|CLUSTER)\b|\$ |=>|=#|postgres=)/;
+
+function isTableRow(line: string): boolean {
+  return TABLE_ROW.test(line);
+}
+
+function isNavLine(line: string): boolean {
+  const words = line.toLowerCase().split(/[\s|»«›‹/·•–-]+/).filter((w) => w !== '');
+  return words.length > 0 && words.length <= NAV_MAX_WORDS && words.every((w) => NAV_WORDS.has(w));
+}
 
 /**
- * Splits text into sentences, each tagged prose, heading or code. Hard-wrapped lines are joined;
- * blank lines and list items start a new sentence; markdown headings, ALL-CAPS lines and lone
- * unpunctuated short lines are headings; lines inside ``` fences are code, one per line. Markdown
- * markers (#, -, *, 1., >) are stripped and whitespace is collapsed.
+ * True for a paragraph (raw lines, indentation kept) that is code although no ``` fence marks it:
+ * HTML loaders keep `<pre>` text verbatim but unfenced. Code = it opens with a statement keyword
+ * (upper case, as manuals write SQL) and does not read as a sentence, or ends a line with `;`, or
+ * most of its continuation lines are indented.
  */
-export function segmentSentences(text: string): { text: string; kind: SentenceKind }[] {
-  const blocks: { lines: string[]; kind: SentenceKind; list: boolean }[] = [];
+function looksLikeCode(lines: readonly string[]): boolean {
+  const first = lines[0]?.trim() ?? '';
+  if (CODE_START.test(first) && !/[.!?]$/.test(first) && !/^[A-Z]+ [a-z]+ [a-z]+ [a-z]+/.test(first)) return true;
+  if (lines.some((l) => /;\s*$/.test(l) && !/[.!?]\s/.test(l))) return CODE_START.test(first) || lines.length > 1;
+  const rest = lines.slice(1);
+  return rest.length > 0 && rest.filter((l) => /^(?:\s{2,}|\t)/.test(l)).length * 2 >= rest.length;
+}
+
+interface Block {
+  lines: string[];
+  kind: SentenceKind;
+}
+
+/** Splits text into blocks: blank lines, list items, headings, fences, table rows and nav lines separate them. */
+function toBlocks(text: string): Block[] {
+  const blocks: Block[] = [];
   let current: string[] = [];
+  let raw: string[] = [];
   let currentIsList = false;
   const flush = (): void => {
     if (current.length) {
       const only = current[0] ?? '';
-      const title = current.length === 1 && !currentIsList && !/[.!?:;,)]$/.test(only) && only.split(/\s+/).length <= TITLE_MAX_WORDS;
-      blocks.push({ lines: current, kind: title ? 'heading' : 'prose', list: currentIsList });
+      const title = current.length === 1 && !currentIsList && !/[.!?:;,]$/.test(only) && only.split(/\s+/).length <= TITLE_MAX_WORDS;
+      blocks.push({ lines: looksLikeCode(raw) ? raw : current, kind: looksLikeCode(raw) ? 'code' : title ? 'heading' : 'prose' });
     }
     current = [];
+    raw = [];
     currentIsList = false;
   };
-  let inFence = false;
-  for (const raw of text.split(/\r?\n/)) {
-    const line = raw.trim();
+  let fence: string[] | null = null;
+  for (const rawLine of text.split(/\r?\n/)) {
+    const line = rawLine.trim();
     if (/^(?:```|~~~)/.test(line)) {
       flush();
-      inFence = !inFence;
+      if (fence) {
+        if (fence.length) blocks.push({ lines: fence, kind: 'code' });
+        fence = null;
+      } else {
+        fence = [];
+      }
       continue;
     }
-    if (inFence) {
-      if (line !== '') blocks.push({ lines: [line], kind: 'code', list: false });
+    if (fence) {
+      fence.push(rawLine.replace(/\s+$/, ''));
       continue;
     }
     if (line === '') {
@@ -119,109 +169,238 @@ export function segmentSentences(text: string): { text: string; kind: SentenceKi
       continue;
     }
     const heading = /^#{1,6}\s+(.*)$/.exec(line);
-    const shouting = /\p{Lu}.*\p{Lu}/u.test(line) && !/\p{Ll}/u.test(line) && line.split(/\s+/).length <= TITLE_MAX_WORDS * 2;
-    if (heading || shouting) {
+    const shouting = /\p{Lu}.*\p{Lu}/u.test(line) && !/\p{Ll}/u.test(line) && line.split(/\s+/).length <= TITLE_MAX_WORDS * 2 && !CODE_START.test(line);
+    const special: SentenceKind | null = heading || shouting ? 'heading' : isNavLine(line) ? 'nav' : isTableRow(line) ? 'table' : null;
+    if (special) {
       flush();
-      blocks.push({ lines: [heading ? (heading[1] ?? '') : line], kind: 'heading', list: false });
+      blocks.push({ lines: [heading ? (heading[1] ?? '') : line], kind: special });
       continue;
     }
     if (/^(?:=+|-{2,})$/.test(line) && current.length === 1) {
       // Setext heading underline: the line above was a heading.
-      blocks.push({ lines: current, kind: 'heading', list: false });
+      blocks.push({ lines: current, kind: 'heading' });
       current = [];
+      raw = [];
       continue;
     }
-    if (LIST_MARKER.test(line) || line.startsWith('|')) {
+    if (LIST_MARKER.test(line)) {
       flush();
       currentIsList = true;
     }
     current.push(line.replace(LIST_MARKER, ''));
+    raw.push(rawLine.replace(/\s+$/, ''));
   }
+  if (fence?.length) blocks.push({ lines: fence, kind: 'code' });
   flush();
+  return blocks;
+}
+
+/** Splits one prose block into sentences (abbreviations and initials do not end one). */
+function proseSentences(joined: string): string[] {
+  const out: string[] = [];
+  let start = 0;
+  for (const m of joined.matchAll(/[.!?]+["')\]]*(\s+)(?=["'(\[]?[\p{Lu}\p{N}])/gu)) {
+    const endPunct = m.index + m[0].length - (m[1]?.length ?? 0);
+    const before = joined.slice(start, m.index);
+    const lastWord = (/([\p{L}.]+)$/u.exec(before)?.[1] ?? '').toLowerCase();
+    // "e.g. Foo", "Dr. Smith", initials ("J. Doe"): not a sentence end.
+    if (ABBREVIATIONS.has(lastWord.replace(/\.$/, '')) || /^\p{L}$/u.test(lastWord)) continue;
+    const sentence = joined.slice(start, endPunct).trim();
+    if (sentence) out.push(sentence);
+    start = m.index + m[0].length;
+  }
+  const rest = joined.slice(start).trim();
+  if (rest) out.push(rest);
+  return out;
+}
+
+/**
+ * Splits text into segments tagged prose (one sentence each), heading, code (a whole block, lines
+ * and indentation kept: ``` fenced, or unfenced code as HTML loaders keep `<pre>`), table (one row)
+ * or nav (page chrome such as "Prev Up Next"). Hard-wrapped prose lines are joined; blank lines and
+ * list items start a new sentence; markdown headings, ALL-CAPS lines and lone unterminated short
+ * lines (`work_mem (integer)`) are headings. Markdown markers (#, -, *, 1., >) are stripped.
+ */
+export function segmentSentences(text: string): { text: string; kind: SentenceKind }[] {
   const out: { text: string; kind: SentenceKind }[] = [];
-  for (const block of blocks) {
-    const joined = block.lines.join(' ').replace(/\s+/g, ' ').trim();
-    if (joined === '') continue;
-    if (block.kind !== 'prose') {
-      out.push({ text: joined, kind: block.kind });
+  for (const block of toBlocks(text)) {
+    if (block.kind === 'code') {
+      const code = block.lines.join('\n').replace(/^\n+|\s+$/g, '');
+      if (code.trim() !== '') out.push({ text: code, kind: 'code' });
       continue;
     }
-    let start = 0;
-    for (const m of joined.matchAll(/[.!?]+["')\]]*(\s+)(?=["'(\[]?[\p{Lu}\p{N}])/gu)) {
-      const endPunct = m.index + m[0].length - (m[1]?.length ?? 0);
-      const before = joined.slice(start, m.index);
-      const lastWord = (/([\p{L}.]+)$/u.exec(before)?.[1] ?? '').toLowerCase();
-      // "e.g. Foo", "Dr. Smith", initials ("J. Doe"): not a sentence end.
-      if (ABBREVIATIONS.has(lastWord.replace(/\.$/, '')) || /^\p{L}$/u.test(lastWord)) continue;
-      const sentence = joined.slice(start, endPunct).trim();
-      if (sentence) out.push({ text: sentence, kind: 'prose' });
-      start = m.index + m[0].length;
-    }
-    const rest = joined.slice(start).trim();
-    if (rest) out.push({ text: rest, kind: 'prose' });
+    const joined = block.lines.join(' ').replace(/\s+/g, ' ').trim();
+    if (joined === '') continue;
+    if (block.kind !== 'prose') out.push({ text: joined, kind: block.kind });
+    else for (const s of proseSentences(joined)) out.push({ text: s, kind: 'prose' });
   }
   return out;
 }
 
-/** The prose sentences of `text` (headings and code lines left out); see segmentSentences. */
+/** The prose sentences of `text` (headings, code, table rows and navigation left out); see segmentSentences. */
 export function splitSentences(text: string): string[] {
   return segmentSentences(text)
     .filter((s) => s.kind === 'prose')
     .map((s) => s.text);
 }
 
-interface Candidate {
+/**
+ * The question's key terms: content words, normalised like tokenizeTerms, a compound ("work_mem",
+ * "E-417") kept whole and not split into its parts. Distinct, in order.
+ */
+export function keyTerms(text: string): string[] {
+  const out = new Set<string>();
+  const norm = text.normalize('NFKD').replace(/\p{M}+/gu, '').toLowerCase();
+  for (const m of norm.matchAll(/[\p{L}\p{N}]+(?:['’][\p{L}]+)?(?:[-_.][\p{L}\p{N}]+)*/gu)) {
+    const word = m[0].replace(/['’]s$/, '').replace(/['’]/g, '');
+    if (/[-_.]/.test(word)) out.add(word);
+    else if (word !== '' && !STOPWORDS.has(word) && (word.length > 1 || /\d/.test(word))) out.add(stem(word));
+  }
+  return [...out];
+}
+
+/** Key terms plus the parts of compounds (what a text offers to match a question's key terms). */
+function termSet(text: string): Set<string> {
+  return new Set([...tokenizeTerms(text), ...keyTerms(text)]);
+}
+
+const isCompound = (t: string): boolean => /[-_.]/.test(t);
+
+/** How a quotable sentence ends (terminal punctuation, possibly inside quotes or brackets). */
+const SENTENCE_END = /[.!?:;]["'”’)\]]*$|\)$/;
+
+interface Unit {
   passageIndex: number;
-  sentenceIndex: number;
+  order: number;
+  n: number;
+  kind: 'prose' | 'code';
+  text: string;
+  /** The code block right after this sentence, when the sentence introduces it ("…as follows:"). */
+  code: string | null;
+  /** Nearest heading above the unit inside the passage ('' when none). */
+  subject: string;
+  title: string;
+}
+
+/** Quotable units of the passages: prose sentences (with the code they introduce) and code blocks. */
+function quotableUnits(passages: readonly ContextPassage[]): Unit[] {
+  const units: Unit[] = [];
+  passages.forEach((p, passageIndex) => {
+    let subject = '';
+    const segments = segmentSentences(p.text);
+    segments.forEach((seg, order) => {
+      if (seg.kind === 'heading') subject = seg.text;
+      if (seg.kind !== 'prose' && seg.kind !== 'code') return;
+      // A prose unit is a sentence: enough words, lower-case letters, and an end (titles and
+      // fragments such as "Example 11.8. Setting up a Partial Index" have none).
+      if (seg.kind === 'prose' && (seg.text.split(/\s+/).length < EXTRACTIVE_MIN_SENTENCE_WORDS || !/\p{Ll}/u.test(seg.text) || !SENTENCE_END.test(seg.text))) return;
+      const next = segments[order + 1];
+      const code = seg.kind === 'prose' && /:$/.test(seg.text) && next?.kind === 'code' ? next.text : null;
+      units.push({ passageIndex, order, n: p.n, kind: seg.kind, text: seg.text, code, subject, title: p.title });
+    });
+  });
+  return units;
+}
+
+export interface SelectedSentence {
   n: number;
   text: string;
   score: number;
-  key: string;
+  /** 'code': `text` is a code block, quoted fenced. */
+  kind?: 'prose' | 'code';
+  /** Code the sentence introduces, quoted fenced after it. */
+  code?: string | null;
+}
+
+/** Which key terms a unit covers: in its own text, or only through its heading / passage title. */
+function unitCoverage(u: Unit, terms: readonly string[]): { own: Set<string>; subject: Set<string>; parts: Set<string> } {
+  const own = termSet(u.text);
+  const around = new Set([...termSet(u.subject), ...termSet(u.title)]);
+  const out = { own: new Set<string>(), subject: new Set<string>(), parts: new Set<string>() };
+  for (const t of terms) {
+    if (own.has(t)) out.own.add(t);
+    else if (around.has(t)) out.subject.add(t);
+    else if (isCompound(t) && t.split(/[-_.]/).every((part) => part.length < 2 || own.has(stem(part)))) out.parts.add(t);
+  }
+  return out;
 }
 
 /**
- * Picks the sentences to quote: scored by the idf-weighted distinct question terms they contain
- * (idf over the passages), best first with ties broken by passage rank, then re-sorted into passage
- * order. Pure and deterministic.
+ * Scores one unit: Σ idf(t) over the question's key terms t, 1 for a term in the unit itself,
+ * EXTRACTIVE_SUBJECT_WEIGHT for one only in its heading or the passage title (the sentence
+ * "The default value is four megabytes." is about `work_mem` because it sits under that entry),
+ * EXTRACTIVE_PART_WEIGHT for a compound matched only by its parts; times the share of key terms
+ * covered. null when the unit contains no key term itself.
  */
-export function selectSentences(query: string, passages: ContextPassage[], maxSentences = EXTRACTIVE_MAX_SENTENCES): { n: number; text: string; score: number }[] {
-  const queryTerms = new Set(tokenizeTerms(query));
-  if (queryTerms.size === 0 || passages.length === 0) return [];
-  const passageTerms = passages.map((p) => new Set(tokenizeTerms(`${p.title}\n${p.text}`)));
+function scoreUnit(u: Unit, terms: readonly string[], idf: ReadonlyMap<string, number>): number | null {
+  const c = unitCoverage(u, terms);
+  if (c.own.size === 0) return null;
+  let score = 0;
+  for (const t of c.own) score += idf.get(t) ?? 0;
+  for (const t of c.subject) score += (idf.get(t) ?? 0) * EXTRACTIVE_SUBJECT_WEIGHT;
+  for (const t of c.parts) score += (idf.get(t) ?? 0) * EXTRACTIVE_PART_WEIGHT;
+  // Covering more of the question counts twice: "The default value is 4MB" (default, value, under
+  // work_mem) beats "If this value is specified without units…" (value, under work_mem).
+  return (score * (c.own.size + c.subject.size)) / terms.length;
+}
+
+/** True when the unit's own heading names identifiers (compounds) none of which the question asks about. */
+function aboutSomethingElse(u: Unit, terms: readonly string[]): boolean {
+  const asked = terms.filter(isCompound);
+  const named = keyTerms(u.subject).filter(isCompound);
+  return asked.length > 0 && named.length > 0 && !named.some((t) => asked.includes(t));
+}
+
+/**
+ * Picks what to quote: prose sentences (never headings, table rows or navigation) and code blocks
+ * that contain at least one of the question's key terms, scored by scoreUnit (idf over the
+ * passages), best first with ties broken by passage rank, at most `maxSentences`, then re-sorted
+ * into passage order. Units under another identifier's heading (hash_mem_multiplier's entry when
+ * asked about work_mem) are used only when no other unit qualifies. Nothing is picked unless the
+ * chosen units together (with their headings) cover at least EXTRACTIVE_MIN_COVERAGE of the key
+ * terms' idf weight: a term no passage contains weighs most, so one shared common word with an
+ * off-topic question is not an answer. Pure and deterministic.
+ */
+export function selectSentences(query: string, passages: ContextPassage[], maxSentences = EXTRACTIVE_MAX_SENTENCES): SelectedSentence[] {
+  const terms = keyTerms(query);
+  if (terms.length === 0 || passages.length === 0) return [];
+  const passageTerms = passages.map((p) => termSet(`${p.title}\n${p.text}`));
   const idf = new Map<string, number>();
-  const N = passages.length;
-  for (const t of queryTerms) {
+  for (const t of terms) {
     const df = passageTerms.filter((s) => s.has(t)).length;
     // BM25-style idf, kept positive so a term present everywhere still counts a little.
-    idf.set(t, Math.log(1 + (N - df + 0.5) / (df + 0.5)));
+    idf.set(t, Math.log(1 + (passages.length - df + 0.5) / (df + 0.5)));
   }
-  const candidates: Candidate[] = [];
-  passages.forEach((p, passageIndex) => {
-    splitSentences(p.text).forEach((text, sentenceIndex) => {
-      const words = text.split(/\s+/).length;
-      if (words < EXTRACTIVE_MIN_SENTENCE_WORDS) return;
-      const terms = tokenizeTerms(text);
-      const distinct = new Set(terms);
-      let score = 0;
-      for (const t of distinct) score += idf.get(t) ?? 0;
-      if (score <= 0) return;
-      candidates.push({ passageIndex, sentenceIndex, n: p.n, text, score, key: terms.join(' ') });
-    });
-  });
-  candidates.sort((a, b) => b.score - a.score || a.passageIndex - b.passageIndex || a.sentenceIndex - b.sentenceIndex);
-  const chosen: Candidate[] = [];
+  const scored: Array<Unit & { score: number; key: string; offSubject: boolean }> = [];
+  for (const u of quotableUnits(passages)) {
+    const score = scoreUnit(u, terms, idf);
+    if (score !== null && score > 0) scored.push({ ...u, score, key: tokenizeTerms(u.text).join(' '), offSubject: aboutSomethingElse(u, terms) });
+  }
+  const onSubject = scored.filter((u) => !u.offSubject);
+  const pool = onSubject.length > 0 ? onSubject : scored;
+  pool.sort((a, b) => b.score - a.score || a.passageIndex - b.passageIndex || a.order - b.order);
+  const chosen: typeof pool = [];
   const seen = new Set<string>();
-  const best = candidates[0]?.score ?? 0;
-  for (const c of candidates) {
+  const best = pool[0]?.score ?? 0;
+  for (const c of pool) {
     if (chosen.length >= maxSentences) break;
     // Overlapping chunks repeat sentences: quote each once (the better-ranked passage wins).
     if (seen.has(c.key)) continue;
     if (chosen.length >= EXTRACTIVE_MIN_SENTENCES && c.score < best * EXTRACTIVE_RELATIVE_SCORE) break;
     seen.add(c.key);
+    if (c.code !== null) seen.add(tokenizeTerms(c.code).join(' '));
     chosen.push(c);
   }
-  chosen.sort((a, b) => a.passageIndex - b.passageIndex || a.sentenceIndex - b.sentenceIndex);
-  return chosen.map((c) => ({ n: c.n, text: c.text, score: c.score }));
+  const covered = new Set<string>();
+  for (const c of chosen) {
+    const cov = unitCoverage(c, terms);
+    for (const t of [...cov.own, ...cov.subject]) covered.add(t);
+  }
+  const total = terms.reduce((sum, t) => sum + (idf.get(t) ?? 0), 0);
+  const got = [...covered].reduce((sum, t) => sum + (idf.get(t) ?? 0), 0);
+  if (total <= 0 || got / total < EXTRACTIVE_MIN_COVERAGE) return [];
+  chosen.sort((a, b) => a.passageIndex - b.passageIndex || a.order - b.order);
+  return chosen.map((c) => ({ n: c.n, text: c.text, score: c.score, kind: c.kind, code: c.code }));
 }
 
 /** "Sentence text." + n → "Sentence text [n]." (the marker goes before the final punctuation). */
@@ -235,11 +414,41 @@ function withCitation(sentence: string, n: number): string {
   return m ? `${m[1]} [${n}]${m[2]}` : `${s} [${n}]`;
 }
 
-/** The complete extractive answer text for a question (before streaming, stop strings and limits). */
+/** A code block as a markdown fence (longer than any backtick run inside it). */
+export function fenced(code: string): string {
+  const longest = Math.max(2, ...[...code.matchAll(/`+/g)].map((m) => m[0].length));
+  const fence = '`'.repeat(longest + 1);
+  return `${fence}\n${code}\n${fence}`;
+}
+
+/**
+ * The complete extractive answer text for a question (before streaming, stop strings and limits):
+ * the note, then the chosen sentences with their [n] (consecutive prose joined into a paragraph),
+ * code kept as fenced blocks on their own lines. EXTRACTIVE_NOTHING_FOUND when nothing qualifies.
+ */
 export function composeExtractiveAnswer(query: string, passages: ContextPassage[]): string {
   const picked = selectSentences(query, passages);
   if (picked.length === 0) return EXTRACTIVE_NOTHING_FOUND;
-  return `${EXTRACTIVE_NOTE}\n\n${picked.map((p) => withCitation(p.text, p.n)).join(' ')}`;
+  const paragraphs: string[] = [];
+  let prose: string[] = [];
+  const endProse = (): void => {
+    if (prose.length) paragraphs.push(prose.join(' '));
+    prose = [];
+  };
+  for (const p of picked) {
+    if (p.kind === 'code') {
+      endProse();
+      paragraphs.push(`Source [${p.n}]:\n${fenced(p.text)}`);
+      continue;
+    }
+    prose.push(withCitation(p.text, p.n));
+    if (p.code) {
+      endProse();
+      paragraphs.push(fenced(p.code));
+    }
+  }
+  endProse();
+  return `${EXTRACTIVE_NOTE}\n\n${paragraphs.join('\n\n')}`;
 }
 
 const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));

@@ -8,6 +8,7 @@ import {
   EXTRACTIVE_NOTE,
   EXTRACTIVE_NOTHING_FOUND,
   ExtractiveChatModel,
+  composeExtractiveAnswer,
   segmentSentences,
   selectSentences,
   splitSentences,
@@ -73,8 +74,7 @@ describe('text helpers', () => {
       { text: 'list item one', kind: 'prose' },
       { text: 'list item two', kind: 'prose' },
       { text: 'ROUTE A: NORTH', kind: 'heading' },
-      { text: 'x = 1', kind: 'code' },
-      { text: '# not a heading', kind: 'code' },
+      { text: 'x = 1\n# not a heading', kind: 'code' },
     ]);
     expect(splitSentences(text)).toHaveLength(5);
   });
@@ -228,5 +228,56 @@ describe('ExtractiveChatModel', () => {
       CancelledError,
     );
     expect(tokens).toEqual([]);
+  });
+});
+
+/** Real chunks of the PostgreSQL 15 manual (test/fixtures/pgdoc/extract.ts), numbered as a context. */
+function pgdocPassages(): ContextPassage[] {
+  const raw = JSON.parse(fs.readFileSync(path.join(import.meta.dirname, '../../fixtures/pgdoc/passages.json'), 'utf8')) as Array<{ file: string; title: string; text: string }>;
+  return raw.map((p, i) => ({ n: i + 1, text: p.text, title: p.title, source: p.file }));
+}
+
+describe('extractive answers on the PostgreSQL manual', () => {
+  const passages = pgdocPassages();
+  const n = (needle: string) => passages.find((p) => p.text.includes(needle))?.n;
+
+  it("quotes work_mem's default, not hash_mem_multiplier's", () => {
+    const text = composeExtractiveAnswer('What is the default value of work_mem?', passages);
+    expect(text).toContain(`The default value is four megabytes (4MB) [${n('work_mem (integer)')}].`);
+    expect(text).not.toContain('2.0');
+    expect(text).not.toContain('hash_mem_multiplier');
+  });
+
+  it('says the documents do not cover an off-topic question that shares a word with them', () => {
+    expect(passages.some((p) => /\bcapital\b/.test(p.text))).toBe(true);
+    expect(composeExtractiveAnswer('What is the capital of France?', passages)).toBe(EXTRACTIVE_NOTHING_FOUND);
+  });
+
+  it('keeps code as a fenced block after the sentence that introduces it', () => {
+    const text = composeExtractiveAnswer('How do I create a GIN index with fast updates disabled?', passages);
+    expect(text).toContain(`To create a GIN index with fast updates disabled [${n('gin_idx')}]:\n\n\`\`\`\nCREATE INDEX gin_idx ON documents_table USING GIN (locations) WITH (fastupdate = off);\n\`\`\``);
+    const multi = segmentSentences(passages.find((p) => p.text.includes('CREATE INDEX pointloc'))?.text ?? '').find((s) => s.text.startsWith('CREATE INDEX pointloc'));
+    expect(multi).toEqual({ kind: 'code', text: expect.stringContaining('CREATE INDEX pointloc\n    ON points USING gist') });
+  });
+
+  it('never quotes table rows or navigation', () => {
+    const table = passages.find((p) => p.text.includes('Name | Storage Size'));
+    expect(segmentSentences(table?.text ?? '').filter((s) => s.text.includes(' | ')).every((s) => s.kind === 'table')).toBe(true);
+    for (const q of ['What is the storage size of a bigint?', 'Which numeric types are there?']) {
+      expect(composeExtractiveAnswer(q, passages)).not.toMatch(/\|/);
+    }
+    const chrome: ContextPassage[] = [{ n: 1, title: 'Partial indexes', source: 'x.html', text: 'Prev Up Next\n\nHome\n\nA partial index covers the rows that satisfy its predicate.\n\nPrev | Up | Next' }];
+    expect(segmentSentences(chrome[0]!.text).map((s) => s.kind)).toEqual(['nav', 'nav', 'prose', 'nav']);
+    expect(composeExtractiveAnswer('What does a partial index cover?', chrome)).toContain('A partial index covers the rows that satisfy its predicate [1].');
+  });
+
+  it('quotes at most EXTRACTIVE_MAX_SENTENCES units, each with its [n]', () => {
+    for (const q of ['What is a partial index?', 'What is a BRIN index?', 'What does hash_mem_multiplier do?']) {
+      const picked = selectSentences(q, passages);
+      expect(picked.length).toBeGreaterThan(0);
+      expect(picked.length).toBeLessThanOrEqual(EXTRACTIVE_MAX_SENTENCES);
+      const body = composeExtractiveAnswer(q, passages).slice(EXTRACTIVE_NOTE.length);
+      expect(body.match(/\[\d+\]/g)?.length).toBe(picked.length);
+    }
   });
 });
