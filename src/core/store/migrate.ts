@@ -50,7 +50,7 @@ import { SqliteConnection } from './sqlite/connection.ts';
 /** Rows per multi-row INSERT and per FETCH when reading back (default 1000). */
 export const MIGRATE_PAGE_ROWS = 1000;
 /** Transaction-scoped advisory lock key: two migrates into one database run one after the other. */
-export const MIGRATE_LOCK_KEY = 7749310060;
+export const MIGRATE_LOCK_KEY = 7749310090;
 /** What replaces U+0000 in text copied to PostgreSQL (which rejects NUL in text). */
 const REPLACEMENT_CHARACTER = '\uFFFD';
 
@@ -59,11 +59,13 @@ const REPLACEMENT_CHARACTER = '\uFFFD';
  * `json`: text ↔ json (kept verbatim); `jsonb`: text ↔ jsonb (compared with sorted keys); `vector`:
  * float32 LE BLOB ↔ pgvector.
  */
-type Kind = 'int' | 'bool' | 'text' | 'ts' | 'bytes' | 'json' | 'jsonb' | 'vector';
+type Kind = 'int' | 'real' | 'bool' | 'text' | 'ts' | 'bytes' | 'json' | 'jsonb' | 'vector';
 
 interface Column {
   name: string;
   kind: Kind;
+  /** Copied only when the SQLite table has it (a column added by a later migration of both engines). */
+  optional?: boolean;
 }
 
 interface TableSpec {
@@ -79,6 +81,8 @@ interface TableSpec {
   compareWhere?: string;
   /** Custom PostgreSQL write ($1… are the column arrays in `columns` order); default a multi-row INSERT from unnest. */
   insertSql?: string;
+  /** Copied only when the SQLite database has it (a table added by a later migration of both engines). */
+  optional?: boolean;
 }
 
 const col = (name: string, kind: Kind): Column => ({ name, kind });
@@ -126,6 +130,7 @@ export const MIGRATED_TABLES: readonly TableSpec[] = [
       ...texts('collection'), ...ints('top_k'), col('retrieved_json', 'json'), col('features_json', 'json'), ...texts('prompt_name', 'prompt_sha256'),
       col('rendered_prompt_json', 'json'), ...texts('model_backend', 'model_id'), col('sampling_json', 'json'), ...texts('answer'),
       col('citations_json', 'json'), col('timings_json', 'json'), ...ints('prompt_tokens', 'completion_tokens'), ...texts('status', 'error_code', 'error_message'),
+      { name: 'release', kind: 'text', optional: true }, { name: 'arm', kind: 'text', optional: true },
     ],
   },
   {
@@ -152,6 +157,17 @@ export const MIGRATED_TABLES: readonly TableSpec[] = [
   { name: 'settings', key: ['name'], columns: [...texts('name'), col('value', 'bytes')] },
   { name: 'export_runs', key: ['id'], serial: 'id', columns: [...ints('id'), ...texts('manifest_path', 'format'), ...ints('examples'), ...times('created_at')] },
   { name: 'export_run_users', key: ['user_hash', 'run_id'], columns: [...texts('user_hash'), ...ints('run_id')] },
+  {
+    name: 'releases', key: ['id'], serial: 'id', optional: true,
+    columns: [
+      ...ints('id'), ...texts('name'), ...ints('version'), col('parts_json', 'json'), ...texts('parts_sha256', 'created_by'), ...times('created_at'),
+      ...texts('state'), col('share', 'real'), ...texts('experiment'), ...times('state_changed_at'),
+    ],
+  },
+  {
+    name: 'release_events', key: ['id'], serial: 'id', optional: true,
+    columns: [...ints('id'), ...times('at'), ...texts('actor', 'action', 'from_release', 'to_release', 'reason'), col('forced', 'bool'), col('detail_json', 'json')],
+  },
 ];
 
 /** SQLite tables that are derived or engine-internal (never copied). */
@@ -229,10 +245,10 @@ export async function migrateSqliteToPostgres(opts: MigrateOptions): Promise<Mig
   if (!fs.existsSync(opts.sqliteFile)) throw new ConfigError(`no SQLite database at ${opts.sqliteFile} (is --data-dir right?)`);
   const sqlite = new SqliteConnection(opts.sqliteFile);
   try {
-    checkSqliteSchema(sqlite);
+    const specs = sourceTables(sqlite);
     const store = await openPostgresStore(opts.targetUrl, { max: 1 });
     try {
-      return await copyAll(sqlite, store.connection, opts, started);
+      return await copyAll(sqlite, store.connection, specs, opts, started);
     } finally {
       await store.close();
     }
@@ -241,7 +257,7 @@ export async function migrateSqliteToPostgres(opts: MigrateOptions): Promise<Mig
   }
 }
 
-async function copyAll(sqlite: SqliteConnection, target: PostgresConnection, opts: MigrateOptions, started: number): Promise<MigrateResult> {
+async function copyAll(sqlite: SqliteConnection, target: PostgresConnection, specs: TableSpec[], opts: MigrateOptions, started: number): Promise<MigrateResult> {
   const pageRows = opts.pageRows ?? MIGRATE_PAGE_ROWS;
   // One snapshot of the source for the whole copy.
   sqlite.stmt('BEGIN DEFERRED').run();
@@ -250,21 +266,21 @@ async function copyAll(sqlite: SqliteConnection, target: PostgresConnection, opt
     const sqliteHead = highWater.get('corpus_changes') ?? 0;
     return await target.tx(async (q) => {
       await q.run('SELECT pg_advisory_xact_lock($1)', [MIGRATE_LOCK_KEY]);
-      const nonEmpty = await nonEmptyTables(q);
+      const nonEmpty = await nonEmptyTables(q, specs);
       if (nonEmpty.length > 0 && !opts.force) throw new TargetNotEmptyError(target.label, nonEmpty);
-      if (nonEmpty.length > 0) await emptyTarget(q);
+      if (nonEmpty.length > 0) await emptyTarget(q, specs);
       const result: MigrateResult = {
         target: target.label, tables: {}, feed: { sqliteHead, postgresHead: 0, rows: 0 }, vectorIndexes: [], nulReplaced: 0, forced: nonEmpty.length > 0, seconds: 0,
       };
       const sources = new Map<string, { rows: number; sha256: string; maxSerial: number }>();
-      for (const spec of MIGRATED_TABLES) {
+      for (const spec of specs) {
         const s = await copyTable(sqlite, q, spec, pageRows, result);
         sources.set(spec.name, s);
         if (spec.serial) await setSequence(q, spec, Math.max(s.maxSerial, highWater.get(spec.name) ?? 0));
       }
       result.vectorIndexes = await buildVectorIndexes(q);
       result.feed.postgresHead = await restartFeed(q);
-      for (const spec of MIGRATED_TABLES) {
+      for (const spec of specs) {
         const src = sources.get(spec.name)!;
         const back = await readBack(q, spec, pageRows);
         result.tables[spec.name] = { rows: src.rows, sha256: src.sha256, targetRows: back.rows, targetSha256: back.sha256, ok: src.rows === back.rows && src.sha256 === back.sha256 };
@@ -279,28 +295,40 @@ async function copyAll(sqlite: SqliteConnection, target: PostgresConnection, opt
 }
 
 /**
- * Refuses a source this build cannot copy completely: a table that is neither copied nor derived,
- * or a column the copy does not know (a newer schema).
+ * The tables to copy, as this SQLite database has them (optional tables and columns only when
+ * present). Refuses a source this build cannot copy completely: a table that is neither copied nor
+ * derived, a column the copy does not know (a newer schema), or a required table that is missing.
  * @throws ConfigError naming the table or column
  */
-function checkSqliteSchema(sqlite: SqliteConnection): void {
-  const tables = sqlite.stmt<[], { name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'").all().map((r) => r.name);
-  const known = new Map(MIGRATED_TABLES.map((t) => [t.name, t]));
+function sourceTables(sqlite: SqliteConnection): TableSpec[] {
+  const tables = new Set(sqlite.stmt<[], { name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'").all().map((r) => r.name));
+  const known = new Set(MIGRATED_TABLES.map((t) => t.name));
   for (const name of tables) {
-    if (SQLITE_DERIVED_TABLES.has(name) || name.startsWith('chunks_fts_')) continue;
-    const spec = known.get(name);
-    if (!spec) throw new ConfigError(`the SQLite database has a table migrate does not know (${name}); nothing was copied`);
-    const columns = sqlite.stmt<[string], { name: string }>('SELECT name FROM pragma_table_info(?)').all(name).map((r) => r.name);
-    const expected = new Set([...spec.columns.map((c) => c.name), ...(spec.skipSqliteColumns ?? []), ...(name === 'corpus_state' ? ['version'] : [])]);
-    const unknown = columns.filter((c) => !expected.has(c));
-    if (unknown.length > 0) throw new ConfigError(`the SQLite table ${name} has columns migrate does not know (${unknown.join(', ')}); nothing was copied`);
+    if (!known.has(name) && !SQLITE_DERIVED_TABLES.has(name) && !name.startsWith('chunks_fts_')) {
+      throw new ConfigError(`the SQLite database has a table migrate does not know (${name}); nothing was copied`);
+    }
   }
+  const specs: TableSpec[] = [];
+  for (const spec of MIGRATED_TABLES) {
+    if (!tables.has(spec.name)) {
+      if (spec.optional) continue;
+      throw new ConfigError(`the SQLite database has no ${spec.name} table; nothing was copied`);
+    }
+    const columns = new Set(sqlite.stmt<[string], { name: string }>('SELECT name FROM pragma_table_info(?)').all(spec.name).map((r) => r.name));
+    const expected = new Set([...spec.columns.map((c) => c.name), ...(spec.skipSqliteColumns ?? []), ...(spec.name === 'corpus_state' ? ['version'] : [])]);
+    const unknown = [...columns].filter((c) => !expected.has(c));
+    if (unknown.length > 0) throw new ConfigError(`the SQLite table ${spec.name} has columns migrate does not know (${unknown.join(', ')}); nothing was copied`);
+    const missing = spec.columns.filter((c) => !c.optional && !columns.has(c.name)).map((c) => c.name);
+    if (missing.length > 0) throw new ConfigError(`the SQLite table ${spec.name} lacks columns (${missing.join(', ')}); nothing was copied`);
+    specs.push({ ...spec, columns: spec.columns.filter((c) => columns.has(c.name)) });
+  }
+  return specs;
 }
 
 /** Tables of the target holding mneme data (seed rows of its migrations do not count). */
-async function nonEmptyTables(q: PgTx): Promise<string[]> {
+async function nonEmptyTables(q: PgTx, specs: readonly TableSpec[]): Promise<string[]> {
   const out: string[] = [];
-  for (const spec of MIGRATED_TABLES) {
+  for (const spec of specs) {
     if (spec.name === 'corpus_state') continue;
     const where = spec.compareWhere ? `WHERE ${spec.compareWhere}` : '';
     const r = await q.one<{ any: boolean }>(`SELECT EXISTS (SELECT 1 FROM ${spec.name} ${where}) AS any`);
@@ -310,8 +338,8 @@ async function nonEmptyTables(q: PgTx): Promise<string[]> {
 }
 
 /** --force: empties every mneme table (schema and recorded migrations stay), drops the HNSW indexes. */
-async function emptyTarget(q: PgTx): Promise<void> {
-  const names = [...MIGRATED_TABLES.map((t) => t.name).filter((n) => n !== 'corpus_state'), ...POSTGRES_DERIVED_TABLES];
+async function emptyTarget(q: PgTx, specs: readonly TableSpec[]): Promise<void> {
+  const names = [...specs.map((t) => t.name).filter((n) => n !== 'corpus_state'), ...POSTGRES_DERIVED_TABLES];
   await q.exec(`TRUNCATE ${names.join(', ')} RESTART IDENTITY CASCADE`);
   for (const idx of await q.rows<{ name: string }>("SELECT indexname AS name FROM pg_indexes WHERE tablename = 'embeddings' AND indexname LIKE 'embeddings\\_hnsw\\_%'")) {
     await q.exec(`DROP INDEX ${pg.escapeIdentifier(idx.name)}`);
@@ -364,7 +392,7 @@ function compileFilter(where: string): (row: Record<string, unknown>) => boolean
 }
 
 const PG_ARRAY_TYPE: Record<Kind, string> = {
-  int: 'bigint[]', bool: 'boolean[]', text: 'text[]', ts: 'timestamptz[]', bytes: 'bytea[]', json: 'text[]', jsonb: 'text[]', vector: 'text[]',
+  int: 'bigint[]', real: 'float8[]', bool: 'boolean[]', text: 'text[]', ts: 'timestamptz[]', bytes: 'bytea[]', json: 'text[]', jsonb: 'text[]', vector: 'text[]',
 };
 const PG_CAST: Partial<Record<Kind, string>> = { json: '::json', jsonb: '::jsonb', vector: '::vector' };
 
@@ -380,6 +408,7 @@ function fromSqlite(kind: Kind, v: unknown): { param: unknown; canon: unknown; n
   if (v === null || v === undefined) return { param: null, canon: null };
   switch (kind) {
     case 'int':
+    case 'real':
       return { param: v, canon: Number(v) };
     case 'bool':
       return { param: Boolean(v), canon: v ? 1 : 0 };
@@ -411,6 +440,7 @@ function fromPostgres(kind: Kind, v: unknown): unknown {
   if (v === null || v === undefined) return null;
   switch (kind) {
     case 'int':
+    case 'real':
       return Number(v);
     case 'bool':
       return v ? 1 : 0;
