@@ -9,10 +9,12 @@
  * documents (tombstones too), chunks, embeddings, index generations, ingest runs, conversations,
  * responses, messages, feedback, the feature tables (history, online, per-user state with the exact
  * interest-sum bytes), watermarks, settings (the export HMAC key: pseudonymous user hashes stay the
- * same) and export runs with their user hashes; `corpus_state.last_ingest_at`.
+ * same), export runs with their user hashes, releases and their audit rows; `corpus_state.last_ingest_at`.
+ * Tables and columns added by later migrations of both engines are marked optional (copied when the
+ * SQLite file has them); a SQLite table or column this list does not know is refused, never dropped.
  *
  * What is derived, not copied: the full-text rows (PostgreSQL computes each chunk's weighted tsvector
- * on insert, from the document's title), the HNSW index (pgvector builds it, one per embedding model of
+ * on insert, from the document's title, and its triggers each document's tsvector), the HNSW index (pgvector builds it, one per embedding model of
  * a building/active generation) and the change feed: it starts fresh on PostgreSQL. The rows the
  * insert triggers wrote are removed and the head is kept in `corpus_state.feed_floor` (as
  * truncateFeed does), and `index_meta.saved_feed_seq` is NULL: SQLite's feed positions mean nothing
@@ -98,7 +100,10 @@ export const MIGRATED_TABLES: readonly TableSpec[] = [
   },
   {
     name: 'documents', key: ['id'], serial: 'id',
-    columns: [...ints('id'), ...texts('collection', 'source_uri', 'content_sha256', 'title', 'kind'), ...ints('bytes'), ...times('ingested_at', 'updated_at', 'deleted_at')],
+    columns: [
+      ...ints('id'), ...texts('collection', 'source_uri', 'content_sha256', 'title', 'kind'), ...ints('bytes'), ...times('ingested_at', 'updated_at', 'deleted_at'),
+      { name: 'weight', kind: 'real', optional: true },
+    ],
   },
   {
     name: 'chunks', key: ['id'], serial: 'id',
@@ -171,7 +176,9 @@ export const MIGRATED_TABLES: readonly TableSpec[] = [
 ];
 
 /** SQLite tables that are derived or engine-internal (never copied). */
-const SQLITE_DERIVED_TABLES = new Set(['chunks_fts', 'corpus_changes', 'schema_migrations', 'sqlite_sequence']);
+const SQLITE_DERIVED_TABLES = new Set(['chunks_fts', 'documents_fts', 'corpus_changes', 'schema_migrations', 'sqlite_sequence']);
+/** FTS5 shadow tables of the derived full-text tables. */
+const SQLITE_FTS_SHADOW = /^(chunks|documents)_fts_/;
 /** PostgreSQL tables emptied by --force, besides MIGRATED_TABLES (corpus_state is reset, not truncated). */
 const POSTGRES_DERIVED_TABLES = ['corpus_changes'];
 
@@ -304,7 +311,7 @@ function sourceTables(sqlite: SqliteConnection): TableSpec[] {
   const tables = new Set(sqlite.stmt<[], { name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'").all().map((r) => r.name));
   const known = new Set(MIGRATED_TABLES.map((t) => t.name));
   for (const name of tables) {
-    if (!known.has(name) && !SQLITE_DERIVED_TABLES.has(name) && !name.startsWith('chunks_fts_')) {
+    if (!known.has(name) && !SQLITE_DERIVED_TABLES.has(name) && !SQLITE_FTS_SHADOW.test(name)) {
       throw new ConfigError(`the SQLite database has a table migrate does not know (${name}); nothing was copied`);
     }
   }
