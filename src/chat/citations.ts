@@ -33,19 +33,55 @@ export function displaySource(source: string, segments = DISPLAY_SOURCE_SEGMENTS
   return parts.slice(-segments).join('/') || source;
 }
 
+/** Coarse relevance shown to people instead of a raw score (see relevanceLabel). */
+export type Relevance = 'high' | 'medium' | 'low';
+/** A citation is 'high' when its score is at least this share of the best retrieved chunk's score. */
+export const RELEVANCE_HIGH_RATIO = 0.75;
+/** … and 'medium' from this share (below: 'low'). */
+export const RELEVANCE_MEDIUM_RATIO = 0.4;
+
 export interface Citation {
-  /** The number as written in the answer. */
+  /** Its number in the final answer: 1..k in order of first citation, without gaps. */
   n: number;
   document_id: number;
+  /** The first cited chunk of this document section. */
   chunk_id: number;
+  /**
+   * Every cited chunk merged into this citation (same document and heading path), in citation order.
+   * `chunk_ids`, `heading`, `page` and `relevance` are set on every new answer; messages logged
+   * before they existed lack them (hence optional).
+   */
+  chunk_ids?: number[];
   /** See displaySource: a URL, or the document's path shortened to its last segments. */
   source: string;
   title: string;
+  /** The chunk's heading path inside the document ("" at the top). */
+  heading?: string;
+  /** 1-based page of a PDF document, null for other kinds. */
+  page?: number | null;
+  /**
+   * The retrieval score (reciprocal-rank fusion after personalization): only comparable within one
+   * answer, kept in the API for compatibility; people see `relevance`.
+   */
   score: number;
+  /** The score relative to the best retrieved chunk's, as a word (RELEVANCE_*_RATIO). */
+  relevance?: Relevance;
   /** The most relevant excerpt of the chunk (≤ SNIPPET_MAX_CHARS characters). */
   snippet: string;
 }
 
+/** 'high' / 'medium' / 'low' for `score` relative to `best` (the top retrieved chunk's score). Pure. */
+export function relevanceLabel(score: number, best: number): Relevance {
+  const ratio = best > 0 && Number.isFinite(score) ? score / best : 0;
+  return ratio >= RELEVANCE_HIGH_RATIO ? 'high' : ratio >= RELEVANCE_MEDIUM_RATIO ? 'medium' : 'low';
+}
+
+/** The page a PDF chunk's heading path names (`… > page 3`, written by the PDF loader); null otherwise. */
+export function pageOf(source: string, headingPath: string): number | null {
+  if (!/\.pdf$/i.test(source)) return null;
+  const m = /(?:^|\s>\s)page (\d+)$/.exec(headingPath);
+  return m ? Number(m[1]) : null;
+}
 
 /** [start, end) ranges of fenced code blocks and inline code spans. */
 function codeRanges(text: string): [number, number][] {
@@ -121,17 +157,25 @@ export function bestSnippet(chunkText: string, citing: string | string[], maxCha
   return truncate(text, maxChars);
 }
 
+/** The key that merges citations: one per document section (document + heading path). */
+function sectionKey(c: RetrievedChunk): string {
+  return `${c.documentId}\u0000${c.headingPath}`;
+}
+
 /**
- * Validates and resolves the [n] markers of `answer` against `chunks`.
- * @returns the tidied answer and one Citation per distinct cited chunk, in order of first citation.
+ * Validates, merges and renumbers the [n] markers of `answer` against `chunks` (n = chunks[n-1]).
+ * Cited chunks of one document section (same document and heading path) become one citation;
+ * citations are numbered 1..k in order of first citation and every marker is rewritten to the new
+ * numbers (a group citing one section twice keeps it once: "[2, 5]" → "[1]").
+ * @returns the tidied answer and one Citation per cited section, in order of first citation.
  */
 export function finalizeCitations(answer: string, chunks: RetrievedChunk[]): { answer: string; citations: Citation[] } {
   const code = codeRanges(answer);
   const inCode = (i: number): boolean => code.some(([a, b]) => i >= a && i < b);
   let out = '';
   let pos = 0;
-  const order: number[] = [];
-  const citingTexts = new Map<number, string[]>();
+  /** Section key → its new number, chunk indexes (1-based k) and citing sentences. */
+  const sections = new Map<string, { n: number; ks: number[]; citing: string[] }>();
 
   for (const m of answer.matchAll(CITATION_MARKER)) {
     const start = m.index;
@@ -142,15 +186,17 @@ export function finalizeCitations(answer: string, chunks: RetrievedChunk[]): { a
     out += answer.slice(pos, start);
     pos = end;
     if (valid.length > 0) {
-      out += numbers && valid.length === numbers.length ? m[0] : `[${valid.join(', ')}]`;
       const sentence = citingSentence(answer, start, end);
+      const renumbered: number[] = [];
       for (const k of valid) {
-        if (!citingTexts.has(k)) {
-          order.push(k);
-          citingTexts.set(k, []);
-        }
-        citingTexts.get(k)?.push(sentence);
+        const key = sectionKey(chunks[k - 1] as RetrievedChunk);
+        let section = sections.get(key);
+        if (!section) sections.set(key, (section = { n: sections.size + 1, ks: [], citing: [] }));
+        if (!section.ks.includes(k)) section.ks.push(k);
+        section.citing.push(sentence);
+        if (!renumbered.includes(section.n)) renumbered.push(section.n);
       }
+      out += `[${renumbered.join(', ')}]`;
     } else if (/^(?:[.,;:!?)\]\s]|$)/.test(answer.slice(end, end + 1))) {
       // Removing "[9]": "claim [9]." → "claim."; "claim [9] more" → "claim more" (the space after
       // stays); before a word or another marker the space is kept ("claim [9][1]" → "claim [1]").
@@ -161,17 +207,26 @@ export function finalizeCitations(answer: string, chunks: RetrievedChunk[]): { a
   // An unfinished marker at the very end (answer cut by max_tokens): "... [2" or "... [1, ".
   const tail = /\s*\[[\d\s,;\-–]*$/.exec(out);
   if (tail && !codeRanges(out).some(([a, b]) => tail.index >= a && tail.index < b)) out = out.slice(0, tail.index);
+  // "[1][1]" after merging two chunks of one section: one marker is enough.
+  out = out.replace(/(\[\d+(?:, \d+)*\])(?:\1)+/g, '$1');
 
-  const citations: Citation[] = order.map((k) => {
-    const chunk = chunks[k - 1] as RetrievedChunk;
+  const best = Math.max(0, ...chunks.map((c) => c.score));
+  const citations: Citation[] = [...sections.values()].map((s) => {
+    const first = chunks[(s.ks[0] as number) - 1] as RetrievedChunk;
+    const merged = s.ks.map((k) => chunks[k - 1] as RetrievedChunk);
+    const top = Math.max(...merged.map((c) => c.score));
     return {
-      n: k,
-      document_id: chunk.documentId,
-      chunk_id: chunk.chunkId,
-      source: displaySource(chunk.source),
-      title: chunk.title,
-      score: chunk.score,
-      snippet: bestSnippet(chunk.text, citingTexts.get(k) ?? []),
+      n: s.n,
+      document_id: first.documentId,
+      chunk_id: first.chunkId,
+      chunk_ids: merged.map((c) => c.chunkId),
+      source: displaySource(first.source),
+      title: first.title,
+      heading: first.headingPath,
+      page: pageOf(first.source, first.headingPath),
+      score: top,
+      relevance: relevanceLabel(top, best),
+      snippet: bestSnippet(first.text, s.citing),
     };
   });
   return { answer: out, citations };

@@ -12,7 +12,7 @@ interface ChatBody {
   id: string;
   conversation_id: string;
   answer: string;
-  citations: Array<{ n: number; document_id: number; chunk_id: number; source: string; score: number; snippet: string }>;
+  citations: Array<{ n: number; document_id: number; chunk_id: number; chunk_ids?: number[]; source: string; score: number; relevance?: string; page?: number | null; snippet: string }>;
   model: { backend: string; id: string };
   prompt: { name: string; sha256: string };
   timings: { features_ms: number; retrieve_ms: number; generate_ms: number; first_token_ms: number | null; total_ms: number };
@@ -63,10 +63,13 @@ describe('chat HTTP API (extractive model)', () => {
     expect(row.prompt_sha256).toBe(b.prompt.sha256);
     const retrieved = JSON.parse(row.retrieved_json) as Array<{ chunk_id: number; document_id: number; content_sha256: string; in_context: boolean }>;
     const inContext = retrieved.filter((c) => c.in_context);
-    // Every citation [n] is the n-th passage of the prompt, which is the n-th in-context retrieved chunk.
+    // Citations are numbered 1..k in order of first citation; each names in-context retrieved chunks.
+    expect(b.citations.map((c) => c.n)).toEqual(b.citations.map((_, i) => i + 1));
     for (const c of b.citations) {
-      const chunk = inContext[c.n - 1];
+      const chunk = inContext.find((r) => r.chunk_id === c.chunk_id);
       expect(chunk, `citation [${c.n}]`).toBeDefined();
+      for (const id of c.chunk_ids ?? []) expect(inContext.some((r) => r.chunk_id === id)).toBe(true);
+      expect(['high', 'medium', 'low']).toContain(c.relevance);
       expect(c.chunk_id).toBe(chunk!.chunk_id);
       expect(c.document_id).toBe(chunk!.document_id);
       const text = srv.db.prepare('SELECT text FROM chunks WHERE id = ?').pluck().get(c.chunk_id) as string;

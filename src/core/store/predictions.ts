@@ -23,6 +23,11 @@ export interface StoredCitation {
   n: number;
   document_id: number;
   chunk_id: number;
+  /** Chunks merged into the citation, heading path, PDF page and relevance label (absent in rows logged before them). */
+  chunk_ids?: number[];
+  heading?: string;
+  page?: number | null;
+  relevance?: 'high' | 'medium' | 'low';
   source: string;
   title: string;
   score: number;

@@ -87,7 +87,7 @@ describe('selectSentences', () => {
       { n: 2, title: 'b', source: 'b', text: 'The Lumacore stage glows while the unit is running well.' },
       { n: 3, title: 'c', source: 'c', text: 'Every cartridge ships sealed in a bag for the unit.' },
     ];
-    const top = selectSentences('lumacore cartridge', passages, 1);
+    const top = selectSentences('lumacore cartridge unit', passages, 1);
     expect(top).toHaveLength(1);
     expect(top[0]?.n).toBe(2);
   });
@@ -153,7 +153,11 @@ describe('ExtractiveChatModel', () => {
       denseRank: null,
     }));
     const fin = finalizeCitations(r.text, chunks);
-    expect(fin.answer).toBe(r.text);
+    // Renumbered 1..k in order of first citation.
+    const firstCited = markers(body)[0];
+    const renumbered = [...new Set(markers(body))].indexOf(target?.n ?? -1) + 1;
+    expect(fin.answer.slice(EXTRACTIVE_NOTE.length)).toContain(`dishwasher exhaust [${renumbered}].`);
+    expect(fin.citations[0]?.chunk_id).toBe(firstCited);
     expect(fin.citations[0]?.snippet).toContain('40 cm from the drain trap');
   });
 
