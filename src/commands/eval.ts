@@ -53,6 +53,7 @@ const schema = z.object({
   mode: z.enum(['bm25', 'dense', 'hybrid']).optional(),
   split: z.string().regex(/^[\w.-]{1,64}$/, 'a qrels file name without .tsv, e.g. test or dev').default('test'),
   'work-dir': z.string().min(1).optional(),
+  'database-url': z.string().regex(/^postgres(ql)?:\/\/.+/, 'a postgres:// URL of a scratch database').optional(),
 });
 
 export interface EvalResult extends EvalScores {
@@ -101,8 +102,13 @@ function writePassages(dataset: BeirDataset, dir: string): { files: Map<string, 
   return { files, skipped };
 }
 
-function scratchConfig(base: Config, dataDir: string): Config {
-  return { ...base, dataDir, dbFile: path.join(dataDir, 'mneme.sqlite'), indexDir: path.join(dataDir, 'index') };
+/**
+ * The evaluation's own store: a scratch SQLite file in the work dir, never the configured database
+ * (MNEME_DATABASE_URL is ignored: an eval must not write into a team's store), unless `databaseUrl`
+ * names a scratch PostgreSQL database on purpose (`--database-url`, to compare engines).
+ */
+function scratchConfig(base: Config, dataDir: string, databaseUrl: string | null): Config {
+  return { ...base, dataDir, dbFile: path.join(dataDir, 'mneme.sqlite'), indexDir: path.join(dataDir, 'index'), databaseUrl };
 }
 
 /**
@@ -118,11 +124,13 @@ export async function runEval(opts: {
   config: Config;
   workDir: string;
   io: CommandIo;
+  /** A scratch PostgreSQL database to evaluate on instead of a scratch SQLite file. */
+  databaseUrl?: string | undefined;
 }): Promise<EvalResult & { passages: number; ingestSeconds: number; searchSeconds: number; model: string | null }> {
   const { io } = opts;
   const dataset = await loadBeirDataset(opts.dataset, opts.split);
   for (const w of dataset.warnings) io.stderr.write(`warning: ${w}\n`);
-  const config = scratchConfig(opts.config, path.join(opts.workDir, 'data'));
+  const config = scratchConfig(opts.config, path.join(opts.workDir, 'data'), opts.databaseUrl ?? null);
   const lock = await acquireLock(config.dataDir, 'ingest', 'mneme eval');
   let store: Store | null = null;
   let stack: VectorStack = { embedder: null, index: null, warnings: [] };
@@ -208,6 +216,7 @@ export const EVAL_SPEC: CommandSpec = {
     { name: 'mode', type: 'string', value: 'bm25|dense|hybrid', description: 'retrieval mode (default: hybrid when an embedding model loads, else bm25)' },
     { name: 'split', type: 'string', value: 'NAME', default: 'test', description: 'qrels file to score against, without .tsv' },
     { name: 'work-dir', type: 'string', value: 'DIR', description: 'keep the scratch data dir here (re-runs only re-embed what changed); default: a temp dir, removed' },
+    { name: 'database-url', type: 'string', value: 'URL', description: 'evaluate on this scratch PostgreSQL database (its eval collection is replaced) instead of a scratch SQLite file; MNEME_DATABASE_URL is never used' },
   ],
   examples: ['eval --dataset test/fixtures/beir/tiny --mode bm25', 'eval --dataset ~/beir/scifact --split test --work-dir /tmp/scifact --json'],
 };
@@ -223,7 +232,7 @@ export const evalCommand: Command = {
     const workDir = keep ? path.resolve(opts['work-dir']!) : fs.mkdtempSync(path.join(os.tmpdir(), 'mneme-eval-'));
     fs.mkdirSync(workDir, { recursive: true });
     try {
-      const r = await runEval({ dataset: opts.dataset, split: opts.split, requestedMode: opts.mode, config, workDir, io });
+      const r = await runEval({ dataset: opts.dataset, split: opts.split, requestedMode: opts.mode, config, workDir, io, databaseUrl: opts['database-url'] });
       if (opts.json) {
         printJson(io.stdout, { 'ndcg@10': r['ndcg@10'], 'recall@100': r['recall@100'], 'mrr@10': r['mrr@10'], queries: r.queries, mode: r.mode });
       } else {

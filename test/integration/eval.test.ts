@@ -55,6 +55,12 @@ describe('mneme eval on test/fixtures/beir/tiny', () => {
     expect(r['recall@100']).toBe(1);
   });
 
+  it('never writes into the configured MNEME_DATABASE_URL: a scratch store unless --database-url says otherwise', async () => {
+    // An unreachable server: were it used, the run would fail to connect.
+    const r = await runJson(['--dataset', DATASET, '--mode', 'bm25'], { MNEME_EMBED_MODEL: 'none', MNEME_DATABASE_URL: 'postgres://nobody@127.0.0.1:1/team' });
+    expect(r['ndcg@10']).toBeGreaterThan(0.9);
+  });
+
   it('hybrid mode runs with the tiny-bert model', async () => {
     const workDir = path.join(tmp, 'work-hybrid');
     const r = await runJson(['--dataset', DATASET, '--mode', 'hybrid', '--work-dir', workDir], { MNEME_EMBED_MODEL: TINY_BERT });
