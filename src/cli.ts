@@ -12,6 +12,7 @@ import { ingestCommand } from './commands/ingest.ts';
 import { migrateCommand } from './commands/migrate.ts';
 import { modelsCommand } from './commands/models.ts';
 import { reindexCommand } from './commands/reindex.ts';
+import { releasesCommand } from './commands/releases.ts';
 import { serveCommand } from './commands/serve.ts';
 import type { Command, CommandIo } from './commands/types.ts';
 import { usersCommand } from './commands/users.ts';
@@ -20,6 +21,7 @@ export const COMMANDS: Command[] = [
   ingestCommand,
   serveCommand,
   usersCommand,
+  releasesCommand,
   featuresCommand,
   exportCommand,
   evalCommand,

@@ -25,7 +25,7 @@ import { fitContext, formatContext, formatHistory, toPassages } from './context.
 import type { LoggedChunk, Logger, PredictionRecord, PredictionWriteOutcome } from './log.ts';
 import { silentLogger, writePredictionLog } from './log.ts';
 import type { ChatMetrics } from './metrics.ts';
-import type { RetrievedChunk, Retriever, RetrieveResult } from './types.ts';
+import type { FusionSettings, RetrievedChunk, Retriever, RetrieveResult } from './types.ts';
 import type { User } from './users.ts';
 
 /** Earlier conversation messages (user + assistant) given to the model as history. */
@@ -55,6 +55,15 @@ export interface AnswerDeps {
   features?: FeatureReader | undefined;
   metrics?: ChatMetrics | undefined;
   logger?: Logger | undefined;
+  /** The release answering (issue 15): logged with the row, returned as `release`; its retrieval settings apply. */
+  release?: AnswerRelease | undefined;
+}
+
+/** Which release answers a turn, on which arm, with its retrieval settings. */
+export interface AnswerRelease {
+  name: string;
+  arm: 'live' | 'candidate';
+  retrieval: { mode: 'hybrid' | 'bm25' | 'dense'; fusion: FusionSettings };
 }
 
 export interface TurnInput {
@@ -106,6 +115,8 @@ export interface ChatAnswer {
   usage: { prompt_tokens: number; completion_tokens: number };
   finish_reason: 'stop' | 'length';
   retrieval_mode: RetrieveResult['mode'];
+  /** Name of the release that answered (null when the server runs without releases). */
+  release: string | null;
 }
 
 export interface ConversationState {
@@ -223,6 +234,8 @@ export async function answerTurn(deps: AnswerDeps, input: TurnInput, opts: TurnO
     status,
     errorCode: err === null ? null : err instanceof MnemeError ? err.code : 'internal_error',
     errorMessage: err === null ? null : err instanceof Error ? err.message : String(err),
+    release: deps.release?.name ?? null,
+    arm: deps.release?.arm ?? null,
   });
 
   try {
@@ -238,7 +251,8 @@ export async function answerTurn(deps: AnswerDeps, input: TurnInput, opts: TurnO
     throwIfCancelled(opts.signal);
     const personalization = deps.features ? toPersonalizationSignals(precomputed, deps.config.personalizationWeight) : undefined;
     const tr = performance.now();
-    retrieval = await deps.retriever.retrieve({ query: input.message, topK: input.topK, collection: input.collection, personalization });
+    const settings = deps.release?.retrieval;
+    retrieval = await deps.retriever.retrieve({ query: input.message, topK: input.topK, collection: input.collection, personalization, mode: settings?.mode, fusion: settings?.fusion });
     timings.retrieve_ms = since(tr);
     Object.assign(timings, retrieval.timings);
     deps.metrics?.retrieveDuration.observe({}, timings.retrieve_ms / 1000);
@@ -322,6 +336,7 @@ export async function answerTurn(deps: AnswerDeps, input: TurnInput, opts: TurnO
       usage: { prompt_tokens: result.promptTokens, completion_tokens: result.completionTokens },
       finish_reason: result.finishReason,
       retrieval_mode: retrieval.mode,
+      release: deps.release?.name ?? null,
     };
   } catch (caught) {
     const cancelled = opts.signal.aborted || caught instanceof CancelledError;

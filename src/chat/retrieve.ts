@@ -19,7 +19,7 @@ import { FEED_POLL_INTERVAL_MS, IndexSyncer } from '../core/index-sync.ts';
 import type { SyncLogger } from '../core/index-sync.ts';
 import type { ChunkMeta, ChunkRecord } from '../core/store/corpus.ts';
 import type { Store } from '../core/store/index.ts';
-import type { PersonalizationSignals, RetrieveRequest, RetrieveResult, RetrievedChunk, Retriever } from './types.ts';
+import type { FusionSettings, PersonalizationSignals, RetrieveRequest, RetrieveResult, RetrievedChunk, Retriever } from './types.ts';
 
 /**
  * RRF constant: score = Σ 1/(k + rank). 60 is the value of the original RRF paper (Cormack et al.
@@ -88,14 +88,15 @@ export interface CandidateTimings {
  * ranks; an id repeated within one list counts once (its best rank). Map order = first appearance
  * scanning the lists in order, which {@link rankFused} uses as a tie-break.
  */
-export function fuseRrf(lists: number[][], k = RRF_K): Map<number, number> {
+export function fuseRrf(lists: number[][], k = RRF_K, weights: readonly number[] = []): Map<number, number> {
   const scores = new Map<number, number>();
-  for (const list of lists) {
+  for (const [li, list] of lists.entries()) {
     const seen = new Set<number>();
+    const w = weights[li] ?? 1;
     list.forEach((id, i) => {
       if (seen.has(id)) return;
       seen.add(id);
-      scores.set(id, (scores.get(id) ?? 0) + 1 / (k + i + 1));
+      scores.set(id, (scores.get(id) ?? 0) + w / (k + i + 1));
     });
   }
   return scores;
@@ -105,10 +106,10 @@ export function fuseRrf(lists: number[][], k = RRF_K): Map<number, number> {
  * Fuses a BM25 and a dense list into candidates sorted by RRF score (ties: the better best-rank,
  * then the smaller chunk id, so the order is deterministic).
  */
-export function rankFused(bm25: readonly number[], dense: readonly number[], k = RRF_K): FusedCandidate[] {
+export function rankFused(bm25: readonly number[], dense: readonly number[], k = RRF_K, weights: readonly [number, number] = [1, 1]): FusedCandidate[] {
   const bm25Rank = firstRanks(bm25);
   const denseRank = firstRanks(dense);
-  const scores = fuseRrf([bm25 as number[], dense as number[]], k);
+  const scores = fuseRrf([bm25 as number[], dense as number[]], k, weights);
   const out: FusedCandidate[] = [];
   for (const [chunkId, score] of scores) {
     out.push({ chunkId, score, bm25Rank: bm25Rank.get(chunkId) ?? null, denseRank: denseRank.get(chunkId) ?? null });
@@ -287,6 +288,8 @@ export interface CandidateOptions {
   bm25Limit?: number;
   /** Candidates from the dense list. Default DENSE_CANDIDATES. */
   denseLimit?: number;
+  /** RRF constant and list weights; default RRF_K, 1, 1. */
+  fusion?: FusionSettings | undefined;
 }
 
 const elapsed = (t0: number) => performance.now() - t0;
@@ -437,7 +440,8 @@ export class HybridRetriever implements Retriever {
     const dense = mode === 'bm25' || !queryVector ? [] : (await this.searchDense(queryVector, denseLimit, opts.collection)).map((h) => h.chunkId);
     const dense_ms = elapsed(t0);
     t0 = performance.now();
-    const candidates = rankFused(bm25, dense);
+    const f = opts.fusion;
+    const candidates = f ? rankFused(bm25, dense, f.k, [f.bm25Weight, f.denseWeight]) : rankFused(bm25, dense);
     return { candidates, mode, timings: { bm25_ms, dense_ms, fuse_ms: elapsed(t0) } };
   }
 
@@ -452,7 +456,7 @@ export class HybridRetriever implements Retriever {
     let queryVector: Float32Array | null = null;
     let embed_ms = 0;
     let fallback = false;
-    if (this.embedder && this.index) {
+    if (this.embedder && this.index && req.mode !== 'bm25') {
       const t0 = performance.now();
       try {
         queryVector = (await this.embedder.embed([req.query]))[0] ?? null;
@@ -481,7 +485,7 @@ export class HybridRetriever implements Retriever {
       throw new ValidationError(`query vector has ${queryVector.length} dimensions, the index has ${this.index.meta.dimension}`);
     }
     if (this.syncEveryRequest) await this.syncer.catchUp();
-    const { candidates, mode, timings } = await this.candidates(req.query, queryVector, { mode: 'hybrid', collection: req.collection });
+    const { candidates, mode, timings } = await this.candidates(req.query, queryVector, { mode: req.mode ?? 'hybrid', collection: req.collection, fusion: req.fusion });
     const t0 = performance.now();
     const items = await this.personalize(candidates, req.personalization);
 
@@ -505,7 +509,7 @@ export class HybridRetriever implements Retriever {
     timings.fuse_ms += elapsed(t0);
     return {
       chunks,
-      mode: mode === 'dense' ? 'hybrid' : mode,
+      mode,
       queryVector,
       timings: { embed_ms: 0, bm25_ms: timings.bm25_ms, dense_ms: timings.dense_ms, fuse_ms: timings.fuse_ms },
     };

@@ -29,6 +29,17 @@ export interface RetrieveRequest {
   topK: number;
   collection?: string | undefined;
   personalization?: PersonalizationSignals | undefined;
+  /** What to run (a release's retrieval setting); default 'hybrid'. 'bm25' does not embed the query. */
+  mode?: 'hybrid' | 'bm25' | 'dense' | undefined;
+  /** RRF constant and per-list weights (a release's fusion setting); default RRF_K and 1, 1. */
+  fusion?: FusionSettings | undefined;
+}
+
+/** Weighted reciprocal rank fusion: score = Σ weight/(k + rank). */
+export interface FusionSettings {
+  k: number;
+  bm25Weight: number;
+  denseWeight: number;
 }
 
 export interface RetrieveResult {

@@ -90,6 +90,8 @@ const envSchema = z.object({
   MNEME_AUTH_FAIL_PER_MIN: intIn(0, 1_000_000).default(20),
   MNEME_SHUTDOWN_GRACE_S: numIn(0, 3600).default(10),
   MNEME_PERSONALIZATION_WEIGHT: numIn(0, 10).default(0.3),
+  /** Largest drop of hit@5 / MRR@10 on the regression set a promotion accepts (absolute; issue 15). */
+  MNEME_RELEASE_GATE_MARGIN: numIn(0, 1).default(0.05),
   MNEME_FEATURES_INTERVAL_S: intIn(0, 86_400).default(60),
   MNEME_CHROMIUM_PATH: z.string().min(1).default('/usr/bin/chromium'),
   /** Redis for the online feature store, rate-limit buckets and corpus-change notices (unset = none). */
@@ -151,6 +153,8 @@ export interface Config {
     shutdownGraceMs: number;
   };
   personalizationWeight: number;
+  /** MNEME_RELEASE_GATE_MARGIN: largest drop of hit@5 or MRR@10 a promotion accepts (default 0.05). */
+  releaseGateMargin: number;
   featuresIntervalSeconds: number;
   chromiumPath: string;
   /** Redis (MNEME_REDIS_URL, MNEME_REDIS_PREFIX); null = everything stays in the SQL store and in memory. */
@@ -305,6 +309,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       shutdownGraceMs: Math.round(e.MNEME_SHUTDOWN_GRACE_S * 1000),
     },
     personalizationWeight: e.MNEME_PERSONALIZATION_WEIGHT,
+    releaseGateMargin: e.MNEME_RELEASE_GATE_MARGIN,
     featuresIntervalSeconds: e.MNEME_FEATURES_INTERVAL_S,
     chromiumPath: e.MNEME_CHROMIUM_PATH,
     redis: e.MNEME_REDIS_URL ? { url: e.MNEME_REDIS_URL, prefix: e.MNEME_REDIS_PREFIX } : null,

@@ -10,6 +10,7 @@
 import express from 'express';
 import type { Express, RequestHandler } from 'express';
 import { NotFoundError, UnavailableError } from '../../core/errors.ts';
+import { DEFAULT_TOP_K } from '../answer.ts';
 import { silentLogger } from '../log.ts';
 import { ChatMetrics } from '../metrics.ts';
 import { TokenBucketLimiter } from '../rate-limit.ts';
@@ -19,6 +20,7 @@ import { InFlight } from './context.ts';
 import { errorHandler } from './errors.ts';
 import { jsonBody } from './json-body.ts';
 import { adminRouter } from './routes/admin.ts';
+import { releasesAdminRouter } from './routes/releases.ts';
 import { chatRoutes } from './routes/chat.ts';
 import { conversationsRouter } from './routes/conversations.ts';
 import { webRouter } from './routes/web.ts';
@@ -76,6 +78,7 @@ export function createApp(deps: AppDeps): Express {
     logger,
     inflight,
     authFailures,
+    route: (userId) => (deps.releases ? deps.releases.route(userId) : { answerDeps: ctx.answerDeps, model: deps.model, topK: DEFAULT_TOP_K, release: null }),
     answerDeps: {
       store: deps.store,
       retriever: deps.retriever,
@@ -124,6 +127,7 @@ export function createApp(deps: AppDeps): Express {
   app.use(meRoutes(ctx));
   app.use(metricsRoutes(ctx));
   app.use(conversationsRouter({ store: deps.store }));
+  app.use(releasesAdminRouter({ store: deps.store, router: deps.releases, gate: deps.promotionGate }));
   app.use(
     adminRouter({
       store: deps.store,

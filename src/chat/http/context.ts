@@ -10,6 +10,8 @@ import type { PromptTemplate } from '../../core/prompts.ts';
 import type { Store } from '../../core/store/index.ts';
 import type { FeatureReader } from '../../features/types.ts';
 import type { AnswerDeps } from '../answer.ts';
+import type { ReleaseRouting, RoutedAnswer } from '../release-router.ts';
+import type { PromotionGate } from '../releases.ts';
 import type { Logger } from '../log.ts';
 import type { ChatMetrics } from '../metrics.ts';
 import type { TokenBucketLimiter } from '../rate-limit.ts';
@@ -61,6 +63,10 @@ export interface AppDeps {
   inflight?: InFlight | undefined;
   /** Built web pages (`npm run build`); default DEFAULT_WEB_ASSETS_DIR (dist/web). */
   webAssetsDir?: string | undefined;
+  /** Which release answers each request (issue 15); absent: `model`/`prompt`/`config` answer, `release` is null. */
+  releases?: ReleaseRouting | undefined;
+  /** Scores two releases on the regression set, for the admin promote button; absent: no gate. */
+  promotionGate?: PromotionGate | undefined;
 }
 
 /**
@@ -154,5 +160,7 @@ export interface AppContext {
   inflight: InFlight;
   /** Failed authentications per client IP (`ip:<address>`), MNEME_AUTH_FAIL_PER_MIN. */
   authFailures: TokenBucketLimiter;
+  /** The answer context of a request of `userId`: its release (sticky arm), model and default top_k. */
+  route(userId: number): RoutedAnswer;
 }
 

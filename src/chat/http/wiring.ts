@@ -20,6 +20,10 @@ import { silentLogger } from '../log.ts';
 import { ChatMetrics } from '../metrics.ts';
 import { GenerationQueue } from '../queue.ts';
 import { HybridRetriever } from '../retrieve.ts';
+import { regressionGate } from '../regression.ts';
+import { configModelKey } from '../release-parts.ts';
+import { ModelPool, ReleaseRouter } from '../release-router.ts';
+import { ensureInitialRelease } from '../releases.ts';
 import type { AppDeps } from './context.ts';
 import { InFlight } from './context.ts';
 import { buildRedisParts } from './redis.ts';
@@ -92,6 +96,8 @@ export interface ServerDeps extends AppDeps {
   embedder: Embedder | null;
   /** Redis parts (MNEME_REDIS_URL), null without Redis; `redis.sync` goes to the feature scheduler. */
   redis: RedisParts | null;
+  /** Which release answers (issue 15); refreshed from the store in the background. */
+  releases: ReleaseRouter;
   /** Stops the index sync, closes the model, the embedder and the store (in that order). Idempotent. */
   close(): Promise<void>;
 }
@@ -115,6 +121,8 @@ export async function buildServerDeps(config: Config, options: BuildServerDepsOp
   let model: ChatModel | null = null;
   let retriever: HybridRetriever | null = null;
   let redis: RedisParts | null = null;
+  let router: ReleaseRouter | null = null;
+  let pool: ModelPool | null = null;
   try {
     // Templates first: a broken prompt should fail the start before any model loads.
     const prompt = PromptStore.load(options.promptsDir ?? PROMPTS_DIR).get(ANSWER_PROMPT);
@@ -134,6 +142,16 @@ export async function buildServerDeps(config: Config, options: BuildServerDepsOp
     const queue = new GenerationQueue({ model, maxQueued: config.server.queueMax, concurrency: generationConcurrency(model.backend) });
     redis = config.redis ? await buildRedisParts(config.redis, config, store, metrics, logger) : null;
     const features = new FeatureStore({ store, online: redis?.reader });
+    // Releases: the first start makes the configuration the live release `initial`; every request
+    // is then answered by the live release or the candidate (sticky per user).
+    const initial = await ensureInitialRelease(store, config, options.promptsDir ?? PROMPTS_DIR);
+    if (initial.created) logger.info('created the initial release from the configuration', { release: initial.live.name });
+    pool = new ModelPool(config.server.queueMax, generationConcurrency);
+    pool.add(configModelKey(config), model, queue);
+    router = new ReleaseRouter({ store, config, models: pool, logger, base: { store, retriever, features, metrics, logger } });
+    await router.start();
+    const ownedRouter = router;
+    const ownedPool = pool;
     const embedder = stack.embedder;
     let closed = false;
     const ownedModel = model;
@@ -153,6 +171,8 @@ export async function buildServerDeps(config: Config, options: BuildServerDepsOp
       prompt,
       features,
       redis,
+      releases: router,
+      promotionGate: regressionGate(store, retriever, config.releaseGateMargin),
       ...(redis ? { rateLimiter: redis.limiter, onlineFeatures: redis.services.online } : {}),
       vectors: {
         embedder: embedder ? { model_id: embedder.info.modelId, dimension: embedder.info.dimension } : null,
@@ -167,6 +187,8 @@ export async function buildServerDeps(config: Config, options: BuildServerDepsOp
       async close() {
         if (closed) return;
         closed = true;
+        ownedRouter.stop();
+        await ownedPool.close(ownedModel);
         ownedRetriever.close();
         await ownedModel.close().catch((err: unknown) => logger.warn('closing the chat model failed', { error: String(err) }));
         await ownedStack.embedder?.close().catch((err: unknown) => logger.warn('closing the embedder failed', { error: String(err) }));
@@ -175,6 +197,8 @@ export async function buildServerDeps(config: Config, options: BuildServerDepsOp
       },
     };
   } catch (err) {
+    router?.stop();
+    await pool?.close(model).catch(() => {});
     retriever?.close();
     await redis?.close().catch(() => {});
     await model?.close().catch(() => {});

@@ -41,6 +41,9 @@ export function checkMessageLength(message: string, maxChars: number, field = 'm
   if (message.length > maxChars) throw new PayloadTooLargeError(`${field} is ${message.length} characters; the limit is ${maxChars}`);
 }
 
+/** Response header naming the release that answers (also `release` in the body). */
+export const RELEASE_HEADER = 'mneme-release';
+
 /** Retry-After while the chat model loads, in seconds. */
 export const MODEL_LOADING_RETRY_AFTER_SECONDS = 5;
 /** Retry-After when the chat model failed to load (an operator must act), in seconds. */
@@ -87,18 +90,23 @@ export function chatRoutes(ctx: AppContext): Router {
   router.post('/v1/chat', async (req, res) => {
     const body = parseBody(chatRequestSchema, req.body);
     checkMessageLength(body.message, ctx.deps.config.server.maxMessageChars);
-    assertModelReady(ctx.deps.model);
+    const user = currentUser(res);
+    // The release (sticky arm) is chosen once: the whole answer runs on it, whatever changes meanwhile.
+    const routed = ctx.route(user.id);
+    assertModelReady(routed.model);
+    if (routed.release) res.setHeader(RELEASE_HEADER, routed.release.name);
+    const topKGiven = (req.body as { top_k?: unknown }).top_k !== undefined;
     const input: TurnInput = {
-      user: currentUser(res),
+      user,
       endpoint: 'chat',
       message: body.message,
       conversationId: body.conversation_id ?? undefined,
-      topK: body.top_k,
+      topK: topKGiven ? body.top_k : routed.topK,
       collection: body.collection ?? undefined,
       request: body,
     };
     if (!body.stream) {
-      const answer = await withCancellation(ctx, res, (signal) => answerTurn(ctx.answerDeps, input, { signal }));
+      const answer = await withCancellation(ctx, res, (signal) => answerTurn(routed.answerDeps, input, { signal }));
       res.json(answer);
       return;
     }
@@ -106,7 +114,7 @@ export function chatRoutes(ctx: AppContext): Router {
     let answer: ChatAnswer;
     try {
       answer = await withCancellation(ctx, res, (signal) =>
-        answerTurn(ctx.answerDeps, input, { signal, onToken: (text) => sse.event('token', { text }) }),
+        answerTurn(routed.answerDeps, input, { signal, onToken: (text) => sse.event('token', { text }) }),
       );
     } catch (err) {
       if (!res.headersSent) throw err;

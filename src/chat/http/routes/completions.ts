@@ -8,8 +8,9 @@
  * - each call is its own conversation (the API is stateless: the client sends the transcript);
  * - `max_tokens` / `max_completion_tokens` are capped at MNEME_LLM_MAX_TOKENS; `temperature`,
  *   `top_p`, `seed`, `stop` override the server defaults for this request;
- * - extensions: request `top_k`, `collection`; response `citations` (same objects as /v1/chat) and
- *   `mneme` {response_id, conversation_id, model, prompt, timings}. `id` is the prediction-log
+ * - extensions: request `top_k`, `collection`; response `release` (the release that answered, also
+ *   in every stream chunk), `citations` (same objects as /v1/chat) and
+ *   `mneme` {response_id, conversation_id, model, prompt, timings, release}. `id` is the prediction-log
  *   response id, usable with POST /v1/feedback.
  * Streaming sends `chat.completion.chunk` objects (role first, then content deltas of the raw model
  * text, then a final chunk with `finish_reason` + `citations`, a usage chunk when
@@ -20,14 +21,14 @@ import { Router } from 'express';
 import { z } from 'zod';
 import { ValidationError } from '../../../core/errors.ts';
 import type { ChatMessage, SamplingParams } from '../../../core/llm/types.ts';
-import { DEFAULT_TOP_K, HISTORY_MAX_MESSAGES, answerTurn, newResponseId } from '../../answer.ts';
+import { HISTORY_MAX_MESSAGES, answerTurn, newResponseId } from '../../answer.ts';
 import type { ChatAnswer, TurnInput } from '../../answer.ts';
 import { MAX_TOP_K } from '../../retrieve.ts';
 import type { AppContext } from '../context.ts';
 import { currentUser } from '../auth.ts';
 import { parseBody, toHttpError } from '../errors.ts';
 import { SseStream } from '../sse.ts';
-import { assertModelReady, checkMessageLength, withCancellation } from './chat.ts';
+import { RELEASE_HEADER, assertModelReady, checkMessageLength, withCancellation } from './chat.ts';
 
 /** OpenAI allows up to 4 stop sequences. */
 const MAX_STOP_SEQUENCES = 4;
@@ -100,7 +101,7 @@ function samplingOverrides(body: CompletionsRequest, maxTokensCap: number): Part
 }
 
 function mnemeExtension(a: ChatAnswer) {
-  return { response_id: a.id, conversation_id: a.conversation_id, model: a.model, prompt: a.prompt, timings: a.timings, retrieval_mode: a.retrieval_mode };
+  return { response_id: a.id, conversation_id: a.conversation_id, model: a.model, prompt: a.prompt, timings: a.timings, retrieval_mode: a.retrieval_mode, release: a.release };
 }
 
 export function completionsRoutes(ctx: AppContext): Router {
@@ -109,14 +110,19 @@ export function completionsRoutes(ctx: AppContext): Router {
     const body = parseBody(completionsRequestSchema, req.body);
     const { question, history } = splitTranscript(body.messages);
     checkMessageLength(question, ctx.deps.config.server.maxMessageChars, 'the last user message');
-    assertModelReady(ctx.deps.model);
-    const model = ctx.deps.model;
+    const user = currentUser(res);
+    // The release (sticky arm) is chosen once: the whole answer runs on it, whatever changes meanwhile.
+    const routed = ctx.route(user.id);
+    assertModelReady(routed.model);
+    const model = routed.model;
+    const release = routed.release?.name ?? null;
+    if (release) res.setHeader(RELEASE_HEADER, release);
     const input: TurnInput = {
-      user: currentUser(res),
+      user,
       endpoint: 'chat.completions',
       message: question,
       history,
-      topK: body.top_k ?? DEFAULT_TOP_K,
+      topK: body.top_k ?? routed.topK,
       collection: body.collection ?? undefined,
       sampling: samplingOverrides(body, ctx.deps.config.llm.maxTokens),
       request: body,
@@ -124,12 +130,13 @@ export function completionsRoutes(ctx: AppContext): Router {
     const created = Math.floor(Date.now() / 1000);
 
     if (!body.stream) {
-      const a = await withCancellation(ctx, res, (signal) => answerTurn(ctx.answerDeps, input, { signal }));
+      const a = await withCancellation(ctx, res, (signal) => answerTurn(routed.answerDeps, input, { signal }));
       res.json({
         id: a.id,
         object: 'chat.completion',
         created,
         model: model.modelId,
+        release,
         choices: [{ index: 0, message: { role: 'assistant', content: a.answer, refusal: null }, finish_reason: a.finish_reason, logprobs: null }],
         usage: { prompt_tokens: a.usage.prompt_tokens, completion_tokens: a.usage.completion_tokens, total_tokens: a.usage.prompt_tokens + a.usage.completion_tokens },
         citations: a.citations,
@@ -147,6 +154,7 @@ export function completionsRoutes(ctx: AppContext): Router {
       object: 'chat.completion.chunk',
       created,
       model: model.modelId,
+      release,
       choices: [{ index: 0, delta, finish_reason: finishReason, logprobs: null }],
       ...extra,
     });
@@ -160,7 +168,7 @@ export function completionsRoutes(ctx: AppContext): Router {
     };
     let a: ChatAnswer;
     try {
-      a = await withCancellation(ctx, res, (signal) => answerTurn(ctx.answerDeps, input, { signal, onToken }));
+      a = await withCancellation(ctx, res, (signal) => answerTurn(routed.answerDeps, input, { signal, onToken }));
     } catch (err) {
       if (!res.headersSent) throw err;
       const mapped = toHttpError(err);
@@ -177,6 +185,7 @@ export function completionsRoutes(ctx: AppContext): Router {
         object: 'chat.completion.chunk',
         created,
         model: model.modelId,
+        release,
         choices: [],
         usage: { prompt_tokens: a.usage.prompt_tokens, completion_tokens: a.usage.completion_tokens, total_tokens: a.usage.prompt_tokens + a.usage.completion_tokens },
       });

@@ -1,0 +1,234 @@
+/**
+ * Releases on a real server (issue 15): the initial release on the first start, `release` on every
+ * /v1/chat and /v1/chat/completions response and on every log row, the admin buttons, and promote /
+ * rollback under load (20 clients, bounded): no non-2xx, every row carries the release that
+ * answered it (its prompt hash and top_k are that release's), answers in flight finish on the
+ * release they started with. Plus the CLI: creation refused for a missing part, list/diff, and the
+ * regression gate (refuses a worse candidate; --force promotes and is audited).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createRelease } from '../../src/chat/releases.ts';
+import { main } from '../../src/cli.ts';
+import { PROMPTS_DIR } from '../../src/core/prompts.ts';
+import type { FakeLlm, TestServer } from './http-helpers.ts';
+import { authHeaders, bufferIo, ingestFixtures, postJson, startFakeLlm, startTestServer, tempDir, testEnv } from './http-helpers.ts';
+
+/** Length of the load phase, in ms (bounded: the changes happen inside it). */
+const LOAD_MS = 12_000;
+const CLIENTS = 20;
+const QUESTIONS = [
+  'Which part number is the Halcyon X3 filter cartridge?',
+  'How long should a new cartridge be flushed?',
+  'What does kestrelctl do?',
+  'How does OrbiSync resolve conflicts?',
+  'When does the Tidewater ferry leave on Sundays?',
+  'What grows in Vexmoor lunar gardens?',
+];
+
+/** A copy of prompts/answer.md with one more instruction: another template hash. */
+function variantPromptFile(dir: string): string {
+  const file = path.join(dir, 'answer.md');
+  const text = fs.readFileSync(path.join(PROMPTS_DIR, 'answer.md'), 'utf8').replace('## system\n', '## system\nAnswer in one short paragraph.\n');
+  fs.writeFileSync(file, text);
+  return file;
+}
+
+async function run(env: Record<string, string>, ...args: string[]): Promise<{ code: number; out: string; err: string; json: any }> {
+  const io = bufferIo(env);
+  const code = await main(['releases', ...args], io);
+  const last = io.out().trim().split('\n').pop() ?? '';
+  let json: unknown;
+  try {
+    json = JSON.parse(last);
+  } catch {
+    json = undefined;
+  }
+  return { code, out: io.out(), err: io.err(), json };
+}
+
+describe('releases on a running server', () => {
+  let srv: TestServer;
+  let llm: FakeLlm;
+  let env: Record<string, string>;
+  let admin: string;
+  beforeAll(async () => {
+    // A slow-ish LLM (15 ms per word, ~20 words) so answers overlap the release changes.
+    llm = await startFakeLlm({ kind: 'answer', text: `${'word '.repeat(19)}done [1].`, tokenDelayMs: 15 });
+    env = testEnv(tempDir(), { MNEME_LLM: `openai:${llm.url}`, MNEME_LLM_MODEL: 'fake' });
+    await ingestFixtures(env);
+    srv = await startTestServer(env);
+    admin = await srv.key('root', true);
+  }, 120_000);
+  afterAll(async () => {
+    await srv?.stop();
+    await llm?.close();
+  });
+
+  it('the first start created the live release "initial" from the configuration; responses and log rows name it', async () => {
+    const list = await run(env, 'list', '--json');
+    expect(list.code).toBe(0);
+    expect(list.json).toEqual([
+      expect.objectContaining({ name: 'initial', state: 'live', created_by: 'system', created_at: expect.any(String), parts: expect.objectContaining({ llm: expect.objectContaining({ spec: `openai:${llm.url}` }) }) }),
+    ]);
+    const key = await srv.key('first');
+    const chat = await postJson(`${srv.url}/v1/chat`, key, { message: QUESTIONS[0] });
+    expect(chat.status).toBe(200);
+    expect(chat.body.release).toBe('initial');
+    expect(chat.headers.get('mneme-release')).toBe('initial');
+    const comp = await postJson(`${srv.url}/v1/chat/completions`, key, { messages: [{ role: 'user', content: QUESTIONS[1] }] });
+    expect(comp.status).toBe(200);
+    expect(comp.body.release).toBe('initial');
+    expect(comp.body.mneme.release).toBe('initial');
+    const rows = srv.db.prepare('SELECT release, arm FROM responses WHERE id IN (?, ?)').all(chat.body.id, comp.body.id);
+    expect(rows).toEqual([{ release: 'initial', arm: 'live' }, { release: 'initial', arm: 'live' }]);
+    // Streams say it too: the SSE done event and every completion chunk.
+    const res = await fetch(`${srv.url}/v1/chat/completions`, { method: 'POST', headers: authHeaders(key), body: JSON.stringify({ stream: true, messages: [{ role: 'user', content: QUESTIONS[2] }] }) });
+    const chunks = (await res.text()).split('\n').filter((l) => l.startsWith('data: {')).map((l) => JSON.parse(l.slice(6)));
+    expect(chunks.length).toBeGreaterThan(2);
+    for (const c of chunks) expect(c.release).toBe('initial');
+  });
+
+  it('promote and rollback under load: no non-2xx, every row carries the release that answered it, in-flight answers finish on their release', async () => {
+    const v2 = await createRelease(srv.deps.store, srv.config, { name: 'v2', promptFile: variantPromptFile(tempDir()), sets: ['retrieval.top_k=3'], actor: 'test' });
+    const initial = (await srv.deps.store.releases.get('initial'))!;
+    const expected: Record<string, { sha: string; topK: number }> = {
+      initial: { sha: initial.parts.prompt.sha256, topK: initial.parts.retrieval.top_k },
+      v2: { sha: v2.parts.prompt.sha256, topK: 3 },
+    };
+    expect(expected.initial!.sha).not.toBe(expected.v2!.sha);
+    const keys = await Promise.all(Array.from({ length: CLIENTS }, (_, i) => srv.key(`load${i}`)));
+    const done: Array<{ id: string; release: string; status: number; t0: number; t1: number }> = [];
+    const statuses = new Map<number, number>();
+    const deadline = Date.now() + LOAD_MS;
+    const client = async (c: number) => {
+      for (let i = 0; Date.now() < deadline; i++) {
+        const t0 = Date.now();
+        const completions = (c + i) % 3 === 0;
+        const r = completions
+          ? await postJson(`${srv.url}/v1/chat/completions`, keys[c]!, { messages: [{ role: 'user', content: QUESTIONS[(c + i) % QUESTIONS.length] }] })
+          : await postJson(`${srv.url}/v1/chat`, keys[c]!, { message: QUESTIONS[(c + i) % QUESTIONS.length] });
+        statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
+        done.push({ id: r.body?.id, release: r.body?.release, status: r.status, t0, t1: Date.now() });
+      }
+    };
+    const changes: Array<{ what: string; before: number; after: number }> = [];
+    const change = async (what: string, fn: () => Promise<unknown>) => {
+      const before = Date.now();
+      await fn();
+      changes.push({ what, before, after: Date.now() });
+    };
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    const operator = async () => {
+      await sleep(1500);
+      // As the CLI would (another process writing the store): the server picks it up by polling.
+      await change('canary', () => run(env, 'canary', 'v2', '--share', '50', '--reason', 'try v2'));
+      await sleep(3000);
+      await change('promote', async () => expect((await postJson(`${srv.url}/v1/admin/releases/promote`, admin, { reason: 'green' })).status).toBe(200));
+      await sleep(3000);
+      await change('rollback', async () => expect((await postJson(`${srv.url}/v1/admin/releases/rollback`, admin, { reason: 'red' })).status).toBe(200));
+    };
+    await Promise.all([...Array.from({ length: CLIENTS }, (_, c) => client(c)), operator()]);
+
+    expect([...statuses.keys()]).toEqual([200]);
+    expect(done.length).toBeGreaterThan(100);
+    const seen = new Set(done.map((d) => d.release));
+    expect(seen).toEqual(new Set(['initial', 'v2']));
+    const row = srv.db.prepare('SELECT release, arm, prompt_sha256, top_k FROM responses WHERE id = ?');
+    for (const d of done) {
+      const r = row.get(d.id) as { release: string; arm: string; prompt_sha256: string; top_k: number };
+      expect(r.release, d.id).toBe(d.release);
+      expect(r.prompt_sha256, d.id).toBe(expected[d.release]!.sha);
+      expect(r.top_k, d.id).toBe(expected[d.release]!.topK);
+    }
+    // Between promote and rollback every new request is answered by v2; after the rollback by initial.
+    const promote = changes.find((c) => c.what === 'promote')!;
+    const rollback = changes.find((c) => c.what === 'rollback')!;
+    const between = done.filter((d) => d.t0 > promote.after && d.t0 < rollback.before);
+    expect(between.length).toBeGreaterThan(10);
+    expect(new Set(between.map((d) => d.release))).toEqual(new Set(['v2']));
+    const afterRollback = done.filter((d) => d.t0 > rollback.after);
+    expect(afterRollback.length).toBeGreaterThan(10);
+    expect(new Set(afterRollback.map((d) => d.release))).toEqual(new Set(['initial']));
+    // In flight across the rollback: started on v2, finished after initial was live again — still v2.
+    const inFlight = done.filter((d) => d.t0 > promote.after && d.t0 < rollback.before && d.t1 > rollback.after);
+    expect(inFlight.length).toBeGreaterThan(0);
+    for (const d of inFlight) expect(d.release).toBe('v2');
+
+    // Every change is an audit row: who, when, from, to, why.
+    const events = (await srv.deps.store.releases.events(10)).map((e) => [e.action, e.from, e.to, e.actor.split(':')[0], e.reason]);
+    expect(events.slice(0, 4)).toEqual([
+      ['rollback', 'v2', 'initial', 'admin', 'red'],
+      ['promote', 'initial', 'v2', 'admin', 'green'],
+      ['canary', null, 'v2', 'cli', 'try v2'],
+      ['create', null, 'v2', 'test', null],
+    ]);
+  }, 60_000);
+});
+
+describe('releases CLI', () => {
+  let srv: TestServer;
+  let env: Record<string, string>;
+  beforeAll(async () => {
+    env = testEnv(tempDir());
+    await ingestFixtures(env);
+    srv = await startTestServer(env);
+  }, 120_000);
+  afterAll(async () => {
+    await srv?.stop();
+  });
+
+  it('create refuses a release whose parts are missing, with the reason; list, show and diff', async () => {
+    const gone = await run(env, 'create', '--name', 'broken', '--prompt', '/nonexistent/answer.md');
+    expect(gone.code).toBe(1);
+    expect(gone.err).toMatch(/prompt file \/nonexistent\/answer\.md does not exist/);
+    const noModel = await run(env, 'create', '--name', 'broken', '--llm', 'gguf:/nonexistent/model.gguf');
+    expect(noModel.code).toBe(1);
+    expect(noModel.err).toMatch(/chat model file \/nonexistent\/model\.gguf does not exist/);
+    const badSet = await run(env, 'create', '--name', 'broken', '--set', 'retrieval.top_k=0');
+    expect(badSet.code).toBe(2);
+    expect((await run(env, 'list', '--json')).json.map((r: { name: string }) => r.name)).toEqual(['initial']);
+
+    const ok = await run(env, 'create', '--name', 'wide', '--set', 'retrieval.top_k=10', '--set', 'llm.temperature=0', '--json');
+    expect(ok.code, ok.err).toBe(0);
+    expect(ok.json).toMatchObject({ name: 'wide', state: 'draft', version: 2, parts: { retrieval: { top_k: 10 }, llm: { temperature: 0 } } });
+    const diff = await run(env, 'diff', 'initial', 'wide', '--json');
+    expect(diff.json.differences).toEqual([
+      { key: 'llm.temperature', a: 0.2, b: 0 },
+      { key: 'retrieval.top_k', a: 6, b: 10 },
+    ]);
+    const show = await run(env, 'show', 'wide');
+    expect(show.out).toMatch(/retrieval {2}hybrid top_k 10/);
+    expect((await run(env, 'show', 'nope')).code).toBe(1);
+  });
+
+  it('regression gate: a candidate with a worse retrieval setting is refused; --force promotes and is audited', async () => {
+    // A log of rated answers: thumbs-up on answers of the live release (their cited chunks are relevant).
+    const key = await srv.key('rater');
+    for (const q of QUESTIONS) {
+      const r = await postJson(`${srv.url}/v1/chat`, key, { message: q });
+      expect(r.status).toBe(200);
+      expect((await postJson(`${srv.url}/v1/feedback`, key, { response_id: r.body.id, rating: 1 })).status).toBeLessThan(300);
+    }
+    // Dense only with the random-weight test encoder: far worse than hybrid on these questions.
+    const worse = await run(env, 'create', '--name', 'worse', '--from', 'initial', '--set', 'retrieval.mode=dense');
+    expect(worse.code, worse.err).toBe(0);
+    expect((await run(env, 'canary', 'worse', '--share', '10')).code).toBe(0);
+    const refused = await run(env, 'promote');
+    expect(refused.code).toBe(1);
+    expect(refused.err).toMatch(/promotion refused: candidate worse is worse than live initial on \d+ logged questions: hit@5/);
+    expect((await srv.deps.store.releases.get('worse'))?.state).toBe('candidate');
+
+    const forced = await run(env, 'promote', '--force', '--reason', 'I know better', '--json');
+    expect(forced.code, forced.err).toBe(0);
+    expect(forced.json).toMatchObject({ action: 'promote', from: 'initial', to: 'worse', forced: true, reason: 'I know better', gate: { passed: false } });
+    const [last] = await srv.deps.store.releases.events(1);
+    expect(last).toMatchObject({ action: 'promote', forced: true, reason: 'I know better' });
+    expect((last!.detail as { gate: { live: { 'hit@5': number }; candidate: { 'hit@5': number } } }).gate.live['hit@5']).toBeGreaterThan(
+      (last!.detail as { gate: { candidate: { 'hit@5': number } } }).gate.candidate['hit@5'],
+    );
+    const back = await run(env, 'rollback', '--json');
+    expect(back.json).toMatchObject({ action: 'rollback', from: 'worse', to: 'initial' });
+  }, 60_000);
+});
