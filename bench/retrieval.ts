@@ -17,6 +17,9 @@
  * HNSW_EF_SEARCH (and at larger ef values until recall ≥ 0.99, if 64 is not enough).
  * Latencies are wall-clock per call after WARMUP_QUERIES untimed ones; on a shared machine p99 mostly
  * measures the neighbours (run it on an idle machine for release figures).
+ * With `--postgres URL` (a scratch database; its mneme tables are filled), the same documents, vectors
+ * and queries also go through the PostgreSQL engine (pgvector HNSW, tsvector full text), and the
+ * JSON gets a `postgres` object with the same figures, in the same run.
  * Prints one JSON line on stdout; progress goes to stderr.
  */
 import fs from 'node:fs';
@@ -38,6 +41,8 @@ const { values } = parseArgs({
     clusters: { type: 'string', default: '1000' },
     'recall-queries': { type: 'string' },
     seed: { type: 'string', default: '1' },
+    /** A scratch PostgreSQL database (emptied first): the same corpus, queries and vectors on the PostgreSQL engine. */
+    postgres: { type: 'string' },
   },
 });
 const int = (name: string, v: string | undefined, min: number): number => {
@@ -159,6 +164,8 @@ async function main() {
     const insertVec = db.prepare('INSERT INTO embeddings (chunk_id, model_id, vector) VALUES (?, ?, ?)');
     const vectors: Float32Array[] = new Array(N);
     const labels: number[] = new Array(N);
+    const texts: string[] = values.postgres ? new Array(N) : [];
+    const docTitles: string[] = [];
     const BATCH = 5000;
     for (let start = 0; start < N; start += BATCH) {
       db.transaction(() => {
@@ -167,7 +174,9 @@ async function main() {
           const c = Math.floor(rand() * CLUSTERS);
           if (i % CHUNKS_PER_DOC === 0) {
             const now = nowIso();
-            docId = Number(insertDoc.run(`/bench/doc-${i / CHUNKS_PER_DOC}.txt`, `sha-${i}`, `${topics[c]![0]} ${topics[c]![1]} notes`, now, now).lastInsertRowid);
+            const title = `${topics[c]![0]} ${topics[c]![1]} notes`;
+            if (values.postgres) docTitles.push(title);
+            docId = Number(insertDoc.run(`/bench/doc-${i / CHUNKS_PER_DOC}.txt`, `sha-${i}`, title, now, now).lastInsertRowid);
           }
           const words: string[] = [];
           for (let w = 0; w < WORDS_PER_CHUNK; w++) {
@@ -178,6 +187,7 @@ async function main() {
           insertVec.run(id, MODEL_ID, vectorToBlob(v));
           vectors[i] = v;
           labels[i] = id;
+          if (values.postgres) texts[i] = words.join(' ');
         }
       }).immediate();
       if ((start / BATCH) % 4 === 0) log(`sqlite: ${Math.min(N, start + BATCH)} chunks`);
@@ -274,6 +284,7 @@ async function main() {
       }
     }
     await store.close();
+    const postgres = values.postgres ? await benchPostgres(values.postgres, { texts, vectors, docTitles, queries, truth, recallQueries, time }) : undefined;
 
     const out = {
       bench: 'retrieval',
@@ -302,10 +313,72 @@ async function main() {
       dense_ms_at_ef: denseAtEf,
       ef_for_recall_0_99: efNeeded,
       exact_search_ms: round(exactMs, 1),
+      ...(postgres ? { postgres } : {}),
     };
     process.stdout.write(`${JSON.stringify(out)}\n`);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+interface PgInput {
+  texts: string[];
+  vectors: Float32Array[];
+  docTitles: string[];
+  queries: Array<{ text: string; vector: Float32Array }>;
+  truth: Array<Set<number>>;
+  recallQueries: Array<{ text: string; vector: Float32Array }>;
+  time: (fn: (q: { text: string; vector: Float32Array }) => unknown) => Promise<number[]>;
+}
+
+/** The same corpus through the PostgreSQL engine: insert, index build, search and recall figures. */
+async function benchPostgres(url: string, d: PgInput): Promise<Record<string, unknown>> {
+  const { openPostgresStore } = await import('../src/core/store/postgres/index.ts');
+  const pgStore = await openPostgresStore(url);
+  try {
+    if ((await pgStore.corpus.feedBounds()).head > 0) throw new Error(`--postgres ${url}: use an empty scratch database`);
+    log('postgres: inserting documents, chunks, vectors');
+    let t0 = performance.now();
+    // Chunk ids follow insertion order from 1, as in the SQLite file: truth sets (SQLite labels) carry over.
+    for (let doc = 0; doc * CHUNKS_PER_DOC < N; doc++) {
+      const chunks = [];
+      for (let i = doc * CHUNKS_PER_DOC; i < Math.min(N, (doc + 1) * CHUNKS_PER_DOC); i++) {
+        chunks.push({ ord: i % CHUNKS_PER_DOC, text: d.texts[i]!, headingPath: `part ${i % CHUNKS_PER_DOC}`, tokenCount: WORDS_PER_CHUNK, contentSha256: `h${i}`, vector: d.vectors[i] });
+      }
+      const title = d.docTitles[doc] ?? 'notes';
+      await pgStore.corpus.replaceDocument({ collection: 'bench', sourceUri: `/bench/doc-${doc}.txt`, contentSha256: `sha-${doc}`, title, kind: 'text/plain', bytes: 0 }, chunks, null, MODEL_ID);
+      if (doc % 2000 === 0) log(`postgres: ${doc * CHUNKS_PER_DOC} chunks`);
+    }
+    const insertSeconds = (performance.now() - t0) / 1000;
+    t0 = performance.now();
+    // Created after the rows: pgvector builds the HNSW index in bulk.
+    const meta = await createGeneration(pgStore, { modelId: MODEL_ID, dimension: DIM, maxTokens: 256, pooling: 'mean', normalized: true }, 'active');
+    const indexSeconds = (performance.now() - t0) / 1000;
+    log(`postgres: insert ${insertSeconds.toFixed(1)} s, hnsw index ${indexSeconds.toFixed(1)} s`);
+    const retriever = new HybridRetriever({ store: pgStore, embedder: null, index: { meta, hnsw: null, feedSeq: 0 }, syncIntervalMs: 60_000 });
+    const bm25Search = await d.time((q) => retriever.searchBm25(q.text, BM25_CANDIDATES));
+    const denseSearch = await d.time((q) => retriever.searchDense(q.vector, DENSE_CANDIDATES));
+    const hybridRetrieve = await d.time((q) => retriever.retrieveWithVector({ query: q.text, topK: 10 }, q.vector));
+    const recall: Record<string, number> = {};
+    for (const ef of EF_LADDER) {
+      let found = 0;
+      for (const [i, q] of d.recallQueries.entries()) {
+        for (const h of await pgStore.corpus.searchVector(MODEL_ID, q.vector, { limit: 10, efSearch: ef })) if (d.truth[i]!.has(h.chunkId)) found++;
+      }
+      recall[ef] = round(found / (d.recallQueries.length * 10), 4);
+      log(`postgres ef=${ef}: recall@10 ${recall[ef]}`);
+      if (recall[ef]! >= RECALL_TARGET) break;
+    }
+    return {
+      insert_s: round(insertSeconds, 1),
+      hnsw_index_s: round(indexSeconds, 1),
+      bm25_search_ms: stats(bm25Search),
+      dense_search_ms: stats(denseSearch),
+      hybrid_retrieve_ms: stats(hybridRetrieve),
+      recall_at_10: recall,
+    };
+  } finally {
+    await pgStore.close();
   }
 }
 
