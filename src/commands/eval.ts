@@ -23,13 +23,15 @@ import { loadConfig } from '../core/config.ts';
 import type { Store } from '../core/store/index.ts';
 import type { VectorStack } from '../core/deps.ts';
 import { openStore, openVectorStack } from '../core/deps.ts';
-import { ModelLoadError } from '../core/errors.ts';
+import { ModelLoadError, ValidationError } from '../core/errors.ts';
 import { acquireLock } from '../core/lock.ts';
 import type { BeirDataset } from '../eval/beir.ts';
 import { loadBeirDataset } from '../eval/beir.ts';
 import type { EvalScores } from '../eval/metrics.ts';
 import { evaluateRuns } from '../eval/metrics.ts';
+import { releaseNameSchema } from '../chat/release-parts.ts';
 import { parseCommandArgs, printJson, synopsis } from './args.ts';
+import { runRegressionEval } from './releases.ts';
 import type { CommandSpec } from './args.ts';
 import type { Command, CommandIo } from './types.ts';
 
@@ -49,7 +51,9 @@ export const EVAL_COLLECTION = 'beir';
 const schema = z.object({
   'data-dir': z.string().optional(),
   json: z.boolean(),
-  dataset: z.string().min(1, 'give the dataset directory'),
+  dataset: z.string().min(1, 'give the dataset directory').optional(),
+  regression: z.boolean().default(false),
+  release: z.array(releaseNameSchema).default([]),
   mode: z.enum(['bm25', 'dense', 'hybrid']).optional(),
   split: z.string().regex(/^[\w.-]{1,64}$/, 'a qrels file name without .tsv, e.g. test or dev').default('test'),
   'work-dir': z.string().min(1).optional(),
@@ -217,8 +221,10 @@ export const EVAL_SPEC: CommandSpec = {
     { name: 'split', type: 'string', value: 'NAME', default: 'test', description: 'qrels file to score against, without .tsv' },
     { name: 'work-dir', type: 'string', value: 'DIR', description: 'keep the scratch data dir here (re-runs only re-embed what changed); default: a temp dir, removed' },
     { name: 'database-url', type: 'string', value: 'URL', description: 'evaluate on this scratch PostgreSQL database (its eval collection is replaced) instead of a scratch SQLite file; MNEME_DATABASE_URL is never used' },
+    { name: 'regression', type: 'boolean', default: false, description: 'instead of a dataset: score releases (hit@5, MRR@10) on the regression set built from the prediction log (rated answers), without the LLM' },
+    { name: 'release', type: 'string', multiple: true, value: 'NAME', description: '--regression: the release to score (default: the live release and the candidate)' },
   ],
-  examples: ['eval --dataset test/fixtures/beir/tiny --mode bm25', 'eval --dataset ~/beir/scifact --split test --work-dir /tmp/scifact --json'],
+  examples: ['eval --dataset test/fixtures/beir/tiny --mode bm25', 'eval --regression --json', 'eval --dataset ~/beir/scifact --split test --work-dir /tmp/scifact --json'],
 };
 
 export const evalCommand: Command = {
@@ -228,17 +234,20 @@ export const evalCommand: Command = {
   async run(args, io) {
     const opts = parseCommandArgs(EVAL_SPEC, args, schema);
     const config = loadConfig(io.env, { dataDir: opts['data-dir'] });
+    if (opts.regression) return runRegressionEval(config, opts.release, opts.json, io);
+    if (!opts.dataset) throw new ValidationError('eval: --dataset DIR is required (or --regression)');
+    const dataset = opts.dataset;
     const keep = opts['work-dir'] !== undefined;
     const workDir = keep ? path.resolve(opts['work-dir']!) : fs.mkdtempSync(path.join(os.tmpdir(), 'mneme-eval-'));
     fs.mkdirSync(workDir, { recursive: true });
     try {
-      const r = await runEval({ dataset: opts.dataset, split: opts.split, requestedMode: opts.mode, config, workDir, io, databaseUrl: opts['database-url'] });
+      const r = await runEval({ dataset, split: opts.split, requestedMode: opts.mode, config, workDir, io, databaseUrl: opts['database-url'] });
       if (opts.json) {
         printJson(io.stdout, { 'ndcg@10': r['ndcg@10'], 'recall@100': r['recall@100'], 'mrr@10': r['mrr@10'], queries: r.queries, mode: r.mode });
       } else {
         const f = (x: number) => x.toFixed(4);
         io.stdout.write(
-          `dataset     ${path.resolve(opts.dataset)} (${r.passages} passages, split ${opts.split})\n` +
+          `dataset     ${path.resolve(dataset)} (${r.passages} passages, split ${opts.split})\n` +
             `mode        ${r.mode}${r.model ? ` (${r.model})` : ''}\n` +
             `queries     ${r.queries}\n` +
             `nDCG@10     ${f(r['ndcg@10'])}\n` +

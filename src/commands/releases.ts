@@ -199,3 +199,37 @@ export const releasesCommand: Command = {
     }
   },
 };
+
+/**
+ * `mneme eval --regression`: scores `names` (default: the live release and the candidate) on the
+ * regression set of the prediction log.
+ * @throws NotFoundError for an unknown release.
+ */
+export async function runRegressionEval(config: Config, names: readonly string[], json: boolean, io: CommandIo): Promise<number> {
+  const store = await openStore(config);
+  try {
+    const all = await store.releases.list();
+    const picked = names.length > 0 ? names.map((n) => all.find((r) => r.name === n) ?? null) : all.filter((r) => r.state === 'live' || r.state === 'candidate');
+    const missing = names.filter((_, i) => picked[i] === null);
+    if (missing.length > 0) throw new NotFoundError(`no release named ${missing.map((m) => JSON.stringify(m)).join(', ')}`);
+    const releases = picked as ReleaseRecord[];
+    const cases = await loadRegressionSet(store);
+    const scored =
+      cases.length === 0
+        ? releases.map((r) => ({ release: r.name, 'hit@5': 0, 'mrr@10': 0, queries: 0 }))
+        : await withRegressionRetriever(store, config, async (retriever) => {
+            const out = [];
+            for (const r of releases) out.push({ release: r.name, ...(await scoreRelease(retriever, r.parts, cases)) });
+            return out;
+          });
+    const sources = { thumbs_up: cases.filter((c) => c.source === 'thumbs_up').length, correction: cases.filter((c) => c.source === 'correction').length };
+    if (json) printJson(io.stdout, { queries: cases.length, sources, releases: scored });
+    else {
+      io.stdout.write(`regression set: ${cases.length} logged questions (${sources.thumbs_up} thumbs-up, ${sources.correction} corrected)\n`);
+      for (const s of scored) io.stdout.write(`${s.release.padEnd(20)} hit@5 ${s['hit@5'].toFixed(4)}  MRR@10 ${s['mrr@10'].toFixed(4)}\n`);
+    }
+    return 0;
+  } finally {
+    await store.close();
+  }
+}

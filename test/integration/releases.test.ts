@@ -215,6 +215,15 @@ describe('releases CLI', () => {
     const worse = await run(env, 'create', '--name', 'worse', '--from', 'initial', '--set', 'retrieval.mode=dense');
     expect(worse.code, worse.err).toBe(0);
     expect((await run(env, 'canary', 'worse', '--share', '10')).code).toBe(0);
+    // The gate's numbers: `eval --regression` scores both on the log's questions, without the LLM.
+    const io = bufferIo(env);
+    expect(await main(['eval', '--regression', '--json'], io), io.err()).toBe(0);
+    const scores = JSON.parse(io.out().trim().split('\n').pop()!);
+    // Answers that cited nothing give no case.
+    expect(scores.queries).toBeGreaterThanOrEqual(3);
+    expect(scores.sources).toEqual({ thumbs_up: scores.queries, correction: 0 });
+    expect(scores.releases.map((r: { release: string }) => r.release)).toEqual(['initial', 'worse']);
+    expect(scores.releases[0]['hit@5']).toBeGreaterThan(scores.releases[1]['hit@5']);
     const refused = await run(env, 'promote');
     expect(refused.code).toBe(1);
     expect(refused.err).toMatch(/promotion refused: candidate worse is worse than live initial on \d+ logged questions: hit@5/);
