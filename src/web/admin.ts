@@ -5,6 +5,7 @@
  * Refreshes every REFRESH_MS while the tab is visible. All server text goes in as text nodes.
  */
 import type { BucketStats, CorpusStatus, OverviewBody, ThumbsDownItem, TimeseriesBody } from '../chat/http/routes/admin.ts';
+import { releasesPanel } from './admin-releases.ts';
 import { ApiError, apiJson, describeError, isAuthError, loadKey, saveKey } from './api.ts';
 import { timeChart } from './charts.ts';
 import type { Series } from './charts.ts';
@@ -48,6 +49,9 @@ const el = {
   thumbsDown: byId('thumbs-down'),
   corpus: byId('corpus'),
 };
+
+/** Releases: live/candidate, the promote and rollback buttons, per-arm metrics, data monitoring. */
+const releases = releasesPanel(byId('releases'), () => state.key);
 
 const state = {
   key: null as string | null,
@@ -121,6 +125,8 @@ async function refresh(): Promise<void> {
   if (!key || state.loading) return;
   state.loading = true;
   el.dashboard.setAttribute('aria-busy', 'true');
+  // Loaded beside the rest: a failure there is shown in its own panel.
+  void releases.refresh();
   try {
     const minutes = Number(el.windowSelect.value);
     const [overview, series, thumbs, corpus] = await Promise.all([
