@@ -142,6 +142,8 @@ export interface ExportManifest {
     collection: string | null;
     model: string | null;
     prompt: string | null;
+    /** `--release`: only answers of this release (issue 15). */
+    release: string | null;
     include_errors: boolean;
     include_extractive: boolean;
   };
@@ -190,6 +192,9 @@ export interface ExportManifest {
   models_truncated: boolean;
   prompts: Array<{ name: string; sha256: string; examples: number }>;
   prompts_truncated: boolean;
+  /** The releases that answered the exported rows (null: rows logged without releases). */
+  releases: Array<{ name: string | null; examples: number }>;
+  releases_truncated: boolean;
   /**
    * Replacements per kind in the written files (duplicates dropped are not counted), per field
    * (prompt_system, prompt_user, prompt_context, prompt_assistant, answer, correction), and whether
@@ -376,6 +381,7 @@ class ExportRun {
   private readonly deduper = new Deduper();
   private readonly models = new CappedCounter<{ backend: string; model_id: string }>();
   private readonly prompts = new CappedCounter<{ name: string; sha256: string }>();
+  private readonly releases = new CappedCounter<{ name: string | null }>();
   private readonly userHashes = new Map<number, string>();
   private readonly usersWritten = new Set<string>();
   private readonly progress: ExportProgress = { rowsRead: 0, examplesWritten: 0 };
@@ -477,7 +483,9 @@ class ExportRun {
       if (!seen.has(m)) this.models.add(m, { backend: s.modelBackend, model_id: s.modelId });
       const p = `${s.promptName}\u0000${s.promptSha256}`;
       if (!seen.has(p)) this.prompts.add(p, { name: s.promptName, sha256: s.promptSha256 });
-      seen.add(m).add(p);
+      const r = `release\u0000${s.release ?? ''}`;
+      if (!seen.has(r)) this.releases.add(r, { name: s.release ?? null });
+      seen.add(m).add(p).add(r);
     }
   }
 
@@ -502,6 +510,8 @@ class ExportRun {
     m.models_truncated = this.models.truncated;
     m.prompts = [...this.prompts.entries.values()].map((e) => ({ ...e.key, examples: e.n }));
     m.prompts_truncated = this.prompts.truncated;
+    m.releases = [...this.releases.entries.values()].map((e) => ({ ...e.key, examples: e.n }));
+    m.releases_truncated = this.releases.truncated;
     m.scrub = scrubSummary(this.scrubByField, this.scrubContext);
     m.dedupe.index_bytes = this.deduper.bytes;
     m.users = [...this.usersWritten].sort();
@@ -738,6 +748,7 @@ function emptyManifest(options: RunExportOptions, f: ExportFilters, valFraction:
       collection: f.collection ?? null,
       model: f.model ?? null,
       prompt: f.prompt ?? null,
+      release: f.release ?? null,
       include_errors: f.includeErrors ?? false,
       include_extractive: options.includeExtractive ?? false,
     },
@@ -767,6 +778,8 @@ function emptyManifest(options: RunExportOptions, f: ExportFilters, valFraction:
     models_truncated: false,
     prompts: [],
     prompts_truncated: false,
+    releases: [],
+    releases_truncated: false,
     scrub: scrubSummary(emptyFieldCounts(), options.scrubContext ?? false),
     malformed_rows: [],
     malformed_rows_truncated: false,

@@ -35,6 +35,14 @@ function variantPromptFile(dir: string): string {
   return file;
 }
 
+async function waitUntil(fn: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await fn())) {
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
 async function run(env: Record<string, string>, ...args: string[]): Promise<{ code: number; out: string; err: string; json: any }> {
   const io = bufferIo(env);
   const code = await main(['releases', ...args], io);
@@ -239,5 +247,28 @@ describe('releases CLI', () => {
     );
     const back = await run(env, 'rollback', '--json');
     expect(back.json).toMatchObject({ action: 'rollback', from: 'worse', to: 'initial' });
+  }, 60_000);
+
+  it('export --release NAME keeps that release\'s answers; the manifest lists the releases of its rows', async () => {
+    const key = await srv.key('exporter');
+    expect((await run(env, 'promote', 'worse', '--force')).code).toBe(0);
+    // The CLI wrote the store; the server follows within its refresh interval.
+    await waitUntil(async () => srv.deps.releases.serving().live === 'worse');
+    const w = await postJson(`${srv.url}/v1/chat`, key, { message: 'Which tides does the Tidewater ferry avoid in winter?' });
+    expect(w.body.release).toBe('worse');
+    const exportRun = async (...args: string[]) => {
+      const out = path.join(tempDir(), 'sft.jsonl');
+      const io = bufferIo(env);
+      const code = await main(['export', '--format', 'sft', '--out', out, '--include-extractive', '--min-rating=-1', '--val-fraction', '0', ...args], io);
+      expect(code, io.err()).toBe(0);
+      return JSON.parse(fs.readFileSync(`${out}.manifest.json`, 'utf8')) as { filters: { release: string | null }; releases: Array<{ name: string; examples: number }>; counts: { examples: number } };
+    };
+    const all = await exportRun();
+    expect(all.filters.release).toBeNull();
+    expect(all.releases.map((r) => r.name).sort()).toEqual(['initial', 'worse']);
+    const only = await exportRun('--release', 'initial');
+    expect(only.filters.release).toBe('initial');
+    expect(only.releases).toEqual([{ name: 'initial', examples: only.counts.examples }]);
+    expect(only.counts.examples).toBeLessThan(all.counts.examples);
   }, 60_000);
 });

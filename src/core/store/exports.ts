@@ -35,6 +35,8 @@ export interface LoggedResponse {
   rating: 1 | -1 | null;
   /** Correction text of the latest feedback row, if any. */
   correction: string | null;
+  /** The release that answered (issue 15); null/absent for rows logged without releases. */
+  release?: string | null | undefined;
 }
 
 /** Smallest prompt-hash prefix accepted by the `prompt` filter, in hex digits. */
@@ -58,6 +60,8 @@ export interface ExportFilters {
   model?: string | undefined;
   /** Prompt template name, or its sha256 (full, or a prefix of at least PROMPT_HASH_MIN_PREFIX hex digits, any case). */
   prompt?: string | undefined;
+  /** Exact `responses.release`: only answers of this release. */
+  release?: string | undefined;
   /** Include responses whose status is 'error' or 'cancelled' (default: only 'ok'). */
   includeErrors?: boolean | undefined;
 }

@@ -64,6 +64,7 @@ function filterWhere(filters: ExportFilters, feedbackAlias: string | null, fixed
   if (filters.since !== undefined) clauses.push(`r.created_at >= ${p(filters.since)}`);
   if (filters.until !== undefined) clauses.push(`r.created_at < ${p(filters.until)}`);
   if (filters.collection !== undefined) clauses.push(`r.collection = ${p(filters.collection)}`);
+  if (filters.release !== undefined) clauses.push(`r.release = ${p(filters.release)}`);
   if (filters.model !== undefined) {
     const m = p(filters.model);
     clauses.push(`(r.model_id = ${m} OR r.model_backend || ':' || r.model_id = ${m})`);
@@ -98,6 +99,7 @@ interface RawRow {
   rendered_prompt_json: string | null;
   model_backend: string;
   model_id: string;
+  release: string | null;
   query: string | null;
   answer: string | null;
   rating: number | null;
@@ -107,7 +109,7 @@ interface RawRow {
 /** A preference page row: the rated-down response (plain names) and its partner (`u_` names, null when none). */
 type PairRow = RawRow & { [K in keyof RawRow as `u_${K & string}`]: RawRow[K] | null };
 
-const COLUMNS = ['seq', 'id', 'user_id', 'conversation_id', 'turn_index', 'created_at', 'status', 'collection', 'prompt_name', 'prompt_sha256', 'rendered_prompt_json', 'model_backend', 'model_id', 'query', 'answer'];
+const COLUMNS = ['seq', 'id', 'user_id', 'conversation_id', 'turn_index', 'created_at', 'status', 'collection', 'prompt_name', 'prompt_sha256', 'rendered_prompt_json', 'model_backend', 'model_id', 'query', 'answer', 'release'];
 
 /** Columns of a response `r`, its feedback `f` and its user `us`, names prefixed with `prefix`. */
 function rowColumns(r: string, f: string, us: string, prefix = ''): string {
@@ -136,6 +138,7 @@ function toLogged(raw: RawRow): LoggedResponse {
     renderedPromptJson: raw.rendered_prompt_json ?? '',
     modelBackend: raw.model_backend,
     modelId: raw.model_id,
+    release: raw.release,
     query: raw.query ?? '',
     answer: raw.answer,
     rating: raw.rating === 1 || raw.rating === -1 ? raw.rating : null,

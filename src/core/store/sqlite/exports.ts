@@ -82,6 +82,10 @@ function filterWhere(filters: ExportFilters, feedbackAlias: string | null): Wher
     params.model = filters.model;
   }
   if (filters.prompt !== undefined) promptWhere(filters.prompt, clauses, params);
+  if (filters.release !== undefined) {
+    clauses.push('r.release = @release');
+    params.release = filters.release;
+  }
   if (filters.minRating !== undefined && filters.minRating > -1 && feedbackAlias !== null) {
     const f = feedbackAlias;
     clauses.push(`(CASE WHEN ${HAS_CORRECTION(f)} THEN 1 ELSE coalesce(${f}.rating, 0) END) >= @minRating`);
@@ -109,6 +113,7 @@ interface RawRow {
   rendered_prompt_json: string | null;
   model_backend: string;
   model_id: string;
+  release: string | null;
   query: string | null;
   answer: string | null;
   rating: number | null;
@@ -118,7 +123,7 @@ interface RawRow {
 /** A preference page row: the rated-down response (plain names) and its partner (`u_` names, null when none). */
 type PairRow = RawRow & { [K in keyof RawRow as `u_${K & string}`]: RawRow[K] | null };
 
-const COLUMNS = ['seq', 'id', 'user_id', 'conversation_id', 'turn_index', 'created_at', 'status', 'collection', 'prompt_name', 'prompt_sha256', 'rendered_prompt_json', 'model_backend', 'model_id', 'query', 'answer'];
+const COLUMNS = ['seq', 'id', 'user_id', 'conversation_id', 'turn_index', 'created_at', 'status', 'collection', 'prompt_name', 'prompt_sha256', 'rendered_prompt_json', 'model_backend', 'model_id', 'query', 'answer', 'release'];
 
 /** Columns of a response `r`, its feedback `f` and its user `us`, names prefixed with `prefix`. */
 function rowColumns(r: string, f: string, us: string, prefix = ''): string {
@@ -146,6 +151,7 @@ function toLogged(raw: RawRow): LoggedResponse {
     renderedPromptJson: raw.rendered_prompt_json ?? '',
     modelBackend: raw.model_backend,
     modelId: raw.model_id,
+    release: raw.release,
     query: raw.query ?? '',
     answer: raw.answer,
     rating: raw.rating === 1 || raw.rating === -1 ? raw.rating : null,
