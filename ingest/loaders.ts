@@ -15,7 +15,7 @@
  */
 import { Parser } from 'htmlparser2';
 import { LoaderError } from '../src/core/errors.ts';
-import type { DocumentKind, LoadedDocument, Section } from './types.ts';
+import type { DocumentKind, LoadedDocument, PageKind, Section } from './types.ts';
 
 /** How many leading bytes are scanned for a NUL byte (8 KiB), like git's binary heuristic. */
 export const BINARY_SNIFF_BYTES = 8192;
@@ -369,6 +369,37 @@ function collapseWhitespace(text: string): string {
 }
 
 /**
+ * An HTML page whose visible text is at least this share link text (by characters) is a table of
+ * contents (a chapter landing page, a site map): measured on the PostgreSQL 15 manual, the
+ * back-of-book index and chapter contents pages sit at 0.6–0.9, content pages below 0.3.
+ */
+export const TOC_LINK_DENSITY = 0.6;
+/** Pages with less visible text than this (characters) are never judged by link density alone. */
+export const LINK_DENSITY_MIN_CHARS = 200;
+/** Titles of back-of-book indexes: "Index", "General Index", "Appendix I. Index", "Index of functions". */
+const INDEX_TITLE = /^(?:(?:appendix\s+)?(?:[a-z]|\d+)(?:\.\d+)*\.\s+)?(?:general\s+|alphabetical\s+|subject\s+)?index(?:\s+of\s+.+)?$/i;
+/** Titles of tables of contents: "Table of Contents", "Contents". */
+const TOC_TITLE = /^(?:table\s+of\s+)?contents$/i;
+/** Titles of release notes: "Release 15.2", "E.14. Release 15.2", "Appendix E. Release Notes", "Prior Releases", "Changelog". */
+const RELEASE_TITLE = /(?:^|\s)(?:release\s+\d+(?:\.\d+)*|release\s+notes|prior\s+releases|change\s?log|what's\s+new\s+in\s+.+)$/i;
+
+/**
+ * The ranking verdict of a page from its title (and, for HTML, its link density): 'index' (a
+ * back-of-book index), 'release_notes', 'toc' (a "Table of Contents" title, or an HTML page whose
+ * visible text is mostly links), else 'content'. Pure.
+ * @param linkDensity share of visible characters inside links (0..1); undefined for non-HTML
+ * @param textChars visible characters of the page (link density is ignored below LINK_DENSITY_MIN_CHARS)
+ */
+export function classifyPage(title: string, linkDensity?: number, textChars = Infinity): PageKind {
+  const t = title.trim().replace(/\s+/g, ' ');
+  if (INDEX_TITLE.test(t)) return 'index';
+  if (RELEASE_TITLE.test(t)) return 'release_notes';
+  if (TOC_TITLE.test(t)) return 'toc';
+  if (linkDensity !== undefined && textChars >= LINK_DENSITY_MIN_CHARS && linkDensity >= TOC_LINK_DENSITY) return 'toc';
+  return 'content';
+}
+
+/**
  * HTML → readable text, one section per h1–h6 (heading text goes to `headingPath`, not `text`).
  * Uses htmlparser2's streaming callbacks: one pass, no DOM. Entities are decoded by the parser, so
  * `&lt;script&gt;` in a paragraph is the text "<script>" while a real <script> element is dropped.
@@ -391,6 +422,15 @@ function parseHtml(html: string, fallbackTitle: string, xhtml: boolean): LoadedD
   let titleBuffer: string | null = null;
   let title: string | null = null;
   let firstH1: string | null = null;
+  /** Open <a href> elements, and visible characters (whitespace runs count 1) in total and inside links. */
+  let linkDepth = 0;
+  let textChars = 0;
+  let linkChars = 0;
+  const countText = (data: string): void => {
+    const n = data.replace(/\s+/g, ' ').trim().length;
+    textChars += n;
+    if (linkDepth > 0) linkChars += n;
+  };
 
   const flushSection = (): void => {
     const text = out.trim();
@@ -441,6 +481,7 @@ function parseHtml(html: string, fallbackTitle: string, xhtml: boolean): LoadedD
         if (name === 'svg') svgDepth++;
         if (startsSkip) skipDepth++;
         if (skipDepth > 0) return;
+        if (name === 'a' && attribs.href !== undefined) linkDepth++;
         if (isLocalHeadingContainer(name, attribs)) localContainers.push({ depth: openElements.length - 1, outside: [...headingStack] });
 
         const level = HEADING_LEVELS.get(name);
@@ -474,6 +515,7 @@ function parseHtml(html: string, fallbackTitle: string, xhtml: boolean): LoadedD
           return;
         }
         if (skipDepth > 0) return;
+        countText(data);
         if (heading) heading.text += data;
         else appendText(data);
       },
@@ -491,6 +533,7 @@ function parseHtml(html: string, fallbackTitle: string, xhtml: boolean): LoadedD
           return;
         }
         if (skipDepth > 0) return;
+        if (name === 'a' && linkDepth > 0) linkDepth--;
         if (HEADING_LEVELS.has(name)) {
           endHeading();
           return;
@@ -518,7 +561,9 @@ function parseHtml(html: string, fallbackTitle: string, xhtml: boolean): LoadedD
   flushSection();
 
   if (sections.length === 0) throw new LoaderError('empty', 'no readable text in HTML (only markup, scripts, navigation or hidden content)');
-  return { title: title ?? firstH1 ?? fallbackTitle, kind: 'text/html', sections };
+  const pageTitle = title ?? firstH1 ?? fallbackTitle;
+  const linkDensity = textChars === 0 ? 0 : linkChars / textChars;
+  return { title: pageTitle, kind: 'text/html', sections, linkDensity, pageKind: classifyPage(pageTitle, linkDensity, textChars) };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -18,8 +18,9 @@ import type { DocumentRef, NewChunk } from '../src/core/store/corpus.ts';
 import type { Store } from '../src/core/store/index.ts';
 import { estimateTokens } from '../src/core/tokens.ts';
 import { chunkDocument } from './chunk.ts';
-import { loadDocument } from './loaders.ts';
-import type { ChunkDraft, LoadedDocument, LoadFailureCode } from './types.ts';
+import { ExcludeMatcher } from './exclude.ts';
+import { classifyPage, loadDocument } from './loaders.ts';
+import type { ChunkDraft, LoadedDocument, LoadFailureCode, PageKind } from './types.ts';
 import { isUnder, walk } from './walk.ts';
 
 /** Chunks gathered before one embedding round; bigger windows sort better, smaller ones commit sooner. */
@@ -33,6 +34,16 @@ export const INDEX_CHECKPOINT_SECONDS = 120;
  * further behind than this (stopped for a long time) reconciles in full once instead.
  */
 export const FEED_RETAIN_CHANGES = 1_000_000;
+/**
+ * Ranking weight stored with a document (documents.weight) per page kind (classifyPage): navigation
+ * pages stay searchable but rank below content. The retriever multiplies the fused score by it.
+ */
+export const PAGE_KIND_WEIGHTS: Readonly<Record<PageKind, number>> = { content: 1, toc: 0.5, release_notes: 0.5, index: 0.25 };
+
+/** The weight of a loaded document: its loader's verdict, or (non-HTML) the verdict on its title alone. */
+export function documentWeight(loaded: LoadedDocument): number {
+  return PAGE_KIND_WEIGHTS[loaded.pageKind ?? classifyPage(loaded.title)];
+}
 
 export interface IngestOptions {
   store: Store;
@@ -50,6 +61,11 @@ export interface IngestOptions {
   /** The configured embedding model (null = embeddings disabled); decides whether vectors load up front. */
   configuredModel: string | null;
   jsonTextFields?: string[] | undefined;
+  /**
+   * Globs of files to leave out (`--exclude`, see ingest/exclude.ts): reported as skipped, and with
+   * `prune` removed from the collection if they were ingested before. Default none.
+   */
+  exclude?: string[] | undefined;
   onProgress?: ((p: IngestProgress) => void) | undefined;
   /**
    * Told the change-feed head after each committed window (and after pruning / embedding leftovers),
@@ -199,7 +215,7 @@ export async function runIngest(opts: IngestOptions): Promise<IngestSummary> {
         const h = hashes[i]![j]!;
         return { ord: c.ord, text: c.text, headingPath: c.headingPath, tokenCount: c.tokenCount, contentSha256: h, vector: modelId ? vectorsByHash.get(h) : undefined };
       });
-      const doc = { collection: opts.collection, sourceUri: d.path, contentSha256: d.sha256, title: d.loaded.title, kind: d.loaded.kind, bytes: d.bytes };
+      const doc = { collection: opts.collection, sourceUri: d.path, contentSha256: d.sha256, title: d.loaded.title, kind: d.loaded.kind, bytes: d.bytes, weight: documentWeight(d.loaded) };
       const r = await store.corpus.replaceDocument(doc, chunks, d.existing, modelId);
       s.chunks_deleted += r.chunksDeleted;
       s.chunks_added += r.chunksAdded;
@@ -238,9 +254,15 @@ export async function runIngest(opts: IngestOptions): Promise<IngestSummary> {
     s.failed.push({ path: p, reason, message });
   };
 
+  const excluded = new ExcludeMatcher(opts.exclude ?? [], opts.paths);
   for await (const item of walk(opts.paths, { exclude: [opts.dataDir] })) {
     if (item.type === 'skipped') {
       s.skipped.push({ path: item.path, reason: item.reason, message: item.message });
+      continue;
+    }
+    const glob = excluded.match(item.path);
+    if (glob !== null) {
+      s.skipped.push({ path: item.path, reason: 'excluded', message: `matches --exclude ${glob}` });
       continue;
     }
     s.documents_seen++;

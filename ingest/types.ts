@@ -18,7 +18,18 @@ export interface LoadedDocument {
   /** MIME-ish kind that produced it: text/markdown, text/plain, text/html, application/pdf, application/json. */
   kind: DocumentKind;
   sections: Section[];
+  /**
+   * What kind of page this is, for ranking (see classifyPage in loaders.ts): 'content', or a
+   * navigation page ('index', 'toc', 'release_notes') that ingest stores with a weight < 1.
+   * Absent: 'content'.
+   */
+  pageKind?: PageKind | undefined;
+  /** HTML: share of the visible text's characters that sit inside links (0..1); absent for other kinds. */
+  linkDensity?: number | undefined;
 }
+
+/** A page's ranking verdict at ingest. */
+export type PageKind = 'content' | 'index' | 'toc' | 'release_notes';
 
 export type DocumentKind = 'text/markdown' | 'text/plain' | 'text/html' | 'application/pdf' | 'application/json';
 

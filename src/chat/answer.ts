@@ -22,6 +22,7 @@ import type { FeatureReader, FeatureValue } from '../features/types.ts';
 import type { Citation } from './citations.ts';
 import { finalizeCitations } from './citations.ts';
 import { fitContext, formatContext, formatHistory, toPassages } from './context.ts';
+import { retrievalQuery } from './follow-up.ts';
 import type { LoggedChunk, Logger, PredictionRecord, PredictionWriteOutcome } from './log.ts';
 import { silentLogger, writePredictionLog } from './log.ts';
 import type { ChatMetrics } from './metrics.ts';
@@ -252,7 +253,10 @@ export async function answerTurn(deps: AnswerDeps, input: TurnInput, opts: TurnO
     const personalization = deps.features ? toPersonalizationSignals(precomputed, deps.config.personalizationWeight) : undefined;
     const tr = performance.now();
     const settings = deps.release?.retrieval;
-    retrieval = await deps.retriever.retrieve({ query: input.message, topK: input.topK, collection: input.collection, personalization, mode: settings?.mode, fusion: settings?.fusion });
+    // A follow-up ("How do I create one?") is searched with the thread's key terms; the prompt keeps the real message.
+    const retrievalText = retrievalQuery(input.message, history);
+    if (retrievalText !== input.message) logger.info('follow-up: retrieval query extended', { response_id: responseId, query: input.message, retrieval_query: retrievalText });
+    retrieval = await deps.retriever.retrieve({ query: retrievalText, topK: input.topK, collection: input.collection, personalization, mode: settings?.mode, fusion: settings?.fusion });
     timings.retrieve_ms = since(tr);
     Object.assign(timings, retrieval.timings);
     deps.metrics?.retrieveDuration.observe({}, timings.retrieve_ms / 1000);

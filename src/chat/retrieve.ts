@@ -19,6 +19,7 @@ import { FEED_POLL_INTERVAL_MS, IndexSyncer } from '../core/index-sync.ts';
 import type { SyncLogger } from '../core/index-sync.ts';
 import type { ChunkMeta, ChunkRecord } from '../core/store/corpus.ts';
 import type { Store } from '../core/store/index.ts';
+import { stemWord, wordsOf } from '../features/personalize.ts';
 import type { FusionSettings, PersonalizationSignals, RetrieveRequest, RetrieveResult, RetrievedChunk, Retriever } from './types.ts';
 
 /**
@@ -31,6 +32,14 @@ export const RRF_K = 60;
 export const BM25_CANDIDATES = 100;
 /** Chunks taken from the dense list before fusion. */
 export const DENSE_CANDIDATES = 100;
+/**
+ * Documents taken from the document-level full-text list (title + whole text, so terms spread over
+ * several chunks of one document count together) before fusion; each maps to its best-matching
+ * chunk and enters RRF as a third list. 0 disables it.
+ */
+export const DOCUMENT_CANDIDATES = 30;
+/** RRF weight of the document-level list (the chunk lists weigh 1 each unless a release's fusion setting says otherwise). */
+export const DOCUMENT_LIST_WEIGHT = 1;
 /** Largest `topK` a request may ask for. */
 export const MAX_TOP_K = 50;
 /**
@@ -54,9 +63,31 @@ export const HYDRATE_WINDOW = 20;
  */
 export const PERSONAL_ENGAGED_BOOST = 0.5;
 export const PERSONAL_COLLECTION_BOOST = 0.25;
+/** A chunk cited by an answer the user rated down, at the moment of the rating (then fading, see FEEDBACK_HALF_LIFE_DAYS). */
 export const PERSONAL_DISLIKED_PENALTY = 1.0;
+/** A chunk whose text contains every key term of a correction, at the moment of the correction (partial matches: pro rata). */
+export const PERSONAL_CORRECTION_BOOST = 1.0;
 /** Multiplies cosine(interestVector, chunk vector) ∈ [-1, 1]. */
 export const PERSONAL_INTEREST_BOOST = 0.5;
+/**
+ * Bounds of one chunk's total personalization adjustment, in RRF units (before `weight`): whatever
+ * the signals, a chunk moves by at most this much (at weight 0.3: ±0.45 units, i.e. a rank-1 hit of
+ * one list falls at worst to about rank 50 of that list; the pinning below keeps it in top_k anyway).
+ */
+export const PERSONAL_MAX_DEMOTION = 1.5;
+export const PERSONAL_MAX_PROMOTION = 1.5;
+/** Feedback signals (thumbs-down, corrections) halve in effect every this many days after they were given. */
+export const FEEDBACK_HALF_LIFE_DAYS = 14;
+const DAY_MS = 86_400_000;
+/** A correction counts for a chunk only when the chunk contains at least this many of its key terms (or all, when it has fewer). */
+export const CORRECTION_MIN_MATCHED_TERMS = 2;
+/**
+ * Documents flagged at ingest as navigation (indexes, tables of contents, release notes) carry a
+ * weight < 1 (documents.weight, set by `mneme ingest`); the fused score is multiplied by it, clamped
+ * to [MIN_DOCUMENT_WEIGHT, 1]. At 0.5 a page that is rank 1 in both lists scores like a rank-1 hit in
+ * one list: demoted below real content, still reachable.
+ */
+export const MIN_DOCUMENT_WEIGHT = 0.1;
 
 export type RetrievalMode = 'hybrid' | 'bm25' | 'dense';
 
@@ -72,6 +103,14 @@ export interface FusedCandidate {
   score: number;
   bm25Rank: number | null;
   denseRank: number | null;
+}
+
+/** A fused candidate with its document (live when fetched), collection and document weight applied to `score`. */
+export interface WeightedCandidate extends FusedCandidate {
+  documentId: number;
+  collection: string;
+  /** The document's ranking weight (documents.weight, clamped to [MIN_DOCUMENT_WEIGHT, 1]). */
+  weight: number;
 }
 
 export interface CandidateTimings {
@@ -106,10 +145,16 @@ export function fuseRrf(lists: number[][], k = RRF_K, weights: readonly number[]
  * Fuses a BM25 and a dense list into candidates sorted by RRF score (ties: the better best-rank,
  * then the smaller chunk id, so the order is deterministic).
  */
-export function rankFused(bm25: readonly number[], dense: readonly number[], k = RRF_K, weights: readonly [number, number] = [1, 1]): FusedCandidate[] {
+export function rankFused(
+  bm25: readonly number[],
+  dense: readonly number[],
+  k = RRF_K,
+  weights: readonly [number, number] = [1, 1],
+  documents: readonly number[] = [],
+): FusedCandidate[] {
   const bm25Rank = firstRanks(bm25);
   const denseRank = firstRanks(dense);
-  const scores = fuseRrf([bm25 as number[], dense as number[]], k, weights);
+  const scores = fuseRrf([bm25 as number[], dense as number[], documents as number[]], k, [...weights, DOCUMENT_LIST_WEIGHT]);
   const out: FusedCandidate[] = [];
   for (const [chunkId, score] of scores) {
     out.push({ chunkId, score, bm25Rank: bm25Rank.get(chunkId) ?? null, denseRank: denseRank.get(chunkId) ?? null });
@@ -203,53 +248,153 @@ export function dedupeNearDuplicates<T extends { text: string }>(items: T[], thr
 }
 
 export interface PersonalizableItem {
+  chunkId: number;
   documentId: number;
   collection: string;
   score: number;
   /** The chunk's stored embedding; needed only for the interest-vector term. */
   vector?: Float32Array | null | undefined;
+  /** The chunk's text; needed only for correction matching. */
+  text?: string | undefined;
+}
+
+/** 2^(−age / FEEDBACK_HALF_LIFE_DAYS): 1 for feedback given now (or in the future), ½ after one half-life. */
+export function feedbackDecay(ageMs: number): number {
+  return 2 ** (-Math.max(0, ageMs) / (FEEDBACK_HALF_LIFE_DAYS * DAY_MS));
+}
+
+/**
+ * Share of a correction's key terms a chunk contains, 0 below CORRECTION_MIN_MATCHED_TERMS (or below
+ * all of them for a shorter correction). `words`: the chunk's stemmed words.
+ */
+export function correctionMatch(terms: readonly string[], words: ReadonlySet<string>): number {
+  if (terms.length === 0) return 0;
+  const matched = terms.filter((t) => words.has(t)).length;
+  return matched >= Math.min(CORRECTION_MIN_MATCHED_TERMS, terms.length) ? matched / terms.length : 0;
+}
+
+interface BoostContext {
+  engaged: Set<number>;
+  collections: Set<string>;
+  interestNorm: number;
+  nowMs: number;
+}
+
+/** The personalization adjustment of one item, in RRF units before `weight`, clamped to the bounds. */
+function personalBoost(item: PersonalizableItem, signals: PersonalizationSignals, ctx: BoostContext): number {
+  let boost = 0;
+  if (ctx.engaged.has(item.documentId)) boost += PERSONAL_ENGAGED_BOOST;
+  if (ctx.collections.has(item.collection)) boost += PERSONAL_COLLECTION_BOOST;
+  const dislikedAt = signals.dislikedChunks.get(item.chunkId);
+  if (dislikedAt !== undefined) boost -= PERSONAL_DISLIKED_PENALTY * feedbackDecay(ctx.nowMs - dislikedAt);
+  if (signals.corrections.length > 0 && item.text) {
+    const words = new Set(wordsOf(item.text).map(stemWord));
+    let best = 0;
+    for (const c of signals.corrections) best = Math.max(best, correctionMatch(c.terms, words) * feedbackDecay(ctx.nowMs - c.atMs));
+    boost += PERSONAL_CORRECTION_BOOST * best;
+  }
+  const interest = signals.interestVector;
+  const v = item.vector;
+  // A vector of another model (dimension mismatch) says nothing about this user's interest.
+  if (interest && ctx.interestNorm > 0 && v && v.length === interest.length) {
+    const vn = l2(v);
+    if (vn > 0) boost += PERSONAL_INTEREST_BOOST * (dot(interest, v) / (ctx.interestNorm * vn));
+  }
+  return Math.min(PERSONAL_MAX_PROMOTION, Math.max(-PERSONAL_MAX_DEMOTION, boost));
 }
 
 /**
  * Re-ranks `items` (best-first, by `score`) with the user's signals and returns new objects with the
- * adjusted score, sorted best-first (stable: equal scores keep their input order).
+ * adjusted score, sorted best-first (stable: equal scores keep their input order). Only re-orders:
+ * no item is added or removed.
  *
- * adjusted = score + weight·unit·( PERSONAL_ENGAGED_BOOST·[engaged doc]
- *                                 + PERSONAL_COLLECTION_BOOST·[top collection]
- *                                 − PERSONAL_DISLIKED_PENALTY·[disliked doc]
- *                                 + PERSONAL_INTEREST_BOOST·cos(interestVector, vector) )
+ * adjusted = score + weight·unit·clamp( PERSONAL_ENGAGED_BOOST·[engaged doc]
+ *                                      + PERSONAL_COLLECTION_BOOST·[top collection]
+ *                                      − PERSONAL_DISLIKED_PENALTY·decay(age of the thumbs-down)·[chunk cited by a disliked answer]
+ *                                      + PERSONAL_CORRECTION_BOOST·max over corrections of decay·share of its terms in the chunk
+ *                                      + PERSONAL_INTEREST_BOOST·cos(interestVector, vector),
+ *                                      −PERSONAL_MAX_DEMOTION, PERSONAL_MAX_PROMOTION )
  *
  * With no signals, or a weight that is not > 0 (0, negative, NaN), the input order and scores are
  * returned unchanged (same objects, a new array): personalization off means exactly off.
  * @param unit score scale of one boost unit; default 1/(RRF_K+1), the RRF score of a rank-1 hit.
+ * @param nowMs the clock feedback ages against (epoch ms); default now.
  */
 export function personalizeScores<T extends PersonalizableItem>(
   items: readonly T[],
   signals: PersonalizationSignals | null | undefined,
   unit = 1 / (RRF_K + 1),
+  nowMs = Date.now(),
 ): T[] {
   if (!signals || !(signals.weight > 0) || !Number.isFinite(signals.weight)) return [...items];
-  const engaged = new Set(signals.engagedDocuments);
-  const disliked = new Set(signals.dislikedDocuments);
-  const collections = new Set(signals.topCollections);
   const interest = signals.interestVector;
-  const interestNorm = interest ? l2(interest) : 0;
+  const ctx: BoostContext = { engaged: new Set(signals.engagedDocuments), collections: new Set(signals.topCollections), interestNorm: interest ? l2(interest) : 0, nowMs };
   const scale = signals.weight * unit;
-  const adjusted = items.map((item, i) => {
-    let boost = 0;
-    if (engaged.has(item.documentId)) boost += PERSONAL_ENGAGED_BOOST;
-    if (collections.has(item.collection)) boost += PERSONAL_COLLECTION_BOOST;
-    if (disliked.has(item.documentId)) boost -= PERSONAL_DISLIKED_PENALTY;
-    const v = item.vector;
-    // A vector of another model (dimension mismatch) says nothing about this user's interest.
-    if (interest && interestNorm > 0 && v && v.length === interest.length) {
-      const vn = l2(v);
-      if (vn > 0) boost += PERSONAL_INTEREST_BOOST * (dot(interest, v) / (interestNorm * vn));
-    }
-    return { item: { ...item, score: item.score + scale * boost }, i };
-  });
+  const adjusted = items.map((item, i) => ({ item: { ...item, score: item.score + scale * personalBoost(item, signals, ctx) }, i }));
   adjusted.sort((a, b) => b.item.score - a.item.score || a.i - b.i);
   return adjusted.map((a) => a.item);
+}
+
+/**
+ * Moves the `pinned` items (by chunk id; at most topK of them, first ones first) that sit at or
+ * beyond position topK into the last slots of the top topK, keeping every other item's relative
+ * order: whatever re-ranking did, a pinned item is returned within the first topK. Pure.
+ */
+export function pinWithinTopK<T extends { chunkId: number }>(items: readonly T[], pinned: readonly number[], topK: number): T[] {
+  const pins = new Set([...new Set(pinned)].slice(0, Math.max(0, topK)));
+  const late = items.slice(topK).filter((x) => pins.has(x.chunkId));
+  if (late.length === 0) return [...items];
+  const lateSet = new Set(late);
+  let freeSlots = topK - late.length - items.slice(0, topK).filter((x) => pins.has(x.chunkId)).length;
+  const head: T[] = [];
+  const tail: T[] = [];
+  for (const x of items) {
+    if (lateSet.has(x)) continue;
+    if (pins.has(x.chunkId)) head.push(x);
+    else if (freeSlots > 0) {
+      head.push(x);
+      freeSlots--;
+    } else tail.push(x);
+  }
+  return [...head, ...late, ...tail];
+}
+
+/**
+ * The chunks retrieval always keeps within top_k: the best BM25 hit and the best dense hit among
+ * full-weight documents (a navigation page, weight < 1, is passed over; when a list has no
+ * full-weight document, its best hit). BM25's first.
+ */
+export function protectedChunks(candidates: readonly WeightedCandidate[]): number[] {
+  const best = (rank: (c: WeightedCandidate) => number | null): number | null => {
+    let top: { id: number; r: number } | null = null;
+    let topFull: { id: number; r: number } | null = null;
+    for (const c of candidates) {
+      const r = rank(c);
+      if (r === null) continue;
+      if (!top || r < top.r) top = { id: c.chunkId, r };
+      if (c.weight >= 1 && (!topFull || r < topFull.r)) topFull = { id: c.chunkId, r };
+    }
+    return (topFull ?? top)?.id ?? null;
+  };
+  return [best((c) => c.bm25Rank), best((c) => c.denseRank)].filter((id): id is number => id !== null);
+}
+
+/**
+ * Multiplies each candidate's score by its document's weight (clamped to [MIN_DOCUMENT_WEIGHT, 1];
+ * a missing weight is 1) and re-sorts (ties: the input order). Candidates without a live document
+ * (absent from `metas`) are dropped. Pure.
+ */
+export function applyDocumentWeights(candidates: readonly FusedCandidate[], metas: ReadonlyMap<number, ChunkMeta>): WeightedCandidate[] {
+  const out: Array<{ c: WeightedCandidate; i: number }> = [];
+  candidates.forEach((c, i) => {
+    const m = metas.get(c.chunkId);
+    if (!m) return;
+    const raw = m.weight ?? 1;
+    const w = Number.isFinite(raw) ? Math.min(1, Math.max(MIN_DOCUMENT_WEIGHT, raw)) : 1;
+    out.push({ c: { ...c, documentId: m.documentId, collection: m.collection, weight: w, score: c.score * w }, i });
+  });
+  out.sort((a, b) => b.c.score - a.c.score || a.i - b.i);
+  return out.map((o) => o.c);
 }
 
 function dot(a: Float32Array, b: Float32Array): number {
@@ -278,6 +423,12 @@ export interface HybridRetrieverOptions {
    */
   syncIntervalMs?: number;
   logger?: SyncLogger | undefined;
+  /** Clock feedback signals age against (epoch ms). Default Date.now. */
+  now?: (() => number) | undefined;
+  /** Documents taken from the document-level full-text list (0: no such list). Default DOCUMENT_CANDIDATES. */
+  documentCandidates?: number | undefined;
+  /** Apply the documents' ranking weights (navigation pages < 1). Default true; false for ablations. */
+  documentWeights?: boolean | undefined;
 }
 
 export interface CandidateOptions {
@@ -288,6 +439,8 @@ export interface CandidateOptions {
   bm25Limit?: number;
   /** Candidates from the dense list. Default DENSE_CANDIDATES. */
   denseLimit?: number;
+  /** Documents from the document-level full-text list (0: none). Default: the retriever's documentCandidates. */
+  documentLimit?: number;
   /** RRF constant and list weights; default RRF_K, 1, 1. */
   fusion?: FusionSettings | undefined;
 }
@@ -312,6 +465,9 @@ export class HybridRetriever implements Retriever {
   /** Set to null when `reindex --model` activates another generation: its model is not loaded here. */
   private index: LoadedIndex | null;
   private readonly syncEveryRequest: boolean;
+  private readonly now: () => number;
+  private readonly documentCandidates: number;
+  private readonly documentWeights: boolean;
   readonly syncer: IndexSyncer;
   /** collection → live chunk ids, patched from the change feed; insertion order = LRU order. */
   private readonly collectionChunks = new Map<string, Set<number>>();
@@ -323,6 +479,9 @@ export class HybridRetriever implements Retriever {
     this.index = opts.index;
     const interval = opts.syncIntervalMs ?? FEED_POLL_INTERVAL_MS;
     this.syncEveryRequest = interval === 0;
+    this.now = opts.now ?? Date.now;
+    this.documentCandidates = opts.documentCandidates ?? DOCUMENT_CANDIDATES;
+    this.documentWeights = opts.documentWeights ?? true;
     this.syncer = new IndexSyncer({
       store: opts.store,
       index: opts.index?.hnsw ? { meta: opts.index.meta, hnsw: opts.index.hnsw } : null,
@@ -428,21 +587,41 @@ export class HybridRetriever implements Retriever {
    * `retrieve` and by the evaluation, which needs deeper lists than MAX_TOP_K.
    * 'hybrid'/'dense' without a query vector or index degrade to what can run; `mode` says what ran.
    */
-  async candidates(query: string, queryVector: Float32Array | null, opts: CandidateOptions): Promise<{ candidates: FusedCandidate[]; mode: RetrievalMode; timings: CandidateTimings }> {
+  async candidates(query: string, queryVector: Float32Array | null, opts: CandidateOptions): Promise<{ candidates: WeightedCandidate[]; mode: RetrievalMode; timings: CandidateTimings }> {
     const bm25Limit = opts.bm25Limit ?? BM25_CANDIDATES;
     const denseLimit = opts.denseLimit ?? DENSE_CANDIDATES;
     const canDense = this.index !== null && queryVector !== null;
     const mode: RetrievalMode = !canDense ? 'bm25' : opts.mode;
     let t0 = performance.now();
     const bm25 = mode === 'dense' ? [] : (await this.searchBm25(query, bm25Limit, opts.collection)).map((h) => h.chunkId);
+    const documents = mode === 'dense' ? [] : await this.documentList(query, opts.documentLimit ?? this.documentCandidates, opts.collection);
     const bm25_ms = elapsed(t0);
     t0 = performance.now();
     const dense = mode === 'bm25' || !queryVector ? [] : (await this.searchDense(queryVector, denseLimit, opts.collection)).map((h) => h.chunkId);
     const dense_ms = elapsed(t0);
     t0 = performance.now();
     const f = opts.fusion;
-    const candidates = f ? rankFused(bm25, dense, f.k, [f.bm25Weight, f.denseWeight]) : rankFused(bm25, dense);
+    const fused = rankFused(bm25, dense, f?.k ?? RRF_K, f ? [f.bm25Weight, f.denseWeight] : [1, 1], documents);
+    // Document weights (navigation pages < 1) and the live check: stale ids (deleted since the last
+    // applied change) drop out here.
+    const metas = new Map<number, ChunkMeta>();
+    if (fused.length > 0) {
+      for (const m of await this.store.corpus.chunkMeta(fused.map((c) => c.chunkId))) metas.set(m.chunkId, this.documentWeights ? m : { ...m, weight: 1 });
+    }
+    const candidates = applyDocumentWeights(fused, metas);
     return { candidates, mode, timings: { bm25_ms, dense_ms, fuse_ms: elapsed(t0) } };
+  }
+
+  /**
+   * The document-level full-text hits (best first, at most `limit`), each as its best-matching chunk
+   * (documents none of whose chunks matches on its own are left out). [] when `limit` is 0.
+   */
+  private async documentList(query: string, limit: number, collection: string | undefined): Promise<number[]> {
+    if (limit <= 0) return [];
+    const docs = await this.store.corpus.searchDocuments(query, { limit, collection });
+    if (docs.length === 0) return [];
+    const best = await this.store.corpus.bestChunks(query, docs.map((d) => d.documentId));
+    return docs.map((d) => best.get(d.documentId)).filter((id): id is number => id !== undefined);
   }
 
   /**
@@ -487,7 +666,8 @@ export class HybridRetriever implements Retriever {
     if (this.syncEveryRequest) await this.syncer.catchUp();
     const { candidates, mode, timings } = await this.candidates(req.query, queryVector, { mode: req.mode ?? 'hybrid', collection: req.collection, fusion: req.fusion });
     const t0 = performance.now();
-    const items = await this.personalize(candidates, req.personalization);
+    // Feedback and personalization re-order the candidates, but the best BM25 and dense hits stay in top_k.
+    const items = pinWithinTopK(await this.personalize(candidates, req.personalization), protectedChunks(candidates), req.topK);
 
     // Load texts window by window, best first, until topK distinct chunks are kept.
     const dedupe = new NearDuplicateFilter();
@@ -515,20 +695,17 @@ export class HybridRetriever implements Retriever {
     };
   }
 
-  /** Re-ranks candidates with the user's signals (needs each candidate's document, collection and vector). */
-  private async personalize(candidates: FusedCandidate[], p: PersonalizationSignals | undefined): Promise<FusedCandidate[]> {
+  /**
+   * Re-ranks candidates with the user's signals; loads each candidate's vector (interest term) and
+   * text (correction matching) only when those signals are present.
+   */
+  private async personalize(candidates: WeightedCandidate[], p: PersonalizationSignals | undefined): Promise<WeightedCandidate[]> {
     if (!p || !(p.weight > 0) || candidates.length === 0) return candidates;
     const ids = candidates.map((c) => c.chunkId);
-    const metas = new Map<number, ChunkMeta>();
-    // Stale ids (deleted since the last applied change) drop out here.
-    for (const m of await this.store.corpus.chunkMeta(ids)) metas.set(m.chunkId, m);
     const vectors = p.interestVector && this.index ? await this.store.corpus.vectorsOf(this.index.meta.modelId, ids) : new Map<number, Float32Array>();
-    const withMeta: Array<FusedCandidate & ChunkMeta & { vector: Float32Array | null }> = [];
-    for (const c of candidates) {
-      const m = metas.get(c.chunkId);
-      if (m) withMeta.push({ ...c, ...m, vector: vectors.get(c.chunkId) ?? null });
-    }
-    return personalizeScores(withMeta, p);
+    const texts = new Map<number, string>();
+    if (p.corrections.length > 0) for (const r of await this.store.corpus.chunkRecords(ids)) texts.set(r.chunkId, `${r.headingPath}\n${r.text}`);
+    return personalizeScores(candidates.map((c) => ({ ...c, vector: vectors.get(c.chunkId) ?? null, text: texts.get(c.chunkId) })), p, undefined, this.now());
   }
 }
 

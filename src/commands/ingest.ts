@@ -24,6 +24,7 @@ const schema = z.object({
   prune: z.boolean().default(false),
   wait: z.boolean().default(false),
   'text-field': z.array(z.string().min(1)).optional(),
+  exclude: z.array(z.string().min(1).max(512)).optional(),
 });
 
 /** The option table of `mneme ingest` (parsing and --help). */
@@ -36,8 +37,13 @@ export const INGEST_SPEC: CommandSpec = {
     { name: 'prune', type: 'boolean', default: false, description: 'remove documents of this collection whose files are gone (only under the given paths)' },
     { name: 'wait', type: 'boolean', default: false, description: 'wait for a running ingest/reindex on this data dir instead of exiting 1' },
     { name: 'text-field', type: 'string', value: 'F', multiple: true, description: 'JSON/JSONL: field holding a record\'s text, tried in order (default: text, content, body, page_content)' },
+    { name: 'exclude', type: 'string', value: 'GLOB', multiple: true, description: 'leave out files matching GLOB (a name like "release-*.html", or a path under the given directory like "html/bookindex.html"; * ** ? [..]); with --prune they also leave the collection' },
   ],
-  examples: ['ingest ~/notes ~/handbook --collection team --prune', 'ingest data.jsonl --text-field question --text-field answer --json'],
+  examples: [
+    'ingest ~/notes ~/handbook --collection team --prune',
+    'ingest data.jsonl --text-field question --text-field answer --json',
+    "ingest pgdoc/html --collection pg --exclude 'release-*.html' --exclude bookindex.html --prune",
+  ],
 };
 
 export const ingestCommand: Command = {
@@ -93,6 +99,7 @@ export const ingestCommand: Command = {
         vectors,
         configuredModel: config.embed.model,
         jsonTextFields: opts['text-field'],
+        exclude: opts.exclude,
         notify,
         onProgress: io.isTty
           ? (p) => {

@@ -28,6 +28,8 @@
 import {
   ACTIVE_DAYS_WINDOW_DAYS,
   CORRECTION_LENGTH_WEIGHT,
+  CORRECTIONS_MAX,
+  DISLIKED_CHUNKS_MAX,
   DOCUMENT_LIST_MAX,
   FEATURE_CATALOG,
   INTEREST_HALF_LIFE_DAYS,
@@ -42,6 +44,9 @@ import type { FeatureValue } from './types.ts';
 export {
   ACTIVE_DAYS_WINDOW_DAYS,
   CORRECTION_LENGTH_WEIGHT,
+  CORRECTION_TERMS_MAX,
+  CORRECTIONS_MAX,
+  DISLIKED_CHUNKS_MAX,
   DOCUMENT_LIST_MAX,
   INTEREST_HALF_LIFE_DAYS,
   MESSAGES_WINDOW_DAYS,
@@ -49,8 +54,18 @@ export {
 } from '../shared/feature-catalog.ts';
 export type { FeatureDefinition, FeatureSource, FeatureType } from '../shared/feature-catalog.ts';
 
-/** Bumped whenever a definition or fold below changes meaning; materialization then rebuilds from the log. */
-export const FEATURE_DEFINITIONS_VERSION = 1;
+/**
+ * Bumped whenever a definition or fold below changes meaning (including keyTerms in personalize.ts,
+ * which `correction_terms` uses); materialization then rebuilds from the log.
+ * 2: disliked_chunks and correction_terms.
+ */
+export const FEATURE_DEFINITIONS_VERSION = 2;
+/**
+ * Rated answers whose chunks/correction terms the state keeps (default 200): enough to fill
+ * DISLIKED_CHUNKS_MAX and CORRECTIONS_MAX; beyond it the oldest rating is dropped (deterministic:
+ * the same log order gives the same state).
+ */
+export const RATED_ANSWERS_STATE_MAX = 200;
 
 /** One day, in ms. */
 export const DAY_MS = 86_400_000;
@@ -90,6 +105,19 @@ export interface UserFeatureState {
   documentNet: Record<string, number>;
   /** Answer length in words → vote weight (up-rated answers: 1, corrections: CORRECTION_LENGTH_WEIGHT). */
   lengthVotes: Record<string, number>;
+  /**
+   * Current ratings that feed `disliked_chunks` / `correction_terms`, by response id: the rating
+   * time (epoch ms), the chunks the answer cited when it was rated down (else []), and the key terms
+   * of its correction (else []). At most RATED_ANSWERS_STATE_MAX entries (the oldest dropped).
+   */
+  ratedAnswers: Record<string, RatedAnswer>;
+}
+
+/** One current rating as `disliked_chunks` / `correction_terms` see it. */
+export interface RatedAnswer {
+  atMs: number;
+  chunks: number[];
+  terms: string[];
 }
 
 /** A response row as the responses fold sees it. */
@@ -105,6 +133,14 @@ export interface ResponseEvent {
 /** What one (response, rating) pair contributes to the feedback group. */
 export interface RatingContribution {
   rating: 1 | -1;
+  /** The rated response's id. */
+  responseId: string;
+  /** When this rating was given (epoch ms; the feedback row's created_at). */
+  atMs: number;
+  /** Distinct ids of the chunks cited by the rated answer. */
+  chunkIds: number[];
+  /** Key terms of the user's correction (keyTerms, at most CORRECTION_TERMS_MAX); [] when none was given. */
+  correctionTerms: string[];
   /** Distinct ids of the documents cited by the rated answer. */
   documentIds: number[];
   /** Words in the rated answer (citation markers excluded); 0 when it has none. */
@@ -126,6 +162,7 @@ export function emptyState(): UserFeatureState {
     ratedDown: 0,
     documentNet: {},
     lengthVotes: {},
+    ratedAnswers: {},
   };
 }
 
@@ -210,6 +247,59 @@ export function applyRating(state: UserFeatureState, c: RatingContribution, sign
   // answers and explicit corrections vote.
   if (c.rating === 1 && c.answerWords > 0) bump(state.lengthVotes, String(c.answerWords), sign);
   if (c.correctionWords > 0) bump(state.lengthVotes, String(c.correctionWords), sign * CORRECTION_LENGTH_WEIGHT);
+  applyRatedAnswer(state, c, sign);
+}
+
+/** Keeps `ratedAnswers` in step with one rating's addition (sign 1) or removal (sign -1). */
+function applyRatedAnswer(state: UserFeatureState, c: RatingContribution, sign: 1 | -1): void {
+  state.ratedAnswers ??= {};
+  if (sign === -1) {
+    delete state.ratedAnswers[c.responseId];
+    return;
+  }
+  const chunks = c.rating === -1 ? [...new Set(c.chunkIds)] : [];
+  if (chunks.length === 0 && c.correctionTerms.length === 0) return;
+  state.ratedAnswers[c.responseId] = { atMs: c.atMs, chunks, terms: [...c.correctionTerms] };
+  const ids = Object.keys(state.ratedAnswers);
+  if (ids.length <= RATED_ANSWERS_STATE_MAX) return;
+  const entries = ids.map((id) => [id, state.ratedAnswers[id]!.atMs] as const).sort((a, b) => a[1] - b[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  for (const [id] of entries.slice(0, ids.length - RATED_ANSWERS_STATE_MAX)) delete state.ratedAnswers[id];
+}
+
+/** Current ratings newest first (ties: response id), for the timed lists. */
+function ratedNewestFirst(s: UserFeatureState): RatedAnswer[] {
+  return Object.entries(s.ratedAnswers ?? {})
+    .sort((a, b) => b[1].atMs - a[1].atMs || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+    .map(([, r]) => r);
+}
+
+/** `disliked_chunks`: chunk id → time of its latest down-rating, the DISLIKED_CHUNKS_MAX most recent. */
+function dislikedChunks(s: UserFeatureState): Record<string, number> {
+  const out: Record<string, number> = {};
+  let n = 0;
+  for (const r of ratedNewestFirst(s)) {
+    for (const id of [...r.chunks].sort((a, b) => a - b)) {
+      if (n >= DISLIKED_CHUNKS_MAX) return out;
+      if (out[String(id)] !== undefined) continue;
+      out[String(id)] = r.atMs;
+      n++;
+    }
+  }
+  return out;
+}
+
+/** `correction_terms`: "term term …" → time of the correction, the CORRECTIONS_MAX most recent. */
+function correctionTerms(s: UserFeatureState): Record<string, number> {
+  const out: Record<string, number> = {};
+  let n = 0;
+  for (const r of ratedNewestFirst(s)) {
+    if (r.terms.length === 0) continue;
+    const key = r.terms.join(' ');
+    if (out[key] !== undefined) continue;
+    out[key] = r.atMs;
+    if (++n >= CORRECTIONS_MAX) break;
+  }
+  return out;
 }
 
 /** Advances the feedback group's event time; returns it. */
@@ -284,6 +374,8 @@ const COMPUTE: { readonly [N in PrecomputedCatalogEntry['name']]: (state: UserFe
   helpful_rate: (s) => (s.ratedUp + s.ratedDown === 0 ? null : round(s.ratedUp / (s.ratedUp + s.ratedDown), RATE_DECIMALS)),
   engaged_documents: (s) => documentList(s, true),
   disliked_documents: (s) => documentList(s, false),
+  disliked_chunks: dislikedChunks,
+  correction_terms: correctionTerms,
   preferred_answer_length: (s) => weightedMedianLength(s.lengthVotes),
 };
 

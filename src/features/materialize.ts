@@ -22,6 +22,7 @@ import { MnemeError, ValidationError } from '../core/errors.ts';
 import type { Store } from '../core/store/index.ts';
 import type { FeatureBatch, FeatureBatchWrite, FeatureHistoryWrite, StoredFeatureState } from '../core/store/features.ts';
 import {
+  CORRECTION_TERMS_MAX,
   FEATURE_DEFINITIONS_VERSION,
   FEEDBACK_FEATURES,
   RESPONSE_FEATURES,
@@ -33,6 +34,7 @@ import {
 } from './definitions.ts';
 import type { PrecomputedFeatureDefinition, RatingContribution, UserFeatureState } from './definitions.ts';
 import type { OnlineFeatureSync } from './online.ts';
+import { keyTerms } from './personalize.ts';
 import type { FeatureValue } from './types.ts';
 
 /**
@@ -102,19 +104,40 @@ interface UserContext {
   dirty: Map<string, { json: string; eventTime: string }>;
 }
 
-/** Distinct document ids of a logged citations array; malformed log data counts as no citations. */
-export function citedDocumentIds(citationsJson: string): number[] {
-  let parsed: unknown;
+/** A logged citations array (malformed log data counts as no citations). */
+function parseCitations(citationsJson: string): unknown[] {
   try {
-    parsed = JSON.parse(citationsJson);
+    const parsed: unknown = JSON.parse(citationsJson);
+    return Array.isArray(parsed) ? parsed : [];
   } catch {
     return [];
   }
-  if (!Array.isArray(parsed)) return [];
+}
+
+const isId = (x: unknown): x is number => typeof x === 'number' && Number.isInteger(x);
+
+/** Distinct document ids of a logged citations array; malformed log data counts as no citations. */
+export function citedDocumentIds(citationsJson: string): number[] {
   const ids = new Set<number>();
-  for (const c of parsed) {
+  for (const c of parseCitations(citationsJson)) {
     const id = (c as { document_id?: unknown } | null)?.document_id;
-    if (typeof id === 'number' && Number.isInteger(id)) ids.add(id);
+    if (isId(id)) ids.add(id);
+  }
+  return [...ids];
+}
+
+/**
+ * Distinct chunk ids of a logged citations array: each citation's `chunk_id`, plus the `chunk_id`s of
+ * its `passages` / `chunk_ids` when a citation groups several passages of one document.
+ */
+export function citedChunkIds(citationsJson: string): number[] {
+  const ids = new Set<number>();
+  for (const c of parseCitations(citationsJson)) {
+    if (c === null || typeof c !== 'object') continue;
+    const r = c as { chunk_id?: unknown; chunk_ids?: unknown; passages?: unknown };
+    if (isId(r.chunk_id)) ids.add(r.chunk_id);
+    if (Array.isArray(r.chunk_ids)) for (const id of r.chunk_ids) if (isId(id)) ids.add(id);
+    if (Array.isArray(r.passages)) for (const p of r.passages) if (isId((p as { chunk_id?: unknown } | null)?.chunk_id)) ids.add((p as { chunk_id: number }).chunk_id);
   }
   return [...ids];
 }
@@ -132,7 +155,8 @@ export function decodeState(stored: StoredFeatureState): UserFeatureState {
   const parsed = JSON.parse(stored.stateJson) as Omit<UserFeatureState, 'interest'> & { interest: { weight: number; atMs: number } | null };
   const interest: UserFeatureState['interest'] =
     parsed.interest && stored.interestSum ? { sum: stored.interestSum, weight: parsed.interest.weight, atMs: parsed.interest.atMs } : null;
-  return { ...parsed, interest };
+  // States written before FEATURE_DEFINITIONS_VERSION 2 have no ratedAnswers (a version change rebuilds them anyway).
+  return { ...parsed, ratedAnswers: parsed.ratedAnswers ?? {}, interest };
 }
 
 const CANONICAL_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
@@ -157,7 +181,7 @@ export async function resetFeatureStore(store: Store): Promise<void> {
 class BatchFold {
   readonly users = new Map<number, UserContext>();
   readonly history: FeatureHistoryWrite[] = [];
-  private readonly rated = new Map<string, { documentIds: number[]; answerWords: number }>();
+  private readonly rated = new Map<string, { documentIds: number[]; chunkIds: number[]; answerWords: number }>();
 
   constructor(
     private readonly batch: FeatureBatch,
@@ -197,22 +221,32 @@ class BatchFold {
     }
   }
 
-  private contribution(rating: number, correction: string | null, responseId: string): RatingContribution {
+  private contribution(rating: number, correction: string | null, responseId: string, createdAt: string): RatingContribution {
     let info = this.rated.get(responseId);
     if (!info) {
       const row = this.batch.ratedResponses.get(responseId);
-      info = row ? { documentIds: citedDocumentIds(row.citationsJson), answerWords: countWords(row.answer) } : { documentIds: [], answerWords: 0 };
+      info = row
+        ? { documentIds: citedDocumentIds(row.citationsJson), chunkIds: citedChunkIds(row.citationsJson), answerWords: countWords(row.answer) }
+        : { documentIds: [], chunkIds: [], answerWords: 0 };
       this.rated.set(responseId, info);
     }
-    return { rating: rating === 1 ? 1 : -1, ...info, correctionWords: countWords(correction) };
+    return {
+      rating: rating === 1 ? 1 : -1,
+      responseId,
+      atMs: Date.parse(createdAt),
+      ...info,
+      correctionWords: countWords(correction),
+      correctionTerms: correction ? keyTerms(correction, CORRECTION_TERMS_MAX) : [],
+    };
   }
 
   foldFeedback(): void {
     for (const f of this.batch.feedback) {
       const ctx = this.context(f.userId);
-      if (f.previous) applyRating(ctx.state, this.contribution(f.previous.rating, f.previous.correction, f.responseId), -1);
-      applyRating(ctx.state, this.contribution(f.rating, f.correction, f.responseId), 1);
-      this.emit(ctx, FEEDBACK_FEATURES, advanceFeedbackTime(ctx.state, eventTimeOf(f.createdAt, `feedback.id ${f.id}`)));
+      const at = eventTimeOf(f.createdAt, `feedback.id ${f.id}`);
+      if (f.previous) applyRating(ctx.state, this.contribution(f.previous.rating, f.previous.correction, f.responseId, at), -1);
+      applyRating(ctx.state, this.contribution(f.rating, f.correction, f.responseId, at), 1);
+      this.emit(ctx, FEEDBACK_FEATURES, advanceFeedbackTime(ctx.state, at));
     }
   }
 

@@ -16,14 +16,78 @@ export const MEDIUM_ANSWER_MAX_WORDS = 250;
 export const ANSWER_WORDS_ROUNDING = 10;
 /** Longest collection name shown in the block, in characters. */
 export const BLOCK_COLLECTION_MAX_CHARS = 64;
+/** Most key terms {@link keyTerms} returns by default. */
+export const KEY_TERMS_MAX = 12;
+/** Words shorter than this many characters are not key terms (unless they contain a digit: "v2", "9x"). */
+export const KEY_TERM_MIN_CHARS = 3;
+
+/**
+ * Words that carry no topic: function words, question words and generic request verbs. A key term is
+ * what is left; BM25's IDF handles the rest. Shared by correction matching and follow-up detection.
+ */
+export const NON_TOPIC_WORDS: ReadonlySet<string> = new Set(
+  ('a about above after again all also am an and any are as at be because been before being below between both but by can ' +
+    'could did do does doing done down during each either else even ever every few for from further get gets getting give go had has have ' +
+    'having he her here hers him his how however i if in into is it its itself just know let like me might more most much must my need no ' +
+    'nor not now of off on once one ones only or other our ours out over own please same see she should show so some such tell than thank thanks ' +
+    'that the their theirs them then there these they thing things this those through to too try under until up use used using very want was ' +
+    'way we well were what when where whether which while who whom whose why will with would yes yet you your yours ' +
+    "don't doesn't didn't isn't aren't can't won't i'm it's what's how's").split(' '),
+);
+
+/**
+ * A crude English stem, enough to match "indexes"/"index", "created"/"create", "policies"/"policy":
+ * strips one of -ies/-es/-s/-ing/-ed when at least KEY_TERM_MIN_CHARS characters remain. Pure.
+ */
+export function stemWord(word: string): string {
+  const w = word.toLowerCase();
+  const strip = (suffix: string, add = ''): string | null =>
+    w.endsWith(suffix) && w.length - suffix.length >= KEY_TERM_MIN_CHARS ? w.slice(0, w.length - suffix.length) + add : null;
+  return strip('ies', 'y') ?? strip('sses', 'ss') ?? strip('xes', 'x') ?? strip('ches', 'ch') ?? strip('ing') ?? strip('ed') ?? (w.endsWith('ss') ? w : strip('s')) ?? w;
+}
+
+/** Lower-cased word tokens of `text` (letters/digits, inner `_` `.` `-` kept: "work_mem", "pg_hba.conf"). */
+export function wordsOf(text: string): string[] {
+  return text.normalize('NFKC').toLowerCase().match(/[\p{L}\p{N}]+(?:[_.\-'][\p{L}\p{N}]+)*/gu) ?? [];
+}
+
+/**
+ * The topic words of `text`, stemmed ({@link stemWord}), deduplicated, in order of first appearance:
+ * words of NON_TOPIC_WORDS and words shorter than KEY_TERM_MIN_CHARS without a digit are dropped.
+ * "How do I create one?" → ["create"]; "What is a BRIN index?" → ["brin", "index"]. Pure.
+ * @param max most terms returned (default KEY_TERMS_MAX)
+ */
+export function keyTerms(text: string, max = KEY_TERMS_MAX): string[] {
+  const out: string[] = [];
+  for (const w of wordsOf(text)) {
+    if (NON_TOPIC_WORDS.has(w) || (w.length < KEY_TERM_MIN_CHARS && !/\d/.test(w))) continue;
+    const t = stemWord(w);
+    if (!out.includes(t)) out.push(t);
+    if (out.length >= max) break;
+  }
+  return out;
+}
 
 const intList = (v: FeatureValue | undefined): number[] =>
   Array.isArray(v) ? (v as unknown[]).filter((x): x is number => typeof x === 'number' && Number.isInteger(x)) : [];
 const stringList = (v: FeatureValue | undefined): string[] => (Array.isArray(v) ? (v as unknown[]).filter((x): x is string => typeof x === 'string') : []);
 
+/** Entries of a `timed_map` feature (key → epoch ms) whose key `parseKey` accepts and whose time is finite. */
+function timedEntries<K>(v: FeatureValue | undefined, parseKey: (key: string) => K | null): Map<K, number> {
+  const out = new Map<K, number>();
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return out;
+  for (const [key, at] of Object.entries(v)) {
+    const k = parseKey(key);
+    if (k !== null && typeof at === 'number' && Number.isFinite(at)) out.set(k, at);
+  }
+  return out;
+}
+
 /**
- * Signals for the retriever's re-rank: engaged/disliked documents, top collections and the interest
- * vector (null when absent or not a list of finite numbers). Missing or malformed features give empty
+ * Signals for the retriever's re-rank: engaged documents, disliked chunks and correction terms (with
+ * their times), top collections and the interest vector (null when absent or not a list of finite
+ * numbers). `disliked_documents` is no longer used for ranking: a thumbs-down demotes the passages
+ * the answer cited, never a whole document. Missing or malformed features give empty
  * signals, never an error: personalization must not break chat.
  * @param weight ≥ 0; 0 turns personalization off.
  * @throws ValidationError when weight is negative or not finite.
@@ -35,7 +99,8 @@ export function toPersonalizationSignals(values: Record<string, FeatureValue>, w
   return {
     weight,
     engagedDocuments: intList(values.engaged_documents),
-    dislikedDocuments: intList(values.disliked_documents),
+    dislikedChunks: timedEntries(values.disliked_chunks, (k) => (/^\d+$/.test(k) ? Number(k) : null)),
+    corrections: [...timedEntries(values.correction_terms, (k) => (k.trim() === '' ? null : k)).entries()].map(([k, atMs]) => ({ terms: k.split(/\s+/), atMs })),
     topCollections: stringList(values.top_collections),
     interestVector: interestOk ? Float32Array.from(iv as number[]) : null,
   };

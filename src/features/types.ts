@@ -17,7 +17,10 @@ export interface PersonalizationSignals {
   /** 0 turns personalization off (ranking must then equal the unpersonalized one exactly). */
   weight: number;
   engagedDocuments: number[];
-  dislikedDocuments: number[];
+  /** Chunk id → when the user rated down an answer citing it (epoch ms): demoted, fading with time. */
+  dislikedChunks: Map<number, number>;
+  /** Key terms of the user's recent corrections, with their time (epoch ms): matching chunks are promoted. */
+  corrections: Array<{ terms: string[]; atMs: number }>;
   topCollections: string[];
   /** Decayed mean of the user's query embeddings, same model as the index; null if unknown. */
   interestVector: Float32Array | null;

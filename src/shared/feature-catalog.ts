@@ -22,9 +22,18 @@ export const DOCUMENT_LIST_MAX = 50;
 export const INTEREST_HALF_LIFE_DAYS = 14;
 /** Weight of a correction's length against an up-rated answer's length (1) in `preferred_answer_length`. */
 export const CORRECTION_LENGTH_WEIGHT = 2;
+/** Most chunks listed in `disliked_chunks` (the most recently disliked first). */
+export const DISLIKED_CHUNKS_MAX = 50;
+/** Most corrections listed in `correction_terms` (the most recent). */
+export const CORRECTIONS_MAX = 10;
+/** Key terms kept per correction in `correction_terms`. */
+export const CORRECTION_TERMS_MAX = 12;
 
-/** Value type of a feature (how to read its JSON value). */
-export type FeatureType = 'int' | 'float' | 'timestamp' | 'string_list' | 'int_list' | 'float_vector';
+/**
+ * Value type of a feature (how to read its JSON value). `timed_map`: an object key → epoch
+ * milliseconds (the time the key was last seen), e.g. {"812": 1764590000000}.
+ */
+export type FeatureType = 'int' | 'float' | 'timestamp' | 'string_list' | 'int_list' | 'float_vector' | 'timed_map';
 /** Where a feature's value comes from: a log table, or the request being answered. */
 export type FeatureSource = 'responses' | 'feedback' | 'request';
 
@@ -137,6 +146,22 @@ export const FEATURE_CATALOG = [
     source: 'feedback',
     freshness: FEEDBACK_FRESHNESS,
     description: `Up to ${DOCUMENT_LIST_MAX} document ids cited in answers the user rated down more often than up, strongest first.`,
+  },
+  {
+    name: 'disliked_chunks',
+    type: 'timed_map',
+    nullable: false,
+    source: 'feedback',
+    freshness: FEEDBACK_FRESHNESS,
+    description: `Up to ${DISLIKED_CHUNKS_MAX} passages (chunk ids) cited in answers the user currently rates down, each with the time of that rating (epoch ms), most recent first. Re-ranking demotes these passages by a bounded amount that fades with time; it never hides a document.`,
+  },
+  {
+    name: 'correction_terms',
+    type: 'timed_map',
+    nullable: false,
+    source: 'feedback',
+    freshness: FEEDBACK_FRESHNESS,
+    description: `Key terms of the user's ${CORRECTIONS_MAX} most recent corrections (up to ${CORRECTION_TERMS_MAX} per correction, space-separated), each with the time of the correction (epoch ms). Re-ranking promotes passages whose text contains them, by a bounded amount that fades with time; never shown to the model.`,
   },
   {
     name: 'preferred_answer_length',

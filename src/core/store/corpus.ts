@@ -7,6 +7,18 @@
  * (not tombstoned, not a staging copy of a large document still being written).
  */
 
+/** The terms full-text search looks for (one tokenizer for both engines), re-exported for the pipelines. */
+export { ftsTerms, STOPWORDS as FTS_STOPWORDS } from './sqlite/fts-query.ts';
+
+/** A collection with live documents, as listed to users (unknown `collection` errors, GET /v1/collections-style lists). */
+export interface CollectionSummary {
+  name: string;
+  /** Live (not tombstoned, not staging) documents. */
+  documents: number;
+  /** Their chunks. */
+  chunks: number;
+}
+
 export interface DocumentRef {
   id: number;
   contentSha256: string;
@@ -23,6 +35,11 @@ export interface NewDocument {
   title: string;
   kind: string;
   bytes: number;
+  /**
+   * Ranking weight in (0, 1] (default 1): < 1 for navigation pages (indexes, tables of contents,
+   * release notes) recognized at ingest; the retriever multiplies the fused score by it.
+   */
+  weight?: number | undefined;
 }
 
 export interface NewChunk {
@@ -94,6 +111,11 @@ export interface ChunkMeta {
   chunkId: number;
   documentId: number;
   collection: string;
+  /**
+   * The document's ranking weight (documents.weight: 1 for content, < 1 for navigation pages such as
+   * indexes, tables of contents and release notes); returned by `chunkMeta`, absent elsewhere.
+   */
+  weight?: number;
 }
 
 export interface ChunkRecord extends ChunkMeta {
@@ -206,6 +228,17 @@ export interface CorpusStore {
   /** Full-text search over live chunks, best first (BM25 on SQLite). [] when the query has no searchable term. */
   searchText(query: string, opts: { limit: number; collection?: string | undefined }): Promise<ScoredChunkRef[]>;
   /**
+   * Full-text search over whole live documents (title + all chunk texts: SQLite FTS5 `documents_fts`,
+   * PostgreSQL `documents.tsv`), best first, so terms spread over several chunks of one document
+   * still count together. [] when the query has no searchable term.
+   */
+  searchDocuments(query: string, opts: { limit: number; collection?: string | undefined }): Promise<Array<{ documentId: number; score: number }>>;
+  /**
+   * For each of `documentIds`, its live chunk that ranks best for `query` in full-text search
+   * (documents none of whose chunks matches are absent). documentId → chunkId.
+   */
+  bestChunks(query: string, documentIds: readonly number[]): Promise<Map<number, number>>;
+  /**
    * Dense search: live chunks whose `modelId` vector is nearest to `vector` by cosine, best first;
    * score = cosine similarity (higher is better). With `collection`, still up to `limit` rows of that
    * collection. Engines with a native vector index (PostgreSQL + pgvector HNSW) answer here; the
@@ -223,6 +256,8 @@ export interface CorpusStore {
   chunkRecords(ids: readonly number[]): Promise<ChunkRecord[]>;
   /** Ids of the live chunks of a collection. */
   chunkIdsOfCollection(collection: string): Promise<number[]>;
+  /** Collections with at least one live document, by name (byte order), with their live document and chunk counts. */
+  collections(): Promise<CollectionSummary[]>;
 
   // --- change feed ---
   feedBounds(): Promise<FeedBounds>;

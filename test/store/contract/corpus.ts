@@ -206,6 +206,56 @@ export function corpusStoreContract(engine: EngineUnderTest): void {
       expect((await s.corpus.generations('retired')).map((x) => x.generation)).toEqual([a.generation]);
       expect(await s.corpus.embeddingCount('A')).toBe(0);
     }));
+  it('stores a document weight (default 1) and returns it with chunkMeta; a replace updates it', () =>
+    withStore(async (s) => {
+      const nav = await s.corpus.replaceDocument({ ...doc('c', 'index.html', 'Index'), weight: 0.25 }, chunks(['brin see block range']), null, null);
+      const plain = await s.corpus.replaceDocument(doc('c', 'brin.html'), chunks(['brin block range index']), null, null);
+      const ids = [...(await s.corpus.chunkSources('c'))].map((c) => c.id);
+      const metas = new Map((await s.corpus.chunkMeta(ids)).map((m) => [m.documentId, m.weight]));
+      expect(metas.get(nav.documentId)).toBeCloseTo(0.25, 6);
+      expect(metas.get(plain.documentId)).toBe(1);
+      const existing = await s.corpus.findDocument('c', '/docs/index.html');
+      await s.corpus.replaceDocument({ ...doc('c', 'index.html', 'Index'), weight: 1 }, chunks(['brin see block range again']), existing, null);
+      const after = await s.corpus.chunkMeta((await s.corpus.chunkSources('c')).map((c) => c.id));
+      expect(after.every((m) => m.weight === 1)).toBe(true);
+    }));
+
+  it('document-level search: terms spread over two chunks of one document count together; follows replace and delete', () =>
+    withStore(async (s) => {
+      // "wombat" and "burrow" are in different chunks of split.md; each of one.md and two.md has only one of them.
+      const split = await s.corpus.replaceDocument(doc('c', 'split.md'), chunks(['the wombat eats roots at night', 'the burrow is long and deep']), null, null);
+      await s.corpus.replaceDocument(doc('c', 'one.md'), chunks(['a wombat sleeps by day']), null, null);
+      await s.corpus.replaceDocument(doc('c', 'two.md'), chunks(['the burrow of a fox']), null, null);
+      await s.corpus.replaceDocument(doc('other', 'else.md'), chunks(['wombat burrow elsewhere']), null, null);
+      const docs = await s.corpus.searchDocuments('wombat burrow', { limit: 10, collection: 'c' });
+      expect(docs[0]!.documentId).toBe(split.documentId);
+      expect(docs).toHaveLength(3);
+      expect(await s.corpus.searchDocuments('?!', { limit: 5 })).toEqual([]);
+      // Its best chunk for a query is the one matching it.
+      const best = await s.corpus.bestChunks('burrow', [split.documentId]);
+      const recs = await s.corpus.chunkRecords([best.get(split.documentId)!]);
+      expect(recs[0]!.text).toContain('burrow');
+      expect((await s.corpus.bestChunks('nothing-matches', [split.documentId])).size).toBe(0);
+      // A replace re-indexes the whole document; a delete removes it.
+      const existing = await s.corpus.findDocument('c', '/docs/split.md');
+      await s.corpus.replaceDocument(doc('c', 'split.md'), chunks(['only about a platypus now']), existing, null);
+      expect((await s.corpus.searchDocuments('wombat burrow', { limit: 10, collection: 'c' })).map((d) => d.documentId)).not.toContain(split.documentId);
+      expect((await s.corpus.searchDocuments('platypus', { limit: 10 })).map((d) => d.documentId)).toEqual([split.documentId]);
+      await s.corpus.deleteDocument(split.documentId);
+      expect(await s.corpus.searchDocuments('platypus', { limit: 10 })).toEqual([]);
+    }));
+
+  it('document-level search follows a staged (large) replace', () =>
+    withStore(async (s) => {
+      const many = (word: string) => chunks(Array.from({ length: engine.boundedChunks + 3 }, (_, i) => `${word} part ${i}`));
+      const first = await s.corpus.replaceDocument(doc('c', 'big.md'), many('quokka'), null, null);
+      expect((await s.corpus.searchDocuments('quokka', { limit: 5 })).map((d) => d.documentId)).toEqual([first.documentId]);
+      const existing = await s.corpus.findDocument('c', '/docs/big.md');
+      const second = await s.corpus.replaceDocument(doc('c', 'big.md'), many('numbat'), existing, null);
+      expect(await s.corpus.searchDocuments('quokka', { limit: 5 })).toEqual([]);
+      expect((await s.corpus.searchDocuments('numbat', { limit: 5 })).map((d) => d.documentId)).toEqual([second.documentId]);
+    }));
+
   it.runIf(engine.nativeVectorSearch === true)('dense search: nearest by cosine first, live chunks only, a collection filter still fills `limit`', () =>
     withStore(async (s) => {
       const dim = 8;

@@ -51,8 +51,9 @@ function addDoc(db: Db, collection: string, title: string, text: string): number
   return documentId;
 }
 
-/** A logged answer citing `documentIds`, rated `rating` by the user. */
-function ratedAnswer(db: Db, userId: number, n: number, documentIds: number[], rating: 1 | -1, vector: number[] | null = null): void {
+/** A logged answer citing (the first chunk of) each of `documentIds`, rated `rating` by the user, optionally with a correction. */
+function ratedAnswer(db: Db, userId: number, n: number, documentIds: number[], rating: 1 | -1, vector: number[] | null = null, correction: string | null = null): void {
+  const chunkOf = (d: number) => (db.prepare('SELECT min(id) FROM chunks WHERE document_id = ?').pluck().get(d) as number | null) ?? 0;
   const at = new Date(Date.parse(NOW) + n * 60_000).toISOString();
   const conv = `conv_${userId}_${n}`;
   db.prepare('INSERT INTO conversations (id, user_id, created_at, updated_at) VALUES (?, ?, ?, ?)').run(conv, userId, at, at);
@@ -69,22 +70,35 @@ function ratedAnswer(db: Db, userId: number, n: number, documentIds: number[], r
     at,
     vector ? Buffer.from(Float32Array.from(vector).buffer) : null,
     'The widget answer [1].',
-    JSON.stringify(documentIds.map((d, i) => ({ n: i + 1, document_id: d, chunk_id: 0, source: '', title: '', score: 1, snippet: '' }))),
+    JSON.stringify(documentIds.map((d, i) => ({ n: i + 1, document_id: d, chunk_id: chunkOf(d), source: '', title: '', score: 1, snippet: '' }))),
   );
-  db.prepare('INSERT INTO feedback (response_id, user_id, rating, correction, created_at) VALUES (?, ?, ?, NULL, ?)').run(id, userId, rating, at);
+  db.prepare('INSERT INTO feedback (response_id, user_id, rating, correction, created_at) VALUES (?, ?, ?, ?, ?)').run(id, userId, rating, correction, at);
 }
 
 describe('toPersonalizationSignals', () => {
   it('builds signals from feature values and tolerates missing or malformed ones', () => {
     const s = toPersonalizationSignals(
-      { engaged_documents: [3, 1], disliked_documents: [7], top_collections: ['faq', 'docs'], interest_vector: [0.5, -0.25], messages_total: 4 },
+      {
+        engaged_documents: [3, 1],
+        disliked_documents: [7],
+        disliked_chunks: { '70': 1_700_000_000_000, '71': 1_700_000_100_000 },
+        correction_terms: { 'brin block range': 1_700_000_200_000 },
+        top_collections: ['faq', 'docs'],
+        interest_vector: [0.5, -0.25],
+        messages_total: 4,
+      },
       0.3,
     );
-    expect(s).toMatchObject({ weight: 0.3, engagedDocuments: [3, 1], dislikedDocuments: [7], topCollections: ['faq', 'docs'] });
+    expect(s).toMatchObject({ weight: 0.3, engagedDocuments: [3, 1], topCollections: ['faq', 'docs'] });
+    expect(s.dislikedChunks).toEqual(new Map([[70, 1_700_000_000_000], [71, 1_700_000_100_000]]));
+    expect(s.corrections).toEqual([{ terms: ['brin', 'block', 'range'], atMs: 1_700_000_200_000 }]);
     expect(s.interestVector).toEqual(Float32Array.from([0.5, -0.25]));
-    expect(toPersonalizationSignals({}, 0)).toEqual({ weight: 0, engagedDocuments: [], dislikedDocuments: [], topCollections: [], interestVector: null });
-    const odd = toPersonalizationSignals({ engaged_documents: 'x', top_collections: [1, 2] as unknown as string[], interest_vector: null }, 1);
-    expect(odd).toMatchObject({ engagedDocuments: [], topCollections: [], interestVector: null });
+    expect(toPersonalizationSignals({}, 0)).toEqual({ weight: 0, engagedDocuments: [], dislikedChunks: new Map(), corrections: [], topCollections: [], interestVector: null });
+    const odd = toPersonalizationSignals(
+      { engaged_documents: 'x', top_collections: [1, 2] as unknown as string[], interest_vector: null, disliked_chunks: { x: 1, '5': 'y' } as unknown as Record<string, number>, correction_terms: [1] },
+      1,
+    );
+    expect(odd).toMatchObject({ engagedDocuments: [], topCollections: [], interestVector: null, dislikedChunks: new Map(), corrections: [] });
     expect(() => toPersonalizationSignals({}, -1)).toThrow(ValidationError);
     expect(() => toPersonalizationSignals({}, Number.NaN)).toThrow(ValidationError);
   });
@@ -106,14 +120,15 @@ describe('formatPersonalizationBlock', () => {
 });
 
 describe('personalized retrieval', () => {
-  it('re-ranks towards engaged documents and collections, away from disliked ones; weight 0 changes nothing', async () => {
+  it('re-ranks towards engaged documents and collections, away from the chunks of disliked answers (bounded); weight 0 changes nothing', async () => {
     const { store, db } = tempStore();
     const a = addDoc(db, 'manuals', 'alpha', 'The widget widget widget alpha manual explains the widget in depth.');
     const b = addDoc(db, 'manuals', 'beta', 'A widget widget beta note about calibration of gears.');
     const c = addDoc(db, 'faq', 'gamma', 'Frequently asked: is the widget safe near water and sand?');
-    const retriever = new HybridRetriever({ store, embedder: null, index: null, syncIntervalMs: 0 });
-    const ask = async (personalization?: ReturnType<typeof toPersonalizationSignals>) =>
-      (await retriever.retrieve({ query: 'widget', topK: 3, personalization })).chunks.map((ch) => ({ doc: ch.documentId, score: ch.score }));
+    // The ratings below are minutes old on this clock: their full (undecayed) effect.
+    const retriever = new HybridRetriever({ store, embedder: null, index: null, syncIntervalMs: 0, now: () => Date.parse(NOW) + 3_600_000 });
+    const ask = async (personalization?: ReturnType<typeof toPersonalizationSignals>, topK = 3) =>
+      (await retriever.retrieve({ query: 'widget', topK, personalization })).chunks.map((ch) => ({ doc: ch.documentId, score: ch.score }));
     const baseline = await ask();
     expect(baseline.map((x) => x.doc)).toEqual([a, b, c]);
 
@@ -124,14 +139,42 @@ describe('personalized retrieval', () => {
     await materializeFeatures(store);
     const features = await new FeatureStore({ store }).getOnlineFeatures(user);
     expect(features).toMatchObject({ engaged_documents: [c], disliked_documents: [a], top_collections: ['faq', 'manuals'] });
+    const aChunk = db.prepare('SELECT id FROM chunks WHERE document_id = ?').pluck().get(a) as number;
+    expect(features.disliked_chunks).toEqual({ [String(aChunk)]: Date.parse(NOW) + 3 * 60_000 });
 
     const personalized = await ask(toPersonalizationSignals(features, 0.3));
     expect(personalized.map((x) => x.doc)).toEqual([c, b, a]);
+    // `a` is the top BM25 hit: however strong the feedback, it stays within top_k.
+    const heavy = await ask(toPersonalizationSignals(features, 100), 1);
+    expect(heavy.map((x) => x.doc)).toEqual([a]);
+    expect((await ask(toPersonalizationSignals(features, 100), 2)).map((x) => x.doc)).toEqual([c, a]);
     // Weight 0: exactly the unpersonalized ranking and scores.
     expect(await ask(toPersonalizationSignals(features, 0))).toEqual(baseline);
     // A user without features: no change either.
     const nobody = await createUser(store, 'new');
     expect(await ask(toPersonalizationSignals(await new FeatureStore({ store }).getOnlineFeatures(nobody), 0.3))).toEqual(baseline);
+  });
+
+  it('disliked_chunks follows the current rating (with its time); correction_terms keeps the correction\'s key terms', async () => {
+    const { store, db } = tempStore();
+    const user = await createUser(store, 'rae');
+    const a = addDoc(db, 'c', 'a', 'alpha text');
+    const b = addDoc(db, 'c', 'b', 'beta text');
+    const chunkOf = (d: number) => db.prepare('SELECT id FROM chunks WHERE document_id = ?').pluck().get(d) as number;
+    ratedAnswer(db, user, 1, [a, b], -1);
+    ratedAnswer(db, user, 2, [b], 1, null, 'It is in the BRIN chapter: block ranges');
+    await materializeFeatures(store);
+    let f = await new FeatureStore({ store }).getOnlineFeatures(user);
+    const t1 = Date.parse(NOW) + 60_000;
+    expect(f.disliked_chunks).toEqual({ [String(chunkOf(a))]: t1, [String(chunkOf(b))]: t1 });
+    expect(f.correction_terms).toEqual({ 'brin chapter block range': Date.parse(NOW) + 120_000 });
+    // The user changes the first rating to +1: its chunks are no longer disliked.
+    const at = new Date(Date.parse(NOW) + 600_000).toISOString();
+    db.prepare('INSERT INTO feedback (response_id, user_id, rating, correction, created_at) VALUES (?, ?, 1, NULL, ?)').run(`resp_${user}_1`, user, at);
+    await materializeFeatures(store);
+    f = await new FeatureStore({ store }).getOnlineFeatures(user);
+    expect(f.disliked_chunks).toEqual({});
+    expect(Object.keys(f.correction_terms as Record<string, number>)).toEqual(['brin chapter block range']);
   });
 
   it('the interest vector from materialized query embeddings moves similar chunks up', async () => {
@@ -145,8 +188,8 @@ describe('personalized retrieval', () => {
     const features = await new FeatureStore({ store }).getOnlineFeatures(user);
     expect(features.interest_vector).toEqual([0.05, 0.95, 0.05]);
     const items = [
-      { documentId: 100, collection: 'other', score: 0.0164, vector: Float32Array.from([1, 0, 0]) },
-      { documentId: 101, collection: 'other', score: 0.0161, vector: Float32Array.from([0, 1, 0]) },
+      { chunkId: 1000, documentId: 100, collection: 'other', score: 0.0164, vector: Float32Array.from([1, 0, 0]) },
+      { chunkId: 1010, documentId: 101, collection: 'other', score: 0.0161, vector: Float32Array.from([0, 1, 0]) },
     ];
     expect(personalizeScores(items, toPersonalizationSignals(features, 0.3)).map((i) => i.documentId)).toEqual([101, 100]);
     expect(personalizeScores(items, toPersonalizationSignals(features, 0))).toEqual(items);

@@ -18,6 +18,7 @@ import { nowIso } from '../../clock.ts';
 import type {
   ChunkMeta,
   ChunkRecord,
+  CollectionSummary,
   ChunkText,
   CorpusChange,
   CorpusCounts,
@@ -126,6 +127,21 @@ const SQL_SEARCH_TEXT = `SELECT c.id AS id, ts_rank_cd('${TS_RANK_WEIGHTS}'::flo
   JOIN documents d ON d.id = c.document_id
   WHERE d.deleted_at IS NULL AND ($3::text IS NULL OR d.collection = $3::text)
   ORDER BY score DESC, c.id LIMIT $2`;
+/**
+ * ts_rank_cd normalization for whole documents: 1 = divide by 1 + log(document length), so a long
+ * page (the back-of-book index) does not win on length alone.
+ */
+export const TS_RANK_DOCUMENT_NORMALIZATION = 1;
+const SQL_SEARCH_DOCUMENTS = `SELECT d.id AS id, ts_rank_cd('${TS_RANK_WEIGHTS}'::float4[], d.tsv, q.q, ${TS_RANK_DOCUMENT_NORMALIZATION}) AS score
+  FROM (SELECT w FROM websearch_to_tsquery('${TS_CONFIG}', $1) AS w WHERE numnode(w) > 0) AS q(q)
+  JOIN documents d ON d.tsv @@ q.q
+  WHERE d.deleted_at IS NULL AND ($3::text IS NULL OR d.collection = $3::text)
+  ORDER BY score DESC, d.id LIMIT $2`;
+const SQL_BEST_CHUNKS = `SELECT DISTINCT ON (c.document_id) c.document_id AS "documentId", c.id AS "chunkId"
+  FROM (SELECT w FROM websearch_to_tsquery('${TS_CONFIG}', $1) AS w WHERE numnode(w) > 0) AS q(q)
+  JOIN chunks c ON c.tsv @@ q.q
+  WHERE c.document_id = ANY($2::bigint[])
+  ORDER BY c.document_id, ts_rank_cd('${TS_RANK_WEIGHTS}'::float4[], c.tsv, q.q, ${TS_RANK_NORMALIZATION}) DESC, c.id`;
 const SQL_INSERT_CHUNKS = `INSERT INTO chunks (document_id, ord, text, heading_path, token_count, content_sha256, tsv)
   SELECT $1, u.ord, u.text, u.heading_path, u.token_count, u.sha, mneme_chunk_tsv(t.title, u.heading_path, u.text)
   FROM unnest($2::int[], $3::text[], $4::text[], $5::int[], $6::text[]) AS u(ord, text, heading_path, token_count, sha)
@@ -181,8 +197,8 @@ export class PostgresCorpusStore implements CorpusStore {
         documentId = existing.id;
         removed = (await q.rows<{ id: number }>('DELETE FROM chunks WHERE document_id = $1 RETURNING id', [documentId])).map((r) => r.id).sort((a, b) => a - b);
         await q.run(
-          'UPDATE documents SET content_sha256 = $1, title = $2, kind = $3, bytes = $4, updated_at = $5, deleted_at = NULL WHERE id = $6',
-          [doc.contentSha256, doc.title, doc.kind, doc.bytes, nowIso(), documentId],
+          'UPDATE documents SET content_sha256 = $1, title = $2, kind = $3, bytes = $4, updated_at = $5, deleted_at = NULL, weight = $7 WHERE id = $6',
+          [doc.contentSha256, doc.title, doc.kind, doc.bytes, nowIso(), documentId, doc.weight ?? 1],
         );
       } else {
         documentId = await this.insertDocument(q, doc, doc.sourceUri, null);
@@ -216,9 +232,9 @@ export class PostgresCorpusStore implements CorpusStore {
   private async insertDocument(q: PgQueries, doc: NewDocument, sourceUri: string, deletedAt: string | null): Promise<number> {
     const now = nowIso();
     const r = await q.one<{ id: number }>(
-      `INSERT INTO documents (collection, source_uri, content_sha256, title, kind, bytes, ingested_at, updated_at, deleted_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8) RETURNING id`,
-      [doc.collection, sourceUri, doc.contentSha256, doc.title, doc.kind, doc.bytes, now, deletedAt],
+      `INSERT INTO documents (collection, source_uri, content_sha256, title, kind, bytes, ingested_at, updated_at, deleted_at, weight)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9) RETURNING id`,
+      [doc.collection, sourceUri, doc.contentSha256, doc.title, doc.kind, doc.bytes, now, deletedAt, doc.weight ?? 1],
     );
     return r!.id;
   }
@@ -455,6 +471,20 @@ export class PostgresCorpusStore implements CorpusStore {
     return rows.map((r) => ({ chunkId: r.id, score: r.score }));
   }
 
+  async searchDocuments(query: string, opts: { limit: number; collection?: string | undefined }): Promise<Array<{ documentId: number; score: number }>> {
+    const match = toFtsQuery(query);
+    if (match === null) return [];
+    const rows = await this.c.rows<ScoredRow>(SQL_SEARCH_DOCUMENTS, [match, opts.limit, opts.collection ?? null]);
+    return rows.map((r) => ({ documentId: r.id, score: r.score }));
+  }
+
+  async bestChunks(query: string, documentIds: readonly number[]): Promise<Map<number, number>> {
+    const match = toFtsQuery(query);
+    if (match === null || documentIds.length === 0) return new Map();
+    const rows = await this.c.rows<{ documentId: number; chunkId: number }>(SQL_BEST_CHUNKS, [match, documentIds]);
+    return new Map(rows.map((r) => [r.documentId, r.chunkId]));
+  }
+
   /**
    * Dense search with pgvector: cosine over `modelId`'s vectors through its HNSW index (exact when
    * the model has no index), best first, score = cosine similarity. `hnsw.iterative_scan =
@@ -501,7 +531,7 @@ export class PostgresCorpusStore implements CorpusStore {
   async chunkMeta(ids: readonly number[]): Promise<ChunkMeta[]> {
     if (ids.length === 0) return [];
     return this.c.rows(
-      `SELECT c.id AS "chunkId", c.document_id AS "documentId", d.collection AS collection
+      `SELECT c.id AS "chunkId", c.document_id AS "documentId", d.collection AS collection, d.weight AS weight
        FROM chunks c JOIN documents d ON d.id = c.document_id
        WHERE c.id = ANY($1::bigint[]) AND d.deleted_at IS NULL`,
       [ids],
@@ -525,6 +555,15 @@ export class PostgresCorpusStore implements CorpusStore {
       [collection],
     );
     return rows.map((r) => r.id);
+  }
+
+  async collections(): Promise<CollectionSummary[]> {
+    const rows = await this.c.rows<{ name: string; documents: string | number; chunks: string | number }>(
+      `SELECT d.collection AS name, COUNT(DISTINCT d.id) AS documents, COUNT(c.id) AS chunks
+         FROM documents d LEFT JOIN chunks c ON c.document_id = d.id
+        WHERE d.deleted_at IS NULL GROUP BY d.collection ORDER BY d.collection COLLATE "C"`,
+    );
+    return rows.map((r) => ({ name: r.name, documents: Number(r.documents), chunks: Number(r.chunks) }));
   }
 
   // ---------------------------------------------------------------------------------------------

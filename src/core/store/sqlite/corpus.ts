@@ -12,6 +12,7 @@ import { nowIso } from '../../clock.ts';
 import type {
   ChunkMeta,
   ChunkRecord,
+  CollectionSummary,
   ChunkText,
   CorpusChange,
   CorpusCounts,
@@ -102,6 +103,20 @@ const SQL_BM25 = `SELECT f.id AS id, f.rank AS rank FROM (${FTS_INNER}) f
 const SQL_BM25_COLLECTION = `SELECT f.id AS id, f.rank AS rank FROM (${FTS_INNER}) f
   JOIN chunks c ON c.id = f.id JOIN documents d ON d.id = c.document_id
   WHERE d.deleted_at IS NULL AND d.collection = @collection ORDER BY f.rank LIMIT @limit`;
+// Documents: bm25() with columns (title, text) weighted like the chunk table's title and text.
+const SQL_DOCUMENTS = `SELECT f.id AS id, f.rank AS rank FROM (
+    SELECT rowid AS id, rank FROM documents_fts WHERE documents_fts MATCH @match AND rank MATCH 'bm25(${BM25_WEIGHT_TITLE}, ${BM25_WEIGHT_TEXT})' ORDER BY rank LIMIT @inner
+  ) f JOIN documents d ON d.id = f.id
+  WHERE d.deleted_at IS NULL AND (@collection IS NULL OR d.collection = @collection) ORDER BY f.rank LIMIT @limit`;
+// The chunks of some documents matching a query (the MATCH narrowed to their rowids).
+const SQL_BEST_CHUNKS = `SELECT c.document_id AS documentId, f.rowid AS chunkId, f.rank AS rank
+  FROM chunks_fts f JOIN chunks c ON c.id = f.rowid
+  WHERE chunks_fts MATCH @match AND rank MATCH '${RANK_SPEC}'
+    AND f.rowid IN (SELECT id FROM chunks WHERE document_id IN (SELECT value FROM json_each(@ids)))`;
+const SQL_DOC_FTS_DELETE = 'DELETE FROM documents_fts WHERE rowid = ?';
+const SQL_DOC_FTS_INSERT = `INSERT INTO documents_fts (rowid, title, text)
+  SELECT d.id, d.title, (SELECT group_concat(t, char(10)) FROM (SELECT c.heading_path || char(10) || c.text AS t FROM chunks c WHERE c.document_id = d.id ORDER BY c.ord))
+  FROM documents d WHERE d.id = ? AND EXISTS (SELECT 1 FROM chunks c WHERE c.document_id = d.id)`;
 const SQL_INSERT_CHUNK = 'INSERT INTO chunks (document_id, ord, text, heading_path, token_count, content_sha256) VALUES (?, ?, ?, ?, ?, ?)';
 const SQL_INSERT_VECTOR = 'INSERT OR REPLACE INTO embeddings (chunk_id, model_id, vector) VALUES (?, ?, ?)';
 
@@ -140,12 +155,13 @@ export class SqliteCorpusStore implements CorpusStore {
           documentId = existing.id;
           chunksDeleted = this.c.stmt<[number]>('DELETE FROM chunks WHERE document_id = ?').run(documentId).changes;
           this.c
-            .stmt('UPDATE documents SET content_sha256 = ?, title = ?, kind = ?, bytes = ?, updated_at = ?, deleted_at = NULL WHERE id = ?')
-            .run(doc.contentSha256, doc.title, doc.kind, doc.bytes, nowIso(), documentId);
+            .stmt('UPDATE documents SET content_sha256 = ?, title = ?, kind = ?, bytes = ?, weight = ?, updated_at = ?, deleted_at = NULL WHERE id = ?')
+            .run(doc.contentSha256, doc.title, doc.kind, doc.bytes, doc.weight ?? 1, nowIso(), documentId);
         } else {
           documentId = this.insertDocument(doc, doc.sourceUri, null);
         }
         const vectorsAdded = this.insertChunks(documentId, chunks, modelId);
+        this.refreshDocumentFts(documentId);
         return { documentId, chunksAdded: chunks.length, chunksDeleted, vectorsAdded, chunkIdsRemoved: removed };
       });
     }
@@ -171,6 +187,8 @@ export class SqliteCorpusStore implements CorpusStore {
           .run(`${REPLACED_PREFIX}${existing.id}:${doc.sourceUri}`, nowIso(), existing.id);
       }
       this.c.stmt('UPDATE documents SET source_uri = ?, deleted_at = NULL WHERE id = ?').run(doc.sourceUri, documentId);
+      if (existing) this.c.stmt<[number]>(SQL_DOC_FTS_DELETE).run(existing.id);
+      this.refreshDocumentFts(documentId);
     });
     const chunkIdsRemoved = existing ? await this.deleteChunksBounded(existing.id) : [];
     return { documentId, chunksAdded: chunks.length, chunksDeleted: chunkIdsRemoved.length, vectorsAdded, chunkIdsRemoved };
@@ -181,11 +199,17 @@ export class SqliteCorpusStore implements CorpusStore {
     return Number(
       this.c
         .stmt(
-          `INSERT INTO documents (collection, source_uri, content_sha256, title, kind, bytes, ingested_at, updated_at, deleted_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          `INSERT INTO documents (collection, source_uri, content_sha256, title, kind, bytes, weight, ingested_at, updated_at, deleted_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         )
-        .run(doc.collection, sourceUri, doc.contentSha256, doc.title, doc.kind, doc.bytes, now, now, deletedAt).lastInsertRowid,
+        .run(doc.collection, sourceUri, doc.contentSha256, doc.title, doc.kind, doc.bytes, doc.weight ?? 1, now, now, deletedAt).lastInsertRowid,
     );
+  }
+
+  /** Inside a write transaction: rebuilds the document's documents_fts row from its current chunks (none: no row). */
+  private refreshDocumentFts(documentId: number): void {
+    this.c.stmt<[number]>(SQL_DOC_FTS_DELETE).run(documentId);
+    this.c.stmt<[number]>(SQL_DOC_FTS_INSERT).run(documentId);
   }
 
   /** Inside a write transaction. */
@@ -233,7 +257,10 @@ export class SqliteCorpusStore implements CorpusStore {
 
   async deleteDocument(documentId: number): Promise<number[]> {
     // Tombstone first (one short transaction: readers stop seeing it at once), then the chunks.
-    await this.c.write(() => this.c.stmt('UPDATE documents SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL').run(nowIso(), documentId));
+    await this.c.write(() => {
+      this.c.stmt('UPDATE documents SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL').run(nowIso(), documentId);
+      this.c.stmt<[number]>(SQL_DOC_FTS_DELETE).run(documentId);
+    });
     return this.deleteChunksBounded(documentId);
   }
 
@@ -407,6 +434,30 @@ export class SqliteCorpusStore implements CorpusStore {
     return rows.map((r) => ({ chunkId: r.id, score: -r.rank }));
   }
 
+  async searchDocuments(query: string, opts: { limit: number; collection?: string | undefined }): Promise<Array<{ documentId: number; score: number }>> {
+    const match = toFtsQuery(query);
+    if (match === null) return [];
+    const collection = opts.collection ?? null;
+    const stmt = this.c.stmt<{ match: string; inner: number; limit: number; collection: string | null }, { id: number; rank: number }>(SQL_DOCUMENTS);
+    let rows = stmt.all({ match, inner: collection === null ? opts.limit : opts.limit * BM25_FILTER_OVERFETCH, limit: opts.limit, collection });
+    if (rows.length < opts.limit) rows = stmt.all({ match, inner: -1, limit: opts.limit, collection });
+    return rows.map((r) => ({ documentId: r.id, score: -r.rank }));
+  }
+
+  async bestChunks(query: string, documentIds: readonly number[]): Promise<Map<number, number>> {
+    const match = toFtsQuery(query);
+    const best = new Map<number, { chunkId: number; rank: number }>();
+    if (match === null || documentIds.length === 0) return new Map();
+    const rows = this.c
+      .stmt<{ match: string; ids: string }, { documentId: number; chunkId: number; rank: number }>(SQL_BEST_CHUNKS)
+      .all({ match, ids: idList(documentIds) });
+    for (const r of rows) {
+      const b = best.get(r.documentId);
+      if (!b || r.rank < b.rank || (r.rank === b.rank && r.chunkId < b.chunkId)) best.set(r.documentId, { chunkId: r.chunkId, rank: r.rank });
+    }
+    return new Map([...best].map(([d, b]) => [d, b.chunkId]));
+  }
+
   /**
    * Always [] on this engine: SQLite has no vector index. The SQLite engine's dense search is the
    * in-process HNSW index (HnswVectorIndex, kept in step by the change feed) the retriever holds.
@@ -418,7 +469,7 @@ export class SqliteCorpusStore implements CorpusStore {
   async chunkMeta(ids: readonly number[]): Promise<ChunkMeta[]> {
     return this.c
       .stmt<[string], ChunkMeta>(
-        `SELECT c.id AS chunkId, c.document_id AS documentId, d.collection AS collection
+        `SELECT c.id AS chunkId, c.document_id AS documentId, d.collection AS collection, d.weight AS weight
          FROM chunks c JOIN documents d ON d.id = c.document_id
          WHERE c.id IN (SELECT value FROM json_each(?)) AND d.deleted_at IS NULL`,
       )
@@ -441,6 +492,16 @@ export class SqliteCorpusStore implements CorpusStore {
       .stmt<[string], number>('SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id WHERE d.collection = ? AND d.deleted_at IS NULL')
       .pluck()
       .all(collection);
+  }
+
+  async collections(): Promise<CollectionSummary[]> {
+    return this.c
+      .stmt<[], CollectionSummary>(
+        `SELECT d.collection AS name, COUNT(DISTINCT d.id) AS documents, COUNT(c.id) AS chunks
+           FROM documents d LEFT JOIN chunks c ON c.document_id = d.id
+          WHERE d.deleted_at IS NULL GROUP BY d.collection ORDER BY d.collection`,
+      )
+      .all();
   }
 
   // ---------------------------------------------------------------------------------------------
