@@ -34,13 +34,44 @@ export async function currentParts(store: Pick<Store, 'monitoring'>, config: Con
   return partsFromConfig(config, { promptText: fs.readFileSync(file, 'utf8'), promptFile: file, embedding: await activeEmbedding(store) });
 }
 
+/** Prefix of the releases a start creates when the configuration changed (`config-<parts hash>`). */
+export const CONFIG_RELEASE_PREFIX = 'config-';
+
+/** The parts hash of what the configuration controls (the embedding part follows the index, not the environment). */
+function configHash(parts: ReleaseParts): string {
+  return partsSha256({ ...parts, embedding: { model: null, generation: null } });
+}
+
 /**
- * On a first start without a live release: creates `initial` from the current configuration and
- * makes it live (once, whatever the number of replicas starting).
+ * At server start. First start without a live release: creates `initial` from the current
+ * configuration and makes it live (once, whatever the number of replicas starting). Later starts:
+ * when the configuration (MNEME_LLM_*, MNEME_PERSONALIZATION_WEIGHT, prompts/answer.md) differs from
+ * the one the newest configuration-made release was built from, it becomes release
+ * `config-<hash>` and is promoted (audited, actor `system`; `releases rollback` undoes it). An
+ * unchanged configuration leaves the releases alone, whatever was promoted since.
  */
 export async function ensureInitialRelease(store: ReleaseStoreDeps, config: Config, promptsDir = PROMPTS_DIR): Promise<{ live: ReleaseRecord; created: boolean }> {
   const parts = await currentParts(store, config, promptsDir);
-  return store.releases.ensureLive({ name: INITIAL_RELEASE, parts, partsSha256: partsSha256(parts), createdBy: SYSTEM_ACTOR, createdAt: new Date().toISOString() });
+  const now = new Date().toISOString();
+  const first = await store.releases.ensureLive({ name: INITIAL_RELEASE, parts, partsSha256: partsSha256(parts), createdBy: SYSTEM_ACTOR, createdAt: now });
+  if (first.created) return first;
+  const fromConfig = (await store.releases.list()).filter((r) => r.createdBy === SYSTEM_ACTOR).pop();
+  if (!fromConfig || configHash(fromConfig.parts) === configHash(parts)) return first;
+  const name = `${CONFIG_RELEASE_PREFIX}${configHash(parts).slice(0, 8)}`;
+  // Replicas starting together race here: the name is the same for all, the loser finds it made.
+  let made = await store.releases.get(name);
+  if (!made) made = await store.releases.create({ name, parts, partsSha256: partsSha256(parts), createdBy: SYSTEM_ACTOR, createdAt: now }).catch(async (err: unknown) => {
+    if (err instanceof ConflictError) return (await store.releases.get(name))!;
+    throw err;
+  });
+  if (made.state !== 'live') {
+    await store.releases
+      .apply({ kind: 'promote', name }, { actor: SYSTEM_ACTOR, reason: `the configuration changed since release ${fromConfig.name} was made from it`, forced: false, at: now })
+      .catch((err: unknown) => {
+        if (!(err instanceof ConflictError)) throw err;
+      });
+  }
+  return { live: (await store.releases.get(name))!, created: true };
 }
 
 export interface CreateReleaseOptions {

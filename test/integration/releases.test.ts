@@ -272,3 +272,32 @@ describe('releases CLI', () => {
     expect(only.counts.examples).toBeLessThan(all.counts.examples);
   }, 60_000);
 });
+
+describe('releases and a changed configuration', () => {
+  it('a restart with another configuration makes it a release and promotes it (audited); an unchanged one leaves promotions alone', async () => {
+    const env = testEnv(tempDir(), { MNEME_EMBED_MODEL: 'none' });
+    let srv = await startTestServer(env);
+    await srv.stop();
+    srv = await startTestServer({ ...env, MNEME_LLM_TEMPERATURE: '0.7' });
+    try {
+      const live = (await srv.deps.store.releases.list()).find((r) => r.state === 'live')!;
+      expect(live.name).toMatch(/^config-[0-9a-f]{8}$/);
+      expect(live.parts.llm.temperature).toBe(0.7);
+      const [promoted] = await srv.deps.store.releases.events(1);
+      expect(promoted).toMatchObject({ action: 'promote', from: 'initial', to: live.name, actor: 'system' });
+      expect(promoted!.reason).toMatch(/configuration changed since release initial/);
+      await createRelease(srv.deps.store, srv.config, { name: 'ops', sets: ['retrieval.top_k=9'], actor: 'test' });
+    } finally {
+      await srv.stop();
+    }
+    expect((await run(env, 'promote', 'ops')).code).toBe(0);
+    srv = await startTestServer({ ...env, MNEME_LLM_TEMPERATURE: '0.7' });
+    try {
+      expect(srv.deps.releases.serving().live).toBe('ops');
+      const key = await srv.key('u');
+      expect((await postJson(`${srv.url}/v1/chat`, key, { message: 'hello there' })).body.release).toBe('ops');
+    } finally {
+      await srv.stop();
+    }
+  }, 60_000);
+});

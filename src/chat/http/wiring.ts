@@ -142,10 +142,11 @@ export async function buildServerDeps(config: Config, options: BuildServerDepsOp
     const queue = new GenerationQueue({ model, maxQueued: config.server.queueMax, concurrency: generationConcurrency(model.backend) });
     redis = config.redis ? await buildRedisParts(config.redis, config, store, metrics, logger) : null;
     const features = new FeatureStore({ store, online: redis?.reader });
-    // Releases: the first start makes the configuration the live release `initial`; every request
-    // is then answered by the live release or the candidate (sticky per user).
+    // Releases: the first start makes the configuration the live release `initial` (a changed
+    // configuration later becomes `config-<hash>`, promoted); every request is then answered by the
+    // live release or the candidate (sticky per user).
     const initial = await ensureInitialRelease(store, config, options.promptsDir ?? PROMPTS_DIR);
-    if (initial.created) logger.info('created the initial release from the configuration', { release: initial.live.name });
+    if (initial.created) logger.info('a release made from the configuration is live', { release: initial.live.name });
     pool = new ModelPool(config.server.queueMax, generationConcurrency);
     pool.add(configModelKey(config), model, queue);
     router = new ReleaseRouter({ store, config, models: pool, logger, base: { store, retriever, features, metrics, logger } });
