@@ -3,22 +3,26 @@
  * answers with clickable [n] citations (snippet, title, source path), thumbs up/down with an
  * optional correction, the "what mneme knows about me" panel and "erase my data".
  *
- * Every server string (answers, questions, titles, snippets, paths) goes into the page through
- * text nodes (dom.ts); a 401 from any call ends the session and returns to sign-in with a message.
+ * Every server string (questions, titles, snippets, paths) goes into the page through text nodes
+ * (dom.ts); answers are markdown, rendered with raw HTML escaped and sanitized by DOMPurify
+ * (markdown.ts, markdown-dom.ts). A 401 from any call ends the session and returns to sign-in.
  */
 import type { ChatAnswer } from '../chat/answer.ts';
 import type { Citation } from '../chat/citations.ts';
 import type { ConversationMessage, ConversationSummary } from '../chat/http/routes/conversations.ts';
 import { FEATURE_CATALOG } from '../shared/feature-catalog.ts';
 import { apiJson, describeError, isAuthError, loadKey, saveKey, streamChat } from './api.ts';
-import { append, byId, h, replaceChildren, splitCitations, splitInlineCode, svg } from './dom.ts';
+import { append, byId, h, replaceChildren, svg } from './dom.ts';
 import type { Child } from './dom.ts';
 import { formatFeatureValue, formatMs, humanize, relativeTime } from './format.ts';
+import { renderMarkdown } from './markdown-dom.ts';
 
 /** Pixels from the bottom within which new text keeps the view scrolled to the end. */
 const STICK_TO_BOTTOM_PX = 80;
 /** Conversations listed in the sidebar. */
 const CONVERSATIONS_SHOWN = 50;
+/** Shortest time between two renders of a streaming answer's markdown, in ms. */
+const STREAM_RENDER_INTERVAL_MS = 50;
 
 interface MeFeatures {
   user: string;
@@ -251,31 +255,45 @@ interface AssistantView {
   fail(message: string): void;
 }
 
-/** An assistant message: streams text into a live region, then redraws with citations. */
+/**
+ * An assistant message: streams markdown into a live region, re-rendered STREAM_RENDER_INTERVAL_MS
+ * after the previous render ended at the earliest (the whole growing text, so a long answer costs one
+ * parse per interval, not one per token), then redraws the complete answer with citations.
+ */
 function addAssistantMessage(): AssistantView {
   el.emptyHint.hidden = true;
   const body = h('div', { class: 'msg-body answer', 'aria-live': 'polite', 'aria-busy': 'true' });
-  const streamed = document.createTextNode('');
-  body.append(h('span', { class: 'typing', 'aria-hidden': 'true' }), streamed);
+  body.append(h('span', { class: 'typing', 'aria-hidden': 'true' }));
   const article = h('article', { class: 'msg msg-assistant', 'aria-label': 'Answer' }, body);
   el.messages.append(article);
   scrollToEnd(true);
+  let streamed = '';
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let renderedAt = 0;
+  const renderStreamed = () => {
+    clearTimeout(timer);
+    timer = undefined;
+    replaceChildren(body, renderMarkdown(streamed));
+    scrollToEnd();
+    renderedAt = performance.now();
+  };
   return {
     appendToken(text) {
-      body.querySelector('.typing')?.remove();
-      streamed.appendData(text);
-      scrollToEnd();
+      streamed += text;
+      if (timer === undefined) timer = setTimeout(renderStreamed, Math.max(0, renderedAt + STREAM_RENDER_INTERVAL_MS - performance.now()));
     },
     finish(a) {
+      clearTimeout(timer);
       renderAnswer(article, body, a);
       body.setAttribute('aria-busy', 'false');
       scrollToEnd();
     },
     fail(message) {
-      body.querySelector('.typing')?.remove();
+      if (streamed) renderStreamed();
+      else body.querySelector('.typing')?.remove();
       body.setAttribute('aria-busy', 'false');
       article.classList.add('msg-failed');
-      append(body, streamed.data ? '\n\n' : '', h('span', { class: 'error', role: 'alert' }, message));
+      append(body, h('p', { class: 'error', role: 'alert' }, message));
     },
   };
 }
@@ -322,16 +340,8 @@ function renderAnswer(article: HTMLElement, body: HTMLElement, a: FinishedAnswer
     return b;
   };
 
-  // Code spans first (a "[1]" inside code is not a citation), then citation markers in the rest.
-  const knownNumbers = new Set(known.keys());
-  replaceChildren(
-    body,
-    ...splitInlineCode(a.answer).flatMap((part): Child[] =>
-      part.kind === 'code'
-        ? [h('code', {}, part.text)]
-        : splitCitations(part.text, knownNumbers).map((seg) => (seg.kind === 'text' ? seg.text : citeButton(known.get(seg.n) as Citation, 'cite', String(seg.n)))),
-    ),
-  );
+  // Markdown, sanitized; then [n] markers in its text (not in code or links) become citation buttons.
+  replaceChildren(body, renderMarkdown(a.answer, { known: new Set(known.keys()), cite: (n) => citeButton(known.get(n) as Citation, 'cite', String(n)) }));
   const sources =
     a.citations.length > 0
       ? h(

@@ -96,22 +96,3 @@ export function splitCitations(text: string, known: ReadonlySet<number>): Answer
   pushText(text.slice(pos));
   return out;
 }
-
-/** A piece of text: plain, or an inline code span (`like this`). */
-export type InlineSegment = { kind: 'text' | 'code'; text: string };
-
-/**
- * Splits out markdown inline code spans (single backticks, one line) so the page can show them in
- * <code> — as text nodes, like everything else. Unmatched backticks stay text. Pure.
- */
-export function splitInlineCode(text: string): InlineSegment[] {
-  const out: InlineSegment[] = [];
-  let pos = 0;
-  for (const m of text.matchAll(/`([^`\n]+)`/g)) {
-    if (m.index > pos) out.push({ kind: 'text', text: text.slice(pos, m.index) });
-    out.push({ kind: 'code', text: m[1] ?? '' });
-    pos = m.index + m[0].length;
-  }
-  if (pos < text.length) out.push({ kind: 'text', text: text.slice(pos) });
-  return out;
-}

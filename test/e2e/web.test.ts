@@ -6,7 +6,9 @@
  * Walks the issue's scenario: a wrong key, sign in, ask, see streamed text and a citation, open it,
  * rate the answer with a correction, see it on /admin; HTML in answers/questions/documents shown as
  * text; a revoked key returns to sign-in; the features panel; erase my data; keyboard use; text
- * contrast; a phone-sized window. Takes screenshots of both pages (see SCREENSHOTS).
+ * contrast; a phone-sized window; an LLM answer in markdown (table, sql block with a working Copy
+ * button, throttled re-rendering while it streams) and hostile markdown (javascript:/data: links,
+ * images, raw HTML) that stays inert. Takes screenshots of both pages (see SCREENSHOTS).
  *
  * Needs chromium: MNEME_CHROMIUM_PATH (default /usr/bin/chromium; `.ci/run` installs Debian's).
  */
@@ -28,7 +30,7 @@ import { ingestCommand } from '../../src/commands/ingest.ts';
 import { loadConfig } from '../../src/core/config.ts';
 import { materializeFeatures } from '../../src/features/materialize.ts';
 import { buildWeb } from '../../src/web/build.ts';
-import type { FakeLlm } from '../integration/http-helpers.ts';
+import type { FakeLlm, FakeLlmBehaviour } from '../integration/http-helpers.ts';
 import { FIXTURE_DOCS, REPO, bufferIo, startFakeLlm, tempDir, testEnv } from '../integration/http-helpers.ts';
 
 const CHROMIUM_PATH = loadConfig({ MNEME_CHROMIUM_PATH: process.env.MNEME_CHROMIUM_PATH }).chromiumPath;
@@ -265,6 +267,8 @@ describe('web pages in chromium', () => {
     expect(await detail.locator('.cite-title').textContent()).toContain('Halcyon X3');
     expect(await detail.locator('.cite-source code').textContent()).toBe('fixtures/docs/halcyon-x3-manual.md');
     expect(((await detail.locator('.cite-snippet').textContent()) ?? '').length).toBeGreaterThan(20);
+    // A coarse relevance label, never the raw fusion score.
+    expect(await detail.locator('.cite-score').textContent()).toMatch(/^Source \[1\] · (high|medium|low) relevance$/);
     await page.screenshot({ path: path.join(SCREENSHOTS, 'chat.png') });
 
     // Rate down, then add a correction.
@@ -489,6 +493,141 @@ describe('web pages in chromium', () => {
       await llmDeps.close();
       await llm.close();
     }
+  });
+
+  /**
+   * Runs `fn` against a server of its own (the fixture corpus ingested into a fresh data dir, one
+   * user) answering through a fake OpenAI-compatible LLM.
+   */
+  async function withLlmServer(behaviour: FakeLlmBehaviour, fn: (llmUrl: string, key: string, llm: FakeLlm) => Promise<void>): Promise<void> {
+    const dataDir = path.join(tempDir('mneme-web-llm-'), 'data');
+    const io = bufferIo(testEnv(dataDir));
+    expect(await ingestCommand.run([FIXTURE_DOCS, '--json'], io), io.err()).toBe(0);
+    const llm: FakeLlm = await startFakeLlm(behaviour);
+    const llmDeps = await buildServerDeps(loadConfig(testEnv(dataDir, { MNEME_LLM: `openai:${llm.url}`, MNEME_LLM_MODEL: 'fake-llm' }), { host: '127.0.0.1', port: 0 }));
+    const key = (await createUser(llmDeps.store, { name: 'erin' })).apiKey;
+    const llmServer = await new Promise<http.Server>((resolve) => {
+      const s = composeApp(llmDeps, webDir).listen(0, '127.0.0.1', () => resolve(s));
+    });
+    try {
+      await fn(`http://127.0.0.1:${(llmServer.address() as AddressInfo).port}`, key, llm);
+    } finally {
+      llmServer.closeAllConnections();
+      await new Promise<void>((resolve) => llmServer.close(() => resolve()));
+      await llmDeps.queue.close({ cancelInFlight: true });
+      await llmDeps.close();
+      await llm.close();
+    }
+  }
+
+  it('renders an answer as markdown: heading, list, table, a sql block with a working Copy button; unsafe links and images stay inert', async () => {
+    const sql = "SELECT part_number, flush_minutes\nFROM cartridges\nWHERE model = 'Halcyon X3'\n  AND note <> '[1]';";
+    const markdown = [
+      '## Flushing a new cartridge',
+      '',
+      'Flush a new `BW-TS-30` cartridge for **five minutes** [1], then:',
+      '',
+      '1. Open the cold tap fully',
+      '2. Wait until the status ring turns steady teal [2]',
+      '',
+      '| Step | Minutes |',
+      '|------|--------:|',
+      '| Flush | 5 |',
+      '| Rest | 2 |',
+      '',
+      'The same from the parts database:',
+      '',
+      '```sql',
+      sql,
+      '```',
+      '',
+      'See [the manual](https://example.org/halcyon) for details.',
+    ].join('\n');
+    const hostile = [
+      '[click me](javascript:window.__pwned=11) [tab me](java\tscript:window.__pwned=12) [data me](data:text/html,<script>alert(1)</script>)',
+      '',
+      '![pixel](x" onerror="window.__pwned=13) ![svg](data:image/svg+xml;base64,PHN2ZyB4bWxucz0iaHR0cDovL3d3dy53My5vcmcvMjAwMC9zdmciLz4=) ![js](javascript:window.__pwned=14)',
+      '',
+      '<script>window.__pwned = 15</script>',
+      '',
+      'Raw <img src=x onerror="window.__pwned = 16"> stays text.',
+    ].join('\n');
+    await withLlmServer({ kind: 'answer', text: markdown, tokenDelayMs: 8 }, async (llmUrl, key, llm) => {
+      const { context, page, errors } = await newPage();
+      try {
+        await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: llmUrl });
+        await page.goto(`${llmUrl}/`);
+        await page.getByLabel('API key').fill(key);
+        await page.getByLabel('API key').press('Enter');
+        await page.locator('#chat-view').waitFor({ state: 'visible' });
+        // When the answer's rendered markdown is put in while it streams (its children replaced).
+        await page.evaluate(() => {
+          const w = window as unknown as { __renders: number[] };
+          w.__renders = [];
+          const replace = Element.prototype.replaceChildren;
+          Element.prototype.replaceChildren = function (this: Element, ...nodes: Array<Node | string>) {
+            if (this.matches('.msg-body[aria-busy="true"]')) w.__renders.push(performance.now());
+            replace.apply(this, nodes);
+          };
+        });
+        await ask(page, question);
+        const body = page.locator('.msg-assistant .msg-body[aria-busy="false"]').last();
+
+        // The growing markdown was re-rendered several times, never twice within ~50 ms; the last
+        // render is the complete answer at `done` (not throttled).
+        const renders = await page.evaluate(() => (window as unknown as { __renders: number[] }).__renders);
+        expect(renders.length).toBeGreaterThanOrEqual(4);
+        const streamed = renders.slice(0, -1);
+        const gaps = streamed.slice(1).map((t, i) => t - (streamed[i] as number));
+        expect(Math.min(...gaps)).toBeGreaterThanOrEqual(45);
+
+        expect(await body.locator('h2').textContent()).toBe('Flushing a new cartridge');
+        expect(await body.locator('strong').textContent()).toBe('five minutes');
+        expect(await body.locator('p code').first().textContent()).toBe('BW-TS-30');
+        expect(await body.locator('ol > li').count()).toBe(2);
+        expect(await body.locator('.cite').count()).toBe(2);
+        expect(await body.locator('.table-wrap table th').allTextContents()).toEqual(['Step', 'Minutes']);
+        expect(await body.locator('table tbody td').allTextContents()).toEqual(['Flush', '5', 'Rest', '2']);
+        expect(await body.locator('.code-block pre > code').textContent()).toBe(`${sql}\n`);
+        expect(await body.locator('.code-block .code-lang').textContent()).toBe('sql');
+        expect(await body.locator('.code-block .cite').count()).toBe(0);
+        const link = body.locator('a');
+        expect(await link.count()).toBe(1);
+        expect([await link.getAttribute('href'), await link.getAttribute('target'), await link.getAttribute('rel')]).toEqual(['https://example.org/halcyon', '_blank', 'noopener noreferrer']);
+
+        // Copy puts the exact code on the clipboard and says so, then returns to "Copy".
+        const copy = body.getByRole('button', { name: 'Copy sql code' });
+        await copy.click();
+        await expect.poll(() => copy.textContent()).toBe('Copied');
+        expect(await page.evaluate(() => navigator.clipboard.readText())).toBe(`${sql}\n`);
+        await expect.poll(() => copy.textContent(), { timeout: 5000 }).toBe('Copy');
+        await expectContrast(page, ['.answer h2', '.answer li', '.answer th', '.answer td', '.code-lang', '.copy-btn', '.answer pre code', '.answer a']);
+        await page.evaluate(() => document.getElementById('messages')?.scrollTo(0, 0));
+        await page.screenshot({ path: path.join(SCREENSHOTS, 'chat-markdown.png') });
+
+        // Hostile markdown: javascript:/data: links are plain text, images neither load nor run,
+        // raw HTML shows as text.
+        llm.behaviour = { kind: 'answer', text: hostile, tokenDelayMs: 2 };
+        await page.getByLabel('Your question').fill('And the risky parts?');
+        await page.getByLabel('Your question').press('Enter');
+        await expect.poll(() => page.locator('.msg-assistant .msg-body[aria-busy="false"]').count()).toBe(2);
+        const bad = page.locator('.msg-assistant .msg-body').nth(1);
+        const text = (await bad.textContent()) ?? '';
+        expect(await bad.locator('a').count()).toBe(0);
+        for (const label of ['click me', 'tab me', 'data me']) expect(text).toContain(label);
+        await bad.getByText('click me').click();
+        expect(await page.locator('#messages img, #messages script, #messages iframe, #messages svg image, #messages object, #messages embed').count()).toBe(0);
+        expect(await page.locator('.msg-body [style], .msg-body [onerror], .msg-body [onclick], .msg-body [src]').count()).toBe(0);
+        expect(text).toContain('<script>window.__pwned = 15</script>');
+        expect(text).toContain('Raw <img src=x onerror="window.__pwned = 16"> stays text.');
+        await page.waitForTimeout(200);
+        expect(await page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned)).toBeUndefined();
+        expect(page.url()).toBe(`${llmUrl}/`);
+        expect(errors).toEqual([]);
+      } finally {
+        await context.close();
+      }
+    });
   });
 
   it('is usable on a phone-sized window', async () => {

@@ -1,7 +1,7 @@
-/** Pure text helpers of the pages: citation markers, inline code, formatting, error messages. */
+/** Pure text helpers of the pages: citation markers, formatting, error messages (markdown: markdown*.test.ts). */
 import { describe, expect, it } from 'vitest';
 import { ApiError, describeError, isAuthError } from '../../../src/web/api.ts';
-import { splitCitations, splitInlineCode } from '../../../src/web/dom.ts';
+import { splitCitations } from '../../../src/web/dom.ts';
 import { clockSeconds, formatFeatureValue, formatMs, formatNumber, formatPct, humanize, relativeTime } from '../../../src/web/format.ts';
 
 describe('splitCitations', () => {
@@ -47,18 +47,6 @@ describe('splitCitations', () => {
 
   it('returns nothing for empty text', () => {
     expect(splitCitations('', known)).toEqual([]);
-  });
-});
-
-describe('splitInlineCode', () => {
-  it('splits single-line backtick spans out and keeps unmatched backticks as text', () => {
-    expect(splitInlineCode('run `kestrelctl replay` now [1] and ` alone')).toEqual([
-      { kind: 'text', text: 'run ' },
-      { kind: 'code', text: 'kestrelctl replay' },
-      { kind: 'text', text: ' now [1] and ` alone' },
-    ]);
-    expect(splitInlineCode('`a\nb`')).toEqual([{ kind: 'text', text: '`a\nb`' }]);
-    expect(splitInlineCode('`<b>x</b>`')).toEqual([{ kind: 'code', text: '<b>x</b>' }]);
   });
 });
 
