@@ -106,7 +106,7 @@ describe('mneme ingest (real CLI, tiny model)', () => {
 });
 
 describe('bad input never stops the run', () => {
-  it('lists binary, empty, undecodable, too-large, missing and unsupported files with reasons and ingests the rest', () => {
+  it('lists binary, empty, undecodable, too-large, dangling and unsupported files with reasons and ingests the rest', () => {
     const dir = tempDir('mneme-bad-');
     fs.writeFileSync(path.join(dir, 'good.md'), '# Good\n\nThe pangolin migration report is here.\n');
     fs.writeFileSync(path.join(dir, 'binary.txt'), Buffer.from([0x50, 0x4b, 0x03, 0x04, 0x00, 0x00, 0x14, 0x00]));
@@ -120,7 +120,7 @@ describe('bad input never stops the run', () => {
     fs.writeFileSync(path.join(dir, 'image.png'), Buffer.from([0x89, 0x50, 0x4e, 0x47]));
     const dataDir = tempDir();
     const r = runCli(
-      ['ingest', dir, path.join(dir, 'image.png'), path.join(dir, 'nope', 'missing.md'), '--data-dir', dataDir, '--json'],
+      ['ingest', dir, path.join(dir, 'image.png'), '--data-dir', dataDir, '--json'],
       cliEnv({ MNEME_MAX_FILE_BYTES: '4096' }),
     );
     expect(r.code, r.stderr).toBe(0);
@@ -136,13 +136,16 @@ describe('bad input never stops the run', () => {
       'bad.json': 'parse_error',
       'dangling.md': 'unreadable',
       'image.png': 'unsupported',
-      'missing.md': 'unreadable',
     });
     for (const f of s.failed) expect(f.message.length).toBeGreaterThan(3);
     expect(s.documents_added).toBe(1);
-    expect(s.documents_failed).toBe(10);
+    expect(s.documents_failed).toBe(9);
     expect(r.stderr).toContain('failed:');
     expect(runCli(['doctor', '--data-dir', dataDir]).code).toBe(0);
+    // A root path that does not exist is a usage error (exit 2), not a failed document.
+    const missing = runCli(['ingest', dir, path.join(dir, 'nope', 'missing.md'), '--data-dir', dataDir, '--json']);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain('missing.md');
   });
 
   it('handles symlink loops, links outside the roots, and a data dir inside the corpus without hanging', () => {
