@@ -52,8 +52,9 @@ export async function chunkDocument(doc: LoadedDocument, countTokens: TokenCount
       : new RecursiveCharacterTextSplitter({ chunkSize: sizeChars, chunkOverlap: overlapChars });
 
   const chunks: ChunkDraft[] = [];
-  // JSON records are units of their own (an FAQ entry, a ticket): never packed together.
-  const sections = doc.kind === 'application/json' ? doc.sections : packSections(doc.sections, sizeChars);
+  // JSON records are units of their own (an FAQ entry, a ticket) and PDF sections are pages (their
+  // number is what a citation shows): never packed together.
+  const sections = doc.kind === 'application/json' || doc.kind === 'application/pdf' ? doc.sections : packSections(doc.sections, sizeChars);
   for (const section of sections) {
     const headingPath = section.headingPath.join(HEADING_PATH_SEPARATOR);
     for (const text of await splitSection(splitter, section.text, sizeChars, overlapChars)) {

@@ -569,24 +569,117 @@ function parseHtml(html: string, fallbackTitle: string, xhtml: boolean): LoadedD
 // ---------------------------------------------------------------------------------------------
 // PDF
 
+/** A line at least this many times the document's body text size is a heading (PDF has no heading markup). */
+export const PDF_HEADING_SIZE_RATIO = 1.2;
+/** Longest heading line, in characters: longer large text is a display paragraph, not a heading. */
+export const PDF_HEADING_MAX_CHARS = 120;
+
+/** One text line of a PDF page and its largest glyph size (PDF user-space units). */
+export interface PdfLine {
+  text: string;
+  size: number;
+}
+
+/** The subset of pdf.js' text items read here (TextMarkedContent items have no `str`). */
+interface PdfTextItem {
+  str?: string;
+  transform?: number[];
+  height?: number;
+  hasEOL?: boolean;
+}
+
+/** A page's text as lines: a line ends at an end-of-line item or where the baseline moves. */
+function pdfLines(items: readonly PdfTextItem[]): PdfLine[] {
+  const lines: PdfLine[] = [];
+  let text = '';
+  let size = 0;
+  let lastY: number | null = null;
+  const push = (): void => {
+    if (text.trim() !== '') lines.push({ text: text.replace(/\s+/g, ' ').trim(), size });
+    text = '';
+    size = 0;
+  };
+  for (const item of items) {
+    if (typeof item.str !== 'string') continue;
+    const t = item.transform ?? [];
+    const y = t[5] ?? 0;
+    if (lastY !== null && Math.abs(y - lastY) > 1 && text.trim() !== '') push();
+    text += item.str;
+    // The glyph height: the transform's vertical scale (the font size for unrotated text).
+    size = Math.max(size, Math.hypot(t[2] ?? 0, t[3] ?? 0) || item.height || 0);
+    lastY = y;
+    if (item.hasEOL) push();
+  }
+  push();
+  return lines;
+}
+
+/** The character-weighted median line size: the body text size of the document. */
+function bodySize(pages: readonly PdfLine[][]): number {
+  const sized = pages.flat().sort((x, y) => x.size - y.size);
+  const total = sized.reduce((n, l) => n + l.text.length, 0);
+  let seen = 0;
+  for (const l of sized) {
+    seen += l.text.length;
+    if (seen * 2 >= total) return l.size;
+  }
+  return 0;
+}
+
 /**
- * PDF → one section per non-empty page, headingPath [`page N`] (1-based).
+ * Lines of every page → sections: a heading (a short line in a font PDF_HEADING_SIZE_RATIO times the
+ * body size) starts a new section and stays the heading of the text after it, across pages, until
+ * the next one; every section is within one page, its heading path `[heading, "page N"]` (or
+ * `["page N"]` before any heading), N 1-based, so citations can name the page.
+ */
+export function pdfSections(pages: readonly PdfLine[][]): Section[] {
+  const body = bodySize(pages);
+  const isHeading = (l: PdfLine): boolean => body > 0 && l.size >= body * PDF_HEADING_SIZE_RATIO && l.text.length <= PDF_HEADING_MAX_CHARS && !/[.,;]$/.test(l.text);
+  const sections: Section[] = [];
+  let heading: string | null = null;
+  pages.forEach((lines, i) => {
+    let buf: string[] = [];
+    const flush = (): void => {
+      const text = buf.join('\n').trim();
+      if (text !== '') sections.push({ headingPath: heading === null ? [`page ${i + 1}`] : [heading, `page ${i + 1}`], text });
+      buf = [];
+    };
+    for (const line of lines) {
+      if (isHeading(line)) {
+        flush();
+        heading = line.text;
+      } else {
+        buf.push(line.text);
+      }
+    }
+    flush();
+  });
+  return sections;
+}
+
+/**
+ * PDF → sections per page (see pdfSections): text per page, headings recognized by font size, the
+ * page number the last element of every heading path.
  * @throws LoaderError `parse_error` when the `%PDF-` header is missing or pdf.js cannot open the
  *         file (corrupt, encrypted); `empty` when no page has extractable text (e.g. scanned images).
  */
 async function loadPdf(bytes: Uint8Array, fallbackTitle: string): Promise<LoadedDocument> {
   if (!hasPdfHeader(bytes)) throw new LoaderError('parse_error', `not a PDF file (no %PDF- header in the first ${PDF_HEADER_SEARCH_BYTES} bytes)`);
   // Loaded lazily: pdf.js is large and most runs ingest no PDF.
-  const { extractText, getDocumentProxy } = await import('unpdf');
-  let pages: string[];
+  const { getDocumentProxy } = await import('unpdf');
+  const pages: PdfLine[][] = [];
   let metaTitle = '';
   try {
-    // pdf.js may transfer (detach) the buffer it is given: hand it a copy so the caller's bytes survive.
-    const pdf = await getDocumentProxy(bytes.slice(), { verbosity: 0 });
+    // pdf.js wants a plain Uint8Array (it refuses a Buffer, which is what files are read as) and may
+    // transfer (detach) the buffer it is given: a copy fixes both, and the caller's bytes survive.
+    const pdf = await getDocumentProxy(new Uint8Array(bytes), { verbosity: 0 });
     try {
       const info = (await pdf.getMetadata()).info as Record<string, unknown> | undefined;
       metaTitle = typeof info?.['Title'] === 'string' ? info['Title'].trim() : '';
-      pages = (await extractText(pdf, { mergePages: false })).text;
+      for (let n = 1; n <= pdf.numPages; n++) {
+        const page = await pdf.getPage(n);
+        pages.push(pdfLines((await page.getTextContent()).items as PdfTextItem[]));
+      }
     } finally {
       await pdf.destroy();
     }
@@ -595,11 +688,7 @@ async function loadPdf(bytes: Uint8Array, fallbackTitle: string): Promise<Loaded
     const detail = name === 'PasswordException' ? 'encrypted PDF (password required)' : `corrupt or unreadable PDF: ${cause instanceof Error ? cause.message : String(cause)}`;
     throw new LoaderError('parse_error', detail, { cause });
   }
-  const sections: Section[] = [];
-  pages.forEach((pageText, i) => {
-    const text = pageText.replace(/\r\n?/g, '\n').replace(/[ \t]+\n/g, '\n').replace(/\n{3,}/g, '\n\n').trim();
-    if (text !== '') sections.push({ headingPath: [`page ${i + 1}`], text });
-  });
+  const sections = pdfSections(pages);
   if (sections.length === 0) throw new LoaderError('empty', `no extractable text in ${pages.length} PDF page(s) (scanned images?)`);
   return { title: metaTitle !== '' ? metaTitle : fallbackTitle, kind: 'application/pdf', sections };
 }

@@ -20,7 +20,9 @@ import { computeOnDemandFeatures } from '../features/on-demand.ts';
 import { formatPersonalizationBlock, toPersonalizationSignals } from '../features/personalize.ts';
 import type { FeatureReader, FeatureValue } from '../features/types.ts';
 import type { Citation } from './citations.ts';
-import { finalizeCitations } from './citations.ts';
+import { displaySource, finalizeCitations } from './citations.ts';
+import type { AnswerFinishReason, AnswerFlag, ClosestSource, Evidence } from './evidence.ts';
+import { answerOutcome, assessEvidence, closestSources, evidenceNote, uncoveredTerms } from './evidence.ts';
 import { fitContext, formatContext, formatHistory, toPassages } from './context.ts';
 import { retrievalQuery } from './follow-up.ts';
 import type { LoggedChunk, Logger, PredictionRecord, PredictionWriteOutcome } from './log.ts';
@@ -42,8 +44,8 @@ export interface Generator {
 }
 
 export interface AnswerDeps {
-  /** Conversations (history) and the prediction log. */
-  store: Pick<Store, 'conversations' | 'predictions'>;
+  /** Conversations (history) and the prediction log; the corpus, when given, refines the abstention evidence. */
+  store: Pick<Store, 'conversations' | 'predictions'> & Partial<Pick<Store, 'corpus'>>;
   retriever: Retriever;
   /** Names the backend/model in responses and counts tokens for the context budget. */
   model: ChatModel;
@@ -114,7 +116,12 @@ export interface ChatAnswer {
   prompt: { name: string; sha256: string };
   timings: ChatTimings;
   usage: { prompt_tokens: number; completion_tokens: number };
-  finish_reason: 'stop' | 'length';
+  /** 'no_evidence': the documents do not cover the question (the answer says so and lists `closest_sources`). */
+  finish_reason: AnswerFinishReason;
+  /** Warnings: 'uncited' (an answer citing nothing), 'weak_evidence' (cited although retrieval coverage was low). */
+  flags: AnswerFlag[];
+  /** With finish_reason 'no_evidence': the best-ranked retrieved documents; [] otherwise. */
+  closest_sources: ClosestSource[];
   retrieval_mode: RetrieveResult['mode'];
   /** Name of the release that answered (null when the server runs without releases). */
   release: string | null;
@@ -203,6 +210,8 @@ export async function answerTurn(deps: AnswerDeps, input: TurnInput, opts: TurnO
   let partial = '';
   let result: GenerateResult | null = null;
   let finalized: { answer: string; citations: Citation[] } | null = null;
+  let evidence: Evidence | null = null;
+  let outcome: ReturnType<typeof answerOutcome> | null = null;
 
   const record = (status: PredictionRecord['status'], err: unknown): PredictionRecord => ({
     id: responseId,
@@ -237,6 +246,9 @@ export async function answerTurn(deps: AnswerDeps, input: TurnInput, opts: TurnO
     errorMessage: err === null ? null : err instanceof Error ? err.message : String(err),
     release: deps.release?.name ?? null,
     arm: deps.release?.arm ?? null,
+    finishReason: outcome?.finishReason ?? null,
+    flags: outcome?.flags,
+    evidence,
   });
 
   try {
@@ -260,12 +272,17 @@ export async function answerTurn(deps: AnswerDeps, input: TurnInput, opts: TurnO
     timings.retrieve_ms = since(tr);
     Object.assign(timings, retrieval.timings);
     deps.metrics?.retrieveDuration.observe({}, timings.retrieve_ms / 1000);
+    // Weak evidence (store.corpus, when present, tells which missing terms no document has): the extractive answerer gets no passages (it says the documents do not cover
+    // it), a language model gets the prompt's `evidence` note; see src/chat/evidence.ts.
+    evidence = await weighEvidence(deps, retrievalText, retrieval.chunks, input.collection);
+    const note: Record<string, string> = prompt.variables.includes('evidence') ? { evidence: evidenceNote(evidence) } : {};
+    const closest = closestSources(retrieval.chunks).map((c) => ({ document_id: c.documentId, title: c.title, source: displaySource(c.source) }));
 
     // 3. Context budget: window minus the answer's tokens minus the prompt without passages.
     throwIfCancelled(opts.signal);
     const personalizationBlock = deps.features ? formatPersonalizationBlock(precomputed) : '';
     const render = (context: string, turns: ChatMessage[]) =>
-      renderPrompt(prompt, { question: input.message, context, personalization: personalizationBlock, history: formatHistory(turns) });
+      renderPrompt(prompt, { question: input.message, context, personalization: personalizationBlock, history: formatHistory(turns), ...note });
     const count = (text: string) => model.countTokens(text);
     const windowBudget = deps.config.llm.contextTokens - sampling.maxTokens;
     // History is the first thing to go when the question alone is long: oldest messages first, and
@@ -304,7 +321,7 @@ export async function answerTurn(deps: AnswerDeps, input: TurnInput, opts: TurnO
           partial += text;
           opts.onToken?.(text);
         },
-        context: { query: input.message, passages: toPassages(kept) },
+        context: { query: input.message, passages: evidence.abstain && model.backend === 'extractive' ? [] : toPassages(kept) },
       });
     } finally {
       timings.generate_ms = since(tg);
@@ -316,6 +333,17 @@ export async function answerTurn(deps: AnswerDeps, input: TurnInput, opts: TurnO
 
     // 5. Citations: only [n] that point at passages in the prompt survive.
     finalized = finalizeCitations(result.text, kept);
+    outcome = answerOutcome({
+      citations: finalized.citations.length,
+      finishReason: result.finishReason,
+      evidence,
+      extractive: model.backend === 'extractive',
+      closest,
+    });
+    if (outcome.suffix !== '') {
+      opts.onToken?.(outcome.suffix);
+      finalized = { ...finalized, answer: finalized.answer + outcome.suffix };
+    }
     timings.total_ms = since(t0);
     noteDropped(deps, responseId, await writePredictionLog(store, record('ok', null)));
     deps.metrics?.answers.inc({ endpoint: input.endpoint, status: 'ok' });
@@ -338,7 +366,9 @@ export async function answerTurn(deps: AnswerDeps, input: TurnInput, opts: TurnO
         total_ms: timings.total_ms,
       },
       usage: { prompt_tokens: result.promptTokens, completion_tokens: result.completionTokens },
-      finish_reason: result.finishReason,
+      finish_reason: outcome.finishReason,
+      flags: outcome.flags,
+      closest_sources: outcome.finishReason === 'no_evidence' ? closest : [],
       retrieval_mode: retrieval.mode,
       release: deps.release?.name ?? null,
     };
@@ -356,6 +386,22 @@ export async function answerTurn(deps: AnswerDeps, input: TurnInput, opts: TurnO
     deps.metrics?.answers.inc({ endpoint: input.endpoint, status });
     throw err;
   }
+}
+
+/**
+ * assessEvidence, with the key terms missing from the top chunks looked up in the whole collection
+ * (one full-text query each, only for those; skipped without a corpus store): a term no document
+ * has weighs ABSENT_TERM_WEIGHT.
+ */
+async function weighEvidence(deps: AnswerDeps, query: string, chunks: RetrievedChunk[], collection: string | undefined): Promise<Evidence> {
+  const thresholds = { minCoverage: deps.config.abstainMinCoverage };
+  const first = assessEvidence(query, chunks, thresholds);
+  const corpus = deps.store.corpus;
+  const missing = uncoveredTerms(first);
+  if (!corpus || missing.length === 0) return first;
+  const absent = new Set<string>();
+  for (const t of missing) if ((await corpus.searchText(t, { limit: 1, collection })).length === 0) absent.add(t);
+  return absent.size === 0 ? first : assessEvidence(query, chunks, thresholds, absent);
 }
 
 /**

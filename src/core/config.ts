@@ -90,6 +90,8 @@ const envSchema = z.object({
   MNEME_AUTH_FAIL_PER_MIN: intIn(0, 1_000_000).default(20),
   MNEME_SHUTDOWN_GRACE_S: numIn(0, 3600).default(10),
   MNEME_PERSONALIZATION_WEIGHT: numIn(0, 10).default(0.3),
+  /** Share of a question's key terms the top retrieved chunks must contain, else the answer abstains (0 = never). */
+  MNEME_ABSTAIN_MIN_COVERAGE: numIn(0, 1).default(0.65),
   /** Largest drop of hit@5 / MRR@10 on the regression set a promotion accepts (absolute; issue 15). */
   MNEME_RELEASE_GATE_MARGIN: numIn(0, 1).default(0.05),
   MNEME_FEATURES_INTERVAL_S: intIn(0, 86_400).default(60),
@@ -153,6 +155,12 @@ export interface Config {
     shutdownGraceMs: number;
   };
   personalizationWeight: number;
+  /**
+   * Minimum share (0–1) of the question's key terms found in the top retrieved chunks
+   * (MNEME_ABSTAIN_MIN_COVERAGE, default 0.65; src/chat/evidence.ts says how it is measured); below it the answer says the documents do not cover
+   * the question (finish_reason 'no_evidence'). 0 never abstains.
+   */
+  abstainMinCoverage: number;
   /** MNEME_RELEASE_GATE_MARGIN: largest drop of hit@5 or MRR@10 a promotion accepts (default 0.05). */
   releaseGateMargin: number;
   featuresIntervalSeconds: number;
@@ -309,6 +317,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       shutdownGraceMs: Math.round(e.MNEME_SHUTDOWN_GRACE_S * 1000),
     },
     personalizationWeight: e.MNEME_PERSONALIZATION_WEIGHT,
+    abstainMinCoverage: e.MNEME_ABSTAIN_MIN_COVERAGE,
     releaseGateMargin: e.MNEME_RELEASE_GATE_MARGIN,
     featuresIntervalSeconds: e.MNEME_FEATURES_INTERVAL_S,
     chromiumPath: e.MNEME_CHROMIUM_PATH,

@@ -62,6 +62,16 @@ export class NotFoundError extends MnemeError {
   }
 }
 
+/**
+ * 404 `collection_not_found`: a chat request named a collection that holds no live document.
+ * `details.collections` lists the collections the user can read (shown to the client).
+ */
+export class CollectionNotFoundError extends MnemeError {
+  constructor(collection: string, collections: Array<{ name: string; documents: number }>, options?: Opts) {
+    super('collection_not_found', 404, `no collection "${collection}"`, { ...options, details: { ...options?.details, collections } });
+  }
+}
+
 /** 409: a conflicting state, e.g. another ingestion holds the data dir lock. */
 export class ConflictError extends MnemeError {
   constructor(message: string, options?: Opts) {

@@ -316,9 +316,10 @@ function renderAnswer(article: HTMLElement, body: HTMLElement, a: FinishedAnswer
     replaceChildren(
       detail,
       h('div', { class: 'cite-head' }, h('span', { class: 'cite-num', 'aria-hidden': 'true' }, String(c.n)), h('strong', { class: 'cite-title' }, c.title || 'Untitled document')),
-      h('p', { class: 'cite-source' }, h('span', { class: 'visually-hidden' }, 'Source path: '), h('code', {}, c.source)),
+      h('p', { class: 'cite-source' }, h('span', { class: 'visually-hidden' }, 'Source path: '), h('code', {}, c.source), typeof c.page === 'number' ? ` · p. ${c.page}` : ''),
       h('blockquote', { class: 'cite-snippet' }, c.snippet),
-      h('p', { class: 'cite-score' }, `Source [${c.n}] · relevance score ${c.score.toFixed(4)}`),
+      // A coarse label, never the raw fusion score (meaningless to a person); old messages have none.
+      h('p', { class: 'cite-score' }, c.relevance ? `Source [${c.n}] · ${c.relevance} relevance` : `Source [${c.n}]`),
     );
     detail.hidden = false;
   };
@@ -355,7 +356,7 @@ function renderAnswer(article: HTMLElement, body: HTMLElement, a: FinishedAnswer
               h(
                 'li',
                 {},
-                citeButton(c, 'source-chip', h('span', { class: 'chip-num' }, String(c.n)), h('span', { class: 'chip-title' }, c.title || baseName(c.source))),
+                citeButton(c, 'source-chip', h('span', { class: 'chip-num' }, String(c.n)), h('span', { class: 'chip-title' }, `${c.title || baseName(c.source)}${typeof c.page === 'number' ? ` · p. ${c.page}` : ''}`)),
               ),
             ),
           ),

@@ -25,6 +25,7 @@ import { chatRoutes } from './routes/chat.ts';
 import { conversationsRouter } from './routes/conversations.ts';
 import { webRouter } from './routes/web.ts';
 import { completionsRoutes } from './routes/completions.ts';
+import { modelsRoutes } from './routes/models.ts';
 import { feedbackRoutes } from './routes/feedback.ts';
 import { healthRoutes } from './routes/health.ts';
 import { meRoutes } from './routes/me.ts';
@@ -123,6 +124,7 @@ export function createApp(deps: AppDeps): Express {
 
   app.use(chatRoutes(ctx));
   app.use(completionsRoutes(ctx));
+  app.use(modelsRoutes(ctx));
   app.use(feedbackRoutes(ctx));
   app.use(meRoutes(ctx));
   app.use(metricsRoutes(ctx));

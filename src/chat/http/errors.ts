@@ -15,11 +15,11 @@
  */
 import type { ErrorRequestHandler, Response } from 'express';
 import type { z } from 'zod';
-import { MnemeError, RateLimitError, UnavailableError, ValidationError } from '../../core/errors.ts';
+import { CollectionNotFoundError, MnemeError, RateLimitError, UnavailableError, ValidationError } from '../../core/errors.ts';
 import type { Logger } from '../log.ts';
 
 export interface HttpErrorBody {
-  error: { code: string; message: string };
+  error: { code: string; message: string; collections?: unknown };
 }
 
 export interface HttpError {
@@ -70,9 +70,12 @@ export function toHttpError(err: unknown): HttpError {
     // 5xx other than unavailable are our bugs or config problems: the message may name files or
     // internals, so the client gets a generic one.
     const exposeMessage = err.status < 500 || err.status === 503;
+    const b = body(exposeMessage ? err.code : status === 500 ? 'internal_error' : err.code, exposeMessage ? err.message : 'internal error');
+    // The one error whose details are part of its contract: the collections a user can read.
+    if (err instanceof CollectionNotFoundError) Object.assign(b.error, { collections: err.details?.['collections'] ?? [] });
     return {
       status,
-      body: body(exposeMessage ? err.code : status === 500 ? 'internal_error' : err.code, exposeMessage ? err.message : 'internal error'),
+      body: b,
       retryAfterSeconds,
       unexpected: !exposeMessage,
     };

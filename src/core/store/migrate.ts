@@ -136,6 +136,8 @@ export const MIGRATED_TABLES: readonly TableSpec[] = [
       col('rendered_prompt_json', 'json'), ...texts('model_backend', 'model_id'), col('sampling_json', 'json'), ...texts('answer'),
       col('citations_json', 'json'), col('timings_json', 'json'), ...ints('prompt_tokens', 'completion_tokens'), ...texts('status', 'error_code', 'error_message'),
       { name: 'release', kind: 'text', optional: true }, { name: 'arm', kind: 'text', optional: true },
+      { name: 'finish_reason', kind: 'text', optional: true }, { name: 'flags_json', kind: 'json', optional: true },
+      { name: 'evidence_json', kind: 'json', optional: true },
     ],
   },
   {

@@ -79,6 +79,15 @@ export interface PredictionRecord {
   release?: string | null | undefined;
   /** The experiment arm that routed the request to it: 'live' or 'candidate'; null/absent without releases. */
   arm?: 'live' | 'candidate' | null | undefined;
+  /**
+   * How the answer ended (issue 13): 'stop', 'length', or 'no_evidence' when the documents did not
+   * cover the question; null/absent for failed attempts.
+   */
+  finishReason?: 'stop' | 'length' | 'no_evidence' | null | undefined;
+  /** Warnings about the answer, e.g. 'uncited' (it cites no passage); absent = none recorded. */
+  flags?: string[] | undefined;
+  /** The retrieval evidence the abstention decision read (src/chat/evidence.ts); null/absent when not assessed. */
+  evidence?: unknown;
 }
 
 /**

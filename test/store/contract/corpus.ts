@@ -114,6 +114,23 @@ export function corpusStoreContract(engine: EngineUnderTest): void {
       expect(await s.corpus.embeddedChunkIds('m')).not.toContain(ids[0]);
     }));
 
+  it('collections(): live collections in byte order with their live document and chunk counts', () =>
+    withStore(async (s) => {
+      await s.corpus.replaceDocument(doc('zeta', 'z1.md'), chunks(['one', 'two']), null, null);
+      await s.corpus.replaceDocument(doc('zeta', 'z2.md'), chunks(['three']), null, null);
+      await s.corpus.replaceDocument(doc('alpha', 'a1.md'), chunks(['four']), null, null);
+      await s.corpus.replaceDocument(doc('Beta', 'b1.md'), chunks(['five']), null, null);
+      const gone = await s.corpus.replaceDocument(doc('gone', 'g1.md'), chunks(['six']), null, null);
+      const zGone = await s.corpus.replaceDocument(doc('zeta', 'z3.md'), chunks(['seven', 'eight']), null, null);
+      await s.corpus.deleteDocument(gone.documentId);
+      await s.corpus.deleteDocument(zGone.documentId);
+      expect(await s.corpus.collections()).toEqual([
+        { name: 'Beta', documents: 1, chunks: 1 },
+        { name: 'alpha', documents: 1, chunks: 1 },
+        { name: 'zeta', documents: 2, chunks: 3 },
+      ]);
+    }));
+
   it('the change feed rises on every chunk and vector change, in order, and survives truncation', () =>
     withStore(async (s) => {
       const b0 = await s.corpus.feedBounds();

@@ -58,8 +58,8 @@ describe('PromptStore', () => {
     expect(path.isAbsolute(PROMPTS_DIR)).toBe(true);
     const store = PromptStore.load(PROMPTS_DIR);
     const answer = store.get('answer');
-    expect(answer.variables.sort()).toEqual(['context', 'history', 'personalization', 'question']);
-    expect(answer.optional?.sort()).toEqual(['history', 'personalization']);
+    expect(answer.variables.sort()).toEqual(['context', 'evidence', 'history', 'personalization', 'question']);
+    expect(answer.optional?.sort()).toEqual(['evidence', 'history', 'personalization']);
     const bytes = fs.readFileSync(path.join(PROMPTS_DIR, 'answer.md'));
     expect(answer.sha256).toBe(createHash('sha256').update(bytes).digest('hex'));
     expect(store.list().map((t) => t.name)).toContain('answer');

@@ -10,7 +10,7 @@
 import { Router } from 'express';
 import type { Response } from 'express';
 import { z } from 'zod';
-import { PayloadTooLargeError, UnavailableError } from '../../../core/errors.ts';
+import { CollectionNotFoundError, PayloadTooLargeError, UnavailableError } from '../../../core/errors.ts';
 import type { ChatModel } from '../../../core/llm/types.ts';
 import { DEFAULT_TOP_K, answerTurn } from '../../answer.ts';
 import type { ChatAnswer, TurnInput } from '../../answer.ts';
@@ -85,11 +85,24 @@ export async function withCancellation<T>(ctx: AppContext, res: Response, fn: (s
   }
 }
 
+/**
+ * Checks a requested collection before any answering work (and without a log row).
+ * @throws CollectionNotFoundError (404 `collection_not_found`, with the collections the user can
+ * read: every collection with live documents, since keys are not scoped to collections) when
+ * `collection` is given and holds no live document.
+ */
+export async function assertCollection(ctx: AppContext, collection: string | null | undefined): Promise<void> {
+  if (collection === undefined || collection === null) return;
+  const all = await ctx.deps.store.corpus.collections();
+  if (!all.some((c) => c.name === collection)) throw new CollectionNotFoundError(collection, all.map((c) => ({ name: c.name, documents: c.documents })));
+}
+
 export function chatRoutes(ctx: AppContext): Router {
   const router = Router();
   router.post('/v1/chat', async (req, res) => {
     const body = parseBody(chatRequestSchema, req.body);
     checkMessageLength(body.message, ctx.deps.config.server.maxMessageChars);
+    await assertCollection(ctx, body.collection);
     const user = currentUser(res);
     // The release (sticky arm) is chosen once: the whole answer runs on it, whatever changes meanwhile.
     const routed = ctx.route(user.id);

@@ -10,7 +10,8 @@
  *   `top_p`, `seed`, `stop` override the server defaults for this request;
  * - extensions: request `top_k`, `collection`; response `release` (the release that answered, also
  *   in every stream chunk), `citations` (same objects as /v1/chat) and
- *   `mneme` {response_id, conversation_id, model, prompt, timings, release}. `id` is the prediction-log
+ *   `mneme` {response_id, conversation_id, model, prompt, timings, release, finish_reason, flags,
+ *   closest_sources} (finish_reason 'no_evidence' is 'stop' in `choices`). `id` is the prediction-log
  *   response id, usable with POST /v1/feedback.
  * Streaming sends `chat.completion.chunk` objects (role first, then content deltas of the raw model
  * text, then a final chunk with `finish_reason` + `citations`, a usage chunk when
@@ -28,7 +29,7 @@ import type { AppContext } from '../context.ts';
 import { currentUser } from '../auth.ts';
 import { parseBody, toHttpError } from '../errors.ts';
 import { SseStream } from '../sse.ts';
-import { RELEASE_HEADER, assertModelReady, checkMessageLength, withCancellation } from './chat.ts';
+import { RELEASE_HEADER, assertCollection, assertModelReady, checkMessageLength, withCancellation } from './chat.ts';
 
 /** OpenAI allows up to 4 stop sequences. */
 const MAX_STOP_SEQUENCES = 4;
@@ -101,7 +102,26 @@ function samplingOverrides(body: CompletionsRequest, maxTokensCap: number): Part
 }
 
 function mnemeExtension(a: ChatAnswer) {
-  return { response_id: a.id, conversation_id: a.conversation_id, model: a.model, prompt: a.prompt, timings: a.timings, retrieval_mode: a.retrieval_mode, release: a.release };
+  return {
+    response_id: a.id,
+    conversation_id: a.conversation_id,
+    model: a.model,
+    prompt: a.prompt,
+    timings: a.timings,
+    retrieval_mode: a.retrieval_mode,
+    release: a.release,
+    finish_reason: a.finish_reason,
+    flags: a.flags,
+    closest_sources: a.closest_sources,
+  };
+}
+
+/**
+ * OpenAI's finish_reason for an answer: 'no_evidence' (the documents do not cover the question) is
+ * not one of OpenAI's values, so clients get 'stop' there and mneme's own reason in `mneme.finish_reason`.
+ */
+export function openAiFinishReason(r: ChatAnswer['finish_reason']): 'stop' | 'length' {
+  return r === 'length' ? 'length' : 'stop';
 }
 
 export function completionsRoutes(ctx: AppContext): Router {
@@ -110,6 +130,7 @@ export function completionsRoutes(ctx: AppContext): Router {
     const body = parseBody(completionsRequestSchema, req.body);
     const { question, history } = splitTranscript(body.messages);
     checkMessageLength(question, ctx.deps.config.server.maxMessageChars, 'the last user message');
+    await assertCollection(ctx, body.collection);
     const user = currentUser(res);
     // The release (sticky arm) is chosen once: the whole answer runs on it, whatever changes meanwhile.
     const routed = ctx.route(user.id);
@@ -137,7 +158,7 @@ export function completionsRoutes(ctx: AppContext): Router {
         created,
         model: model.modelId,
         release,
-        choices: [{ index: 0, message: { role: 'assistant', content: a.answer, refusal: null }, finish_reason: a.finish_reason, logprobs: null }],
+        choices: [{ index: 0, message: { role: 'assistant', content: a.answer, refusal: null }, finish_reason: openAiFinishReason(a.finish_reason), logprobs: null }],
         usage: { prompt_tokens: a.usage.prompt_tokens, completion_tokens: a.usage.completion_tokens, total_tokens: a.usage.prompt_tokens + a.usage.completion_tokens },
         citations: a.citations,
         mneme: mnemeExtension(a),
@@ -178,7 +199,7 @@ export function completionsRoutes(ctx: AppContext): Router {
       return;
     }
     if (!sentRole) sse.data(chunk({ role: 'assistant', content: '' }, null));
-    sse.data(chunk({}, a.finish_reason, { citations: a.citations, mneme: mnemeExtension(a) }));
+    sse.data(chunk({}, openAiFinishReason(a.finish_reason), { citations: a.citations, mneme: mnemeExtension(a) }));
     if (body.stream_options?.include_usage) {
       sse.data({
         id: streamId,

@@ -21,6 +21,7 @@ const RESPONSE_COLUMNS = [
   'history_json', 'collection', 'top_k', 'retrieved_json', 'features_json', 'prompt_name', 'prompt_sha256',
   'rendered_prompt_json', 'model_backend', 'model_id', 'sampling_json', 'answer', 'citations_json', 'timings_json',
   'prompt_tokens', 'completion_tokens', 'status', 'error_code', 'error_message', 'release', 'arm',
+  'finish_reason', 'flags_json', 'evidence_json',
 ] as const;
 const SQL_INSERT_RESPONSE = `INSERT INTO responses (${RESPONSE_COLUMNS.join(', ')}) VALUES (${RESPONSE_COLUMNS.map((_, i) => `$${i + 1}`).join(', ')})`;
 
@@ -63,6 +64,9 @@ function responseParams(r: PredictionRecord): ResponseParams {
     error_message: pgText(r.errorMessage),
     release: pgText(r.release ?? null),
     arm: r.arm ?? null,
+    finish_reason: r.finishReason ?? null,
+    flags_json: r.flags === undefined ? null : toLoggedJson(r.flags),
+    evidence_json: r.evidence === undefined || r.evidence === null ? null : toLoggedJson(r.evidence),
   };
 }
 

@@ -87,6 +87,9 @@ function responseParams(r: PredictionRecord): ResponseParams {
     error_message: r.errorMessage,
     release: r.release ?? null,
     arm: r.arm ?? null,
+    finish_reason: r.finishReason ?? null,
+    flags_json: r.flags === undefined ? null : toLoggedJson(r.flags),
+    evidence_json: r.evidence === undefined || r.evidence === null ? null : toLoggedJson(r.evidence),
   };
 }
 
@@ -95,6 +98,7 @@ const RESPONSE_COLUMNS = [
   'history_json', 'collection', 'top_k', 'retrieved_json', 'features_json', 'prompt_name', 'prompt_sha256',
   'rendered_prompt_json', 'model_backend', 'model_id', 'sampling_json', 'answer', 'citations_json', 'timings_json',
   'prompt_tokens', 'completion_tokens', 'status', 'error_code', 'error_message', 'release', 'arm',
+  'finish_reason', 'flags_json', 'evidence_json',
 ] as const;
 const INSERT_RESPONSE_SQL = `INSERT INTO responses (${RESPONSE_COLUMNS.join(', ')}) VALUES (${RESPONSE_COLUMNS.map((c) => `@${c}`).join(', ')})`;
 
