@@ -68,6 +68,17 @@ export interface IngestOptions {
   exclude?: string[] | undefined;
   onProgress?: ((p: IngestProgress) => void) | undefined;
   /**
+   * The source to store for some of the files (absolute path → source URI), e.g. `upload:NAME` for a
+   * file uploaded through POST /v1/documents into `<data dir>/uploads/`. When given, the data dir is
+   * not excluded from the walk (those files live there by design). Default: each file's own path.
+   */
+  sourceUris?: ReadonlyMap<string, string> | undefined;
+  /**
+   * Asked before each file: true stops the walk there (SIGINT); what was read so far is still
+   * embedded and committed, and the summary says `interrupted: true`. Default: never.
+   */
+  shouldStop?: (() => boolean) | undefined;
+  /**
    * Told the change-feed head after each committed window (and after pruning / embedding leftovers),
    * so serving replicas apply the change at once (a Redis pub/sub notice). Must not throw. Default: none.
    */
@@ -75,8 +86,13 @@ export interface IngestOptions {
 }
 
 export interface IngestProgress {
+  /** Files read so far (the current one included), failed ones excluded. */
   filesDone: number;
+  /** Files that failed so far. */
+  filesFailed: number;
   chunksDone: number;
+  /** Chunks embedded so far. */
+  chunksEmbedded: number;
   currentPath: string;
 }
 
@@ -101,9 +117,12 @@ export interface IngestSummary {
   skipped: Array<{ path: string; reason: string; message: string }>;
   embedding_model: string | null;
   warnings: string[];
+  /** Present (true) when `shouldStop` ended the walk early: files after that point were not looked at. */
+  interrupted?: true;
 }
 
 interface PendingDoc {
+  /** The source URI stored (the file's path unless `sourceUris` maps it). */
   path: string;
   sha256: string;
   bytes: number;
@@ -255,7 +274,11 @@ export async function runIngest(opts: IngestOptions): Promise<IngestSummary> {
   };
 
   const excluded = new ExcludeMatcher(opts.exclude ?? [], opts.paths);
-  for await (const item of walk(opts.paths, { exclude: [opts.dataDir] })) {
+  for await (const item of walk(opts.paths, { exclude: opts.sourceUris ? [] : [opts.dataDir] })) {
+    if (opts.shouldStop?.()) {
+      s.interrupted = true;
+      break;
+    }
     if (item.type === 'skipped') {
       s.skipped.push({ path: item.path, reason: item.reason, message: item.message });
       continue;
@@ -272,7 +295,7 @@ export async function runIngest(opts: IngestOptions): Promise<IngestSummary> {
     }
     seenPaths.add(item.path);
     filesDone++;
-    opts.onProgress?.({ filesDone, chunksDone: s.chunks_added, currentPath: item.path });
+    opts.onProgress?.({ filesDone, filesFailed: s.documents_failed, chunksDone: s.chunks_added, chunksEmbedded: s.chunks_embedded, currentPath: item.path });
     if (item.size > opts.maxFileBytes) {
       fail(item.path, 'too_large', `${item.size} bytes is over the ${opts.maxFileBytes}-byte limit (MNEME_MAX_FILE_BYTES)`);
       continue;
@@ -285,7 +308,8 @@ export async function runIngest(opts: IngestOptions): Promise<IngestSummary> {
       continue;
     }
     const hash = sha256(bytes);
-    const existing = await store.corpus.findDocument(opts.collection, item.path);
+    const sourceUri = opts.sourceUris?.get(item.path) ?? item.path;
+    const existing = await store.corpus.findDocument(opts.collection, sourceUri);
     if (existing && existing.contentSha256 === hash && existing.deletedAt === null) {
       s.documents_unchanged++;
       continue;
@@ -302,7 +326,7 @@ export async function runIngest(opts: IngestOptions): Promise<IngestSummary> {
       else fail(item.path, 'parse_error', (err as Error).message);
       continue;
     }
-    window.push({ path: item.path, sha256: hash, bytes: bytes.length, existing, loaded, chunks });
+    window.push({ path: sourceUri, sha256: hash, bytes: bytes.length, existing, loaded, chunks });
     windowChunks += chunks.length;
     if (windowChunks >= INGEST_WINDOW_CHUNKS || window.length >= INGEST_WINDOW_DOCS) {
       // This window embeds while the previous one commits and the next one is read and chunked.

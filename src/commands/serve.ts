@@ -21,6 +21,7 @@ import { jsonLineLogger } from '../chat/log.ts';
 import type { Logger } from '../chat/log.ts';
 import { startFeatureScheduler } from '../features/materialize.ts';
 import { ensureWebBuilt } from '../web/build.ts';
+import { uploadIngester } from '../../ingest/upload.ts';
 import { parseCommandArgs, synopsis } from './args.ts';
 import type { CommandSpec } from './args.ts';
 import type { Command, CommandIo } from './types.ts';
@@ -56,7 +57,9 @@ export async function startServer(config: Config, io: CommandIo, options: StartS
   const graceMs = options.graceMs ?? config.server.shutdownGraceMs;
   for (const w of deps.warnings) io.stderr.write(`warning: ${w}\n`);
   await buildPagesIfStale(deps.webAssetsDir, io, logger);
-  const app = createApp({ ...deps, logger });
+  // Uploads (POST /v1/documents) run the ingest pipeline, which the chat pipeline does not import.
+  const ingestFiles = uploadIngester({ store: deps.store, dataDir: config.dataDir, maxFileBytes: config.maxFileBytes, embedder: deps.embedder });
+  const app = createApp({ ...deps, logger, ingestFiles });
   let server: Server;
   try {
     server = await new Promise<Server>((resolve, reject) => {

@@ -17,6 +17,7 @@ import { corpusStoreContract } from './contract/corpus.ts';
 import { chatStoreContract } from './contract/chat.ts';
 import { featureExportContract } from './contract/features.ts';
 import { releaseStoreContract } from './contract/releases.ts';
+import { documentsContract } from './contract/documents.ts';
 import { engineRunsRequired, findPostgresTestServer } from './postgres-env.ts';
 
 const dirs: string[] = [];
@@ -85,6 +86,7 @@ for (const engine of ENGINES) {
   describe(`${engine.name}: users, conversations, predictions, monitoring contract`, () => chatStoreContract(engine));
   describe(`${engine.name}: features and exports contract`, () => featureExportContract(engine));
   describe(`${engine.name}: releases contract`, () => releaseStoreContract(engine));
+  describe(`${engine.name}: documents and jobs contract`, () => documentsContract(engine));
 }
 
 for (const engine of ENGINES) {

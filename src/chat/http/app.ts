@@ -23,6 +23,8 @@ import { adminRouter } from './routes/admin.ts';
 import { releasesAdminRouter } from './routes/releases.ts';
 import { chatRoutes } from './routes/chat.ts';
 import { conversationsRouter } from './routes/conversations.ts';
+import { documentsRoutes } from './routes/documents.ts';
+import { jobsRoutes } from './routes/jobs.ts';
 import { webRouter } from './routes/web.ts';
 import { completionsRoutes } from './routes/completions.ts';
 import { modelsRoutes } from './routes/models.ts';
@@ -129,6 +131,8 @@ export function createApp(deps: AppDeps): Express {
   app.use(meRoutes(ctx));
   app.use(metricsRoutes(ctx));
   app.use(conversationsRouter({ store: deps.store }));
+  app.use(documentsRoutes(ctx));
+  app.use(jobsRoutes(ctx));
   app.use(releasesAdminRouter({ store: deps.store, router: deps.releases, gate: deps.promotionGate }));
   app.use(
     adminRouter({

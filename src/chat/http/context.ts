@@ -4,6 +4,7 @@
  * Routes import this module, never app.ts (app.ts imports the routes).
  */
 import type { Config } from '../../core/config.ts';
+import type { CorpusWriter, IngestFilesFn } from '../../core/corpus-writer.ts';
 import type { OnlineFeatureStore } from '../../core/online-features.ts';
 import type { ChatModel, GenerateRequest, GenerateResult } from '../../core/llm/types.ts';
 import type { PromptTemplate } from '../../core/prompts.ts';
@@ -67,6 +68,10 @@ export interface AppDeps {
   releases?: ReleaseRouting | undefined;
   /** Scores two releases on the regression set, for the admin promote button; absent: no gate. */
   promotionGate?: PromotionGate | undefined;
+  /** Corpus writes of this server (DELETE /v1/documents/:id, upload jobs); absent: 404 on those routes. */
+  corpusWriter?: CorpusWriter | undefined;
+  /** The ingest pipeline for uploads (ingest/upload.ts, given by the entry point); absent: uploads answer 404. */
+  ingestFiles?: IngestFilesFn | undefined;
 }
 
 /**

@@ -6,6 +6,7 @@
  * store last, so its WAL is checkpointed after the final log rows).
  */
 import type { Config } from '../../core/config.ts';
+import { CorpusWriter } from '../../core/corpus-writer.ts';
 import { openStore, openVectorStack } from '../../core/deps.ts';
 import { BatchingEmbedder } from '../../core/embed-batcher.ts';
 import { EmbedderUnavailableError, TransformersEmbedder } from '../../core/embedder.ts';
@@ -174,6 +175,12 @@ export async function buildServerDeps(config: Config, options: BuildServerDepsOp
       redis,
       releases: router,
       promotionGate: regressionGate(store, retriever, config.releaseGateMargin),
+      corpusWriter: new CorpusWriter({
+        store,
+        dataDir: config.dataDir,
+        sharedDatabase: config.databaseUrl !== null,
+        followed: stack.index ? { index: stack.index, syncer: retriever.syncer } : null,
+      }),
       ...(redis ? { rateLimiter: redis.limiter, onlineFeatures: redis.services.online } : {}),
       vectors: {
         embedder: embedder ? { model_id: embedder.info.modelId, dimension: embedder.info.dimension } : null,

@@ -19,6 +19,37 @@ export interface CollectionSummary {
   chunks: number;
 }
 
+/** A live document as browsed by people (GET /v1/documents). */
+export interface DocumentListItem {
+  id: number;
+  collection: string;
+  title: string;
+  /** The stored source (absolute path, URL or `upload:NAME`); routes show displaySource() of it. */
+  sourceUri: string;
+  kind: string;
+  /** Size of the raw file, in bytes. */
+  bytes: number;
+  /** Live chunks. */
+  chunks: number;
+  ingestedAt: string;
+  /** Last content change (ISO-8601 UTC). */
+  updatedAt: string;
+}
+
+/** Filters of `listDocuments`: one keyset page, newest document id first. */
+export interface DocumentListQuery {
+  collection?: string | undefined;
+  /**
+   * Case-insensitive substring of the title or the source, or a full-text match of the document
+   * (title + text); absent or blank: every document.
+   */
+  q?: string | undefined;
+  /** Keyset cursor: only documents with an id below this one (the last id of the previous page). */
+  beforeId?: number | undefined;
+  /** Page size (rows). */
+  limit: number;
+}
+
 export interface DocumentRef {
   id: number;
   contentSha256: string;
@@ -258,6 +289,10 @@ export interface CorpusStore {
   chunkIdsOfCollection(collection: string): Promise<number[]>;
   /** Collections with at least one live document, by name (byte order), with their live document and chunk counts. */
   collections(): Promise<CollectionSummary[]>;
+  /** One keyset page of live documents, id descending (see DocumentListQuery). */
+  listDocuments(query: DocumentListQuery): Promise<DocumentListItem[]>;
+  /** A live document (null: unknown, deleted, or a staging copy). */
+  getDocument(id: number): Promise<DocumentListItem | null>;
 
   // --- change feed ---
   feedBounds(): Promise<FeedBounds>;

@@ -11,6 +11,7 @@ import type { ConversationStore } from './conversations.ts';
 import type { CorpusStore } from './corpus.ts';
 import type { ExportSource } from './exports.ts';
 import type { FeatureTableStore } from './features.ts';
+import type { JobStore } from './jobs.ts';
 import type { MonitoringStore } from './monitoring.ts';
 import type { PredictionStore } from './predictions.ts';
 import type { ReleaseStore } from './releases.ts';
@@ -36,6 +37,8 @@ export interface Store {
   readonly exports: ExportSource;
   /** Releases (versioned answer configurations), their traffic states and audit. */
   readonly releases: ReleaseStore;
+  /** Ingest jobs (uploads and CLI runs) and their progress. */
+  readonly jobs: JobStore;
   /**
    * An exclusive named lease among every process using this store (every replica on PostgreSQL:
    * an advisory lock; every process on the SQLite file: an OS file lock beside it), or null at once
@@ -55,6 +58,7 @@ export type { ConversationStore } from './conversations.ts';
 export type { CorpusStore } from './corpus.ts';
 export type { ExportSource } from './exports.ts';
 export type { FeatureTableStore } from './features.ts';
+export type { JobStore } from './jobs.ts';
 export type { MonitoringStore } from './monitoring.ts';
 export type { PredictionStore } from './predictions.ts';
 export type { ReleaseStore } from './releases.ts';

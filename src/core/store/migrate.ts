@@ -178,11 +178,11 @@ export const MIGRATED_TABLES: readonly TableSpec[] = [
 ];
 
 /** SQLite tables that are derived or engine-internal (never copied). */
-const SQLITE_DERIVED_TABLES = new Set(['chunks_fts', 'documents_fts', 'corpus_changes', 'schema_migrations', 'sqlite_sequence']);
+const SQLITE_DERIVED_TABLES = new Set(['chunks_fts', 'documents_fts', 'corpus_changes', 'schema_migrations', 'sqlite_sequence', 'jobs']);
 /** FTS5 shadow tables of the derived full-text tables. */
 const SQLITE_FTS_SHADOW = /^(chunks|documents)_fts_/;
 /** PostgreSQL tables emptied by --force, besides MIGRATED_TABLES (corpus_state is reset, not truncated). */
-const POSTGRES_DERIVED_TABLES = ['corpus_changes'];
+const POSTGRES_DERIVED_TABLES = ['corpus_changes', 'jobs'];
 
 export interface TableResult {
   /** Rows copied (read from SQLite). */

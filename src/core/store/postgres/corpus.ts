@@ -23,6 +23,8 @@ import type {
   CorpusChange,
   CorpusCounts,
   CorpusStore,
+  DocumentListItem,
+  DocumentListQuery,
   DocumentRef,
   EngineReport,
   FeedBounds,
@@ -33,7 +35,7 @@ import type {
   ReplaceDocumentResult,
   ScoredChunkRef,
 } from '../corpus.ts';
-import { toFtsQuery } from '../sqlite/fts-query.ts';
+import { ftsTerms, toFtsQuery } from '../sqlite/fts-query.ts';
 import type { PgQueries, PgTx, PostgresConnection } from './connection.ts';
 
 /**
@@ -137,6 +139,21 @@ const SQL_SEARCH_DOCUMENTS = `SELECT d.id AS id, ts_rank_cd('${TS_RANK_WEIGHTS}'
   JOIN documents d ON d.tsv @@ q.q
   WHERE d.deleted_at IS NULL AND ($3::text IS NULL OR d.collection = $3::text)
   ORDER BY score DESC, d.id LIMIT $2`;
+const SQL_DOCUMENT_ITEM = `SELECT d.id AS id, d.collection AS collection, d.title AS title, d.source_uri AS "sourceUri", d.kind AS kind,
+    d.bytes AS bytes, (SELECT count(*) FROM chunks c WHERE c.document_id = d.id) AS chunks, d.ingested_at AS "ingestedAt", d.updated_at AS "updatedAt"
+  FROM documents d`;
+/** listDocuments ($1 collection, $2 before id, $3 limit, $4 LIKE pattern, $5 full-text query or null). */
+const SQL_LIST_DOCUMENTS = `${SQL_DOCUMENT_ITEM}
+  WHERE d.deleted_at IS NULL AND ($1::text IS NULL OR d.collection = $1::text) AND ($2::bigint IS NULL OR d.id < $2::bigint)
+    AND ($4::text IS NULL OR d.title ILIKE $4::text OR d.source_uri ILIKE $4::text
+         OR ($5::text IS NOT NULL AND d.tsv @@ websearch_to_tsquery('${TS_CONFIG}', $5::text)))
+  ORDER BY d.id DESC LIMIT $3`;
+
+/** `%text%` for (I)LIKE with its wildcards escaped (PostgreSQL's default escape is backslash). */
+function likePattern(text: string): string {
+  return `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+}
+
 const SQL_BEST_CHUNKS = `SELECT DISTINCT ON (c.document_id) c.document_id AS "documentId", c.id AS "chunkId"
   FROM (SELECT w FROM websearch_to_tsquery('${TS_CONFIG}', $1) AS w WHERE numnode(w) > 0) AS q(q)
   JOIN chunks c ON c.tsv @@ q.q
@@ -566,6 +583,19 @@ export class PostgresCorpusStore implements CorpusStore {
     return rows.map((r) => ({ name: r.name, documents: Number(r.documents), chunks: Number(r.chunks) }));
   }
 
+  async listDocuments(query: DocumentListQuery): Promise<DocumentListItem[]> {
+    const q = query.q?.trim() ?? '';
+    // Full text: every term must occur (websearch_to_tsquery ANDs plain words), unlike retrieval's OR query.
+    const terms = q === '' ? [] : ftsTerms(q);
+    const params = [query.collection ?? null, query.beforeId ?? null, query.limit, q === '' ? null : likePattern(q), terms.length === 0 ? null : terms.join(' ')];
+    return (await this.c.rows<DocumentListItem>(SQL_LIST_DOCUMENTS, params)).map(documentItem);
+  }
+
+  async getDocument(id: number): Promise<DocumentListItem | null> {
+    const r = await this.c.one<DocumentListItem>(`${SQL_DOCUMENT_ITEM} WHERE d.id = $1 AND d.deleted_at IS NULL`, [id]);
+    return r ? documentItem(r) : null;
+  }
+
   // ---------------------------------------------------------------------------------------------
   // change feed
 
@@ -652,4 +682,9 @@ export class PostgresCorpusStore implements CorpusStore {
   async wrongSizeEmbeddings(modelId: string, dimension: number): Promise<number> {
     return (await this.c.one<{ n: number }>('SELECT count(*) AS n FROM embeddings WHERE model_id = $1 AND vector_dims(vector) <> $2', [modelId, dimension]))?.n ?? 0;
   }
+}
+
+/** count(*) arrives as bigint (number through the connection's parser); make sure of numbers. */
+function documentItem(r: DocumentListItem): DocumentListItem {
+  return { ...r, id: Number(r.id), bytes: Number(r.bytes), chunks: Number(r.chunks) };
 }

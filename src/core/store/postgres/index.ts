@@ -13,6 +13,7 @@ import { PostgresFeatureTableStore } from './features.ts';
 import { PostgresMonitoringStore } from './monitoring.ts';
 import { PostgresPredictionStore } from './predictions.ts';
 import { PostgresReleaseStore } from './releases.ts';
+import { PostgresJobStore } from './jobs.ts';
 import { PostgresUserStore } from './users.ts';
 
 export class PostgresStore implements Store {
@@ -25,6 +26,7 @@ export class PostgresStore implements Store {
   readonly features: PostgresFeatureTableStore;
   readonly exports: PostgresExportSource;
   readonly releases: PostgresReleaseStore;
+  readonly jobs: PostgresJobStore;
 
   /** @param connection an open connection; the store owns it from now on (close() closes it). */
   constructor(readonly connection: PostgresConnection) {
@@ -36,6 +38,7 @@ export class PostgresStore implements Store {
     this.features = new PostgresFeatureTableStore(connection);
     this.exports = new PostgresExportSource(connection);
     this.releases = new PostgresReleaseStore(connection);
+    this.jobs = new PostgresJobStore(connection);
   }
 
   async tryLease(name: string): Promise<StoreLease | null> {

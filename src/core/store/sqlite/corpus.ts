@@ -17,6 +17,8 @@ import type {
   CorpusChange,
   CorpusCounts,
   CorpusStore,
+  DocumentListItem,
+  DocumentListQuery,
   EngineReport,
   DocumentRef,
   FeedBounds,
@@ -29,7 +31,7 @@ import type {
 } from '../corpus.ts';
 import { blobToVector, idList, vectorToBlob } from './codec.ts';
 import type { SqliteConnection } from './connection.ts';
-import { toFtsQuery } from './fts-query.ts';
+import { ftsTerms, toFtsQuery } from './fts-query.ts';
 
 /**
  * Most chunks written (or deleted) in one transaction (default 1000, ~20–60 ms of write lock with
@@ -119,6 +121,17 @@ const SQL_DOC_FTS_INSERT = `INSERT INTO documents_fts (rowid, title, text)
   FROM documents d WHERE d.id = ? AND EXISTS (SELECT 1 FROM chunks c WHERE c.document_id = d.id)`;
 const SQL_INSERT_CHUNK = 'INSERT INTO chunks (document_id, ord, text, heading_path, token_count, content_sha256) VALUES (?, ?, ?, ?, ?, ?)';
 const SQL_INSERT_VECTOR = 'INSERT OR REPLACE INTO embeddings (chunk_id, model_id, vector) VALUES (?, ?, ?)';
+const SQL_DOCUMENT_ITEM = `SELECT d.id AS id, d.collection AS collection, d.title AS title, d.source_uri AS sourceUri, d.kind AS kind,
+    d.bytes AS bytes, (SELECT count(*) FROM chunks c WHERE c.document_id = d.id) AS chunks, d.ingested_at AS ingestedAt, d.updated_at AS updatedAt
+  FROM documents d`;
+/** listDocuments: the substring test (LIKE is case-insensitive for ASCII here), optionally OR a full-text match. */
+const SQL_LIST_SUBSTRING = "(d.title LIKE @like ESCAPE '\\' OR d.source_uri LIKE @like ESCAPE '\\')";
+const SQL_LIST_FTS = 'd.id IN (SELECT rowid FROM documents_fts WHERE documents_fts MATCH @match)';
+
+/** `%text%` for LIKE with its wildcards escaped (escape character backslash). */
+export function likePattern(text: string): string {
+  return `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+}
 
 export class SqliteCorpusStore implements CorpusStore {
   readonly nativeVectorSearch = false;
@@ -502,6 +515,24 @@ export class SqliteCorpusStore implements CorpusStore {
           WHERE d.deleted_at IS NULL GROUP BY d.collection ORDER BY d.collection`,
       )
       .all();
+  }
+
+  async listDocuments(query: DocumentListQuery): Promise<DocumentListItem[]> {
+    const q = query.q?.trim() ?? '';
+    // Full text: every term must occur (a browse filter narrows; retrieval's OR query would not).
+    const terms = q === '' ? [] : ftsTerms(q);
+    const match = terms.length === 0 ? null : terms.map((t) => `"${t}"`).join(' AND ');
+    const where = ['d.deleted_at IS NULL', '(@collection IS NULL OR d.collection = @collection)', '(@before IS NULL OR d.id < @before)'];
+    if (q !== '') where.push(match === null ? SQL_LIST_SUBSTRING : `(${SQL_LIST_SUBSTRING} OR ${SQL_LIST_FTS})`);
+    const sql = `${SQL_DOCUMENT_ITEM} WHERE ${where.join(' AND ')} ORDER BY d.id DESC LIMIT @limit`;
+    const params: Record<string, unknown> = { collection: query.collection ?? null, before: query.beforeId ?? null, limit: query.limit };
+    if (q !== '') params.like = likePattern(q);
+    if (match !== null) params.match = match;
+    return this.c.stmt<Record<string, unknown>, DocumentListItem>(sql).all(params);
+  }
+
+  async getDocument(id: number): Promise<DocumentListItem | null> {
+    return this.c.stmt<[number], DocumentListItem>(`${SQL_DOCUMENT_ITEM} WHERE d.id = ? AND d.deleted_at IS NULL`).get(id) ?? null;
   }
 
   // ---------------------------------------------------------------------------------------------

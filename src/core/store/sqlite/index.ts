@@ -11,6 +11,7 @@ import { SqliteConversationStore } from './conversations.ts';
 import { SqliteCorpusStore } from './corpus.ts';
 import { SqliteExportSource } from './exports.ts';
 import { SqliteFeatureTableStore } from './features.ts';
+import { SqliteJobStore } from './jobs.ts';
 import { SqliteMonitoringStore } from './monitoring.ts';
 import { SqlitePredictionStore } from './predictions.ts';
 import { SqliteReleaseStore } from './releases.ts';
@@ -26,6 +27,7 @@ export class SqliteStore implements Store {
   readonly features: SqliteFeatureTableStore;
   readonly exports: SqliteExportSource;
   readonly releases: SqliteReleaseStore;
+  readonly jobs: SqliteJobStore;
 
   /** @param connection an open connection; the store owns it from now on (close() closes it). */
   constructor(readonly connection: SqliteConnection) {
@@ -37,6 +39,7 @@ export class SqliteStore implements Store {
     this.features = new SqliteFeatureTableStore(connection);
     this.exports = new SqliteExportSource(connection);
     this.releases = new SqliteReleaseStore(connection);
+    this.jobs = new SqliteJobStore(connection);
   }
 
   /** The database file. */
