@@ -140,7 +140,8 @@ describe('releases on a running server', () => {
     await Promise.all([...Array.from({ length: CLIENTS }, (_, c) => client(c)), operator()]);
 
     expect([...statuses.keys()]).toEqual([200]);
-    expect(done.length).toBeGreaterThan(100);
+    // Enough answers to span the three changes (a loaded 2-core CI machine answers ~5–15 per second here).
+    expect(done.length).toBeGreaterThan(40);
     const seen = new Set(done.map((d) => d.release));
     expect(seen).toEqual(new Set(['initial', 'v2']));
     const row = srv.db.prepare('SELECT release, arm, prompt_sha256, top_k FROM responses WHERE id = ?');
