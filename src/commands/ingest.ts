@@ -11,11 +11,12 @@ import type { IngestSummary } from '../../ingest/pipeline.ts';
 import { ValidationError } from '../core/errors.ts';
 import { CorpusNotifier, openRedis } from '../core/store/redis/index.ts';
 import { parseCommandArgs, printJson, synopsis } from './args.ts';
+import { countFiles, progressDisplay } from './ingest-progress.ts';
 import type { CommandSpec } from './args.ts';
 import type { Command, CommandIo } from './types.ts';
 
-/** How often the terminal progress line is redrawn, in ms. */
-const PROGRESS_REDRAW_MS = 200;
+/** Exit code after SIGINT (128 + signal 2, as shells report it). */
+export const EXIT_INTERRUPTED = 130;
 
 const schema = z.object({
   'data-dir': z.string().optional(),
@@ -88,7 +89,8 @@ export const ingestCommand: Command = {
           return v;
         }));
       const runId = await store.corpus.startIngestRun();
-      let lastDraw = 0;
+      const display = progressDisplay(io.stderr, io.isTty, await countFiles(opts.positionals, config.dataDir));
+      const interrupt = stopOnSigint(io);
       const summary = await runIngest({
         store,
         dataDir: config.dataDir,
@@ -101,21 +103,23 @@ export const ingestCommand: Command = {
         jsonTextFields: opts['text-field'],
         exclude: opts.exclude,
         notify,
-        onProgress: io.isTty
-          ? (p) => {
-              const now = Date.now();
-              if (now - lastDraw < PROGRESS_REDRAW_MS) return;
-              lastDraw = now;
-              io.stderr.write(`\r\x1b[2Kingest: ${p.filesDone} files, ${p.chunksDone} chunks stored`);
-            }
-          : undefined,
+        // Before each file: the ones before it are finished (read, failed or unchanged).
+        onProgress: (p) => display.update({ filesDone: p.filesDone - 1 + p.filesFailed, filesFailed: p.filesFailed, chunksEmbedded: p.chunksEmbedded }),
+        shouldStop: interrupt.requested,
+      }).finally(() => {
+        interrupt.dispose();
+        display.stop();
       });
-      if (io.isTty) io.stderr.write('\r\x1b[2K');
       await store.corpus.finishIngestRun(runId, summary);
       const opened = stack as Promise<VectorStack> | null;
       if (opened) await (await opened).embedder?.close();
       report(summary, opts.json, io);
-      return 0;
+      if (!summary.interrupted) return 0;
+      io.stderr.write(
+        `interrupted: stored ${summary.documents_added} added and ${summary.documents_updated} updated documents (${summary.chunks_added} chunks) before stopping; ` +
+          `run the same command again to resume (unchanged files cost only a hash): mneme ingest ${args.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : JSON.stringify(a))).join(' ')}\n`,
+      );
+      return EXIT_INTERRUPTED;
     } finally {
       await notifier?.close();
       await lease?.release();
@@ -124,6 +128,21 @@ export const ingestCommand: Command = {
     }
   },
 };
+
+/**
+ * The first SIGINT asks the pipeline to stop after the current document (it is still embedded and
+ * committed); a second one exits at once with EXIT_INTERRUPTED (the next run cleans up).
+ */
+function stopOnSigint(io: CommandIo): { requested: () => boolean; dispose: () => void } {
+  let requested = false;
+  const onSignal = () => {
+    if (requested) process.exit(EXIT_INTERRUPTED);
+    requested = true;
+    io.stderr.write('\ningest: stopping after the current document (Ctrl-C again to stop at once)\n');
+  };
+  process.on('SIGINT', onSignal);
+  return { requested: () => requested, dispose: () => process.off('SIGINT', onSignal) };
+}
 
 function report(s: IngestSummary, json: boolean, io: CommandIo): void {
   for (const f of s.failed) io.stderr.write(`failed: ${f.path}: ${f.reason}: ${f.message}\n`);
