@@ -16,6 +16,7 @@ import { append, byId, h, replaceChildren, svg } from './dom.ts';
 import type { Child } from './dom.ts';
 import { formatFeatureValue, formatMs, humanize, relativeTime } from './format.ts';
 import { renderMarkdown } from './markdown-dom.ts';
+import { mountDocumentsPanel } from './documents.ts';
 
 /** Pixels from the bottom within which new text keeps the view scrolled to the end. */
 const STICK_TO_BOTTOM_PX = 80;
@@ -112,6 +113,7 @@ async function signIn(key: string, fromStorage: boolean): Promise<void> {
     state.key = key;
     saveKey('chat', key);
     el.userName.textContent = me.user;
+    signedInAdmin = me.admin;
     el.signinView.hidden = true;
     el.sessionNav.hidden = false;
     el.chatView.hidden = false;
@@ -607,6 +609,10 @@ document.addEventListener('keydown', (e) => {
     el.toggleSidebar.focus();
   }
 });
+
+// The documents panel (upload, browse, delete): its own module and dialog.
+let signedInAdmin = false;
+mountDocumentsPanel(el.sessionNav, { key: () => state.key, isAdmin: () => signedInAdmin });
 
 // Start: resume the tab's session if its key still works.
 const stored = loadKey('chat');
