@@ -14,7 +14,9 @@
  * Reports p50/p99 in ms of: BM25 search, dense search (HNSW, DENSE_CANDIDATES), BM25-only retrieval
  * (search + live check + loading texts, no vector) and hybrid retrieval (BM25 + dense + RRF +
  * hydration + near-duplicate removal); and HNSW recall@10 against ExactVectorIndex at
- * HNSW_EF_SEARCH (and at larger ef values until recall ≥ 0.99, if 64 is not enough).
+ * HNSW_EF_SEARCH (and at larger ef values until recall ≥ 0.99, if 64 is not enough); the product's
+ * ef calibration (index-store.ts calibrateGeneration, as `mneme reindex` runs it) as `calibration`,
+ * and the process's peak RSS as `peak_rss_mb`.
  * Latencies are wall-clock per call after WARMUP_QUERIES untimed ones; on a shared machine p99 mostly
  * measures the neighbours (run it on an idle machine for release figures).
  * With `--postgres URL` (a scratch database; its mneme tables are filled), the same documents, vectors
@@ -30,7 +32,7 @@ import { DENSE_CANDIDATES, BM25_CANDIDATES, HybridRetriever } from '../src/chat/
 import { nowIso } from '../src/core/clock.ts';
 import { openSqliteStore } from '../src/core/store/sqlite/index.ts';
 import { vectorToBlob } from '../src/core/store/sqlite/codec.ts';
-import { createGeneration, indexFile } from '../src/core/index-store.ts';
+import { calibrateGeneration, createGeneration, indexFile } from '../src/core/index-store.ts';
 import { ExactVectorIndex, HNSW_EF_SEARCH, HnswVectorIndex } from '../src/core/vector-index.ts';
 
 const { values } = parseArgs({
@@ -209,6 +211,11 @@ async function main() {
     const file = indexFile(dir, meta);
     hnsw.save(file);
     const hnswSaveSeconds = (performance.now() - t0) / 1000;
+    // The product's ef_search calibration (as `mneme reindex` runs it): its ef is what a server uses.
+    t0 = performance.now();
+    const calibration = await calibrateGeneration(store, meta, hnsw);
+    const calibrationSeconds = (performance.now() - t0) / 1000;
+    log(`calibration: ef ${calibration?.ef} recall@10 ${calibration?.recall} in ${calibrationSeconds.toFixed(1)} s`);
 
     t0 = performance.now();
     const { head } = await store.corpus.feedBounds();
@@ -299,6 +306,8 @@ async function main() {
       hnsw_save_s: round(hnswSaveSeconds, 2),
       retriever_init_ms: round(retrieverInitSeconds * 1000, 1),
       ef_search: HNSW_EF_SEARCH,
+      calibration: calibration ? { ef: calibration.ef, recall_at_10: calibration.recall, seconds: round(calibrationSeconds, 1) } : null,
+      peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
       bm25_search_ms: stats(bm25Search),
       dense_search_ms: stats(denseSearch),
       bm25_retrieve_ms: stats(bm25Retrieve),

@@ -485,6 +485,7 @@ export class HybridRetriever implements Retriever {
     this.syncer = new IndexSyncer({
       store: opts.store,
       index: opts.index?.hnsw ? { meta: opts.index.meta, hnsw: opts.index.hnsw } : null,
+      efSearchOverride: opts.index?.efSearchOverride ?? null,
       appliedSeq: opts.index?.feedSeq ?? 0,
       pollIntervalMs: interval > 0 ? interval : FEED_POLL_INTERVAL_MS,
       logger: opts.logger,

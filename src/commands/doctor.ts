@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { loadConfig } from '../core/config.ts';
 import { openStore } from '../core/deps.ts';
 import type { IndexGeneration } from '../core/index-store.ts';
-import { indexFile, indexOptions } from '../core/index-store.ts';
+import { effectiveEfSearch, indexFile, indexOptions } from '../core/index-store.ts';
 import type { Store } from '../core/store/index.ts';
 import { HnswVectorIndex } from '../core/vector-index.ts';
 import { parseCommandArgs, printJson, synopsis } from './args.ts';
@@ -18,10 +18,24 @@ export interface DoctorReport {
   counts: Record<string, number>;
   /** The storage engine: name, versions, settings (`engine=sqlite` or `engine=postgres`, pgvector version...). */
   engine: Record<string, string>;
+  /**
+   * The ef_search queries use and where it comes from (`override` = MNEME_HNSW_EF_SEARCH,
+   * `calibrated` = the generation's calibration, `default` = never calibrated), with the recall@10
+   * measured by the last calibration; null without an active generation.
+   */
+  vectorSearch: { ef_search: number; source: 'override' | 'calibrated' | 'default'; calibrated_ef: number | null; recall_at_10: number | null; calibrated_at: string | null; calibrated_vectors: number | null } | null;
+}
+
+/** What `diagnose` compares the generation's calibration with (from the configuration). */
+export interface DoctorHnswSettings {
+  /** MNEME_HNSW_EF_SEARCH, null when unset. */
+  efSearch: number | null;
+  /** MNEME_HNSW_RECALL_TARGET. */
+  recallTarget: number;
 }
 
 /** Checks that SQLite, FTS5 and the HNSW file agree. Pure read: never repairs. */
-export async function diagnose(store: Store, dataDir: string): Promise<DoctorReport> {
+export async function diagnose(store: Store, dataDir: string, hnsw: DoctorHnswSettings = { efSearch: null, recallTarget: 0.99 }): Promise<DoctorReport> {
   const problems: string[] = [];
   const warnings: string[] = [];
   const k = await store.corpus.counts();
@@ -45,9 +59,19 @@ export async function diagnose(store: Store, dataDir: string): Promise<DoctorRep
     const vecs = k.embeddings.reduce((n, e) => n + e.count, 0);
     if (vecs > 0) problems.push(`${vecs} stored embeddings but no active index generation`);
     else warnings.push('no vector index yet (no embedding model was available): BM25 only');
-    return { ok: problems.length === 0, problems, warnings, counts, engine: engine.facts };
+    return { ok: problems.length === 0, problems, warnings, counts, engine: engine.facts, vectorSearch: null };
   }
   counts.generation = meta.generation;
+  const cal = meta.calibration;
+  const vectorSearch = {
+    ef_search: effectiveEfSearch(meta, hnsw.efSearch),
+    source: hnsw.efSearch !== null ? ('override' as const) : cal ? ('calibrated' as const) : ('default' as const),
+    calibrated_ef: cal?.ef ?? null,
+    recall_at_10: cal?.recall ?? null,
+    calibrated_at: cal?.at ?? null,
+    calibrated_vectors: cal?.vectors ?? null,
+  };
+  if (cal && cal.recall < hnsw.recallTarget) warnings.push(`ef_search calibration reached recall@10 ${cal.recall} only (target ${hnsw.recallTarget}) at ef ${cal.ef}`);
   const expected = await store.corpus.embeddedChunkIds(meta.modelId);
   counts.embeddings = expected.size;
   const unembedded = k.chunks - expected.size;
@@ -60,7 +84,7 @@ export async function diagnose(store: Store, dataDir: string): Promise<DoctorRep
   }
   // An engine with its own vector index (pgvector) has no file to compare.
   if (!store.corpus.nativeVectorSearch) problems.push(...checkIndexFile(indexFile(dataDir, meta), meta, expected, counts));
-  return { ok: problems.length === 0, problems, warnings, counts, engine: engine.facts };
+  return { ok: problems.length === 0, problems, warnings, counts, engine: engine.facts, vectorSearch };
 }
 
 /** Compares the saved HNSW file's labels with the stored embeddings. */
@@ -105,12 +129,17 @@ export const doctorCommand: Command = {
     }
     const store = await openStore(config);
     try {
-      const report = await diagnose(store, config.dataDir);
+      const report = await diagnose(store, config.dataDir, config.hnsw);
       await checkEmbeddingModel(report, config);
       if (opts.json) printJson(io.stdout, report);
       else {
         io.stdout.write(`${Object.entries(report.engine).map(([k, v]) => `${k}=${v}`).join(' ')}\n`);
         io.stdout.write(`${Object.entries(report.counts).map(([k, v]) => `${k}=${v}`).join(' ')}\n`);
+        const vs = report.vectorSearch;
+        if (vs) {
+          const measured = vs.recall_at_10 === null ? 'not calibrated yet' : `recall@10 ${vs.recall_at_10} at ef ${vs.calibrated_ef} (${vs.calibrated_vectors} vectors, ${vs.calibrated_at})`;
+          io.stdout.write(`ef_search=${vs.ef_search} (${vs.source}); ${measured}\n`);
+        }
         for (const w of report.warnings) io.stdout.write(`warning: ${w}\n`);
         for (const p of report.problems) io.stdout.write(`PROBLEM: ${p}\n`);
         io.stdout.write(report.ok ? 'ok\n' : `${report.problems.length} problem(s)\n`);

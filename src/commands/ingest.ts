@@ -102,6 +102,7 @@ export const ingestCommand: Command = {
         configuredModel: config.embed.model,
         jsonTextFields: opts['text-field'],
         exclude: opts.exclude,
+        recallTarget: config.hnsw.recallTarget,
         notify,
         // Before each file: the ones before it are finished (read, failed or unchanged).
         onProgress: (p) => display.update({ filesDone: p.filesDone - 1 + p.filesFailed, filesFailed: p.filesFailed, chunksEmbedded: p.chunksEmbedded }),

@@ -6,7 +6,7 @@ import { openStore } from '../core/deps.ts';
 import { TransformersEmbedder } from '../core/embedder.ts';
 import { NotFoundError } from '../core/errors.ts';
 import type { IndexGeneration } from '../core/index-store.ts';
-import { createGeneration, indexFile, indexOptions, saveIndex } from '../core/index-store.ts';
+import { calibrateGeneration, createGeneration, indexFile, indexOptions, saveIndex } from '../core/index-store.ts';
 import { acquireLock } from '../core/lock.ts';
 import { acquireLease, CORPUS_WRITER_LEASE } from '../core/lease.ts';
 import { lowerCpuPriority } from '../core/priority.ts';
@@ -23,8 +23,12 @@ const REINDEX_BATCH_CHUNKS = 512;
 /** Vectors read per page while rebuilding (bounds memory and the time of one read). */
 const REBUILD_PAGE_VECTORS = 4096;
 
-/** Builds a fresh HNSW file for `meta` from the embeddings stored in the store. Returns the vector count. */
-export async function rebuildIndexFile(store: Store, dataDir: string, meta: IndexGeneration): Promise<number> {
+/**
+ * Builds a fresh HNSW file for `meta` from the embeddings stored in the store, then calibrates its
+ * ef_search (recall@10 `recallTarget`, default CALIBRATION_RECALL_TARGET) and records it in the
+ * generation. Returns the vector count.
+ */
+export async function rebuildIndexFile(store: Store, dataDir: string, meta: IndexGeneration, recallTarget?: number): Promise<number> {
   // An engine with its own vector index (pgvector) maintains it itself: there is no file to build.
   if (store.corpus.nativeVectorSearch) return store.corpus.embeddingCount(meta.modelId);
   // Feed position read before the vectors: changes after it are re-applied by readers (idempotent).
@@ -42,6 +46,7 @@ export async function rebuildIndexFile(store: Store, dataDir: string, meta: Inde
     after = page[page.length - 1]![0];
   }
   await saveIndex(store, dataDir, meta, index, head);
+  await calibrateGeneration(store, meta, index, { target: recallTarget });
   return index.size();
 }
 
@@ -71,7 +76,7 @@ async function switchModel(store: Store, config: Config, model: string): Promise
       await store.corpus.addEmbeddings(modelId, rows.map((r, i): [number, Float32Array] => [r.id, vectors[i]!]));
       embedded += rows.length;
     }
-    const vectors = await rebuildIndexFile(store, config.dataDir, meta);
+    const vectors = await rebuildIndexFile(store, config.dataDir, meta, config.hnsw.recallTarget);
     const old = await store.corpus.activateGeneration(meta.generation);
     if (old && !store.corpus.nativeVectorSearch) fs.rmSync(indexFile(config.dataDir, old), { force: true });
     return { generation: meta.generation, embedded, vectors };
@@ -120,11 +125,15 @@ export const reindexCommand: Command = {
       } else {
         const meta = await store.corpus.activeGeneration();
         if (!meta) throw new NotFoundError('nothing to reindex: this data dir has no vector index yet (ingest with an embedding model first)');
-        result = { generation: meta.generation, embedded: 0, vectors: await rebuildIndexFile(store, config.dataDir, meta), model: meta.modelId };
+        result = { generation: meta.generation, embedded: 0, vectors: await rebuildIndexFile(store, config.dataDir, meta, config.hnsw.recallTarget), model: meta.modelId };
       }
-      const summary = { ...result, seconds: (performance.now() - started) / 1000 };
+      const calibration = (await store.corpus.generations('active')).find((g) => g.generation === result.generation)?.calibration ?? null;
+      const summary = { ...result, calibration, seconds: (performance.now() - started) / 1000 };
       if (opts.json) printJson(io.stdout, summary);
-      else io.stdout.write(`index generation ${summary.generation} (${summary.model}): ${summary.vectors} vectors, ${summary.embedded} newly embedded, ${summary.seconds.toFixed(2)} s\n`);
+      else {
+        const cal = calibration ? `, ef_search ${calibration.ef} (recall@10 ${calibration.recall})` : '';
+        io.stdout.write(`index generation ${summary.generation} (${summary.model}): ${summary.vectors} vectors, ${summary.embedded} newly embedded${cal}, ${summary.seconds.toFixed(2)} s\n`);
+      }
       return 0;
     } finally {
       await store.close();

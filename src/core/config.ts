@@ -49,6 +49,10 @@ const envSchema = z.object({
   MNEME_EMBED_MODEL: z.string().min(1).default(DEFAULT_EMBED_MODEL),
   MNEME_EMBED_DTYPE: z.enum(['fp32', 'fp16', 'q8', 'int8', 'uint8', 'q4', 'bnb4', 'q4f16']).default('fp32'),
   MNEME_EMBED_MAX_TOKENS: intIn(8, 8192).optional(),
+  /** HNSW ef_search forced for every query (unset: the index generation's calibrated ef). */
+  MNEME_HNSW_EF_SEARCH: intIn(1, 10_000).optional(),
+  /** recall@10 the ef calibration aims for (src/core/index-store.ts CALIBRATION_RECALL_TARGET). */
+  MNEME_HNSW_RECALL_TARGET: numIn(0.5, 1).default(0.99),
   /** Embedding worker threads, each with its own copy of the model (default: one per core, at most 4). */
   MNEME_EMBED_WORKERS: intIn(1, 64).optional(),
   /** `openai:` embedding server only: model name sent as `model` (or give it as `#name` after the URL). */
@@ -112,6 +116,8 @@ export interface Config {
   /** PostgreSQL URL when the PostgreSQL engine is selected (MNEME_DATABASE_URL), else null (SQLite at dbFile). */
   databaseUrl: string | null;
   indexDir: string;
+  /** HNSW query settings: `efSearch` forced (null = calibrated per generation), the calibration's recall@10 target. */
+  hnsw: { efSearch: number | null; recallTarget: number };
   embed: {
     /** Hub id, absolute local directory, or `openai:<api base>#<model name>` (see `server`); null = embeddings disabled on purpose. */
     model: string | null;
@@ -289,6 +295,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     dbFile: path.join(dataDir, 'mneme.sqlite'),
     databaseUrl: e.MNEME_DATABASE_URL ?? null,
     indexDir: path.join(dataDir, 'index'),
+    hnsw: { efSearch: e.MNEME_HNSW_EF_SEARCH ?? null, recallTarget: e.MNEME_HNSW_RECALL_TARGET },
     embed: { model: embedModel, dtype: e.MNEME_EMBED_DTYPE, maxTokens: e.MNEME_EMBED_MAX_TOKENS, workers: e.MNEME_EMBED_WORKERS, server: embedServer?.server ?? null },
     offline: e.MNEME_OFFLINE,
     threads: e.MNEME_THREADS ?? os.availableParallelism(),

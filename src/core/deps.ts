@@ -19,6 +19,8 @@ export interface LoadedIndex {
   hnsw: HnswVectorIndex | null;
   /** Change-feed position the in-memory index reflects. */
   feedSeq: number;
+  /** ef_search forced by MNEME_HNSW_EF_SEARCH (null/absent: the generation's calibrated ef, followed when it is recalibrated). */
+  efSearchOverride?: number | null;
 }
 
 export interface VectorStack {
@@ -43,11 +45,11 @@ export async function openVectorStack(store: Store, config: Config): Promise<Vec
     const meta = await ensureActiveGeneration(store, embedder.info);
     // The engine's own vector index (pgvector) is always current: nothing to load or bring up to date.
     if (store.corpus.nativeVectorSearch) return { embedder, index: { meta, hnsw: null, feedSeq: (await store.corpus.feedBounds()).head }, warnings: [] };
-    const { index, problem, loadedFromFile } = loadIndex(config.dataDir, meta);
+    const { index, problem, loadedFromFile } = loadIndex(config.dataDir, meta, config.hnsw.efSearch);
     const warnings: string[] = [];
     if (problem) warnings.push(`${problem}; rebuilding it from the stored embeddings`);
     const feedSeq = await bringUpToDate(store, meta, index, loadedFromFile, warnings, problem === null);
-    return { embedder, index: { meta, hnsw: index, feedSeq }, warnings };
+    return { embedder, index: { meta, hnsw: index, feedSeq, efSearchOverride: config.hnsw.efSearch }, warnings };
   } catch (err) {
     await embedder.close();
     throw err;

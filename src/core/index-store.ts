@@ -8,9 +8,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { EmbedderInfo } from './embedder.ts';
 import { ConflictError } from './errors.ts';
-import type { IndexGeneration } from './store/corpus.ts';
+import { nowIso } from './clock.ts';
+import type { EfCalibration, IndexGeneration } from './store/corpus.ts';
 import type { Store } from './store/index.ts';
-import { HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, HNSW_M, HnswVectorIndex } from './vector-index.ts';
+import { ExactTopK, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, HNSW_M, HnswVectorIndex, recallAgainst } from './vector-index.ts';
 
 export type { IndexGeneration } from './store/corpus.ts';
 
@@ -57,15 +58,26 @@ export async function ensureActiveGeneration(store: Store, info: EmbedderInfo): 
   return active;
 }
 
-/** HNSW options of a generation. */
-export function indexOptions(meta: IndexGeneration): { dimension: number; m: number; efConstruction: number; efSearch: number } {
-  return { dimension: meta.dimension, m: meta.hnswM, efConstruction: meta.hnswEfConstruction, efSearch: meta.hnswEfSearch };
+/**
+ * The ef_search queries use: `override` (MNEME_HNSW_EF_SEARCH) when set, else the generation's
+ * calibrated ef, else its hnswEfSearch (HNSW_EF_SEARCH when it was created).
+ */
+export function effectiveEfSearch(meta: IndexGeneration, override?: number | null): number {
+  return override ?? meta.calibration?.ef ?? meta.hnswEfSearch;
 }
 
-/** Loads a generation's file, or starts an empty index when the file is missing or unreadable. */
-export function loadIndex(dataDir: string, meta: IndexGeneration): { index: HnswVectorIndex; loadedFromFile: boolean; problem: string | null } {
+/** HNSW options of a generation; efSearch as {@link effectiveEfSearch}. */
+export function indexOptions(meta: IndexGeneration, efOverride?: number | null): { dimension: number; m: number; efConstruction: number; efSearch: number } {
+  return { dimension: meta.dimension, m: meta.hnswM, efConstruction: meta.hnswEfConstruction, efSearch: effectiveEfSearch(meta, efOverride) };
+}
+
+/**
+ * Loads a generation's file, or starts an empty index when the file is missing or unreadable.
+ * @param efOverride ef_search forced by configuration (MNEME_HNSW_EF_SEARCH); default: the calibrated ef.
+ */
+export function loadIndex(dataDir: string, meta: IndexGeneration, efOverride?: number | null): { index: HnswVectorIndex; loadedFromFile: boolean; problem: string | null } {
   const file = indexFile(dataDir, meta);
-  const opts = indexOptions(meta);
+  const opts = indexOptions(meta, efOverride);
   if (fs.existsSync(file)) {
     try {
       return { index: HnswVectorIndex.load(file, opts), loadedFromFile: true, problem: null };
@@ -117,4 +129,130 @@ export async function saveIndex(store: Store, dataDir: string, meta: IndexGenera
   const seq = feedSeq ?? (await store.corpus.feedBounds()).head;
   index.save(indexFile(dataDir, meta));
   await store.corpus.recordIndexSaved(meta.generation, seq);
+}
+
+/** recall@10 the calibration aims for by default (MNEME_HNSW_RECALL_TARGET overrides). */
+export const CALIBRATION_RECALL_TARGET = 0.99;
+/** Neighbours per query the recall is measured on. */
+export const CALIBRATION_K = 10;
+/** Stored vectors used as queries (fewer when the index is smaller or the scan would exceed the budget). */
+export const CALIBRATION_QUERIES = 300;
+/** Fewest queries kept when the time budget cuts the sample (below, the estimate is too noisy). */
+export const CALIBRATION_MIN_QUERIES = 50;
+/** Wall time allowed for the exact scan, in ms: the query sample shrinks to fit it. */
+export const CALIBRATION_BUDGET_MS = 20_000;
+/** Indexes smaller than this are not calibrated: with ef ≥ 64 the search is as good as exhaustive. */
+export const CALIBRATION_MIN_VECTORS = 1_000;
+/** ef values tried, smallest first; the first one reaching the target is recorded. */
+export const CALIBRATION_EF_LADDER: readonly number[] = [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1000];
+/** An ingest recalibrates when the index grew by this factor since the last calibration… */
+export const CALIBRATION_GROWTH_FACTOR = 1.5;
+/** …or by this many vectors. */
+export const CALIBRATION_GROWTH_VECTORS = 50_000;
+/** Vectors read per page during the exact scan. */
+const CALIBRATION_PAGE_VECTORS = 4096;
+
+export interface CalibrationOptions {
+  /** recall@10 to reach; default CALIBRATION_RECALL_TARGET. */
+  target?: number;
+  queries?: number;
+  budgetMs?: number;
+  ladder?: readonly number[];
+  /** Seed of the query sample (deterministic by default). */
+  seed?: number;
+}
+
+/** A deterministic sample of `n` distinct labels (partial Fisher–Yates with a small LCG). */
+function sampleLabels(labels: number[], n: number, seed: number): number[] {
+  const a = [...labels].sort((x, y) => x - y);
+  let s = seed >>> 0 || 1;
+  const next = () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296;
+  const m = Math.min(n, a.length);
+  for (let i = 0; i < m; i++) {
+    const j = i + Math.floor(next() * (a.length - i));
+    [a[i], a[j]] = [a[j]!, a[i]!];
+  }
+  return a.slice(0, m);
+}
+
+/**
+ * Exact top-k of `sample` over every stored vector of `modelId`, in one paged scan. When the first
+ * page shows the full scan would exceed `budgetMs`, the sample is cut (never below
+ * CALIBRATION_MIN_QUERIES) to fit.
+ */
+async function exactNeighbours(store: Store, modelId: string, sample: Array<{ self: number; vector: Float32Array }>, total: number, budgetMs: number): Promise<number[][]> {
+  const exact = new ExactTopK(sample, CALIBRATION_K);
+  const t0 = performance.now();
+  let after = 0;
+  let seen = 0;
+  let checked = false;
+  for (;;) {
+    const page = await store.corpus.embeddingsPage(modelId, after, CALIBRATION_PAGE_VECTORS);
+    if (page.length === 0) break;
+    for (const [id, v] of page) exact.add(id, v);
+    after = page[page.length - 1]![0];
+    seen += page.length;
+    if (!checked) {
+      checked = true;
+      const perQueryVectorMs = (performance.now() - t0) / (seen * exact.size);
+      const fit = Math.floor(budgetMs / (perQueryVectorMs * Math.max(total, seen)));
+      if (fit < exact.size) exact.truncate(Math.max(CALIBRATION_MIN_QUERIES, fit));
+    }
+  }
+  return exact.results();
+}
+
+/**
+ * Measures recall@10 of `index` against exact search on a sample of stored vectors used as queries
+ * (each one's own label excluded) and records the smallest ef of the ladder reaching the target in
+ * the generation's metadata; when none does, the largest ef and its recall are recorded. The index's
+ * ef is left as it was. Time: one exact scan bounded by `budgetMs` plus ladder × queries searches.
+ * @returns the calibration recorded, or null when the index has fewer than CALIBRATION_MIN_VECTORS vectors.
+ */
+export async function calibrateGeneration(store: Store, meta: IndexGeneration, index: HnswVectorIndex, opts: CalibrationOptions = {}): Promise<EfCalibration | null> {
+  const size = index.size();
+  if (size < CALIBRATION_MIN_VECTORS) return null;
+  const target = opts.target ?? CALIBRATION_RECALL_TARGET;
+  const ladder = opts.ladder ?? CALIBRATION_EF_LADDER;
+  const labels = sampleLabels(index.labels(), opts.queries ?? CALIBRATION_QUERIES, opts.seed ?? 1);
+  const stored = await store.corpus.vectorsOf(meta.modelId, labels);
+  const sample = labels.flatMap((self) => {
+    const vector = stored.get(self);
+    return vector ? [{ self, vector }] : [];
+  });
+  if (sample.length === 0) return null;
+  const truth = await exactNeighbours(store, meta.modelId, sample, await store.corpus.embeddingCount(meta.modelId), opts.budgetMs ?? CALIBRATION_BUDGET_MS);
+  const queries = truth.map((t, i) => ({ ...sample[i]!, truth: t }));
+  const previous = index.efSearch;
+  let result: EfCalibration | null = null;
+  try {
+    for (const ef of ladder) {
+      index.setEfSearch(ef);
+      const recall = recallAgainst(index, queries, CALIBRATION_K);
+      result = { ef, recall: Math.round(recall * 10_000) / 10_000, at: nowIso(), vectors: size };
+      if (recall >= target) break;
+    }
+  } finally {
+    index.setEfSearch(previous);
+  }
+  if (result) await store.corpus.recordCalibration(meta.generation, result);
+  return result;
+}
+
+/** True when `size` vectors warrant a new calibration of `meta` (never calibrated, or grown enough since). */
+export function calibrationDue(meta: IndexGeneration, size: number): boolean {
+  if (size < CALIBRATION_MIN_VECTORS) return false;
+  const last = meta.calibration?.vectors;
+  if (last === undefined) return true;
+  return size >= last * CALIBRATION_GROWTH_FACTOR || size >= last + CALIBRATION_GROWTH_VECTORS;
+}
+
+/**
+ * Calibrates `meta` when {@link calibrationDue} (end of an ingest that added vectors). Re-reads the
+ * generation first, so a calibration recorded by another run is seen.
+ */
+export async function recalibrateIfGrown(store: Store, meta: IndexGeneration, index: HnswVectorIndex, opts: CalibrationOptions = {}): Promise<EfCalibration | null> {
+  const current = (await store.corpus.generations(meta.status)).find((g) => g.generation === meta.generation) ?? meta;
+  if (!calibrationDue(current, index.size())) return null;
+  return calibrateGeneration(store, current, index, opts);
 }

@@ -9,6 +9,7 @@
 import type { CorpusChange } from './store/corpus.ts';
 import type { Store } from './store/index.ts';
 import type { IndexGeneration } from './store/corpus.ts';
+import { effectiveEfSearch } from './index-store.ts';
 import type { HnswVectorIndex } from './vector-index.ts';
 
 /** How often a running server looks for new changes, in ms (one tiny read of the feed head). */
@@ -17,6 +18,8 @@ export const FEED_POLL_INTERVAL_MS = 250;
 export const FEED_SLICE_MS = 8;
 /** Feed rows read per query. */
 export const FEED_READ_BATCH = 512;
+/** How often a quiet server re-reads the active generation (a recalibrated ef_search), in ms. */
+export const GENERATION_CHECK_INTERVAL_MS = 5_000;
 
 export interface SyncLogger {
   info(msg: string, fields?: Record<string, unknown>): void;
@@ -42,6 +45,8 @@ export interface IndexSyncerOptions {
   onReset?: (() => void) | undefined;
   /** Called when another generation became active (the loaded index must no longer be used). */
   onGenerationChange?: ((active: IndexGeneration | null) => void) | undefined;
+  /** ef_search forced by configuration; null/absent: the index follows its generation's calibrated ef. */
+  efSearchOverride?: number | null | undefined;
 }
 
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -63,6 +68,8 @@ export class IndexSyncer {
   private stopped = false;
   private fullReconciles = 0;
   private sliceStart = 0;
+  private readonly efSearchOverride: number | null;
+  private lastGenerationCheck = Number.NEGATIVE_INFINITY;
 
   constructor(opts: IndexSyncerOptions) {
     this.store = opts.store;
@@ -75,6 +82,7 @@ export class IndexSyncer {
     this.onChunkChange = opts.onChunkChange;
     this.onGenerationChange = opts.onGenerationChange;
     this.onReset = opts.onReset;
+    this.efSearchOverride = opts.efSearchOverride ?? null;
   }
 
   /** Feed position applied so far. */
@@ -138,7 +146,10 @@ export class IndexSyncer {
   private async applyPending(): Promise<void> {
     const bounds = await this.store.corpus.feedBounds();
     this.head = bounds.head;
-    if (bounds.head <= this.applied || this.stopped) return;
+    if (bounds.head <= this.applied || this.stopped) {
+      if (!this.stopped && performance.now() - this.lastGenerationCheck >= GENERATION_CHECK_INTERVAL_MS) await this.checkGeneration();
+      return;
+    }
     await this.checkGeneration();
     const gap = bounds.first === null ? bounds.head > this.applied : bounds.first > this.applied + 1;
     if (gap) {
@@ -155,7 +166,14 @@ export class IndexSyncer {
 
   private async checkGeneration(): Promise<void> {
     if (!this.index) return;
+    this.lastGenerationCheck = performance.now();
     const active = await this.store.corpus.activeGeneration();
+    if (active && active.generation === this.index.meta.generation && active.calibration?.ef !== this.index.meta.calibration?.ef) {
+      // Recalibrated (end of a large ingest, `mneme reindex`): follow it unless the ef is forced.
+      this.index = { ...this.index, meta: active };
+      this.index.hnsw.setEfSearch(effectiveEfSearch(active, this.efSearchOverride));
+      this.logger?.info('index ef_search recalibrated', { generation: active.generation, ef_search: this.index.hnsw.efSearch, recall: active.calibration?.recall });
+    }
     if (active?.generation !== this.index.meta.generation) {
       // Another model's index became active (`mneme reindex --model`): applying its deletions would
       // empty this one, and queries cannot be embedded with the new model without loading it.

@@ -106,7 +106,7 @@ export class HnswVectorIndex implements VectorIndex {
   readonly dimension: number;
   readonly m: number;
   readonly efConstruction: number;
-  readonly efSearch: number;
+  private ef: number;
   private index: hnswlib.HierarchicalNSW;
   /** Live labels; hnswlib keeps deleted labels in getIdsList until their slot is reused. */
   private readonly live = new Set<number>();
@@ -117,8 +117,20 @@ export class HnswVectorIndex implements VectorIndex {
     this.dimension = options.dimension;
     this.m = options.m ?? HNSW_M;
     this.efConstruction = options.efConstruction ?? HNSW_EF_CONSTRUCTION;
-    this.efSearch = options.efSearch ?? HNSW_EF_SEARCH;
+    this.ef = options.efSearch ?? HNSW_EF_SEARCH;
     this.index = index;
+  }
+
+  /** Query-time candidate list size (searches for k > ef use k). */
+  get efSearch(): number {
+    return this.ef;
+  }
+
+  /** Changes the query-time candidate list size from the next search on. @throws RangeError unless a positive integer. */
+  setEfSearch(ef: number): void {
+    if (!Number.isInteger(ef) || ef < 1) throw new RangeError(`ef_search must be a positive integer, got ${ef}`);
+    this.ef = ef;
+    this.index.setEf(ef);
   }
 
   /** An empty index. */
@@ -224,5 +236,74 @@ export class HnswVectorIndex implements VectorIndex {
     } finally {
       fs.closeSync(dirFd);
     }
+  }
+}
+
+/**
+ * recall@k of `index` against exact neighbours: the share of each query's true top-k (`truth`,
+ * best first, the query's own label excluded) the index returns among its top k. A query's own label
+ * (`self`) is left out of the index's answer too: a stored vector always finds itself.
+ * @returns a value in [0, 1]; 1 when there are no queries.
+ */
+export function recallAgainst(index: VectorIndex, queries: ReadonlyArray<{ self: number; vector: Float32Array; truth: readonly number[] }>, k: number): number {
+  let found = 0;
+  let wanted = 0;
+  for (const q of queries) {
+    const truth = new Set(q.truth.slice(0, k));
+    const got = index.search(q.vector, k + 1).filter((h) => h.label !== q.self).slice(0, k);
+    for (const h of got) if (truth.has(h.label)) found++;
+    wanted += truth.size;
+  }
+  return wanted === 0 ? 1 : found / wanted;
+}
+
+/**
+ * Exact top-k by cosine for many queries at once, fed page by page (`add`), so a brute-force scan
+ * over stored vectors needs one pass and no copy of the corpus. Vectors are assumed L2-normalized
+ * (cosine = dot product). A query's own label is skipped.
+ */
+export class ExactTopK {
+  private readonly queries: Array<{ self: number; vector: Float32Array }>;
+  private readonly best: Array<Array<{ label: number; score: number }>>;
+
+  constructor(
+    queries: ReadonlyArray<{ self: number; vector: Float32Array }>,
+    private readonly k: number,
+  ) {
+    this.queries = [...queries];
+    this.best = queries.map(() => []);
+  }
+
+  /** Queries still scored. */
+  get size(): number {
+    return this.queries.length;
+  }
+
+  /** Scores one stored vector against every query. */
+  add(label: number, v: Float32Array): void {
+    for (let q = 0; q < this.queries.length; q++) {
+      const query = this.queries[q]!;
+      if (query.self === label) continue;
+      const qv = query.vector;
+      let dot = 0;
+      for (let i = 0; i < qv.length; i++) dot += qv[i]! * v[i]!;
+      const list = this.best[q]!;
+      if (list.length === this.k && dot <= list[list.length - 1]!.score) continue;
+      let at = list.length;
+      while (at > 0 && list[at - 1]!.score < dot) at--;
+      list.splice(at, 0, { label, score: dot });
+      if (list.length > this.k) list.pop();
+    }
+  }
+
+  /** Drops the queries after the first `n` (their truth would be incomplete). */
+  truncate(n: number): void {
+    this.queries.length = Math.min(n, this.queries.length);
+    this.best.length = Math.min(n, this.best.length);
+  }
+
+  /** True top-k labels per query, best first. */
+  results(): number[][] {
+    return this.best.map((l) => l.map((h) => h.label));
   }
 }

@@ -119,6 +119,19 @@ export interface IndexGeneration {
   activatedAt: string | null;
   /** Change-feed position the saved file reflects; null = unknown (reconcile in full). */
   savedFeedSeq: number | null;
+  /** Last ef_search calibration (src/core/index-store.ts calibrateGeneration); all null until calibrated. */
+  calibration: EfCalibration | null;
+}
+
+/** The smallest ef of a ladder whose recall@10 against exact search reached the target. */
+export interface EfCalibration {
+  ef: number;
+  /** recall@10 measured at `ef`, in [0, 1] (below the target when no ef of the ladder reached it). */
+  recall: number;
+  /** ISO-8601. */
+  at: string;
+  /** Vectors in the index when it was measured. */
+  vectors: number;
 }
 
 export interface NewGeneration {
@@ -240,6 +253,12 @@ export interface CorpusStore {
   /** Stored vectors of the given chunks (missing ones absent from the map). */
   vectorsOf(modelId: string, chunkIds: readonly number[]): Promise<Map<number, Float32Array>>;
 
+  /**
+   * Merges the full-text index's segments after a bulk ingest (SQLite: FTS5 'optimize' of chunks_fts;
+   * PostgreSQL: a no-op, its GIN indexes are maintained by autovacuum). Cost ∝ the index size.
+   */
+  optimizeFullText(): Promise<void>;
+
   // --- index generations ---
   activeGeneration(): Promise<IndexGeneration | null>;
   buildingGeneration(modelId: string): Promise<IndexGeneration | null>;
@@ -249,6 +268,8 @@ export interface CorpusStore {
   activateGeneration(generation: number): Promise<IndexGeneration | null>;
   /** Records that `generation`'s file was saved reflecting the feed up to `feedSeq`. */
   recordIndexSaved(generation: number, feedSeq: number): Promise<void>;
+  /** Records `generation`'s ef_search calibration (replacing the previous one). */
+  recordCalibration(generation: number, calibration: EfCalibration): Promise<void>;
   /**
    * Cheap check of whether an ingest must load the vector stack although no file changed: the saved
    * index lags the feed, chunks lack vectors, or the configured model differs.

@@ -115,7 +115,9 @@ export const MIGRATED_TABLES: readonly TableSpec[] = [
       JOIN documents d ON d.id = u.document_id ORDER BY u.id`,
   },
   {
-    name: 'index_meta', key: ['generation'], serial: 'generation', skipSqliteColumns: ['saved_corpus_version', 'saved_feed_seq'],
+    name: 'index_meta', key: ['generation'], serial: 'generation',
+    // The ef calibration measured the SQLite engine's HNSW file, not pgvector's index: not copied.
+    skipSqliteColumns: ['saved_corpus_version', 'saved_feed_seq', 'calibrated_ef', 'calibrated_recall', 'calibrated_at', 'calibrated_vectors'],
     columns: [
       ...ints('generation'), ...texts('model_id'), ...ints('dimension'), ...texts('pooling'), col('normalized', 'bool'),
       ...ints('max_tokens'), ...texts('space'), ...ints('hnsw_m', 'hnsw_ef_construction', 'hnsw_ef_search'), ...texts('file', 'status'),

@@ -223,6 +223,24 @@ export function corpusStoreContract(engine: EngineUnderTest): void {
       expect((await s.corpus.generations('retired')).map((x) => x.generation)).toEqual([a.generation]);
       expect(await s.corpus.embeddingCount('A')).toBe(0);
     }));
+  it('optimizeFullText leaves full-text results unchanged', () =>
+    withStore(async (s) => {
+      for (let i = 0; i < 5; i++) await s.corpus.replaceDocument(doc('c', `o${i}.md`), chunks([`brin block range ${i}`, `gin posting list ${i}`]), null, null);
+      const before = await s.corpus.searchText('brin posting', { limit: 20 });
+      await s.corpus.optimizeFullText();
+      expect(await s.corpus.searchText('brin posting', { limit: 20 })).toEqual(before);
+      expect(before).toHaveLength(10);
+    }));
+  it('records an ef_search calibration on a generation (null until calibrated, replaced by the next)', () =>
+    withStore(async (s) => {
+      const g = { dimension: 4, pooling: 'mean', normalized: true, maxTokens: 16, hnswM: 16, hnswEfConstruction: 100, hnswEfSearch: 64 };
+      const a = await s.corpus.createGeneration({ ...g, modelId: 'A' }, 'active');
+      expect(a.calibration).toBeNull();
+      await s.corpus.recordCalibration(a.generation, { ef: 96, recall: 0.9912, at: '2026-01-02T03:04:05.000Z', vectors: 120_000 });
+      expect((await s.corpus.activeGeneration())?.calibration).toEqual({ ef: 96, recall: expect.closeTo(0.9912, 6), at: '2026-01-02T03:04:05.000Z', vectors: 120_000 });
+      await s.corpus.recordCalibration(a.generation, { ef: 128, recall: 0.995, at: '2026-01-03T00:00:00.000Z', vectors: 200_000 });
+      expect((await s.corpus.generations('active'))[0]?.calibration?.ef).toBe(128);
+    }));
   it('stores a document weight (default 1) and returns it with chunkMeta; a replace updates it', () =>
     withStore(async (s) => {
       const nav = await s.corpus.replaceDocument({ ...doc('c', 'index.html', 'Index'), weight: 0.25 }, chunks(['brin see block range']), null, null);

@@ -2,8 +2,8 @@
  * PostgreSQL implementation of {@link CorpusStore} (schema: migrations/postgres/030_corpus.sql).
  * Same semantics as the SQLite engine (sqlite/corpus.ts), with these engine-specific parts:
  * - full text: a weighted `tsvector` per chunk (title A, heading path B, text C) with a GIN index,
- *   queried with the SQLite engine's OR-ed terms through `websearch_to_tsquery` and ranked by
- *   `ts_rank_cd` (higher is better);
+ *   queried with the SQLite engine's OR-ed terms through `websearch_to_tsquery` and ranked by Okapi
+ *   BM25 computed in SQL from trigger-maintained term statistics (085_bm25.sql; higher is better);
  * - dense search: pgvector, one HNSW cosine index per embedding model (an expression + partial
  *   index, created with the model's generation), see {@link PostgresCorpusStore.searchVector};
  * - every write transaction takes the corpus lock (`mneme_lock_corpus()`) first, so the change feed's
@@ -28,6 +28,7 @@ import type {
   DocumentRef,
   EngineReport,
   FeedBounds,
+  EfCalibration,
   IndexGeneration,
   NewChunk,
   NewDocument,
@@ -35,7 +36,7 @@ import type {
   ReplaceDocumentResult,
   ScoredChunkRef,
 } from '../corpus.ts';
-import { ftsTerms, toFtsQuery } from '../sqlite/fts-query.ts';
+import { ftsTerms, termsToFtsQuery, toFtsQuery } from '../sqlite/fts-query.ts';
 import type { PgQueries, PgTx, PostgresConnection } from './connection.ts';
 
 /**
@@ -95,6 +96,10 @@ interface GenerationRow {
   created_at: string;
   activated_at: string | null;
   saved_feed_seq: number | null;
+  calibrated_ef: number | null;
+  calibrated_recall: number | null;
+  calibrated_at: string | null;
+  calibrated_vectors: number | null;
 }
 
 function toGeneration(r: GenerationRow): IndexGeneration {
@@ -114,6 +119,10 @@ function toGeneration(r: GenerationRow): IndexGeneration {
     createdAt: r.created_at,
     activatedAt: r.activated_at,
     savedFeedSeq: r.saved_feed_seq,
+    calibration:
+      r.calibrated_ef === null || r.calibrated_recall === null || r.calibrated_at === null || r.calibrated_vectors === null
+        ? null
+        : { ef: r.calibrated_ef, recall: r.calibrated_recall, at: r.calibrated_at, vectors: Number(r.calibrated_vectors) },
   };
 }
 
@@ -123,22 +132,49 @@ interface ScoredRow {
 }
 
 const SQL_LOCK = 'SELECT mneme_lock_corpus()';
-const SQL_SEARCH_TEXT = `SELECT c.id AS id, ts_rank_cd('${TS_RANK_WEIGHTS}'::float4[], c.tsv, q.q, ${TS_RANK_NORMALIZATION}) AS score
-  FROM (SELECT w FROM websearch_to_tsquery('${TS_CONFIG}', $1) AS w WHERE numnode(w) > 0) AS q(q)
-  JOIN chunks c ON c.tsv @@ q.q
-  JOIN documents d ON d.id = c.document_id
-  WHERE d.deleted_at IS NULL AND ($3::text IS NULL OR d.collection = $3::text)
-  ORDER BY score DESC, c.id LIMIT $2`;
+/** Okapi BM25 term-frequency saturation (SQLite FTS5's default). */
+export const BM25_K1 = 1.2;
+/** Okapi BM25 length normalization, 0–1 (SQLite FTS5's default). */
+export const BM25_B = 0.75;
 /**
- * ts_rank_cd normalization for whole documents: 1 = divide by 1 + log(document length), so a long
- * page (the back-of-book index) does not win on length alone.
+ * BM25 term frequency of a lexeme = Σ over its positions of its label's weight: title (A) 0.5, heading
+ * path (B) 0.5, text (C) 1.0 (D, unused, 0.1), as the SQLite engine's bm25() column weights
+ * weigh the same token in each column (BM25_WEIGHT_* in sqlite/corpus.ts).
  */
-export const TS_RANK_DOCUMENT_NORMALIZATION = 1;
-const SQL_SEARCH_DOCUMENTS = `SELECT d.id AS id, ts_rank_cd('${TS_RANK_WEIGHTS}'::float4[], d.tsv, q.q, ${TS_RANK_DOCUMENT_NORMALIZATION}) AS score
-  FROM (SELECT w FROM websearch_to_tsquery('${TS_CONFIG}', $1) AS w WHERE numnode(w) > 0) AS q(q)
-  JOIN documents d ON d.tsv @@ q.q
-  WHERE d.deleted_at IS NULL AND ($3::text IS NULL OR d.collection = $3::text)
-  ORDER BY score DESC, d.id LIMIT $2`;
+const BM25_TF = `CASE w WHEN 'A' THEN ${0.5} WHEN 'B' THEN ${0.5} WHEN 'C' THEN ${1.0} ELSE ${0.1} END`;
+
+/**
+ * Okapi BM25 over one scope of full text (migrations/postgres/085_bm25.sql): candidates are the rows
+ * matching the OR-ed tsquery ($1, through the GIN index) that are live and in collection $3 (null =
+ * all), scored Σ_t idf(t)·tf·(k1+1) / (tf + k1·(1 − b + b·len/avglen)) over the query's lexemes
+ * (to_tsvector of the terms, $4), idf(t) = ln(1 + (N − df + 0.5)/(df + 0.5)) from the scope's
+ * term statistics; best first (higher is better), then id; at most $2 rows.
+ */
+function bm25Sql(scope: { stats: 'chunk' | 'document'; terms: string; candidates: string }): string {
+  return `WITH q AS (SELECT w FROM websearch_to_tsquery('${TS_CONFIG}', $1) AS w WHERE numnode(w) > 0),
+  st AS (SELECT n::float8 AS n, greatest(total_len::float8 / greatest(n, 1), 1) AS avglen FROM corpus_stats WHERE scope = '${scope.stats}'),
+  ql AS MATERIALIZED (SELECT t.lexeme, ln(1 + (st.n - t.df + 0.5) / (t.df + 0.5)) AS idf
+    FROM (SELECT DISTINCT u.lexeme FROM unnest(to_tsvector('${TS_CONFIG}', $4::text)) AS u) AS l
+    JOIN ${scope.terms} t ON t.lexeme = l.lexeme CROSS JOIN st),
+  cand AS MATERIALIZED (${scope.candidates})
+  SELECT cand.id AS id, sum(ql.idf * f.tf * ${BM25_K1 + 1} / (f.tf + ${BM25_K1} * (1 - ${BM25_B} + ${BM25_B} * cand.tsv_len / st.avglen)))::float8 AS score
+  FROM cand CROSS JOIN st
+  CROSS JOIN LATERAL (SELECT u.lexeme, (SELECT sum(${BM25_TF}) FROM unnest(u.weights) AS w) AS tf FROM unnest(cand.tsv) AS u) AS f
+  JOIN ql ON ql.lexeme = f.lexeme
+  GROUP BY cand.id ORDER BY score DESC, cand.id LIMIT $2`;
+}
+const SQL_SEARCH_TEXT = bm25Sql({
+  stats: 'chunk',
+  terms: 'term_stats',
+  candidates: `SELECT c.id, c.tsv, c.tsv_len FROM q JOIN chunks c ON c.tsv @@ q.w JOIN documents d ON d.id = c.document_id
+    WHERE d.deleted_at IS NULL AND ($3::text IS NULL OR d.collection = $3::text)`,
+});
+const SQL_SEARCH_DOCUMENTS = bm25Sql({
+  stats: 'document',
+  terms: 'document_term_stats',
+  candidates: `SELECT d.id, d.tsv, d.tsv_len FROM q JOIN documents d ON d.tsv @@ q.w
+    WHERE d.deleted_at IS NULL AND ($3::text IS NULL OR d.collection = $3::text)`,
+});
 const SQL_DOCUMENT_ITEM = `SELECT d.id AS id, d.collection AS collection, d.title AS title, d.source_uri AS "sourceUri", d.kind AS kind,
     d.bytes AS bytes, (SELECT count(*) FROM chunks c WHERE c.document_id = d.id) AS chunks, d.ingested_at AS "ingestedAt", d.updated_at AS "updatedAt"
   FROM documents d`;
@@ -460,6 +496,21 @@ export class PostgresCorpusStore implements CorpusStore {
     await this.c.run('UPDATE index_meta SET saved_feed_seq = $1 WHERE generation = $2', [feedSeq, generation]);
   }
 
+  /** No-op: PostgreSQL's GIN indexes need no merge step (autovacuum flushes their pending lists). */
+  async optimizeFullText(): Promise<void> {}
+
+  async recordCalibration(generation: number, k: EfCalibration): Promise<void> {
+    await this.c.run('UPDATE index_meta SET calibrated_ef = $1, calibrated_recall = $2, calibrated_at = $3, calibrated_vectors = $4 WHERE generation = $5', [
+      k.ef,
+      k.recall,
+      k.at,
+      k.vectors,
+      generation,
+    ]);
+    // searchVector's default ef follows the calibration from the next query on.
+    this.models.clear();
+  }
+
   async vectorWorkPending(configuredModel: string | null): Promise<boolean> {
     if (configuredModel === null) return false;
     const meta = await this.activeGeneration();
@@ -478,20 +529,22 @@ export class PostgresCorpusStore implements CorpusStore {
 
   /**
    * Full text over live chunks, best first: the query's terms OR-ed (as on SQLite: see
-   * sqlite/fts-query.ts), each a phrase for compounds such as "e-417"; score = ts_rank_cd with
-   * TS_RANK_WEIGHTS. [] when nothing searchable remains (punctuation only, or only stopwords).
+   * sqlite/fts-query.ts), each a phrase for compounds such as "e-417"; score = Okapi BM25 (see
+   * bm25Sql: BM25_K1, BM25_B, weights title 0.5, heading 0.5, text 1.0). [] when nothing searchable remains (punctuation only, or only stopwords).
    */
   async searchText(query: string, opts: { limit: number; collection?: string | undefined }): Promise<ScoredChunkRef[]> {
-    const match = toFtsQuery(query);
+    const terms = ftsTerms(query);
+    const match = termsToFtsQuery(terms);
     if (match === null) return [];
-    const rows = await this.c.rows<ScoredRow>(SQL_SEARCH_TEXT, [match, opts.limit, opts.collection ?? null]);
+    const rows = await this.c.rows<ScoredRow>(SQL_SEARCH_TEXT, [match, opts.limit, opts.collection ?? null, terms.join(' ')]);
     return rows.map((r) => ({ chunkId: r.id, score: r.score }));
   }
 
   async searchDocuments(query: string, opts: { limit: number; collection?: string | undefined }): Promise<Array<{ documentId: number; score: number }>> {
-    const match = toFtsQuery(query);
+    const terms = ftsTerms(query);
+    const match = termsToFtsQuery(terms);
     if (match === null) return [];
-    const rows = await this.c.rows<ScoredRow>(SQL_SEARCH_DOCUMENTS, [match, opts.limit, opts.collection ?? null]);
+    const rows = await this.c.rows<ScoredRow>(SQL_SEARCH_DOCUMENTS, [match, opts.limit, opts.collection ?? null, terms.join(' ')]);
     return rows.map((r) => ({ documentId: r.id, score: r.score }));
   }
 
@@ -536,7 +589,7 @@ export class PostgresCorpusStore implements CorpusStore {
     const known = this.models.get(modelId);
     if (known) return known;
     const r = await this.c.one<{ dimension: number; ef: number }>(
-      'SELECT dimension, hnsw_ef_search AS ef FROM index_meta WHERE model_id = $1 ORDER BY generation DESC LIMIT 1',
+      'SELECT dimension, COALESCE(calibrated_ef, hnsw_ef_search) AS ef FROM index_meta WHERE model_id = $1 ORDER BY generation DESC LIMIT 1',
       [modelId],
     );
     if (!r) return null;

@@ -22,6 +22,7 @@ import type {
   EngineReport,
   DocumentRef,
   FeedBounds,
+  EfCalibration,
   IndexGeneration,
   NewChunk,
   NewDocument,
@@ -31,7 +32,7 @@ import type {
 } from '../corpus.ts';
 import { blobToVector, idList, vectorToBlob } from './codec.ts';
 import type { SqliteConnection } from './connection.ts';
-import { ftsTerms, toFtsQuery } from './fts-query.ts';
+import { ftsTerms, PRUNE_KEEP_RAREST, pruneTerms, termsToFtsQuery, toFtsQuery } from './fts-query.ts';
 
 /**
  * Most chunks written (or deleted) in one transaction (default 1000, ~20–60 ms of write lock with
@@ -73,6 +74,10 @@ interface GenerationRow {
   created_at: string;
   activated_at: string | null;
   saved_feed_seq: number | null;
+  calibrated_ef: number | null;
+  calibrated_recall: number | null;
+  calibrated_at: string | null;
+  calibrated_vectors: number | null;
 }
 
 function toGeneration(r: GenerationRow): IndexGeneration {
@@ -92,6 +97,10 @@ function toGeneration(r: GenerationRow): IndexGeneration {
     createdAt: r.created_at,
     activatedAt: r.activated_at,
     savedFeedSeq: r.saved_feed_seq,
+    calibration:
+      r.calibrated_ef === null || r.calibrated_recall === null || r.calibrated_at === null || r.calibrated_vectors === null
+        ? null
+        : { ef: r.calibrated_ef, recall: r.calibrated_recall, at: r.calibrated_at, vectors: Number(r.calibrated_vectors) },
   };
 }
 
@@ -135,7 +144,27 @@ export function likePattern(text: string): string {
 
 export class SqliteCorpusStore implements CorpusStore {
   readonly nativeVectorSearch = false;
+  /** True once this connection has its temp fts5vocab table over chunks_fts (document frequencies). */
+  private vocabReady = false;
+
   constructor(private readonly c: SqliteConnection) {}
+
+  /**
+   * The query's terms after document-frequency pruning (fts-query.ts pruneTerms). Frequencies come
+   * from a per-connection fts5vocab table (an index seek per term); a term the tokenizer stems to
+   * another form is not found there and is kept. The chunk count is max(chunk id), an upper bound.
+   */
+  private searchTerms(query: string): string[] {
+    const terms = ftsTerms(query);
+    if (terms.length <= PRUNE_KEEP_RAREST) return terms;
+    if (!this.vocabReady) {
+      this.c.db.exec("CREATE VIRTUAL TABLE IF NOT EXISTS temp.chunks_fts_vocab USING fts5vocab(main, chunks_fts, 'row')");
+      this.vocabReady = true;
+    }
+    const dfStmt = this.c.stmt<[string], { doc: number }>('SELECT doc FROM temp.chunks_fts_vocab WHERE term = ?');
+    const total = this.c.stmt<[], { n: number | null }>('SELECT max(id) AS n FROM chunks').get()?.n ?? 0;
+    return pruneTerms(terms, terms.map((t) => dfStmt.get(t)?.doc ?? 0), total);
+  }
 
   // ---------------------------------------------------------------------------------------------
   // documents
@@ -414,6 +443,18 @@ export class SqliteCorpusStore implements CorpusStore {
     await this.c.write(() => this.c.stmt('UPDATE index_meta SET saved_feed_seq = ? WHERE generation = ?').run(feedSeq, generation));
   }
 
+  async optimizeFullText(): Promise<void> {
+    await this.c.write(() => this.c.stmt("INSERT INTO chunks_fts(chunks_fts) VALUES('optimize')").run());
+  }
+
+  async recordCalibration(generation: number, k: EfCalibration): Promise<void> {
+    await this.c.write(() =>
+      this.c
+        .stmt('UPDATE index_meta SET calibrated_ef = ?, calibrated_recall = ?, calibrated_at = ?, calibrated_vectors = ? WHERE generation = ?')
+        .run(k.ef, k.recall, k.at, k.vectors, generation),
+    );
+  }
+
   async vectorWorkPending(configuredModel: string | null): Promise<boolean> {
     if (configuredModel === null) return false;
     const meta = await this.activeGeneration();
@@ -432,7 +473,7 @@ export class SqliteCorpusStore implements CorpusStore {
   // retrieval
 
   async searchText(query: string, opts: { limit: number; collection?: string | undefined }): Promise<ScoredChunkRef[]> {
-    const match = toFtsQuery(query);
+    const match = termsToFtsQuery(this.searchTerms(query));
     if (match === null) return [];
     const { limit, collection } = opts;
     const run = (inner: number) =>

@@ -60,8 +60,39 @@ export function ftsTerms(text: string): string[] {
  * null when the text contains nothing searchable (empty, whitespace, punctuation only). Never throws.
  */
 export function toFtsQuery(text: string): string | null {
-  const terms = ftsTerms(text);
+  return termsToFtsQuery(ftsTerms(text));
+}
+
+/** `"a" OR "b"` from terms as {@link ftsTerms} returns them; null for none. */
+export function termsToFtsQuery(terms: readonly string[]): string | null {
   if (terms.length === 0) return null;
   // Terms contain no '"' (TERM_RE excludes it), so quoting needs no escaping.
   return terms.map((t) => `"${t}"`).join(' OR ');
+}
+
+/**
+ * Query-term pruning (BM25 over OR-ed terms costs the sum of the terms' posting lists; a term in
+ * many chunks dominates that cost while its IDF adds little). A term is dropped when it occurs in at
+ * least PRUNE_MIN_DF chunks AND in at least PRUNE_MIN_DF_SHARE of them; the PRUNE_KEEP_RAREST rarest
+ * terms are always kept. Measured on the synthetic 100k corpus (bench/README.md): BM25 p50 −14%,
+ * p99 −53%, top-10 overlap with the unpruned list 0.985; BEIR fixture unchanged, PostgreSQL-manual
+ * questions: MRR@10 +0.025, hit@5 −0.029 (one question).
+ */
+export const PRUNE_MIN_DF = 1_000;
+export const PRUNE_MIN_DF_SHARE = 0.01;
+export const PRUNE_KEEP_RAREST = 2;
+
+/**
+ * The terms to search, in their original order, after pruning by document frequency (see
+ * PRUNE_MIN_DF). `df[i]` is the number of chunks holding `terms[i]` (0 when unknown: kept);
+ * `total` the number of chunks. Pure.
+ */
+export function pruneTerms(terms: readonly string[], df: readonly number[], total: number): string[] {
+  if (terms.length <= PRUNE_KEEP_RAREST || total <= 0) return [...terms];
+  const byRarity = terms.map((t, i) => ({ i, df: df[i] ?? 0 })).sort((a, b) => a.df - b.df || a.i - b.i);
+  const keep = new Set<number>();
+  byRarity.forEach((x, rank) => {
+    if (rank < PRUNE_KEEP_RAREST || x.df < PRUNE_MIN_DF || x.df / total < PRUNE_MIN_DF_SHARE) keep.add(x.i);
+  });
+  return terms.filter((_, i) => keep.has(i));
 }
