@@ -98,8 +98,12 @@ describe('users and erasure', () => {
     await materializeFeatures(srv.deps.store);
     const ivyId = srv.db.prepare('SELECT id FROM users WHERE name = ?').pluck().get('ivy') as number;
     const jackId = srv.db.prepare('SELECT id FROM users WHERE name = ?').pluck().get('jack') as number;
+    // An upload job of each (uploads are admin-only through HTTP; the row is what erasure must find).
+    for (const [name, id] of [['ivy', ivyId], ['jack', jackId]] as const) {
+      await srv.deps.store.jobs.create({ id: `job_test_${name}`, kind: 'upload', collection: 'default', userId: id, filesTotal: 1 });
+    }
     const tables = await srv.deps.store.users.userDataTables();
-    expect(tables).toEqual(expect.arrayContaining(['conversations', 'messages', 'responses', 'feedback', 'feature_history', 'feature_online']));
+    expect(tables).toEqual(expect.arrayContaining(['conversations', 'messages', 'responses', 'feedback', 'feature_history', 'feature_online', 'jobs']));
     const snapshot = (userId: number) => Object.fromEntries(tables.map((t) => [t, count(srv, t, 'user_id = ?', userId)]));
     const ivyBefore = snapshot(ivyId);
     const jackBefore = snapshot(jackId);
