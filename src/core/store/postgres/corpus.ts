@@ -36,7 +36,7 @@ import type {
   ReplaceDocumentResult,
   ScoredChunkRef,
 } from '../corpus.ts';
-import { ftsTerms, termsToFtsQuery } from '../sqlite/fts-query.ts';
+import { ftsTerms, PRUNE_KEEP_RAREST, pruneTerms, termsToFtsQuery } from '../sqlite/fts-query.ts';
 import type { PgQueries, PgTx, PostgresConnection } from './connection.ts';
 
 /**
@@ -150,12 +150,16 @@ function bm25Scored(scope: { stats: 'chunk' | 'document'; terms: string; candida
     JOIN ${scope.terms} t ON t.lexeme = l.lexeme CROSS JOIN st),
   cand AS MATERIALIZED (${scope.candidates})
   SELECT cand.id AS id, cand.doc AS doc,
-    sum(ql.idf * f.tf * ${BM25_K1 + 1} / (f.tf + ${BM25_K1} * (1 - ${BM25_B} + ${BM25_B} * cand.tsv_len / st.avglen)))::float8 AS score
+    sum(f.idf * f.tf * ${BM25_K1 + 1} / (f.tf + ${BM25_K1} * (1 - ${BM25_B} + ${BM25_B} * cand.tsv_len / st.avglen)))::float8 AS score
   FROM cand CROSS JOIN st
-  CROSS JOIN LATERAL (SELECT u.lexeme, (SELECT sum(${BM25_TF}) FROM unnest(u.weights) AS w) AS tf FROM unnest(cand.tsv) AS u) AS f
-  JOIN ql ON ql.lexeme = f.lexeme
+  CROSS JOIN LATERAL (SELECT ql.idf, (SELECT sum(${BM25_TF}) FROM unnest(u.weights) AS w) AS tf
+    FROM unnest(cand.tsv) AS u JOIN ql ON ql.lexeme = u.lexeme OFFSET 0) AS f
   GROUP BY cand.id, cand.doc`;
 }
+/** Per term of $1 (in order): its df (the smallest of its lexemes' chunk df, 0 when unknown) and the chunk count. */
+const SQL_TERM_DF = `SELECT coalesce((SELECT min(ts.df) FROM unnest(to_tsvector('${TS_CONFIG}', t.term)) AS u JOIN term_stats ts ON ts.lexeme = u.lexeme), 0) AS df,
+    (SELECT n FROM corpus_stats WHERE scope = 'chunk') AS total
+  FROM unnest($1::text[]) WITH ORDINALITY AS t(term, i) ORDER BY t.i`;
 /** searchText ($1 OR-ed query, $2 limit, $3 collection or null, $4 the terms): live chunks, best first. */
 const SQL_SEARCH_TEXT = `${bm25Scored({
   stats: 'chunk',
@@ -536,11 +540,23 @@ export class PostgresCorpusStore implements CorpusStore {
    * bm25Sql: BM25_K1, BM25_B, weights title 0.5, heading 0.5, text 1.0). [] when nothing searchable remains (punctuation only, or only stopwords).
    */
   async searchText(query: string, opts: { limit: number; collection?: string | undefined }): Promise<ScoredChunkRef[]> {
-    const terms = ftsTerms(query);
+    const terms = await this.searchTerms(query);
     const match = termsToFtsQuery(terms);
     if (match === null) return [];
     const rows = await this.c.rows<ScoredRow>(SQL_SEARCH_TEXT, [match, opts.limit, opts.collection ?? null, terms.join(' ')]);
     return rows.map((r) => ({ chunkId: r.id, score: r.score }));
+  }
+
+  /**
+   * The query's terms after document-frequency pruning (fts-query.ts pruneTerms, as the SQLite
+   * engine prunes): a term's df is the smallest df of its lexemes in term_stats (a phrase occurs in
+   * no more chunks than its rarest word; 0 = unknown, kept); the chunk count from corpus_stats.
+   */
+  private async searchTerms(query: string): Promise<string[]> {
+    const terms = ftsTerms(query);
+    if (terms.length <= PRUNE_KEEP_RAREST) return terms;
+    const rows = await this.c.rows<{ df: number; total: number }>(SQL_TERM_DF, [terms]);
+    return pruneTerms(terms, rows.map((r) => Number(r.df)), Number(rows[0]?.total ?? 0));
   }
 
   async searchDocuments(query: string, opts: { limit: number; collection?: string | undefined }): Promise<Array<{ documentId: number; score: number }>> {
