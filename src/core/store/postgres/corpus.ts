@@ -36,7 +36,7 @@ import type {
   ReplaceDocumentResult,
   ScoredChunkRef,
 } from '../corpus.ts';
-import { ftsTerms, PRUNE_KEEP_RAREST, pruneTerms, termsToFtsQuery } from '../sqlite/fts-query.ts';
+import { ftsTerms, PRUNE_MIN_DF, pruneTerms, termsToFtsQuery } from '../sqlite/fts-query.ts';
 import type { PgQueries, PgTx, PostgresConnection } from './connection.ts';
 
 /**
@@ -44,6 +44,8 @@ import type { PgQueries, PgTx, PostgresConnection } from './connection.ts';
  * more is staged, so the corpus lock is never held for long.
  */
 export const DOC_TX_MAX_CHUNKS = 1000;
+/** searchText drops a query term found in more than this share of all chunks (and in ≥ PRUNE_MIN_DF) while a rarer one remains (FTS5's idf is 1e-6 there). */
+export const MAX_DF_SHARE = 0.5;
 /** Text-search configuration: English stemming and stopwords (the SQLite engine uses the porter stemmer). */
 export const TS_CONFIG = 'english';
 /** pgvector's HNSW limit for `vector` (dimensions); a larger model is searched exactly (no index). */
@@ -554,9 +556,17 @@ export class PostgresCorpusStore implements CorpusStore {
    */
   private async searchTerms(query: string): Promise<string[]> {
     const terms = ftsTerms(query);
-    if (terms.length <= PRUNE_KEEP_RAREST) return terms;
+    if (terms.length <= 1) return terms;
     const rows = await this.c.rows<{ df: number; total: number }>(SQL_TERM_DF, [terms]);
-    return pruneTerms(terms, rows.map((r) => Number(r.df)), Number(rows[0]?.total ?? 0));
+    const df = rows.map((r) => Number(r.df));
+    const total = Number(rows[0]?.total ?? 0);
+    // A term in more than half of the chunks: FTS5 gives it idf 1e-6 (nothing), and scoring its
+    // postings costs a scan of most of the corpus (4.3 s for "notes lirilex" at 100k): dropped while
+    // a rarer term remains, so the candidates are the rows the rarer terms match (only from
+    // PRUNE_MIN_DF chunks on: below that the scan is cheap and every match stays a candidate).
+    const kept = terms.filter((_, i) => !((df[i] ?? 0) >= PRUNE_MIN_DF && (df[i] ?? 0) > total * MAX_DF_SHARE));
+    if (kept.length === 0) return pruneTerms(terms, df, total);
+    return pruneTerms(kept, kept.map((t) => df[terms.indexOf(t)] ?? 0), total);
   }
 
   async searchDocuments(query: string, opts: { limit: number; collection?: string | undefined }): Promise<Array<{ documentId: number; score: number }>> {
