@@ -152,7 +152,10 @@ async function main(): Promise<void> {
     let out = '';
     let err = '';
     server.stdout!.on('data', (d) => (out += d));
-    server.stderr!.on('data', (d) => (err += d));
+    server.stderr!.on('data', (d) => {
+      err += d;
+      if (process.env.MNEME_BENCH_SERVER_LOG) fs.appendFileSync(process.env.MNEME_BENCH_SERVER_LOG, d);
+    });
     const url = await new Promise<string>((resolve, reject) => {
       const t = setInterval(() => {
         const m = /(http:\/\/[\d.:[\]a-z]+)/.exec(out);
@@ -175,7 +178,9 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, 3000)); // past the ingest's model load
     // The whole ingest is the measured window (capped), including the server applying its changes.
     const busy = await load(url, key, MAX_BUSY_SECONDS, ingestDone);
-    const health = await (await fetch(`${url}/healthz`)).json().catch(() => null);
+    const health = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(TIMEOUT_MS) })
+      .then((r) => r.json())
+      .catch((e: unknown) => ({ error: String(e) }));
     const ing = await ingestDone;
     server.kill('SIGTERM');
     await finished(server);

@@ -71,6 +71,8 @@ const envSchema = z.object({
   MNEME_OFFLINE: bool.default(false),
   MNEME_THREADS: intIn(1, 256).optional(),
   MNEME_MAX_FILE_BYTES: intIn(1, 2 ** 40).default(DEFAULT_MAX_FILE_BYTES),
+  /** 1: run the server's full-text searches on a reader thread (SQLite engine; off by default, see README). */
+  MNEME_SEARCH_THREAD: bool.default(false),
   /** CPU priority (nice, 0-19) `ingest`/`reindex` lower themselves to, so a server on the same machine keeps its latency. */
   MNEME_INGEST_NICE: intIn(0, 19).default(10),
 
@@ -135,6 +137,8 @@ export interface Config {
   maxFileBytes: number;
   /** Nice value (0 = unchanged) of ingestion processes; default 10. */
   ingestNice: number;
+  /** Full-text searches of `serve` on a reader thread (SQLite engine). Default false. */
+  searchThread: boolean;
   llm: {
     spec: string;
     model: string | undefined;
@@ -301,6 +305,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     threads: e.MNEME_THREADS ?? os.availableParallelism(),
     maxFileBytes: e.MNEME_MAX_FILE_BYTES,
     ingestNice: e.MNEME_INGEST_NICE,
+    searchThread: e.MNEME_SEARCH_THREAD,
     llm: {
       spec: e.MNEME_LLM,
       model: e.MNEME_LLM_MODEL,

@@ -110,7 +110,7 @@ describe('graceful shutdown', () => {
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    await waitFor(() => /listening on http:\/\/127\.0\.0\.1:\d+/.test(stdout), 30_000, `the server to listen (stderr: ${stderr})`);
+    await waitFor(() => /listening on http:\/\/127\.0\.0\.1:\d+/.test(stdout), 30_000, `the server to listen (stderr: ${stderr}; stdout: ${stdout})`);
     const url = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(stdout)![1]!;
     expect(stdout).toMatch(/chat model: openai fake-llm; retrieval: hybrid/);
     llm.behaviour = { kind: 'answer', text: 'Answered during shutdown [1].', firstByteDelayMs: 800 };
@@ -146,7 +146,7 @@ describe('graceful shutdown', () => {
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    await waitFor(() => /listening on http:\/\/127\.0\.0\.1:\d+/.test(stdout), 30_000, `the server to listen (stderr: ${stderr})`);
+    await waitFor(() => /listening on http:\/\/127\.0\.0\.1:\d+/.test(stdout), 30_000, `the server to listen (stderr: ${stderr}; stdout: ${stdout})`);
     const url = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(stdout)![1]!;
     // 60 words at 250 ms each: 15 s of streaming, far beyond the grace period.
     llm.behaviour = { kind: 'answer', text: 'slow '.repeat(60), tokenDelayMs: 250 };

@@ -53,7 +53,8 @@ describe('kill -9 during ingestion', () => {
     const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
     // Kill it once some documents are committed but (with 400 files) well before the end.
     let docs = 0;
-    for (let i = 0; i < 600; i++) {
+    // Up to 90 s: on a loaded 2-core machine the first window (model load + embedding) can take long.
+    for (let i = 0; i < 3600; i++) {
       docs = countDocs(dataDir);
       if (docs > 0) break;
       await new Promise((r) => setTimeout(r, 25));

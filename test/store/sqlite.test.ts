@@ -128,3 +128,27 @@ describe('SqliteCorpusStore crash leftovers', () => {
     await store.close();
   });
 });
+
+describe('SqliteReader: full-text searches on a reader thread', () => {
+  it('gives the same results as the main connection and leaves the event loop free meanwhile', async () => {
+    const store = openSqliteStore(path.join(tempDir(), 'mneme.sqlite'));
+    // One large document whose every chunk holds the common terms: FTS5 scores all of them.
+    const chunks = Array.from({ length: 20_000 }, (_, i) => ({ ord: i, text: `valve ${i % 997} reports gauge ${(i * 13) % 89} at station ${i % 211}`, headingPath: '', tokenCount: 8, contentSha256: `h${i}` }));
+    await store.corpus.replaceDocument({ collection: 'c', sourceUri: '/big.json', contentSha256: 'x', title: 'Big', kind: 'application/json', bytes: 1 }, chunks, null, null);
+    const q = 'valve gauge station reports';
+    const direct = await store.corpus.searchText(q, { limit: 50 });
+    const docsDirect = await store.corpus.searchDocuments(q, { limit: 5 });
+    store.startReader();
+    let ticks = 0;
+    const ticker = setInterval(() => ticks++, 1);
+    const t0 = performance.now();
+    const viaReader = await store.corpus.searchText(q, { limit: 50 });
+    const elapsed = performance.now() - t0;
+    clearInterval(ticker);
+    expect(viaReader).toEqual(direct);
+    expect(await store.corpus.searchDocuments(q, { limit: 5 })).toEqual(docsDirect);
+    // The timer kept firing while the reader worked (a search on this thread would starve it).
+    expect(ticks).toBeGreaterThanOrEqual(Math.floor(elapsed / 4));
+    await store.close();
+  });
+});

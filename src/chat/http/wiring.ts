@@ -27,6 +27,7 @@ import { ModelPool, ReleaseRouter } from '../release-router.ts';
 import { ensureInitialRelease } from '../releases.ts';
 import type { AppDeps } from './context.ts';
 import { InFlight } from './context.ts';
+import { SqliteStore } from '../../core/store/sqlite/index.ts';
 import { buildRedisParts } from './redis.ts';
 import type { RedisParts } from './redis.ts';
 
@@ -118,6 +119,9 @@ export interface BuildServerDepsOptions {
 export async function buildServerDeps(config: Config, options: BuildServerDepsOptions = {}): Promise<ServerDeps> {
   const logger = options.logger ?? silentLogger;
   const store = await openStore(config);
+  // A full-text query over a large corpus costs seconds of CPU: with MNEME_SEARCH_THREAD=1 it runs on
+  // a reader thread, never on the event loop that answers every other request.
+  if (config.searchThread && store instanceof SqliteStore) store.startReader();
   let stack: VectorStack | null = null;
   let model: ChatModel | null = null;
   let retriever: HybridRetriever | null = null;

@@ -32,6 +32,7 @@ import type {
 } from '../corpus.ts';
 import { blobToVector, idList, vectorToBlob } from './codec.ts';
 import type { SqliteConnection } from './connection.ts';
+import type { SqliteReader } from './reader.ts';
 import { ftsTerms, PRUNE_KEEP_RAREST, pruneTerms, termsToFtsQuery, toFtsQuery } from './fts-query.ts';
 
 /**
@@ -147,7 +148,15 @@ export class SqliteCorpusStore implements CorpusStore {
   /** True once this connection has its temp fts5vocab table over chunks_fts (document frequencies). */
   private vocabReady = false;
 
+  /** Set by a server (SqliteStore.startReader): the heavy full-text searches run on its thread. */
+  private reader: SqliteReader | null = null;
+
   constructor(private readonly c: SqliteConnection) {}
+
+  /** Sends searchText / searchDocuments / bestChunks to `reader` (null: back to this connection). */
+  useReader(reader: SqliteReader | null): void {
+    this.reader = reader;
+  }
 
   /**
    * The query's terms after document-frequency pruning (fts-query.ts pruneTerms). Frequencies come
@@ -473,6 +482,7 @@ export class SqliteCorpusStore implements CorpusStore {
   // retrieval
 
   async searchText(query: string, opts: { limit: number; collection?: string | undefined }): Promise<ScoredChunkRef[]> {
+    if (this.reader?.usable) return this.reader.call('searchText', [query, opts]);
     const match = termsToFtsQuery(this.searchTerms(query));
     if (match === null) return [];
     const { limit, collection } = opts;
@@ -489,6 +499,7 @@ export class SqliteCorpusStore implements CorpusStore {
   }
 
   async searchDocuments(query: string, opts: { limit: number; collection?: string | undefined }): Promise<Array<{ documentId: number; score: number }>> {
+    if (this.reader?.usable) return this.reader.call('searchDocuments', [query, opts]);
     const match = toFtsQuery(query);
     if (match === null) return [];
     const collection = opts.collection ?? null;
@@ -499,6 +510,7 @@ export class SqliteCorpusStore implements CorpusStore {
   }
 
   async bestChunks(query: string, documentIds: readonly number[]): Promise<Map<number, number>> {
+    if (this.reader?.usable) return this.reader.call('bestChunks', [query, [...documentIds]]);
     const match = toFtsQuery(query);
     const best = new Map<number, { chunkId: number; rank: number }>();
     if (match === null || documentIds.length === 0) return new Map();

@@ -7,6 +7,7 @@ import type { Store, StoreLease } from '../index.ts';
 import { trySqliteFileLock } from './lock.ts';
 import type { SqliteConnectionOptions } from './connection.ts';
 import { SqliteConnection } from './connection.ts';
+import { SqliteReader } from './reader.ts';
 import { SqliteConversationStore } from './conversations.ts';
 import { SqliteCorpusStore } from './corpus.ts';
 import { SqliteExportSource } from './exports.ts';
@@ -19,6 +20,7 @@ import { SqliteUserStore } from './users.ts';
 
 export class SqliteStore implements Store {
   readonly engine = 'sqlite' as const;
+  private reader: SqliteReader | null = null;
   readonly corpus: SqliteCorpusStore;
   readonly users: SqliteUserStore;
   readonly conversations: SqliteConversationStore;
@@ -53,8 +55,21 @@ export class SqliteStore implements Store {
     return lock ? { release: async () => lock.release() } : null;
   }
 
+  /**
+   * Moves the heavy full-text searches to a reader thread with its own connection (servers: an FTS5
+   * query over a large corpus must not block the event loop). Idempotent; closed by close().
+   */
+  startReader(): void {
+    if (this.reader) return;
+    this.reader = new SqliteReader(this.connection.file);
+    this.corpus.useReader(this.reader);
+  }
+
   async close(): Promise<void> {
     if (!this.connection.isOpen) return;
+    this.corpus.useReader(null);
+    await this.reader?.close();
+    this.reader = null;
     // Let writes already queued finish before the handle goes.
     await this.connection.write(() => undefined).catch(() => undefined);
     this.connection.close();

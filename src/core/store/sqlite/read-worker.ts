@@ -1,0 +1,34 @@
+/**
+ * Worker thread of {@link SqliteReader}: its own read-only connection to the database file and a
+ * SqliteCorpusStore on it, answering the full-text searches a server sends here. Whatever one query
+ * costs (FTS5 scores every chunk matching a common term: hundreds of ms on a large corpus), it is
+ * spent on this thread, not on the server's event loop.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { SqliteConnection } from './connection.ts';
+import { SqliteCorpusStore } from './corpus.ts';
+import type { ReaderMethod, ReaderRequest, ReaderReply } from './reader.ts';
+
+const { file } = (workerData as { data: { file: string } }).data;
+const conn = new SqliteConnection(file, { readonly: true });
+const corpus = new SqliteCorpusStore(conn);
+
+const methods: Record<ReaderMethod, (...args: never[]) => Promise<unknown>> = {
+  searchText: (...a: Parameters<SqliteCorpusStore['searchText']>) => corpus.searchText(...a),
+  searchDocuments: (...a: Parameters<SqliteCorpusStore['searchDocuments']>) => corpus.searchDocuments(...a),
+  bestChunks: (...a: Parameters<SqliteCorpusStore['bestChunks']>) => corpus.bestChunks(...a),
+};
+
+parentPort!.on('message', (msg: ReaderRequest | { type: 'close' }) => {
+  if ('type' in msg) {
+    conn.close();
+    parentPort!.close();
+    return;
+  }
+  const fn = methods[msg.method] as (...args: unknown[]) => Promise<unknown>;
+  fn(...msg.args).then(
+    (result) => parentPort!.postMessage({ id: msg.id, result } satisfies ReaderReply),
+    (err: unknown) => parentPort!.postMessage({ id: msg.id, error: (err as Error).message ?? String(err) } satisfies ReaderReply),
+  );
+});
+parentPort!.postMessage({ ready: true });
