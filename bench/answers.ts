@@ -13,6 +13,7 @@
  * --model: the embedding model (default none = BM25 only; a model directory gives hybrid figures).
  * --exclude: passed to `mneme ingest --exclude` (repeatable).
  * --data-dir: reuse/keep a data dir (default: a fresh one under bench/.work, removed at the end).
+ * --database-url: an empty scratch PostgreSQL database: the same run on the PostgreSQL engine.
  * Prints one JSON line on stdout; progress on stderr.
  */
 import fs from 'node:fs';
@@ -44,6 +45,8 @@ const { values, positionals } = parseArgs({
     model: { type: 'string', default: 'none' },
     exclude: { type: 'string', multiple: true },
     'data-dir': { type: 'string' },
+    /** A scratch PostgreSQL database (empty): run everything on the PostgreSQL engine instead of SQLite. */
+    'database-url': { type: 'string' },
   },
 });
 const corpus = positionals[0];
@@ -61,6 +64,7 @@ const env: Record<string, string> = {
   MNEME_RATE_LIMIT_PER_MIN: '0',
   MNEME_AUTH_FAIL_PER_MIN: '0',
   MNEME_FEATURES_INTERVAL_S: '0',
+  ...(values['database-url'] ? { MNEME_DATABASE_URL: values['database-url'] } : {}),
 };
 const sink = (w: (s: string) => void) => new Writable({ write: (c, _e, cb) => (w(String(c)), cb()) });
 
