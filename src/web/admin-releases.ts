@@ -127,7 +127,7 @@ export function releasesPanel(root: HTMLElement, key: () => string | null): Rele
 
   function renderArms(rep: ReleaseReport): void {
     const ci = (c: [number, number] | null) => (c ? ` (${formatPct(c[0])}–${formatPct(c[1])})` : '');
-    const head = ['Release', 'Arm', 'Answers', '👍 rate (95 % CI)', '👎 rate', 'Corrected', 'No citation', 'Errors', 'p50', 'p99', 'First token', 'Tokens', 'Citations'];
+    const head = ['Release', 'Arm', 'Answers', 'Thumbs-up rate (95 % CI)', 'Thumbs-down rate', 'Corrected', 'No citation', 'Errors', 'p50', 'p99', 'First token', 'Tokens', 'Citations'];
     const rows = rep.arms.map((a) =>
       h(
         'tr',
