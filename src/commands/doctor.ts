@@ -5,7 +5,7 @@ import { openStore } from '../core/deps.ts';
 import type { IndexGeneration } from '../core/index-store.ts';
 import { effectiveEfSearch, indexFile, indexOptions } from '../core/index-store.ts';
 import type { Store } from '../core/store/index.ts';
-import { HnswVectorIndex } from '../core/vector-index.ts';
+import { indexExists, ShardedHnswIndex } from '../core/sharded-index.ts';
 import { parseCommandArgs, printJson, synopsis } from './args.ts';
 import type { CommandSpec } from './args.ts';
 import { checkEmbeddingModel } from './doctor-model.ts';
@@ -87,16 +87,17 @@ export async function diagnose(store: Store, dataDir: string, hnsw: DoctorHnswSe
   return { ok: problems.length === 0, problems, warnings, counts, engine: engine.facts, vectorSearch };
 }
 
-/** Compares the saved HNSW file's labels with the stored embeddings. */
+/** Compares the saved HNSW index's labels (sharded layout, or the legacy single file) with the stored embeddings. */
 function checkIndexFile(file: string, meta: IndexGeneration, expected: Set<number>, counts: Record<string, number>): string[] {
-  if (!fs.existsSync(file)) return expected.size > 0 ? [`index file ${file} is missing (run \`mneme reindex\`)`] : [];
-  let index: HnswVectorIndex;
+  if (!indexExists(file)) return expected.size > 0 ? [`index file ${file} is missing (run \`mneme reindex\`)`] : [];
+  let index: ShardedHnswIndex;
   try {
-    index = HnswVectorIndex.load(file, indexOptions(meta));
+    index = ShardedHnswIndex.load(file, indexOptions(meta));
   } catch (err) {
     return [`index file ${file} cannot be read: ${(err as Error).message} (run \`mneme reindex\`)`];
   }
   counts.index_vectors = index.size();
+  counts.index_shards = index.shardCount;
   const problems: string[] = [];
   const extra = index.labels().filter((l) => !expected.has(l));
   let missing = 0;

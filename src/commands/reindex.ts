@@ -1,4 +1,3 @@
-import fs from 'node:fs';
 import { z } from 'zod';
 import { loadConfig, OPENAI_EMBED_PREFIX } from '../core/config.ts';
 import type { Config } from '../core/config.ts';
@@ -6,12 +5,13 @@ import { openStore } from '../core/deps.ts';
 import { TransformersEmbedder } from '../core/embedder.ts';
 import { NotFoundError } from '../core/errors.ts';
 import type { IndexGeneration } from '../core/index-store.ts';
-import { calibrateGeneration, createGeneration, indexFile, indexOptions, saveIndex } from '../core/index-store.ts';
+import { calibrateGeneration, createGeneration, indexFile, indexOptions } from '../core/index-store.ts';
+import { buildShardedIndex } from '../core/hnsw-build.ts';
 import { acquireLock } from '../core/lock.ts';
 import { acquireLease, CORPUS_WRITER_LEASE } from '../core/lease.ts';
 import { lowerCpuPriority } from '../core/priority.ts';
 import type { Store } from '../core/store/index.ts';
-import { HnswVectorIndex } from '../core/vector-index.ts';
+import { removeIndexFiles, shardCountFor, ShardedHnswIndex } from '../core/sharded-index.ts';
 import { embeddingInput } from '../../ingest/pipeline.ts';
 import { parseCommandArgs, printJson, synopsis } from './args.ts';
 import type { CommandSpec } from './args.ts';
@@ -23,31 +23,64 @@ const REINDEX_BATCH_CHUNKS = 512;
 /** Vectors read per page while rebuilding (bounds memory and the time of one read). */
 const REBUILD_PAGE_VECTORS = 4096;
 
-/**
- * Builds a fresh HNSW file for `meta` from the embeddings stored in the store, then calibrates its
- * ef_search (recall@10 `recallTarget`, default CALIBRATION_RECALL_TARGET) and records it in the
- * generation. Returns the vector count.
- */
-export async function rebuildIndexFile(store: Store, dataDir: string, meta: IndexGeneration, recallTarget?: number): Promise<number> {
-  // An engine with its own vector index (pgvector) maintains it itself: there is no file to build.
-  if (store.corpus.nativeVectorSearch) return store.corpus.embeddingCount(meta.modelId);
-  // Feed position read before the vectors: changes after it are re-applied by readers (idempotent).
-  const { head } = await store.corpus.feedBounds();
-  const index = HnswVectorIndex.create({
-    ...indexOptions(meta),
-    // One resize up front instead of log2(n) doublings.
-    initialCapacity: Math.max(1024, (await store.corpus.embeddingCount(meta.modelId)) + 1),
-  });
+export interface RebuildOptions {
+  /** recall@10 the ef_search calibration aims for; default CALIBRATION_RECALL_TARGET. */
+  recallTarget?: number | undefined;
+  /** Cores for the build (one shard per core, see shardCountFor); default 1. */
+  threads?: number | undefined;
+  /** Shard count forced (tests, benchmarks); default shardCountFor(vectors, threads). */
+  shards?: number | undefined;
+}
+
+export interface RebuildResult {
+  vectors: number;
+  shards: number;
+  /** Wall time of the graph build and write, in s (calibration excluded). */
+  buildSeconds: number;
+  /** Wall time of loading the new files back, in s. */
+  loadSeconds: number;
+}
+
+/** Stored vectors of `modelId`, label-ascending, page by page. */
+async function* storedVectorPages(store: Store, modelId: string): AsyncGenerator<Array<[number, Float32Array]>> {
   let after = 0;
   for (;;) {
-    const page = await store.corpus.embeddingsPage(meta.modelId, after, REBUILD_PAGE_VECTORS);
-    if (page.length === 0) break;
-    for (const [id, v] of page) index.upsert(id, v);
+    const page = await store.corpus.embeddingsPage(modelId, after, REBUILD_PAGE_VECTORS);
+    if (page.length === 0) return;
+    yield page;
     after = page[page.length - 1]![0];
   }
-  await saveIndex(store, dataDir, meta, index, head);
-  await calibrateGeneration(store, meta, index, { target: recallTarget });
-  return index.size();
+}
+
+/**
+ * Builds a fresh index for `meta` from the embeddings stored in the store, in parallel shards (one
+ * worker thread per shard, hnsw-build.ts), commits it atomically (a running server keeps the index it
+ * loaded, the old files stay the index until the new manifest replaces them), then calibrates its
+ * ef_search and records it in the generation.
+ */
+export async function rebuildIndex(store: Store, dataDir: string, meta: IndexGeneration, opts: RebuildOptions = {}): Promise<RebuildResult> {
+  // An engine with its own vector index (pgvector) maintains it itself: there is no file to build.
+  if (store.corpus.nativeVectorSearch) return { vectors: await store.corpus.embeddingCount(meta.modelId), shards: 0, buildSeconds: 0, loadSeconds: 0 };
+  // Feed position read before the vectors: changes after it are re-applied by readers (idempotent).
+  const { head } = await store.corpus.feedBounds();
+  const expected = await store.corpus.embeddingCount(meta.modelId);
+  const options = indexOptions(meta);
+  const shards = opts.shards ?? shardCountFor(expected, opts.threads ?? 1);
+  const file = indexFile(dataDir, meta);
+  const built = await buildShardedIndex(file, storedVectorPages(store, meta.modelId), { ...options, shards, expected });
+  await store.corpus.recordIndexSaved(meta.generation, head);
+  const t0 = performance.now();
+  const index = ShardedHnswIndex.load(file, options);
+  const loadSeconds = (performance.now() - t0) / 1000;
+  await calibrateGeneration(store, meta, index, { target: opts.recallTarget });
+  return { vectors: index.size(), shards, buildSeconds: built.seconds, loadSeconds };
+}
+
+/**
+ * {@link rebuildIndex} returning the vector count (the earlier signature).
+ */
+export async function rebuildIndexFile(store: Store, dataDir: string, meta: IndexGeneration, recallTarget?: number, threads?: number): Promise<number> {
+  return (await rebuildIndex(store, dataDir, meta, { recallTarget, threads })).vectors;
 }
 
 /** Embeds every chunk with the new model beside the old index, then switches in one transaction. */
@@ -76,9 +109,9 @@ async function switchModel(store: Store, config: Config, model: string): Promise
       await store.corpus.addEmbeddings(modelId, rows.map((r, i): [number, Float32Array] => [r.id, vectors[i]!]));
       embedded += rows.length;
     }
-    const vectors = await rebuildIndexFile(store, config.dataDir, meta, config.hnsw.recallTarget);
+    const vectors = await rebuildIndexFile(store, config.dataDir, meta, config.hnsw.recallTarget, config.threads);
     const old = await store.corpus.activateGeneration(meta.generation);
-    if (old && !store.corpus.nativeVectorSearch) fs.rmSync(indexFile(config.dataDir, old), { force: true });
+    if (old && !store.corpus.nativeVectorSearch) removeIndexFiles(indexFile(config.dataDir, old));
     return { generation: meta.generation, embedded, vectors };
   } finally {
     await embedder.close();
@@ -125,7 +158,7 @@ export const reindexCommand: Command = {
       } else {
         const meta = await store.corpus.activeGeneration();
         if (!meta) throw new NotFoundError('nothing to reindex: this data dir has no vector index yet (ingest with an embedding model first)');
-        result = { generation: meta.generation, embedded: 0, vectors: await rebuildIndexFile(store, config.dataDir, meta, config.hnsw.recallTarget), model: meta.modelId };
+        result = { generation: meta.generation, embedded: 0, vectors: await rebuildIndexFile(store, config.dataDir, meta, config.hnsw.recallTarget, config.threads), model: meta.modelId };
       }
       const calibration = (await store.corpus.generations('active')).find((g) => g.generation === result.generation)?.calibration ?? null;
       const summary = { ...result, calibration, seconds: (performance.now() - started) / 1000 };

@@ -11,12 +11,13 @@ import { IndexSyncer } from './index-sync.ts';
 import type { Store } from './store/index.ts';
 import { openPostgresStore } from './store/postgres/index.ts';
 import { openSqliteStore } from './store/sqlite/index.ts';
-import type { HnswVectorIndex } from './vector-index.ts';
+import type { ShardedHnswIndex } from './sharded-index.ts';
+import type { HnswVectorIndex, TunableVectorIndex } from './vector-index.ts';
 
 export interface LoadedIndex {
   meta: IndexGeneration;
-  /** The in-process HNSW index; null when the store searches vectors itself (`nativeVectorSearch`). */
-  hnsw: HnswVectorIndex | null;
+  /** The in-process HNSW index (sharded; a bare HnswVectorIndex in benches and tests); null when the store searches vectors itself (`nativeVectorSearch`). */
+  hnsw: ShardedHnswIndex | HnswVectorIndex | null;
   /** Change-feed position the in-memory index reflects. */
   feedSeq: number;
   /** ef_search forced by MNEME_HNSW_EF_SEARCH (null/absent: the generation's calibrated ef, followed when it is recalibrated). */
@@ -56,7 +57,7 @@ export async function openVectorStack(store: Store, config: Config): Promise<Vec
   }
 }
 
-async function bringUpToDate(store: Store, meta: IndexGeneration, hnsw: HnswVectorIndex, fromFile: boolean, warnings: string[], report: boolean): Promise<number> {
+async function bringUpToDate(store: Store, meta: IndexGeneration, hnsw: TunableVectorIndex, fromFile: boolean, warnings: string[], report: boolean): Promise<number> {
   const bounds = await store.corpus.feedBounds();
   const saved = fromFile ? meta.savedFeedSeq : null;
   const feedReaches = saved !== null && (bounds.first === null ? bounds.head === saved : bounds.first <= saved + 1);

@@ -11,7 +11,9 @@ import { ConflictError } from './errors.ts';
 import { nowIso } from './clock.ts';
 import type { EfCalibration, IndexGeneration } from './store/corpus.ts';
 import type { Store } from './store/index.ts';
-import { ExactTopK, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, HNSW_M, HnswVectorIndex, recallAgainst } from './vector-index.ts';
+import { indexExists, ShardedHnswIndex } from './sharded-index.ts';
+import type { HnswVectorIndex, TunableVectorIndex, VectorIndex } from './vector-index.ts';
+import { ExactTopK, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, HNSW_M, recallAgainst } from './vector-index.ts';
 
 export type { IndexGeneration } from './store/corpus.ts';
 
@@ -72,20 +74,21 @@ export function indexOptions(meta: IndexGeneration, efOverride?: number | null):
 }
 
 /**
- * Loads a generation's file, or starts an empty index when the file is missing or unreadable.
+ * Loads a generation's index (sharded layout, or the legacy single file as one shard), or starts an
+ * empty one-shard index when there is none or it is unreadable (`problem` says why).
  * @param efOverride ef_search forced by configuration (MNEME_HNSW_EF_SEARCH); default: the calibrated ef.
  */
-export function loadIndex(dataDir: string, meta: IndexGeneration, efOverride?: number | null): { index: HnswVectorIndex; loadedFromFile: boolean; problem: string | null } {
+export function loadIndex(dataDir: string, meta: IndexGeneration, efOverride?: number | null): { index: ShardedHnswIndex; loadedFromFile: boolean; problem: string | null } {
   const file = indexFile(dataDir, meta);
   const opts = indexOptions(meta, efOverride);
-  if (fs.existsSync(file)) {
+  if (indexExists(file)) {
     try {
-      return { index: HnswVectorIndex.load(file, opts), loadedFromFile: true, problem: null };
+      return { index: ShardedHnswIndex.load(file, opts), loadedFromFile: true, problem: null };
     } catch (err) {
-      return { index: HnswVectorIndex.create(opts), loadedFromFile: false, problem: `cannot read ${file}: ${(err as Error).message}` };
+      return { index: ShardedHnswIndex.create(opts), loadedFromFile: false, problem: `cannot read ${file}: ${(err as Error).message}` };
     }
   }
-  return { index: HnswVectorIndex.create(opts), loadedFromFile: false, problem: null };
+  return { index: ShardedHnswIndex.create(opts), loadedFromFile: false, problem: null };
 }
 
 export interface ReconcileResult {
@@ -99,7 +102,7 @@ export interface ReconcileResult {
  * Makes the index hold exactly the vectors the store has for `modelId`. Full cost (reads every
  * chunk id): for start-up, the CLI and the fallback when the change feed has a gap.
  */
-export async function reconcile(store: Store, index: HnswVectorIndex, modelId: string): Promise<ReconcileResult> {
+export async function reconcile(store: Store, index: VectorIndex, modelId: string): Promise<ReconcileResult> {
   // Read the feed head first: a write landing after this read is re-applied from the feed later
   // (applying a change twice is harmless), so nothing is ever missed.
   const feedSeq = (await store.corpus.feedBounds()).head;
@@ -121,13 +124,14 @@ export async function reconcile(store: Store, index: HnswVectorIndex, modelId: s
 }
 
 /**
- * Saves the index file atomically and records which feed position it reflects.
+ * Saves the index atomically in the sharded layout (a single HnswVectorIndex as one shard) and
+ * records which feed position it reflects.
  * @param feedSeq the feed position the index holds; default: the current head (right for the single
  * corpus writer holding the ingest lock, whose index holds exactly what it wrote).
  */
-export async function saveIndex(store: Store, dataDir: string, meta: IndexGeneration, index: HnswVectorIndex, feedSeq?: number): Promise<void> {
+export async function saveIndex(store: Store, dataDir: string, meta: IndexGeneration, index: ShardedHnswIndex | HnswVectorIndex, feedSeq?: number): Promise<void> {
   const seq = feedSeq ?? (await store.corpus.feedBounds()).head;
-  index.save(indexFile(dataDir, meta));
+  (index instanceof ShardedHnswIndex ? index : ShardedHnswIndex.of([index])).save(indexFile(dataDir, meta));
   await store.corpus.recordIndexSaved(meta.generation, seq);
 }
 
@@ -209,7 +213,7 @@ async function exactNeighbours(store: Store, modelId: string, sample: Array<{ se
  * ef is left as it was. Time: one exact scan bounded by `budgetMs` plus ladder × queries searches.
  * @returns the calibration recorded, or null when the index has fewer than CALIBRATION_MIN_VECTORS vectors.
  */
-export async function calibrateGeneration(store: Store, meta: IndexGeneration, index: HnswVectorIndex, opts: CalibrationOptions = {}): Promise<EfCalibration | null> {
+export async function calibrateGeneration(store: Store, meta: IndexGeneration, index: TunableVectorIndex, opts: CalibrationOptions = {}): Promise<EfCalibration | null> {
   const size = index.size();
   if (size < CALIBRATION_MIN_VECTORS) return null;
   const target = opts.target ?? CALIBRATION_RECALL_TARGET;
@@ -251,7 +255,7 @@ export function calibrationDue(meta: IndexGeneration, size: number): boolean {
  * Calibrates `meta` when {@link calibrationDue} (end of an ingest that added vectors). Re-reads the
  * generation first, so a calibration recorded by another run is seen.
  */
-export async function recalibrateIfGrown(store: Store, meta: IndexGeneration, index: HnswVectorIndex, opts: CalibrationOptions = {}): Promise<EfCalibration | null> {
+export async function recalibrateIfGrown(store: Store, meta: IndexGeneration, index: TunableVectorIndex, opts: CalibrationOptions = {}): Promise<EfCalibration | null> {
   const current = (await store.corpus.generations(meta.status)).find((g) => g.generation === meta.generation) ?? meta;
   if (!calibrationDue(current, index.size())) return null;
   return calibrateGeneration(store, current, index, opts);

@@ -10,7 +10,7 @@ import type { CorpusChange } from './store/corpus.ts';
 import type { Store } from './store/index.ts';
 import type { IndexGeneration } from './store/corpus.ts';
 import { effectiveEfSearch } from './index-store.ts';
-import type { HnswVectorIndex } from './vector-index.ts';
+import type { TunableVectorIndex } from './vector-index.ts';
 
 /** How often a running server looks for new changes, in ms (one tiny read of the feed head). */
 export const FEED_POLL_INTERVAL_MS = 250;
@@ -34,7 +34,7 @@ export interface ChunkChangeListener {
 export interface IndexSyncerOptions {
   store: Store;
   /** The index to maintain; null: only chunk changes are reported (BM25-only server). */
-  index: { meta: IndexGeneration; hnsw: HnswVectorIndex } | null;
+  index: { meta: IndexGeneration; hnsw: TunableVectorIndex } | null;
   /** Feed position the index already reflects. */
   appliedSeq: number;
   sliceMs?: number;
@@ -53,7 +53,7 @@ const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resol
 
 export class IndexSyncer {
   private readonly store: Store;
-  private index: { meta: IndexGeneration; hnsw: HnswVectorIndex } | null;
+  private index: { meta: IndexGeneration; hnsw: TunableVectorIndex } | null;
   private applied: number;
   private head: number;
   private readonly sliceMs: number;

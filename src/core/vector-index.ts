@@ -10,8 +10,12 @@ import hnswlib from 'hnswlib-node';
 
 /** HNSW graph degree. 16 is hnswlib's recommended default for 384-d text embeddings. */
 export const HNSW_M = 16;
-/** Build-time candidate list size. */
-export const HNSW_EF_CONSTRUCTION = 200;
+/**
+ * Build-time candidate list size of new generations. 100 (was 200) halves the build time; the
+ * per-generation ef_search calibration compensates at query time (bench/README.md "Retrieval at a
+ * million chunks" has the recall/latency cost). A generation keeps the value it was created with.
+ */
+export const HNSW_EF_CONSTRUCTION = 100;
 /** Query-time candidate list size (measured recall@10 ≥ 0.99 at 100k, see bench/README.md). */
 export const HNSW_EF_SEARCH = 64;
 /** Initial capacity in vectors; grows geometrically by HNSW_GROWTH_FACTOR, never to the exact size. */
@@ -39,6 +43,13 @@ export interface VectorIndex {
   labels(): number[];
   /** Up to `k` nearest live vectors, best first; `filter` restricts candidates. */
   search(query: Float32Array, k: number, filter?: (label: number) => boolean): VectorHit[];
+}
+
+/** A VectorIndex whose query-time candidate list (ef_search) can be tuned: HNSW, single or sharded. */
+export interface TunableVectorIndex extends VectorIndex {
+  readonly efSearch: number;
+  /** @throws RangeError unless a positive integer. */
+  setEfSearch(ef: number): void;
 }
 
 function checkDim(expected: number, v: Float32Array): void {
@@ -102,7 +113,7 @@ export interface HnswOptions {
  * hnswlib-node wrapper. Deleted slots are reused (allowReplaceDeleted), capacity doubles when full,
  * `save` is atomic (temp file, fsync, rename). Not thread-safe: one JS thread owns it.
  */
-export class HnswVectorIndex implements VectorIndex {
+export class HnswVectorIndex implements TunableVectorIndex {
   readonly dimension: number;
   readonly m: number;
   readonly efConstruction: number;
@@ -143,11 +154,13 @@ export class HnswVectorIndex implements VectorIndex {
   }
 
   /**
-   * Loads a saved index. Labels whose vectors were soft-deleted before the save are detected
-   * (hnswlib's getPoint throws for them) and not counted as live.
+   * Loads a saved index. Labels whose vectors were soft-deleted before the save are not counted as
+   * live: `deleted` lists them when the caller recorded them at save time (the sharded layout's
+   * manifest does); otherwise each label is probed (hnswlib's getPoint throws for a deleted one),
+   * which costs one JS array of `dimension` numbers per vector.
    * @throws Error when the file is missing, truncated or of another dimension.
    */
-  static load(file: string, options: HnswOptions): HnswVectorIndex {
+  static load(file: string, options: HnswOptions, deleted?: readonly number[]): HnswVectorIndex {
     const index = new hnswlib.HierarchicalNSW('cosine', options.dimension);
     // hnswlib aborts the process on some truncated files instead of throwing: check the size first.
     const st = fs.statSync(file);
@@ -155,6 +168,14 @@ export class HnswVectorIndex implements VectorIndex {
     index.readIndexSync(file, true);
     index.setEf(options.efSearch ?? HNSW_EF_SEARCH);
     const self = new HnswVectorIndex(options, index);
+    if (deleted) {
+      const gone = new Set(deleted);
+      for (const label of index.getIdsList()) {
+        if (gone.has(label)) self.deleted++;
+        else self.live.add(label);
+      }
+      return self;
+    }
     for (const label of index.getIdsList()) {
       try {
         index.getPoint(label);
@@ -177,6 +198,11 @@ export class HnswVectorIndex implements VectorIndex {
   }
   capacity(): number {
     return this.index.getMaxElements();
+  }
+  /** Labels marked deleted whose slot is not reused yet (what a save must record for a fast load). */
+  deletedLabels(): number[] {
+    if (this.deleted === 0) return [];
+    return this.index.getIdsList().filter((l) => !this.live.has(l));
   }
 
   upsert(label: number, vector: Float32Array): void {

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { VectorIndex } from '../../../src/core/vector-index.ts';
 import { ExactVectorIndex, HnswVectorIndex } from '../../../src/core/vector-index.ts';
+import { ShardedHnswIndex } from '../../../src/core/sharded-index.ts';
 
 const DIM = 8;
 
@@ -42,6 +43,8 @@ function axis(i: number, tilt = 0): Float32Array {
 const factories: Array<[string, (initialCapacity?: number) => VectorIndex]> = [
   ['HnswVectorIndex', (initialCapacity = 8) => HnswVectorIndex.create({ dimension: DIM, initialCapacity })],
   ['ExactVectorIndex', () => new ExactVectorIndex({ dimension: DIM })],
+  // The product's layout: labels routed to shards by label % 3, every search merges the three.
+  ['ShardedHnswIndex (3 shards)', (initialCapacity = 8) => ShardedHnswIndex.create({ dimension: DIM, initialCapacity, shards: 3 })],
 ];
 
 for (const [name, make] of factories) {
