@@ -1,6 +1,8 @@
 /**
- * Users and API keys. A key is 256 random bits (`mn_` + base64url), shown once at creation; only its
- * sha256 is stored (a fast hash is enough for 256-bit random secrets: there is nothing to brute-force).
+ * Users and their named API keys. A key is 256 random bits (`mn_` + base64url), shown once at creation
+ * (or rotation); only its sha256 is stored (a fast hash is enough for 256-bit random secrets: there
+ * is nothing to brute-force). A user holds one or more named keys (`default` is made with the user),
+ * each revocable on its own.
  * Deleting a user erases everything derived from them: conversations, messages, responses (the
  * prediction log), feedback and features (`UserStore.erase`, src/core/store/users.ts).
  */
@@ -8,10 +10,12 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import { NotFoundError, ValidationError } from '../core/errors.ts';
 import type { Store } from '../core/store/index.ts';
-import type { ErasureCounts, UserRecord } from '../core/store/users.ts';
+import type { ApiKeyRecord, ErasureCounts, UserRecord } from '../core/store/users.ts';
+import { DEFAULT_KEY_NAME } from '../core/store/users.ts';
 import type { OnlineFeatureStore } from '../core/online-features.ts';
 
-export type { ErasureCounts } from '../core/store/users.ts';
+export type { ApiKeyRecord, ErasureCounts } from '../core/store/users.ts';
+export { DEFAULT_KEY_NAME } from '../core/store/users.ts';
 
 /** Random bytes per API key (256 bits). */
 export const API_KEY_BYTES = 32;
@@ -35,6 +39,23 @@ export interface UserListing extends User {
   keyPrefix: string;
 }
 
+/** Key names: letters, digits, space and `_ - . @ :`, 1-64 characters (they are shown, never parsed). */
+export const keyNameSchema = z
+  .string()
+  .regex(/^[\w .@:-]{1,64}$/, 'letters, digits, space, "_", "-", ".", "@", ":" (1-64 characters)')
+  .refine((s) => s.trim() === s, 'no leading or trailing spaces');
+
+/** A user with every key of theirs (revoked ones too), for the admin listing. */
+export interface UserWithKeys extends User {
+  keys: ApiKeyRecord[];
+}
+
+/** A key as made: the record and the key in clear (returned once, never stored). */
+export interface IssuedKey {
+  key: ApiKeyRecord;
+  apiKey: string;
+}
+
 /** sha256 hex of a key, as stored in `users.api_key_hash`. */
 export function hashApiKey(key: string): string {
   return createHash('sha256').update(key, 'utf8').digest('hex');
@@ -50,12 +71,27 @@ function toUser(r: UserRecord): User {
 }
 
 /**
- * Creates a user and returns its key (the only time it exists in clear).
- * @throws ValidationError for a bad name; ConflictError when the name is taken.
+ * A key name, validated.
+ * @throws ValidationError for a bad name.
  */
-export async function createUser(store: Pick<Store, 'users'>, opts: { name: string; admin?: boolean }): Promise<{ user: User; apiKey: string }> {
+export function parseKeyName(name: unknown): string {
+  const parsed = keyNameSchema.safeParse(name);
+  if (!parsed.success) throw new ValidationError(`key name: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
+  return parsed.data;
+}
+
+/**
+ * Creates a user with a first key named `keyName` (default `default`) and returns the key (the only
+ * time it exists in clear).
+ * @throws ValidationError for a bad user or key name; ConflictError when the name is taken.
+ */
+export async function createUser(
+  store: Pick<Store, 'users'>,
+  opts: { name: string; admin?: boolean; keyName?: string | undefined },
+): Promise<{ user: User; apiKey: string }> {
   const name = userNameSchema.safeParse(opts.name);
   if (!name.success) throw new ValidationError(`user name: ${name.error.issues[0]?.message ?? 'invalid'}`);
+  const keyName = parseKeyName(opts.keyName ?? DEFAULT_KEY_NAME);
   const apiKey = generateApiKey();
   const record = await store.users.create({
     name: name.data,
@@ -63,18 +99,66 @@ export async function createUser(store: Pick<Store, 'users'>, opts: { name: stri
     keyPrefix: apiKey.slice(0, KEY_PREFIX_CHARS),
     isAdmin: Boolean(opts.admin),
     createdAt: new Date().toISOString(),
+    keyName,
   });
   return { user: toUser(record), apiKey };
 }
 
-/** The live (not revoked) user owning `apiKey`, or null. Constant-time compare of the stored hash. */
-export async function findUserByApiKey(store: Pick<Store, 'users'>, apiKey: string): Promise<User | null> {
+/**
+ * The live user owning the live key `apiKey` with the key's id, or null. Constant-time compare of
+ * the stored hash.
+ */
+export async function authenticateApiKey(store: Pick<Store, 'users'>, apiKey: string): Promise<{ user: User; keyId: number } | null> {
   const hash = hashApiKey(apiKey);
   const found = await store.users.findByKeyHash(hash);
   if (!found) return null;
   // The lookup is by index; the explicit compare guards against any collation surprise.
   if (!timingSafeEqual(Buffer.from(found.apiKeyHash, 'hex'), Buffer.from(hash, 'hex'))) return null;
-  return toUser(found.user);
+  return { user: toUser(found.user), keyId: found.keyId };
+}
+
+/** The live (not revoked) user owning the live key `apiKey`, or null. */
+export async function findUserByApiKey(store: Pick<Store, 'users'>, apiKey: string): Promise<User | null> {
+  return (await authenticateApiKey(store, apiKey))?.user ?? null;
+}
+
+/**
+ * Adds a named key to a live user and returns it in clear (once).
+ * @throws ValidationError for a bad name; NotFoundError for no such live user; ConflictError when the
+ * user has a live key of that name.
+ */
+export async function issueApiKey(store: Pick<Store, 'users'>, userId: number, keyName: unknown): Promise<IssuedKey> {
+  const name = parseKeyName(keyName);
+  const apiKey = generateApiKey();
+  const key = await store.users.addKey({ userId, name, keyHash: hashApiKey(apiKey), keyPrefix: apiKey.slice(0, KEY_PREFIX_CHARS), createdAt: new Date().toISOString() });
+  return { key, apiKey };
+}
+
+/**
+ * Rotates a live key: the old one is revoked and a new one with the same name returned in clear (once).
+ * @throws NotFoundError when the user has no live key `keyId`.
+ */
+export async function rotateApiKey(store: Pick<Store, 'users'>, userId: number, keyId: number): Promise<IssuedKey & { revoked: ApiKeyRecord }> {
+  const apiKey = generateApiKey();
+  const r = await store.users.rotateKey(userId, keyId, { keyHash: hashApiKey(apiKey), keyPrefix: apiKey.slice(0, KEY_PREFIX_CHARS), at: new Date().toISOString() });
+  if (!r) throw new NotFoundError(`no live key ${keyId}`);
+  return { key: r.key, apiKey, revoked: r.revoked };
+}
+
+/**
+ * Revokes a live key of the user.
+ * @throws NotFoundError when the user has no live key `keyId`.
+ */
+export async function revokeApiKey(store: Pick<Store, 'users'>, userId: number, keyId: number): Promise<void> {
+  if (!(await store.users.revokeKey(userId, keyId, new Date().toISOString()))) throw new NotFoundError(`no live key ${keyId}`);
+}
+
+/** Live users, oldest first, each with all their keys (revoked ones too). */
+export async function listUsersWithKeys(store: Pick<Store, 'users'>): Promise<UserWithKeys[]> {
+  const [users, keys] = await Promise.all([store.users.list(), store.users.keys()]);
+  const byUser = new Map<number, ApiKeyRecord[]>();
+  for (const k of keys) byUser.set(k.userId, [...(byUser.get(k.userId) ?? []), k]);
+  return users.map((u) => ({ ...toUser(u), keys: byUser.get(u.id) ?? [] }));
 }
 
 export async function findUserByName(store: Pick<Store, 'users'>, name: string): Promise<User | null> {

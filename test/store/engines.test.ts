@@ -18,6 +18,8 @@ import { chatStoreContract } from './contract/chat.ts';
 import { featureExportContract } from './contract/features.ts';
 import { releaseStoreContract } from './contract/releases.ts';
 import { documentsContract } from './contract/documents.ts';
+import { collectionsContract } from './contract/collections.ts';
+import { apiKeyContract } from './contract/api-keys.ts';
 import { engineRunsRequired, findPostgresTestServer } from './postgres-env.ts';
 
 const dirs: string[] = [];
@@ -87,6 +89,8 @@ for (const engine of ENGINES) {
   describe(`${engine.name}: features and exports contract`, () => featureExportContract(engine));
   describe(`${engine.name}: releases contract`, () => releaseStoreContract(engine));
   describe(`${engine.name}: documents and jobs contract`, () => documentsContract(engine));
+  describe(`${engine.name}: collections access contract`, () => collectionsContract(engine));
+  describe(`${engine.name}: API keys contract`, () => apiKeyContract(engine));
 }
 
 for (const engine of ENGINES) {

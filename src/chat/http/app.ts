@@ -14,7 +14,7 @@ import { DEFAULT_TOP_K } from '../answer.ts';
 import { silentLogger } from '../log.ts';
 import { ChatMetrics } from '../metrics.ts';
 import { TokenBucketLimiter } from '../rate-limit.ts';
-import { authenticate, currentUser } from './auth.ts';
+import { KeyUseRecorder, authenticate, currentUser } from './auth.ts';
 import type { AppContext, AppDeps } from './context.ts';
 import { InFlight } from './context.ts';
 import { errorHandler } from './errors.ts';
@@ -110,7 +110,7 @@ export function createApp(deps: AppDeps): Express {
   // Pages load before sign-in (a browser cannot send the key for them); their data routes need one.
   app.use(webRouter({ assetsDir: deps.webAssetsDir }));
 
-  app.use(authenticate(deps.store, authFailures));
+  app.use(authenticate(deps.store, authFailures, new KeyUseRecorder(deps.store, { logger })));
   app.use((_req, _res, next) => {
     next(inflight.shuttingDown ? new UnavailableError('shutting_down', 'the server is shutting down', 5) : undefined);
   });

@@ -5,7 +5,7 @@
  * file is opened, and so migrated, like every command does; the target by openPostgresStore).
  *
  * What is copied, keeping every id (chunk ids are HNSW labels and are named by the prediction log;
- * responses keep `seq`, so the feature watermarks stay valid): users (key hashes, created_at),
+ * responses keep `seq`, so the feature watermarks stay valid): users (key hashes, created_at), their named API keys,
  * documents (tombstones too), chunks, embeddings, index generations, ingest runs, conversations,
  * responses, messages, feedback, the feature tables (history, online, per-user state with the exact
  * interest-sum bytes), watermarks, settings (the export HMAC key: pseudonymous user hashes stay the
@@ -99,6 +99,11 @@ export const MIGRATED_TABLES: readonly TableSpec[] = [
     columns: [...ints('id'), ...texts('name', 'api_key_hash', 'key_prefix'), col('is_admin', 'bool'), ...times('created_at', 'revoked_at')],
   },
   {
+    // Named API keys (095_api_keys.sql): hashes, names, last use and revocation, ids kept.
+    name: 'api_keys', key: ['id'], serial: 'id', optional: true,
+    columns: [...ints('id', 'user_id'), ...texts('name', 'key_hash', 'key_prefix'), ...times('created_at', 'last_used_at', 'revoked_at')],
+  },
+  {
     name: 'documents', key: ['id'], serial: 'id',
     columns: [
       ...ints('id'), ...texts('collection', 'source_uri', 'content_sha256', 'title', 'kind'), ...ints('bytes'), ...times('ingested_at', 'updated_at', 'deleted_at'),
@@ -176,6 +181,12 @@ export const MIGRATED_TABLES: readonly TableSpec[] = [
   {
     name: 'release_events', key: ['id'], serial: 'id', optional: true,
     columns: [...ints('id'), ...times('at'), ...texts('actor', 'action', 'from_release', 'to_release', 'reason'), col('forced', 'bool'), col('detail_json', 'json')],
+  },
+  // Collection access (090): without these rows a private collection would arrive public.
+  { name: 'collections', key: ['name'], optional: true, columns: [...texts('name', 'visibility'), ...ints('created_by'), ...times('created_at')] },
+  {
+    name: 'collection_grants', key: ['collection', 'user_id'], optional: true,
+    columns: [...texts('collection'), ...ints('user_id'), col('can_write', 'bool'), ...times('granted_at')],
   },
 ];
 
