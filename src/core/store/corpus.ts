@@ -39,6 +39,8 @@ export interface DocumentListItem {
 /** Filters of `listDocuments`: one keyset page, newest document id first. */
 export interface DocumentListQuery {
   collection?: string | undefined;
+  /** Collections left out (those the caller may not read: CollectionAccess.hidden). */
+  excludeCollections?: readonly string[] | undefined;
   /**
    * Case-insensitive substring of the title or the source, or a full-text match of the document
    * (title + text); absent or blank: every document.
@@ -48,6 +50,18 @@ export interface DocumentListQuery {
   beforeId?: number | undefined;
   /** Page size (rows). */
   limit: number;
+}
+
+/** Which collections a search covers: one (`collection`), and never those in `excludeCollections`. */
+export interface SearchScope {
+  collection?: string | undefined;
+  /** Collections whose chunks are never candidates (a user's unreadable ones); absent or []: none. */
+  excludeCollections?: readonly string[] | undefined;
+}
+
+/** `excludeCollections` as the engines' JSON-array parameter, or null when nothing is excluded (pure). */
+export function excludeParam(exclude: readonly string[] | undefined): string | null {
+  return exclude === undefined || exclude.length === 0 ? null : JSON.stringify(exclude);
 }
 
 export interface DocumentRef {
@@ -277,14 +291,16 @@ export interface CorpusStore {
   vectorWorkPending(configuredModel: string | null): Promise<boolean>;
 
   // --- retrieval ---
+  // Every search takes `excludeCollections` (issue 14, access control): chunks of those collections
+  // are filtered out before ranking and the limit, inside the engine, so they are never candidates.
   /** Full-text search over live chunks, best first (BM25 on SQLite). [] when the query has no searchable term. */
-  searchText(query: string, opts: { limit: number; collection?: string | undefined }): Promise<ScoredChunkRef[]>;
+  searchText(query: string, opts: SearchScope & { limit: number }): Promise<ScoredChunkRef[]>;
   /**
    * Full-text search over whole live documents (title + all chunk texts: SQLite FTS5 `documents_fts`,
    * PostgreSQL `documents.tsv`), best first, so terms spread over several chunks of one document
    * still count together. [] when the query has no searchable term.
    */
-  searchDocuments(query: string, opts: { limit: number; collection?: string | undefined }): Promise<Array<{ documentId: number; score: number }>>;
+  searchDocuments(query: string, opts: SearchScope & { limit: number }): Promise<Array<{ documentId: number; score: number }>>;
   /**
    * For each of `documentIds`, its live chunk that ranks best for `query` in full-text search
    * (documents none of whose chunks matches are absent). documentId → chunkId.
@@ -300,7 +316,7 @@ export interface CorpusStore {
   searchVector(
     modelId: string,
     vector: Float32Array,
-    opts: { limit: number; collection?: string | undefined; efSearch?: number | undefined },
+    opts: SearchScope & { limit: number; efSearch?: number | undefined },
   ): Promise<ScoredChunkRef[]>;
   /** Document and collection of live chunks among `ids` (stale ids absent). */
   chunkMeta(ids: readonly number[]): Promise<ChunkMeta[]>;

@@ -7,6 +7,7 @@
  * Engines: `sqlite` (the embedded default: one file in the data dir, see sqlite/) — PostgreSQL
  * fits behind the same interface (its own folder, selected by configuration).
  */
+import type { CollectionStore } from './collections.ts';
 import type { ConversationStore } from './conversations.ts';
 import type { CorpusStore } from './corpus.ts';
 import type { ExportSource } from './exports.ts';
@@ -39,6 +40,8 @@ export interface Store {
   readonly releases: ReleaseStore;
   /** Ingest jobs (uploads and CLI runs) and their progress. */
   readonly jobs: JobStore;
+  /** Collections' access rows (public/private, grants); no row = public. */
+  readonly collections: CollectionStore;
   /**
    * An exclusive named lease among every process using this store (every replica on PostgreSQL:
    * an advisory lock; every process on the SQLite file: an OS file lock beside it), or null at once
@@ -54,6 +57,7 @@ export interface StoreLease {
   release(): Promise<void>;
 }
 
+export type { CollectionStore } from './collections.ts';
 export type { ConversationStore } from './conversations.ts';
 export type { CorpusStore } from './corpus.ts';
 export type { ExportSource } from './exports.ts';

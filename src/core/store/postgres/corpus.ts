@@ -35,9 +35,14 @@ import type {
   NewGeneration,
   ReplaceDocumentResult,
   ScoredChunkRef,
+  SearchScope,
 } from '../corpus.ts';
+import { excludeParam } from '../corpus.ts';
 import { ftsTerms, PRUNE_MIN_DF, pruneTerms, termsToFtsQuery } from '../sqlite/fts-query.ts';
 import type { PgQueries, PgTx, PostgresConnection } from './connection.ts';
+
+/** Excluded collections as a text[] parameter, null when none (the SQL then skips the test). */
+const excludeArray = (exclude: readonly string[] | undefined): string[] | null => (excludeParam(exclude) === null ? null : [...exclude!]);
 
 /**
  * Most chunks written (or deleted) in one transaction (default 1000, as on SQLite). A document with
@@ -162,12 +167,15 @@ function bm25Scored(scope: { stats: 'chunk' | 'document'; terms: string; candida
 const SQL_TERM_DF = `SELECT coalesce((SELECT min(ts.df) FROM unnest(to_tsvector('${TS_CONFIG}', t.term)) AS u JOIN term_stats ts ON ts.lexeme = u.lexeme), 0) AS df,
     (SELECT n FROM corpus_stats WHERE scope = 'chunk') AS total
   FROM unnest($1::text[]) WITH ORDINALITY AS t(term, i) ORDER BY t.i`;
-/** searchText ($1 OR-ed query, $2 limit, $3 collection or null, $4 the terms): live chunks, best first. */
+/**
+ * searchText ($1 OR-ed query, $2 limit, $3 collection or null, $4 the terms, $5 excluded collections
+ * or null: issue 14's access control, applied to the candidates before scoring): live chunks, best first.
+ */
 const SQL_SEARCH_TEXT = `${bm25Scored({
   stats: 'chunk',
   terms: 'term_stats',
   candidates: `SELECT c.id, c.document_id AS doc, c.tsv, c.tsv_len FROM q JOIN chunks c ON c.tsv @@ q.w JOIN documents d ON d.id = c.document_id
-    WHERE d.deleted_at IS NULL AND ($3::text IS NULL OR d.collection = $3::text)`,
+    WHERE d.deleted_at IS NULL AND ($3::text IS NULL OR d.collection = $3::text) AND ($5::text[] IS NULL OR d.collection <> ALL($5::text[]))`,
 })}
   ORDER BY score DESC, id LIMIT $2`;
 /** searchDocuments (parameters as SQL_SEARCH_TEXT): live documents by their whole text, best first. */
@@ -175,7 +183,7 @@ const SQL_SEARCH_DOCUMENTS = `${bm25Scored({
   stats: 'document',
   terms: 'document_term_stats',
   candidates: `SELECT d.id, d.id AS doc, d.tsv, d.tsv_len FROM q JOIN documents d ON d.tsv @@ q.w
-    WHERE d.deleted_at IS NULL AND ($3::text IS NULL OR d.collection = $3::text)`,
+    WHERE d.deleted_at IS NULL AND ($3::text IS NULL OR d.collection = $3::text) AND ($5::text[] IS NULL OR d.collection <> ALL($5::text[]))`,
 })}
   ORDER BY score DESC, id LIMIT $2`;
 /**
@@ -192,9 +200,10 @@ const SQL_BEST_CHUNKS = `SELECT DISTINCT ON (s.doc) s.doc AS "documentId", s.id 
 const SQL_DOCUMENT_ITEM = `SELECT d.id AS id, d.collection AS collection, d.title AS title, d.source_uri AS "sourceUri", d.kind AS kind,
     d.bytes AS bytes, (SELECT count(*) FROM chunks c WHERE c.document_id = d.id) AS chunks, d.ingested_at AS "ingestedAt", d.updated_at AS "updatedAt"
   FROM documents d`;
-/** listDocuments ($1 collection, $2 before id, $3 limit, $4 LIKE pattern, $5 full-text query or null). */
+/** listDocuments ($1 collection, $2 before id, $3 limit, $4 LIKE pattern, $5 full-text query or null, $6 excluded collections or null). */
 const SQL_LIST_DOCUMENTS = `${SQL_DOCUMENT_ITEM}
   WHERE d.deleted_at IS NULL AND ($1::text IS NULL OR d.collection = $1::text) AND ($2::bigint IS NULL OR d.id < $2::bigint)
+    AND ($6::text[] IS NULL OR d.collection <> ALL($6::text[]))
     AND ($4::text IS NULL OR d.title ILIKE $4::text OR d.source_uri ILIKE $4::text
          OR ($5::text IS NOT NULL AND d.tsv @@ websearch_to_tsquery('${TS_CONFIG}', $5::text)))
   ORDER BY d.id DESC LIMIT $3`;
@@ -541,11 +550,11 @@ export class PostgresCorpusStore implements CorpusStore {
    * sqlite/fts-query.ts), each a phrase for compounds such as "e-417"; score = Okapi BM25 (see
    * bm25Sql: BM25_K1, BM25_B, weights title 0.5, heading 0.5, text 1.0). [] when nothing searchable remains (punctuation only, or only stopwords).
    */
-  async searchText(query: string, opts: { limit: number; collection?: string | undefined }): Promise<ScoredChunkRef[]> {
+  async searchText(query: string, opts: SearchScope & { limit: number }): Promise<ScoredChunkRef[]> {
     const terms = await this.searchTerms(query);
     const match = termsToFtsQuery(terms);
     if (match === null) return [];
-    const rows = await this.c.rows<ScoredRow>(SQL_SEARCH_TEXT, [match, opts.limit, opts.collection ?? null, terms.join(' ')]);
+    const rows = await this.c.rows<ScoredRow>(SQL_SEARCH_TEXT, [match, opts.limit, opts.collection ?? null, terms.join(' '), excludeArray(opts.excludeCollections)]);
     return rows.map((r) => ({ chunkId: r.id, score: r.score }));
   }
 
@@ -569,11 +578,11 @@ export class PostgresCorpusStore implements CorpusStore {
     return pruneTerms(kept, kept.map((t) => df[terms.indexOf(t)] ?? 0), total);
   }
 
-  async searchDocuments(query: string, opts: { limit: number; collection?: string | undefined }): Promise<Array<{ documentId: number; score: number }>> {
+  async searchDocuments(query: string, opts: SearchScope & { limit: number }): Promise<Array<{ documentId: number; score: number }>> {
     const terms = ftsTerms(query);
     const match = termsToFtsQuery(terms);
     if (match === null) return [];
-    const rows = await this.c.rows<ScoredRow>(SQL_SEARCH_DOCUMENTS, [match, opts.limit, opts.collection ?? null, terms.join(' ')]);
+    const rows = await this.c.rows<ScoredRow>(SQL_SEARCH_DOCUMENTS, [match, opts.limit, opts.collection ?? null, terms.join(' '), excludeArray(opts.excludeCollections)]);
     return rows.map((r) => ({ documentId: r.id, score: r.score }));
   }
 
@@ -593,7 +602,7 @@ export class PostgresCorpusStore implements CorpusStore {
    * @param opts.efSearch HNSW candidate list (default: the model's generation's hnswEfSearch), raised
    * to `limit` and capped at PGVECTOR_MAX_EF_SEARCH
    */
-  async searchVector(modelId: string, vector: Float32Array, opts: { limit: number; collection?: string | undefined; efSearch?: number | undefined }): Promise<ScoredChunkRef[]> {
+  async searchVector(modelId: string, vector: Float32Array, opts: SearchScope & { limit: number; efSearch?: number | undefined }): Promise<ScoredChunkRef[]> {
     if (opts.limit <= 0 || vector.length === 0) return [];
     const gen = await this.modelGeneration(modelId);
     const dim = gen?.dimension ?? vector.length;
@@ -605,11 +614,12 @@ export class PostgresCorpusStore implements CorpusStore {
         SELECT e.chunk_id AS id, ${vec} <=> $1::vector(${dim}) AS distance
         FROM embeddings e JOIN chunks c ON c.id = e.chunk_id JOIN documents d ON d.id = c.document_id
         WHERE e.model_id = ${pg.escapeLiteral(modelId)} AND d.deleted_at IS NULL AND ($3::text IS NULL OR d.collection = $3::text)
+          AND ($4::text[] IS NULL OR d.collection <> ALL($4::text[]))
         ORDER BY ${vec} <=> $1::vector(${dim}) LIMIT $2)
       SELECT id, 1 - distance AS score FROM r ORDER BY distance, id`;
     return this.c.tx(async (q) => {
       await q.one("SELECT set_config('hnsw.ef_search', $1, true), set_config('hnsw.iterative_scan', 'relaxed_order', true)", [String(ef)]);
-      const rows = await q.dynamic<ScoredRow>(sql, [vectorToPg(vector), opts.limit, opts.collection ?? null]);
+      const rows = await q.dynamic<ScoredRow>(sql, [vectorToPg(vector), opts.limit, opts.collection ?? null, excludeArray(opts.excludeCollections)]);
       return rows.map((r) => ({ chunkId: r.id, score: r.score }));
     });
   }
@@ -670,7 +680,10 @@ export class PostgresCorpusStore implements CorpusStore {
     const q = query.q?.trim() ?? '';
     // Full text: every term must occur (websearch_to_tsquery ANDs plain words), unlike retrieval's OR query.
     const terms = q === '' ? [] : ftsTerms(q);
-    const params = [query.collection ?? null, query.beforeId ?? null, query.limit, q === '' ? null : likePattern(q), terms.length === 0 ? null : terms.join(' ')];
+    const params = [
+      query.collection ?? null, query.beforeId ?? null, query.limit, q === '' ? null : likePattern(q), terms.length === 0 ? null : terms.join(' '),
+      excludeArray(query.excludeCollections),
+    ];
     return (await this.c.rows<DocumentListItem>(SQL_LIST_DOCUMENTS, params)).map(documentItem);
   }
 

@@ -6,6 +6,7 @@
 import type { Store, StoreLease } from '../index.ts';
 import type { PostgresConnectionOptions } from './connection.ts';
 import { PostgresConnection } from './connection.ts';
+import { PostgresCollectionStore } from './collections.ts';
 import { PostgresConversationStore } from './conversations.ts';
 import { PostgresCorpusStore } from './corpus.ts';
 import { PostgresExportSource } from './exports.ts';
@@ -27,6 +28,7 @@ export class PostgresStore implements Store {
   readonly exports: PostgresExportSource;
   readonly releases: PostgresReleaseStore;
   readonly jobs: PostgresJobStore;
+  readonly collections: PostgresCollectionStore;
 
   /** @param connection an open connection; the store owns it from now on (close() closes it). */
   constructor(readonly connection: PostgresConnection) {
@@ -39,6 +41,7 @@ export class PostgresStore implements Store {
     this.exports = new PostgresExportSource(connection);
     this.releases = new PostgresReleaseStore(connection);
     this.jobs = new PostgresJobStore(connection);
+    this.collections = new PostgresCollectionStore(connection);
   }
 
   async tryLease(name: string): Promise<StoreLease | null> {

@@ -29,7 +29,9 @@ import type {
   NewGeneration,
   ReplaceDocumentResult,
   ScoredChunkRef,
+  SearchScope,
 } from '../corpus.ts';
+import { excludeParam } from '../corpus.ts';
 import { blobToVector, idList, vectorToBlob } from './codec.ts';
 import type { SqliteConnection } from './connection.ts';
 import type { SqliteReader } from './reader.ts';
@@ -115,11 +117,17 @@ const SQL_BM25 = `SELECT f.id AS id, f.rank AS rank FROM (${FTS_INNER}) f
 const SQL_BM25_COLLECTION = `SELECT f.id AS id, f.rank AS rank FROM (${FTS_INNER}) f
   JOIN chunks c ON c.id = f.id JOIN documents d ON d.id = c.document_id
   WHERE d.deleted_at IS NULL AND d.collection = @collection ORDER BY f.rank LIMIT @limit`;
+// Access control (issue 14): a collection and/or excluded collections (@exclude: a JSON array).
+const SQL_BM25_SCOPED = `SELECT f.id AS id, f.rank AS rank FROM (${FTS_INNER}) f
+  JOIN chunks c ON c.id = f.id JOIN documents d ON d.id = c.document_id
+  WHERE d.deleted_at IS NULL AND (@collection IS NULL OR d.collection = @collection)
+    AND d.collection NOT IN (SELECT value FROM json_each(@exclude)) ORDER BY f.rank LIMIT @limit`;
 // Documents: bm25() with columns (title, text) weighted like the chunk table's title and text.
 const SQL_DOCUMENTS = `SELECT f.id AS id, f.rank AS rank FROM (
     SELECT rowid AS id, rank FROM documents_fts WHERE documents_fts MATCH @match AND rank MATCH 'bm25(${BM25_WEIGHT_TITLE}, ${BM25_WEIGHT_TEXT})' ORDER BY rank LIMIT @inner
   ) f JOIN documents d ON d.id = f.id
-  WHERE d.deleted_at IS NULL AND (@collection IS NULL OR d.collection = @collection) ORDER BY f.rank LIMIT @limit`;
+  WHERE d.deleted_at IS NULL AND (@collection IS NULL OR d.collection = @collection)
+    AND (@exclude IS NULL OR d.collection NOT IN (SELECT value FROM json_each(@exclude))) ORDER BY f.rank LIMIT @limit`;
 // The chunks of some documents matching a query (the MATCH narrowed to their rowids).
 const SQL_BEST_CHUNKS = `SELECT c.document_id AS documentId, f.rowid AS chunkId, f.rank AS rank
   FROM chunks_fts f JOIN chunks c ON c.id = f.rowid
@@ -481,31 +489,37 @@ export class SqliteCorpusStore implements CorpusStore {
   // ---------------------------------------------------------------------------------------------
   // retrieval
 
-  async searchText(query: string, opts: { limit: number; collection?: string | undefined }): Promise<ScoredChunkRef[]> {
+  async searchText(query: string, opts: SearchScope & { limit: number }): Promise<ScoredChunkRef[]> {
     if (this.reader?.usable) return this.reader.call('searchText', [query, opts]);
     const match = termsToFtsQuery(this.searchTerms(query));
     if (match === null) return [];
     const { limit, collection } = opts;
+    const exclude = excludeParam(opts.excludeCollections);
+    type Row = { id: number; rank: number };
     const run = (inner: number) =>
-      collection === undefined
-        ? this.c.stmt<{ match: string; inner: number; limit: number }, { id: number; rank: number }>(SQL_BM25).all({ match, inner, limit })
-        : this.c
-            .stmt<{ match: string; inner: number; limit: number; collection: string }, { id: number; rank: number }>(SQL_BM25_COLLECTION)
-            .all({ match, inner, limit, collection });
-    let rows = run(collection === undefined ? limit : limit * BM25_FILTER_OVERFETCH);
+      exclude !== null
+        ? this.c
+            .stmt<{ match: string; inner: number; limit: number; collection: string | null; exclude: string }, Row>(SQL_BM25_SCOPED)
+            .all({ match, inner, limit, collection: collection ?? null, exclude })
+        : collection === undefined
+          ? this.c.stmt<{ match: string; inner: number; limit: number }, Row>(SQL_BM25).all({ match, inner, limit })
+          : this.c.stmt<{ match: string; inner: number; limit: number; collection: string }, Row>(SQL_BM25_COLLECTION).all({ match, inner, limit, collection });
+    let rows = run(collection === undefined && exclude === null ? limit : limit * BM25_FILTER_OVERFETCH);
     // Too few survived the outside filter: the inner limit may have cut matches that would pass it.
     if (rows.length < limit) rows = run(-1);
     return rows.map((r) => ({ chunkId: r.id, score: -r.rank }));
   }
 
-  async searchDocuments(query: string, opts: { limit: number; collection?: string | undefined }): Promise<Array<{ documentId: number; score: number }>> {
+  async searchDocuments(query: string, opts: SearchScope & { limit: number }): Promise<Array<{ documentId: number; score: number }>> {
     if (this.reader?.usable) return this.reader.call('searchDocuments', [query, opts]);
     const match = toFtsQuery(query);
     if (match === null) return [];
     const collection = opts.collection ?? null;
-    const stmt = this.c.stmt<{ match: string; inner: number; limit: number; collection: string | null }, { id: number; rank: number }>(SQL_DOCUMENTS);
-    let rows = stmt.all({ match, inner: collection === null ? opts.limit : opts.limit * BM25_FILTER_OVERFETCH, limit: opts.limit, collection });
-    if (rows.length < opts.limit) rows = stmt.all({ match, inner: -1, limit: opts.limit, collection });
+    const exclude = excludeParam(opts.excludeCollections);
+    const stmt = this.c.stmt<{ match: string; inner: number; limit: number; collection: string | null; exclude: string | null }, { id: number; rank: number }>(SQL_DOCUMENTS);
+    const filtered = collection !== null || exclude !== null;
+    let rows = stmt.all({ match, inner: filtered ? opts.limit * BM25_FILTER_OVERFETCH : opts.limit, limit: opts.limit, collection, exclude });
+    if (rows.length < opts.limit) rows = stmt.all({ match, inner: -1, limit: opts.limit, collection, exclude });
     return rows.map((r) => ({ documentId: r.id, score: -r.rank }));
   }
 
@@ -528,7 +542,7 @@ export class SqliteCorpusStore implements CorpusStore {
    * Always [] on this engine: SQLite has no vector index. The SQLite engine's dense search is the
    * in-process HNSW index (HnswVectorIndex, kept in step by the change feed) the retriever holds.
    */
-  async searchVector(_modelId: string, _vector: Float32Array, _opts: { limit: number; collection?: string | undefined; efSearch?: number | undefined }): Promise<ScoredChunkRef[]> {
+  async searchVector(_modelId: string, _vector: Float32Array, _opts: SearchScope & { limit: number; efSearch?: number | undefined }): Promise<ScoredChunkRef[]> {
     return [];
   }
 
@@ -576,9 +590,12 @@ export class SqliteCorpusStore implements CorpusStore {
     const terms = q === '' ? [] : ftsTerms(q);
     const match = terms.length === 0 ? null : terms.map((t) => `"${t}"`).join(' AND ');
     const where = ['d.deleted_at IS NULL', '(@collection IS NULL OR d.collection = @collection)', '(@before IS NULL OR d.id < @before)'];
+    const exclude = excludeParam(query.excludeCollections);
+    if (exclude !== null) where.push('d.collection NOT IN (SELECT value FROM json_each(@exclude))');
     if (q !== '') where.push(match === null ? SQL_LIST_SUBSTRING : `(${SQL_LIST_SUBSTRING} OR ${SQL_LIST_FTS})`);
     const sql = `${SQL_DOCUMENT_ITEM} WHERE ${where.join(' AND ')} ORDER BY d.id DESC LIMIT @limit`;
     const params: Record<string, unknown> = { collection: query.collection ?? null, before: query.beforeId ?? null, limit: query.limit };
+    if (exclude !== null) params.exclude = exclude;
     if (q !== '') params.like = likePattern(q);
     if (match !== null) params.match = match;
     return this.c.stmt<Record<string, unknown>, DocumentListItem>(sql).all(params);

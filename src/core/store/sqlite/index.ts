@@ -8,6 +8,7 @@ import { trySqliteFileLock } from './lock.ts';
 import type { SqliteConnectionOptions } from './connection.ts';
 import { SqliteConnection } from './connection.ts';
 import { SqliteReader } from './reader.ts';
+import { SqliteCollectionStore } from './collections.ts';
 import { SqliteConversationStore } from './conversations.ts';
 import { SqliteCorpusStore } from './corpus.ts';
 import { SqliteExportSource } from './exports.ts';
@@ -30,6 +31,7 @@ export class SqliteStore implements Store {
   readonly exports: SqliteExportSource;
   readonly releases: SqliteReleaseStore;
   readonly jobs: SqliteJobStore;
+  readonly collections: SqliteCollectionStore;
 
   /** @param connection an open connection; the store owns it from now on (close() closes it). */
   constructor(readonly connection: SqliteConnection) {
@@ -42,6 +44,7 @@ export class SqliteStore implements Store {
     this.exports = new SqliteExportSource(connection);
     this.releases = new SqliteReleaseStore(connection);
     this.jobs = new SqliteJobStore(connection);
+    this.collections = new SqliteCollectionStore(connection);
   }
 
   /** The database file. */
