@@ -2,21 +2,28 @@
  * Retrieval latency and HNSW recall on a synthetic corpus.
  *
  *   node --import tsx bench/retrieval.ts [--chunks 100000] [--queries 1000] [--dim 384] [--clusters 1000]
- *                                        [--recall-queries 1000] [--seed 1]
+ *                                        [--recall-queries 300] [--seed 1] [--threads CORES] [--shards N]
+ *                                        [--ef-construction 100] [--keep DIR]
  *
  * Corpus: N chunks of 384-d unit vectors drawn around C Gaussian cluster centres, each with ~80 words
  * of text (70% from a Zipf-distributed 50k-word vocabulary, 30% from its cluster's 20 topic words),
- * inserted straight into a scratch data dir through the real schema (openDb: documents, chunks → FTS5
- * triggers, embeddings, index_meta) and into an HnswVectorIndex (build time reported).
+ * inserted straight into a scratch data dir through the real schema (documents, chunks → FTS5
+ * triggers, embeddings, index_meta). Vectors are generated and written page by page, never held
+ * all at once. The index is then built exactly as `mneme reindex` builds it (rebuildIndex: stored
+ * vectors streamed to one HNSW shard per worker thread, sharded files committed, loaded back,
+ * ef_search calibrated): build, open and calibration times are reported.
  * Queries: a perturbed cluster centre as the vector (query embedding is excluded from the timings)
  * and 3 topic words + 1 mid-frequency word as text.
  *
  * Reports p50/p99 in ms of: BM25 search, dense search (HNSW, DENSE_CANDIDATES), BM25-only retrieval
  * (search + live check + loading texts, no vector) and hybrid retrieval (BM25 + dense + RRF +
- * hydration + near-duplicate removal); and HNSW recall@10 against ExactVectorIndex at
- * HNSW_EF_SEARCH (and at larger ef values until recall ≥ 0.99, if 64 is not enough); the product's
- * ef calibration (index-store.ts calibrateGeneration, as `mneme reindex` runs it) as `calibration`,
- * and the process's peak RSS as `peak_rss_mb`.
+ * hydration + near-duplicate removal), dense at the calibrated ef (the default a server uses); and
+ * HNSW recall@10 of the bench queries against an exact scan of the stored vectors at the calibrated
+ * ef, then at larger ef values until recall ≥ 0.99; the product's calibration as `calibration`; the
+ * process's peak RSS (`peak_rss_mb`) and RSS/heap after each stage (`memory`), which says what
+ * dominates (the HNSW shards are native memory, outside the JS heap).
+ * With `--keep DIR` the data dir is moved to DIR instead of deleted, its model id being the one
+ * bench/serve-memory.ts serves (so `mneme serve` can open it with that stand-in embedder).
  * Latencies are wall-clock per call after WARMUP_QUERIES untimed ones; on a shared machine p99 mostly
  * measures the neighbours (run it on an idle machine for release figures).
  * With `--postgres URL` (a scratch database; its mneme tables are filled), the same documents, vectors
@@ -32,8 +39,11 @@ import { DENSE_CANDIDATES, BM25_CANDIDATES, HybridRetriever } from '../src/chat/
 import { nowIso } from '../src/core/clock.ts';
 import { openSqliteStore } from '../src/core/store/sqlite/index.ts';
 import { vectorToBlob } from '../src/core/store/sqlite/codec.ts';
-import { calibrateGeneration, createGeneration, indexFile } from '../src/core/index-store.ts';
-import { ExactVectorIndex, HNSW_EF_SEARCH, HnswVectorIndex } from '../src/core/vector-index.ts';
+import { rebuildIndex } from '../src/commands/reindex.ts';
+import { createGeneration } from '../src/core/index-store.ts';
+import { shardCountFor } from '../src/core/sharded-index.ts';
+import { ExactTopK, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, HNSW_M } from '../src/core/vector-index.ts';
+import { BENCH_EMBED_MODEL_ID } from './serve-memory.ts';
 
 const { values } = parseArgs({
   options: {
@@ -41,8 +51,15 @@ const { values } = parseArgs({
     queries: { type: 'string', default: '1000' },
     dim: { type: 'string', default: '384' },
     clusters: { type: 'string', default: '1000' },
-    'recall-queries': { type: 'string' },
+    'recall-queries': { type: 'string', default: '300' },
     seed: { type: 'string', default: '1' },
+    /** Cores for the HNSW build (one shard per core, each ≥ 50k vectors). */
+    threads: { type: 'string', default: String(os.availableParallelism()) },
+    /** Shard count forced (default: as `mneme reindex` chooses it for --threads). */
+    shards: { type: 'string' },
+    'ef-construction': { type: 'string', default: String(HNSW_EF_CONSTRUCTION) },
+    /** Keep the data dir here (moved) for bench/serve-memory.ts. */
+    keep: { type: 'string' },
     /** A scratch PostgreSQL database (emptied first): the same corpus, queries and vectors on the PostgreSQL engine. */
     postgres: { type: 'string' },
   },
@@ -56,8 +73,11 @@ const N = int('chunks', values.chunks, 10);
 const Q = int('queries', values.queries, 1);
 const DIM = int('dim', values.dim, 2);
 const CLUSTERS = Math.min(int('clusters', values.clusters, 1), N);
-const RECALL_Q = Math.min(int('recall-queries', values['recall-queries'] ?? String(Q), 1), Q);
+const RECALL_Q = Math.min(int('recall-queries', values['recall-queries'], 1), Q);
 const SEED = int('seed', values.seed, 0);
+const THREADS = int('threads', values.threads, 1);
+const SHARDS = values.shards === undefined ? shardCountFor(N, THREADS) : int('shards', values.shards, 1);
+const EF_CONSTRUCTION = int('ef-construction', values['ef-construction'], 4);
 
 /** Vocabulary size and Zipf exponent of the synthetic text. */
 const VOCAB = 50_000;
@@ -69,9 +89,20 @@ const CHUNKS_PER_DOC = 10;
 /** Norm of the Gaussian noise added to a cluster centre (centre norm 1) before normalizing. */
 const NOISE_NORM = 0.7;
 const WARMUP_QUERIES = 50;
-const EF_LADDER = [HNSW_EF_SEARCH, 96, 128, 192, 256, 400];
+const EF_LADDER = [16, 24, 32, 48, HNSW_EF_SEARCH, 96, 128, 192, 256, 400];
 const RECALL_TARGET = 0.99;
-const MODEL_ID = `bench-random-${DIM}d`;
+const MODEL_ID = values.keep ? BENCH_EMBED_MODEL_ID : `bench-random-${DIM}d`;
+/** Stored vectors read per page by the exact scan. */
+const EXACT_PAGE = 4096;
+
+const MB = 1024 * 1024;
+/** RSS now (VmRSS), peak (VmHWM) and the JS heap, in MB. */
+function memory(): { rss_mb: number; hwm_mb: number; heap_used_mb: number; external_mb: number } {
+  const status = fs.readFileSync('/proc/self/status', 'utf8');
+  const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? 0);
+  const m = process.memoryUsage();
+  return { rss_mb: Math.round(kb('VmRSS') / 1024), hwm_mb: Math.round(kb('VmHWM') / 1024), heap_used_mb: Math.round(m.heapUsed / MB), external_mb: Math.round(m.external / MB) };
+}
 
 const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
 
@@ -164,9 +195,10 @@ async function main() {
     );
     const insertChunk = db.prepare('INSERT INTO chunks (document_id, ord, text, heading_path, token_count, content_sha256) VALUES (?, ?, ?, ?, ?, ?)');
     const insertVec = db.prepare('INSERT INTO embeddings (chunk_id, model_id, vector) VALUES (?, ?, ?)');
-    const vectors: Float32Array[] = new Array(N);
-    const labels: number[] = new Array(N);
-    const texts: string[] = values.postgres ? new Array(N) : [];
+    // Only the PostgreSQL comparison needs the corpus in memory (it replays it through its engine).
+    const keepCorpus = values.postgres !== undefined;
+    const vectors: Float32Array[] = keepCorpus ? new Array(N) : [];
+    const texts: string[] = keepCorpus ? new Array(N) : [];
     const docTitles: string[] = [];
     const BATCH = 5000;
     for (let start = 0; start < N; start += BATCH) {
@@ -177,7 +209,7 @@ async function main() {
           if (i % CHUNKS_PER_DOC === 0) {
             const now = nowIso();
             const title = `${topics[c]![0]} ${topics[c]![1]} notes`;
-            if (values.postgres) docTitles.push(title);
+            if (keepCorpus) docTitles.push(title);
             docId = Number(insertDoc.run(`/bench/doc-${i / CHUNKS_PER_DOC}.txt`, `sha-${i}`, title, now, now).lastInsertRowid);
           }
           const words: string[] = [];
@@ -187,35 +219,42 @@ async function main() {
           const v = around(centers[c]!);
           const id = Number(insertChunk.run(docId, i % CHUNKS_PER_DOC, words.join(' '), `${topics[c]![2]} > part ${i % CHUNKS_PER_DOC}`, WORDS_PER_CHUNK, `h${i}`).lastInsertRowid);
           insertVec.run(id, MODEL_ID, vectorToBlob(v));
-          vectors[i] = v;
-          labels[i] = id;
-          if (values.postgres) texts[i] = words.join(' ');
+          if (keepCorpus) {
+            vectors[i] = v;
+            texts[i] = words.join(' ');
+          }
         }
       }).immediate();
-      if ((start / BATCH) % 4 === 0) log(`sqlite: ${Math.min(N, start + BATCH)} chunks`);
+      if ((start / BATCH) % 20 === 0) log(`sqlite: ${Math.min(N, start + BATCH)} chunks`);
     }
     const sqliteSeconds = (performance.now() - t0) / 1000;
     log(`sqlite+fts insert ${sqliteSeconds.toFixed(1)} s`);
+    // FTS5 merged as an ingest leaves it (optimize after bulk ingests).
+    t0 = performance.now();
+    await store.corpus.optimizeFullText();
+    const ftsOptimizeSeconds = (performance.now() - t0) / 1000;
+    const mem: Record<string, ReturnType<typeof memory>> = { after_insert: memory() };
 
-    // ---- HNSW
-    const meta = await createGeneration(store, { modelId: MODEL_ID, dimension: DIM, maxTokens: 256, pooling: 'mean', normalized: true }, 'active');
+    // ---- HNSW: built, committed, loaded and calibrated exactly as `mneme reindex` does it.
+    const meta = await store.corpus.createGeneration(
+      { modelId: MODEL_ID, dimension: DIM, maxTokens: 256, pooling: 'mean', normalized: true, hnswM: HNSW_M, hnswEfConstruction: EF_CONSTRUCTION, hnswEfSearch: HNSW_EF_SEARCH },
+      'active',
+    );
+    log(`hnsw: building ${SHARDS} shard(s) on ${THREADS} core(s), M ${HNSW_M}, ef_construction ${EF_CONSTRUCTION}`);
     t0 = performance.now();
-    const hnsw = HnswVectorIndex.create({ dimension: DIM, initialCapacity: N });
-    for (let i = 0; i < N; i++) {
-      hnsw.upsert(labels[i]!, vectors[i]!);
-      if (i > 0 && i % 20_000 === 0) log(`hnsw: ${i} vectors, ${((performance.now() - t0) / 1000).toFixed(0)} s`);
-    }
-    const hnswBuildSeconds = (performance.now() - t0) / 1000;
-    log(`hnsw build ${hnswBuildSeconds.toFixed(1)} s`);
-    t0 = performance.now();
-    const file = indexFile(dir, meta);
-    hnsw.save(file);
-    const hnswSaveSeconds = (performance.now() - t0) / 1000;
-    // The product's ef_search calibration (as `mneme reindex` runs it): its ef is what a server uses.
-    t0 = performance.now();
-    const calibration = await calibrateGeneration(store, meta, hnsw);
-    const calibrationSeconds = (performance.now() - t0) / 1000;
-    log(`calibration: ef ${calibration?.ef} recall@10 ${calibration?.recall} in ${calibrationSeconds.toFixed(1)} s`);
+    const cpu0 = process.cpuUsage();
+    const built = await rebuildIndex(store, dir, meta, { shards: SHARDS });
+    // CPU of every thread of the process (the shard workers included): on a shared machine the wall
+    // time depends on the neighbours, CPU / min(shards, cores) is what an idle machine would take.
+    const cpu = process.cpuUsage(cpu0);
+    const rebuildCpuSeconds = (cpu.user + cpu.system) / 1e6;
+    const rebuildSeconds = (performance.now() - t0) / 1000;
+    const hnsw = built.index!;
+    const calibration = (await store.corpus.activeGeneration())!.calibration;
+    const calibrationSeconds = rebuildSeconds - built.buildSeconds - built.loadSeconds;
+    mem.after_build = memory();
+    log(`hnsw build ${built.buildSeconds.toFixed(1)} s, open ${built.loadSeconds.toFixed(2)} s, calibration ef ${calibration?.ef} recall@10 ${calibration?.recall} in ${calibrationSeconds.toFixed(1)} s`);
+    const efDefault = hnsw.efSearch;
 
     t0 = performance.now();
     const { head } = await store.corpus.feedBounds();
@@ -241,7 +280,7 @@ async function main() {
     };
     log('timing bm25 search');
     const bm25Search = await time((q) => retriever.searchBm25(q.text, BM25_CANDIDATES));
-    log('timing dense search');
+    log(`timing dense search at the calibrated ef ${efDefault}`);
     const denseSearch = await time((q) => retriever.searchDense(q.vector, DENSE_CANDIDATES));
     log('timing bm25-only retrieval');
     const bm25Retrieve = await time((q) => retriever.retrieveWithVector({ query: q.text, topK: 10 }, null));
@@ -255,32 +294,38 @@ async function main() {
       stages.dense_ms += r.timings.dense_ms;
       stages.fuse_ms += r.timings.fuse_ms;
     });
+    mem.after_queries = memory();
 
-    // ---- Recall@10 vs exact
+    // ---- Recall@10 vs an exact scan of the stored vectors (paged: no copy of the corpus)
     log(`exact search for ${RECALL_Q} queries`);
-    const exact = new ExactVectorIndex({ dimension: DIM });
-    for (let i = 0; i < N; i++) exact.upsert(labels[i]!, vectors[i]!);
     const recallQueries = queries.slice(WARMUP_QUERIES, WARMUP_QUERIES + RECALL_Q);
     t0 = performance.now();
-    const truth = recallQueries.map((q) => new Set(exact.search(q.vector, 10).map((h) => h.label)));
+    const exact = new ExactTopK(recallQueries.map((q) => ({ self: -1, vector: q.vector })), 10);
+    for (let after = 0; ; ) {
+      const page = await store.corpus.embeddingsPage(MODEL_ID, after, EXACT_PAGE);
+      if (page.length === 0) break;
+      for (const [id, v] of page) exact.add(id, v);
+      after = page[page.length - 1]![0];
+    }
+    const truth = exact.results().map((t) => new Set(t));
     const exactMs = (performance.now() - t0) / RECALL_Q;
-    const recallAt = (index: HnswVectorIndex) => {
+    const recallAt = () => {
       let found = 0;
       recallQueries.forEach((q, i) => {
-        for (const h of index.search(q.vector, 10)) if (truth[i]!.has(h.label)) found++;
+        for (const h of hnsw.search(q.vector, 10)) if (truth[i]!.has(h.label)) found++;
       });
       return found / (RECALL_Q * 10);
     };
     const recall: Record<string, number> = {};
     const denseAtEf: Record<string, { p50: number; p99: number; mean: number }> = {};
     let efNeeded: number | null = null;
-    for (const ef of EF_LADDER) {
-      const ix = ef === HNSW_EF_SEARCH ? hnsw : HnswVectorIndex.load(file, { dimension: DIM, efSearch: ef });
-      recall[ef] = round(recallAt(ix), 4);
+    for (const ef of [efDefault, ...EF_LADDER.filter((e) => e > efDefault)]) {
+      hnsw.setEfSearch(ef);
+      recall[ef] = round(recallAt(), 4);
       denseAtEf[ef] = stats(
         recallQueries.map((q) => {
           const s = performance.now();
-          ix.search(q.vector, DENSE_CANDIDATES);
+          hnsw.search(q.vector, DENSE_CANDIDATES);
           return performance.now() - s;
         }),
       );
@@ -290,6 +335,8 @@ async function main() {
         break;
       }
     }
+    hnsw.setEfSearch(efDefault);
+    mem.end = memory();
     await store.close();
     const postgres = values.postgres ? await benchPostgres(values.postgres, { texts, vectors, docTitles, queries, truth, recallQueries, time }) : undefined;
 
@@ -299,15 +346,23 @@ async function main() {
       dim: DIM,
       clusters: CLUSTERS,
       queries: Q,
+      recall_queries: RECALL_Q,
       node: process.version,
       cpus: os.availableParallelism(),
+      load_avg_1m: round(os.loadavg()[0]!, 2),
       sqlite_insert_s: round(sqliteSeconds, 1),
-      hnsw_build_s: round(hnswBuildSeconds, 1),
-      hnsw_save_s: round(hnswSaveSeconds, 2),
+      fts_optimize_s: round(ftsOptimizeSeconds, 1),
+      hnsw: { m: HNSW_M, ef_construction: EF_CONSTRUCTION, shards: built.shards, threads: THREADS },
+      hnsw_build_s: round(built.buildSeconds, 1),
+      hnsw_open_s: round(built.loadSeconds, 2),
+      hnsw_rebuild_total_s: round(rebuildSeconds, 1),
+      hnsw_rebuild_cpu_s: round(rebuildCpuSeconds, 1),
       retriever_init_ms: round(retrieverInitSeconds * 1000, 1),
-      ef_search: HNSW_EF_SEARCH,
       calibration: calibration ? { ef: calibration.ef, recall_at_10: calibration.recall, seconds: round(calibrationSeconds, 1) } : null,
+      ef_search: efDefault,
+      recall_at_10_default: recall[efDefault],
       peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
+      memory: mem,
       bm25_search_ms: stats(bm25Search),
       dense_search_ms: stats(denseSearch),
       bm25_retrieve_ms: stats(bm25Retrieve),
@@ -325,6 +380,11 @@ async function main() {
       ...(postgres ? { postgres } : {}),
     };
     process.stdout.write(`${JSON.stringify(out)}\n`);
+    if (values.keep) {
+      fs.rmSync(values.keep, { recursive: true, force: true });
+      fs.renameSync(dir, values.keep);
+      log(`data dir kept at ${values.keep} (model ${MODEL_ID})`);
+    }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -34,6 +34,8 @@ export interface RebuildOptions {
 
 export interface RebuildResult {
   vectors: number;
+  /** The built index as loaded back (calibrated ef set); null for an engine with its own vector index. */
+  index: ShardedHnswIndex | null;
   shards: number;
   /** Wall time of the graph build and write, in s (calibration excluded). */
   buildSeconds: number;
@@ -60,7 +62,7 @@ async function* storedVectorPages(store: Store, modelId: string): AsyncGenerator
  */
 export async function rebuildIndex(store: Store, dataDir: string, meta: IndexGeneration, opts: RebuildOptions = {}): Promise<RebuildResult> {
   // An engine with its own vector index (pgvector) maintains it itself: there is no file to build.
-  if (store.corpus.nativeVectorSearch) return { vectors: await store.corpus.embeddingCount(meta.modelId), shards: 0, buildSeconds: 0, loadSeconds: 0 };
+  if (store.corpus.nativeVectorSearch) return { vectors: await store.corpus.embeddingCount(meta.modelId), index: null, shards: 0, buildSeconds: 0, loadSeconds: 0 };
   // Feed position read before the vectors: changes after it are re-applied by readers (idempotent).
   const { head } = await store.corpus.feedBounds();
   const expected = await store.corpus.embeddingCount(meta.modelId);
@@ -72,8 +74,9 @@ export async function rebuildIndex(store: Store, dataDir: string, meta: IndexGen
   const t0 = performance.now();
   const index = ShardedHnswIndex.load(file, options);
   const loadSeconds = (performance.now() - t0) / 1000;
-  await calibrateGeneration(store, meta, index, { target: opts.recallTarget });
-  return { vectors: index.size(), shards, buildSeconds: built.seconds, loadSeconds };
+  const cal = await calibrateGeneration(store, meta, index, { target: opts.recallTarget });
+  if (cal) index.setEfSearch(cal.ef);
+  return { vectors: index.size(), index, shards, buildSeconds: built.seconds, loadSeconds };
 }
 
 /**
