@@ -31,6 +31,7 @@ import { modelsRoutes } from './routes/models.ts';
 import { feedbackRoutes } from './routes/feedback.ts';
 import { healthRoutes } from './routes/health.ts';
 import { meRoutes } from './routes/me.ts';
+import { peopleRoutes } from './routes/people.ts';
 import { metricsRoutes } from './routes/metrics.ts';
 
 export type { AppContext, AppDeps, FeatureStoreLike, GenerationQueueLike, VectorInfo } from './context.ts';
@@ -129,6 +130,7 @@ export function createApp(deps: AppDeps): Express {
   app.use(modelsRoutes(ctx));
   app.use(feedbackRoutes(ctx));
   app.use(meRoutes(ctx));
+  app.use(peopleRoutes(ctx));
   app.use(metricsRoutes(ctx));
   app.use(conversationsRouter({ store: deps.store }));
   app.use(documentsRoutes(ctx));
