@@ -14,6 +14,13 @@
  * --exclude: passed to `mneme ingest --exclude` (repeatable).
  * --data-dir: reuse/keep a data dir (default: a fresh one under bench/.work, removed at the end).
  * --database-url: an empty scratch PostgreSQL database: the same run on the PostgreSQL engine.
+ * --show-answers: print each on-topic answer (text, cited pages, the checks below) on stderr.
+ *
+ * Answer proxy (`answers`): for each on-topic answer that does not abstain, whether its first citation
+ * is one of the question's labelled pages (`first_cited_relevant`), and, for the questions with an
+ * `answer_contains` list (a short exact fact: "4MB", "five full minutes"), whether the answer text
+ * contains one of them (`contains_fact`). A proxy: an answer can cite the right page with the wrong
+ * sentence; the hand judgement in bench/README.md is the real measure.
  * Prints one JSON line on stdout; progress on stderr.
  */
 import fs from 'node:fs';
@@ -34,7 +41,8 @@ import { loadConfig } from '../src/core/config.ts';
 const MRR_DEPTH = 10;
 
 interface QuestionSet {
-  on_topic: Array<{ q: string; relevant: string[] }>;
+  /** `answer_contains`: short exact facts (case-insensitive) a right answer quotes, any one suffices. */
+  on_topic: Array<{ q: string; relevant: string[]; answer_contains?: string[] }>;
   follow_ups: Array<{ previous: string; q: string; relevant: string[] }>;
   off_topic: string[];
 }
@@ -47,6 +55,8 @@ const { values, positionals } = parseArgs({
     'data-dir': { type: 'string' },
     /** A scratch PostgreSQL database (empty): run everything on the PostgreSQL engine instead of SQLite. */
     'database-url': { type: 'string' },
+    /** Also print every on-topic answer (text, cited pages, checks) as JSON lines on stderr, for judging by hand. */
+    'show-answers': { type: 'boolean', default: false },
   },
 });
 const corpus = positionals[0];
@@ -101,6 +111,47 @@ function summarize(ranks: Array<number | null>) {
   };
 }
 
+interface ChatBody {
+  answer?: string;
+  finish_reason?: string;
+  citations?: Array<{ n: number; source: string }>;
+}
+
+interface AnswerCheck {
+  q: string;
+  abstained: boolean;
+  /** Cited pages (file names) in citation order. */
+  cited: string[];
+  first_cited_relevant: boolean;
+  /** null when the question has no answer_contains list. */
+  contains_fact: boolean | null;
+}
+
+/** The automatic answer proxy for one on-topic answer (see the module comment). Pure. */
+function checkAnswer(question: QuestionSet['on_topic'][number], body: ChatBody): AnswerCheck {
+  const cited = [...(body.citations ?? [])].sort((a, b) => a.n - b.n).map((c) => path.basename(c.source));
+  const text = (body.answer ?? '').toLowerCase();
+  const facts = question.answer_contains ?? [];
+  return {
+    q: question.q,
+    abstained: body.finish_reason === 'no_evidence',
+    cited,
+    first_cited_relevant: cited[0] !== undefined && question.relevant.includes(cited[0]),
+    contains_fact: facts.length === 0 ? null : facts.some((f) => text.includes(f.toLowerCase())),
+  };
+}
+
+function summarizeAnswers(checks: AnswerCheck[]) {
+  const withFact = checks.filter((c) => c.contains_fact !== null);
+  return {
+    questions: checks.length,
+    first_cited_relevant: checks.filter((c) => c.first_cited_relevant).length,
+    with_answer_contains: withFact.length,
+    contains_fact: withFact.filter((c) => c.contains_fact === true).length,
+    wrong: checks.filter((c) => c.abstained || !c.first_cited_relevant || c.contains_fact === false).map((c) => c.q),
+  };
+}
+
 async function main(): Promise<void> {
   await ingest();
   const config = loadConfig(env, { host: '127.0.0.1', port: 0 });
@@ -144,19 +195,26 @@ async function main(): Promise<void> {
       followRaw.push(rankOf((await deps.retriever.retrieve({ query: f.q, topK: 20 })).chunks.map((c) => c.source), f.relevant));
     }
     // Abstention through the real app.
-    const ask = async (message: string): Promise<string | null> => {
+    const chat = async (message: string): Promise<ChatBody> => {
       const res = await fetch(`${url}/v1/chat`, {
         method: 'POST',
         headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
         body: JSON.stringify({ message }),
       });
-      const body = (await res.json()) as { finish_reason?: string };
+      const body = (await res.json()) as ChatBody;
       if (res.status !== 200) throw new Error(`/v1/chat ${res.status}: ${JSON.stringify(body)}`);
-      return body.finish_reason ?? null;
+      return body;
     };
-    const offReasons = await Promise.all(set.off_topic.map(ask));
+    const offReasons = (await Promise.all(set.off_topic.map(chat))).map((b) => b.finish_reason ?? null);
     const onReasons: Array<string | null> = [];
-    for (const { q } of set.on_topic) onReasons.push(await ask(q));
+    const checks: AnswerCheck[] = [];
+    for (const question of set.on_topic) {
+      const body = await chat(question.q);
+      onReasons.push(body.finish_reason ?? null);
+      const check = checkAnswer(question, body);
+      checks.push(check);
+      if (values['show-answers']) process.stderr.write(`${JSON.stringify({ ...check, answer: body.answer })}\n`);
+    }
     const measured = [...offReasons, ...onReasons].some((r) => r === 'no_evidence');
     process.stdout.write(
       `${JSON.stringify({
@@ -175,6 +233,7 @@ async function main(): Promise<void> {
               on_topic: onReasons.length,
             }
           : 'not measured (no answer carried finish_reason "no_evidence": abstention not available in this build)',
+        answers: summarizeAnswers(checks),
         misses,
       })}\n`,
     );

@@ -16,7 +16,7 @@
  *   embedding model could be calibrated here (random-weight test models give arbitrary cosines).
  */
 import { FTS_STOPWORDS, ftsTerms } from '../core/store/corpus.ts';
-import { keyTerms, tokenizeTerms } from '../core/llm/extractive.ts';
+import { QUESTION_WORDS, keyTerms, segmentSentences, tokenizeTerms } from '../core/llm/extractive.ts';
 import type { RetrievedChunk } from './types.ts';
 
 /**
@@ -72,16 +72,7 @@ export interface Evidence {
   reason: 'no_chunks' | 'low_coverage' | null;
 }
 
-/**
- * Words of how questions are asked rather than what they are about ("how far", "how many", "what
- * does it mean", "the best way to"): not key terms for coverage, since documents answer such
- * questions without using them (search still looks for them).
- */
-export const QUESTION_WORDS: ReadonlySet<string> = new Set([
-  'far', 'long', 'many', 'much', 'often', 'mean', 'means', 'meaning', 'best', 'way', 'ways', 'good', 'better',
-  'explain', 'describe', 'show', 'know', 'need', 'want', 'possible', 'work', 'works', 'use', 'using', 'get', 'make',
-  'does', 'difference', 'example', 'examples', 'thing', 'things', 'kind', 'type',
-]);
+export { QUESTION_WORDS };
 
 /**
  * The question's key terms: the full-text search terms minus stopwords and QUESTION_WORDS (ftsTerms
@@ -200,4 +191,62 @@ export function answerOutcome(o: {
   }
   if (o.citations === 0) return { finishReason: o.finishReason, flags: ['uncited'], suffix: '' };
   return { finishReason: o.finishReason, flags: o.evidence.abstain ? ['weak_evidence'] : [], suffix: '' };
+}
+
+/**
+ * Deeper retrieval depth searched for the entry of an identifier the question names (see
+ * withDefiningChunks): the manual's `work_mem (integer)` entry ranks about 25th for "What is the
+ * default value of work_mem?" under BM25, since every `maintenance_work_mem`/`autovacuum_work_mem`
+ * chunk matches the same tokens.
+ */
+export const ENTRY_SEARCH_DEPTH = 30;
+
+/** The question's identifiers: key terms written as compounds (`work_mem`, `pg_hba.conf`, `E-417`). */
+export function identifierTerms(question: string): string[] {
+  return keyTerms(question).filter((t) => /[\p{L}\p{N}][-_.][\p{L}\p{N}]/u.test(t));
+}
+
+/**
+ * True when `chunk` holds the entry of `term`: a heading line of its text (as the extractive
+ * answerer segments it, e.g. `work_mem (integer)`) or the last part of its heading path starts with
+ * the term. A chunk that only mentions the term ("twice the usual work_mem") does not.
+ */
+export function definesTerm(chunk: Pick<RetrievedChunk, 'text' | 'headingPath'>, term: string): boolean {
+  const headings = segmentSentences(chunk.text)
+    .filter((s) => s.kind === 'heading')
+    .map((s) => s.text);
+  const last = chunk.headingPath.split(' > ').pop() ?? '';
+  return [...headings, last].some((h) => keyTerms(h)[0] === term);
+}
+
+/**
+ * The context with the entries of the question's identifiers: for each identifier no chunk of
+ * `chunks` (the retrieved top_k) defines, the best-ranked chunk of `deeper` (a deeper retrieval of
+ * the same query) that does is put in, right after the first chunk of its document (or last), in
+ * place of the worst-ranked chunk that is not a rank-1 BM25 or dense hit (those stay, as the
+ * retriever promises). Same length as `chunks`. Pure.
+ */
+export function withDefiningChunks<T extends Pick<RetrievedChunk, 'chunkId' | 'documentId' | 'text' | 'headingPath' | 'bm25Rank' | 'denseRank'>>(
+  question: string,
+  chunks: readonly T[],
+  deeper: readonly T[],
+): T[] {
+  let out = [...chunks];
+  for (const term of identifierTerms(question)) {
+    if (out.some((c) => definesTerm(c, term))) continue;
+    const entry = deeper.find((c) => !out.some((o) => o.chunkId === c.chunkId) && definesTerm(c, term));
+    if (!entry) continue;
+    let drop = -1;
+    for (let i = out.length - 1; i >= 0 && drop < 0; i--) if (out[i]?.bm25Rank !== 1 && out[i]?.denseRank !== 1) drop = i;
+    if (drop < 0) continue;
+    out = out.filter((_, i) => i !== drop);
+    const sameDoc = out.findIndex((c) => c.documentId === entry.documentId);
+    out.splice(sameDoc < 0 ? out.length : sameDoc + 1, 0, entry);
+  }
+  return out;
+}
+
+/** True when `question` names an identifier whose entry none of `chunks` holds (worth a deeper look). */
+export function missingEntries(question: string, chunks: readonly Pick<RetrievedChunk, 'text' | 'headingPath'>[]): boolean {
+  return identifierTerms(question).some((t) => !chunks.some((c) => definesTerm(c, t)));
 }

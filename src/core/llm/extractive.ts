@@ -32,6 +32,31 @@ export const EXTRACTIVE_MIN_COVERAGE = 0.6;
 export const EXTRACTIVE_SUBJECT_WEIGHT = 0.75;
 /** Weight of a compound key term ("work_mem") matched only by its parts ("work", "mem"). */
 export const EXTRACTIVE_PART_WEIGHT = 0.25;
+/**
+ * Weight multiplier of an identifier the question names: a compound (`work_mem`, `pg_hba.conf`,
+ * `E-417`). Such a term is what the question is about; "default" and "value" are how it asks.
+ */
+export const EXTRACTIVE_IDENTIFIER_WEIGHT = 3;
+/** Weight multiplier of a word the question writes in capitals (BRIN, TOAST, CTE, VACUUM FULL). */
+export const EXTRACTIVE_ACRONYM_WEIGHT = 2;
+/**
+ * Each passage down the retrieval ranking multiplies its units' scores by this (passage 1: 1,
+ * passage 2: 0.85, passage 6: 0.44): retrieval put the page that answers first for 26 of 34
+ * questions on the PostgreSQL manual, so a sentence of passage 5 must match clearly better to win.
+ */
+export const EXTRACTIVE_RANK_DECAY = 0.85;
+/**
+ * Score multiplier of a unit that has the shape of the answer asked for (see answerCues): a default
+ * with its value, a duration for "how long", a number for "how many", a definition of the subject
+ * of "what is X".
+ */
+export const EXTRACTIVE_CUE_BONUS = 1.6;
+/**
+ * A unit with none of the key terms in its own text is quoted only with an answer cue and when its
+ * heading and passage title cover at least this share of the key terms ("let the water run for five
+ * full minutes", under "Flushing a new cartridge", for "How long should I flush a new cartridge?").
+ */
+export const EXTRACTIVE_SUBJECT_ONLY_COVERAGE = 0.5;
 
 export const EXTRACTIVE_NOTE = 'Extractive answer (no language model is configured): the passages below are quoted from your documents.';
 export const EXTRACTIVE_NOTHING_FOUND =
@@ -46,6 +71,18 @@ const STOPWORDS = new Set(
     'her his hers us do done doing should shall may might must tell please'
   ).split(' '),
 );
+
+/**
+ * Words of how questions are asked rather than what they are about ("how far", "how many", "what
+ * does it mean", "the best way to"): not key terms, since documents answer such questions without
+ * using them (full-text search still looks for them). src/chat/evidence.ts re-exports it.
+ */
+export const QUESTION_WORDS: ReadonlySet<string> = new Set([
+  'far', 'long', 'many', 'much', 'often', 'mean', 'means', 'meaning', 'best', 'way', 'ways', 'good', 'better',
+  'explain', 'describe', 'show', 'know', 'need', 'want', 'possible', 'work', 'works', 'use', 'using', 'get', 'make',
+  'does', 'difference', 'example', 'examples', 'thing', 'things', 'kind', 'type',
+]);
+const QUESTION_STEMS: ReadonlySet<string> = new Set([...QUESTION_WORDS].map(stem));
 
 /** Abbreviations whose trailing period does not end a sentence. */
 const ABBREVIATIONS = new Set(['e.g', 'i.e', 'etc', 'vs', 'mr', 'mrs', 'ms', 'dr', 'st', 'no', 'fig', 'approx', 'cf', 'p', 'pp', 'vol', 'min', 'max']);
@@ -105,6 +142,9 @@ const NAV_MAX_WORDS = 6;
 /** Statements that open a line of SQL (or a psql/shell session) in manuals. */
 const CODE_START = /^(?:(?:SELECT|INSERT|UPDATE|DELETE|CREATE|ALTER|DROP|WITH|GRANT|REVOKE|BEGIN|COMMIT|ROLLBACK|EXPLAIN|VACUUM|ANALYZE|SET|SHOW|COPY|TRUNCATE|CALL|PREPARE|EXECUTE|LISTEN|NOTIFY|REINDEX|CLUSTER)\b|\$ |=>|=#|postgres=)/;
 
+/** "NAME — what it does" (an em dash between a name in capitals or an identifier and a lower-case description). */
+const REFERENCE_ENTRY = /^[\p{Lu}\p{N}_ ]{2,}\s—\s\p{Ll}|^[\w.]+\s—\s\p{Ll}/u;
+
 function isTableRow(line: string): boolean {
   return TABLE_ROW.test(line);
 }
@@ -145,8 +185,12 @@ function toBlocks(text: string): Block[] {
     if (current.length) {
       const only = current[0] ?? '';
       const title = current.length === 1 && !currentIsList && !/[.!?:;,]$/.test(only) && only.split(/\s+/).length <= TITLE_MAX_WORDS;
-      const code = looksLikeCode(raw);
-      blocks.push({ lines: code ? raw : current, kind: code ? 'code' : title ? 'heading' : 'prose', list: currentIsList });
+      // "ALTER SYSTEM — change a server configuration parameter": a reference page's name line (a
+      // heading), or, several in a row, a list of such entries (a table of contents, never quoted).
+      const entries = current.every((l) => REFERENCE_ENTRY.test(l));
+      const code = !entries && looksLikeCode(raw);
+      const kind: SentenceKind = entries ? (current.length === 1 ? 'heading' : 'table') : code ? 'code' : title ? 'heading' : 'prose';
+      blocks.push({ lines: code ? raw : current, kind, list: currentIsList });
     }
     current = [];
     raw = [];
@@ -335,23 +379,116 @@ function unitCoverage(u: Unit, terms: readonly string[]): { own: Set<string>; su
   return out;
 }
 
+/** Per-question scoring context: key terms, their weights and the answer cues the question asks for. */
+interface QuestionModel {
+  terms: string[];
+  /** idf over the passages × identifier / acronym multiplier. */
+  weight: Map<string, number>;
+  cues: AnswerCues;
+}
+
+/** The shapes of answer a question asks for (pure reading of the question's wording). */
+export interface AnswerCues {
+  /** "default value of X": a sentence stating a default with a value. */
+  defaultValue: boolean;
+  /** "how long", "how often": a duration. */
+  duration: boolean;
+  /** "how many", "how much": a number. */
+  quantity: boolean;
+  /** "what is X", "what are X", "what does X do": key terms of X (a definition starts with them). */
+  definitionOf: string[] | null;
+}
+
+const NUMBER_WORDS = 'one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|sixty|hundred|a few|several';
+const DURATION = new RegExp(`\\b(?:\\d+(?:[.,]\\d+)?|${NUMBER_WORDS})\\s+(?:\\p{L}+\\s+)?(?:milliseconds?|seconds?|minutes?|hours?|days?|weeks?|months?|years?|ms|s|min|h)\\b`, 'iu');
+const QUANTITY = new RegExp(`\\d|\\b(?:${NUMBER_WORDS})\\b`, 'i');
+/** A default stated with its value: "The default is 128MB", "defaults to -1", "default value is four megabytes". */
+const DEFAULT_VALUE = /\bdefaults?\b(?:\s+\w+){0,3}\s+(?:is|are|to|of)\b.*(?:\d|\b(?:on|off|true|false|none|empty|zero|one|two|three|four|five|ten)\b|['"‘“])/i;
+const DEFINITION_QUESTION = /^\s*(?:what|who)\s+(?:is|are)\s+(?:a|an|the)?\s*(.+?)\s*\??\s*$|^\s*what\s+does\s+(?:a|an|the)?\s*(.+?)\s+(?:do|mean|control)\s*\??\s*$/i;
+/** A sentence that defines its opening words ("BRIN stands for …", "A partial index is an …"). */
+const DEFINES = /^(?:\S+\s+){0,4}?(?:stands for|is an?|is the|are|means|refers to)\b/i;
+
+/** Reads the answer cues of a question (see AnswerCues). Pure. */
+export function answerCues(query: string): AnswerCues {
+  const q = query.toLowerCase();
+  const def = DEFINITION_QUESTION.exec(query);
+  const subject = def ? questionKeyTerms(def[1] ?? def[2] ?? '') : [];
+  return {
+    defaultValue: /\bdefaults?\b/.test(q),
+    duration: /\bhow\s+(?:long|often)\b/.test(q),
+    quantity: /\bhow\s+(?:many|much)\b/.test(q),
+    definitionOf: subject.length > 0 ? subject : null,
+  };
+}
+
+/** True when the unit has the shape of an answer the question asks for. */
+function hasCue(u: Unit, cues: AnswerCues): boolean {
+  const text = u.text;
+  if (cues.defaultValue && DEFAULT_VALUE.test(text)) return true;
+  if (cues.duration && DURATION.test(text)) return true;
+  if (cues.quantity && QUANTITY.test(text)) return true;
+  if (cues.definitionOf) {
+    const opening = tokenizeTerms(text).slice(0, cues.definitionOf.length + 2);
+    const first = tokenizeTerms(text)[0];
+    if (cues.definitionOf.every((t) => opening.includes(t))) return true;
+    if (first !== undefined && cues.definitionOf.includes(first) && DEFINES.test(text)) return true;
+  }
+  return false;
+}
+
 /**
- * Scores one unit: Σ idf(t) over the question's key terms t, 1 for a term in the unit itself,
- * EXTRACTIVE_SUBJECT_WEIGHT for one only in its heading or the passage title (the sentence
- * "The default value is four megabytes." is about `work_mem` because it sits under that entry),
- * EXTRACTIVE_PART_WEIGHT for a compound matched only by its parts; times the share of key terms
- * covered. null when the unit contains no key term itself.
+ * The question's key terms for quoting: keyTerms minus QUESTION_WORDS ("How long should I flush…"
+ * is about flushing, not about "long").
  */
-function scoreUnit(u: Unit, terms: readonly string[], idf: ReadonlyMap<string, number>): number | null {
-  const c = unitCoverage(u, terms);
-  if (c.own.size === 0) return null;
+export function questionKeyTerms(query: string): string[] {
+  const terms = keyTerms(query);
+  const content = terms.filter((t) => !QUESTION_STEMS.has(t) && !QUESTION_WORDS.has(t));
+  return content.length > 0 ? content : terms;
+}
+
+/** Key terms the question writes as an acronym or SQL keyword in capitals (BRIN, TOAST, VACUUM). */
+function acronyms(query: string): Set<string> {
+  return new Set([...query.matchAll(/\b\p{Lu}{2,}\b/gu)].flatMap((m) => keyTerms(m[0])));
+}
+
+/** Builds the scoring context: key terms weighted by idf over the passages and by kind. */
+function questionModel(query: string, passages: readonly ContextPassage[]): QuestionModel {
+  const terms = questionKeyTerms(query);
+  const caps = acronyms(query);
+  const passageTerms = passages.map((p) => termSet(`${p.title}\n${p.text}`));
+  const weight = new Map<string, number>();
+  for (const t of terms) {
+    const df = passageTerms.filter((s) => s.has(t)).length;
+    // BM25-style idf, kept positive so a term present everywhere still counts a little.
+    const idf = Math.log(1 + (passages.length - df + 0.5) / (df + 0.5));
+    weight.set(t, idf * (isCompound(t) ? EXTRACTIVE_IDENTIFIER_WEIGHT : caps.has(t) ? EXTRACTIVE_ACRONYM_WEIGHT : 1));
+  }
+  return { terms, weight, cues: answerCues(query) };
+}
+
+/**
+ * Scores one unit: Σ w(t) over the question's key terms t (w = idf over the passages, ×
+ * EXTRACTIVE_IDENTIFIER_WEIGHT for `work_mem`, × EXTRACTIVE_ACRONYM_WEIGHT for BRIN), 1 for a term
+ * in the unit itself, EXTRACTIVE_SUBJECT_WEIGHT for one only in its heading or the passage title
+ * (the sentence "The default value is four megabytes." is about `work_mem` because it sits under
+ * that entry), EXTRACTIVE_PART_WEIGHT for a compound matched only by its parts; times the share of
+ * key terms covered, × EXTRACTIVE_CUE_BONUS with an answer cue, × EXTRACTIVE_RANK_DECAY per passage
+ * down the ranking. null when the unit contains no key term itself, unless it has a cue and its
+ * heading/title cover EXTRACTIVE_SUBJECT_ONLY_COVERAGE of the terms.
+ */
+function scoreUnit(u: Unit, m: QuestionModel): number | null {
+  const c = unitCoverage(u, m.terms);
+  const cue = hasCue(u, m.cues);
+  if (c.own.size === 0 && !(cue && c.subject.size >= m.terms.length * EXTRACTIVE_SUBJECT_ONLY_COVERAGE)) return null;
+  const w = (t: string) => m.weight.get(t) ?? 0;
   let score = 0;
-  for (const t of c.own) score += idf.get(t) ?? 0;
-  for (const t of c.subject) score += (idf.get(t) ?? 0) * EXTRACTIVE_SUBJECT_WEIGHT;
-  for (const t of c.parts) score += (idf.get(t) ?? 0) * EXTRACTIVE_PART_WEIGHT;
+  for (const t of c.own) score += w(t);
+  for (const t of c.subject) score += w(t) * EXTRACTIVE_SUBJECT_WEIGHT;
+  for (const t of c.parts) score += w(t) * EXTRACTIVE_PART_WEIGHT;
   // Covering more of the question counts twice: "The default value is 4MB" (default, value, under
   // work_mem) beats "If this value is specified without units…" (value, under work_mem).
-  return (score * (c.own.size + c.subject.size)) / terms.length;
+  score = (score * (c.own.size + c.subject.size)) / m.terms.length;
+  return score * (cue ? EXTRACTIVE_CUE_BONUS : 1) * EXTRACTIVE_RANK_DECAY ** u.passageIndex;
 }
 
 /** True when the unit's own heading names identifiers (compounds) none of which the question asks about. */
@@ -363,26 +500,22 @@ function aboutSomethingElse(u: Unit, terms: readonly string[]): boolean {
 
 /**
  * Picks what to quote: prose sentences (never headings, table rows or navigation) and code blocks
- * that contain at least one of the question's key terms, scored by scoreUnit (idf over the
- * passages), best first with ties broken by passage rank, at most `maxSentences`, then re-sorted
- * into passage order. Units under another identifier's heading (hash_mem_multiplier's entry when
- * asked about work_mem) are used only when no other unit qualifies. Nothing is picked unless the
- * chosen units together (with their headings) cover at least EXTRACTIVE_MIN_COVERAGE of the key
- * terms: one shared word with an off-topic question is not an answer. Pure and deterministic.
+ * that contain at least one of the question's key terms (or answer it by their shape under a
+ * heading that names the question, see scoreUnit), scored by scoreUnit, best first with ties broken
+ * by passage rank, at most `maxSentences` and none below EXTRACTIVE_RELATIVE_SCORE of the best,
+ * then re-sorted into passage order. Units under another identifier's heading (hash_mem_multiplier's
+ * entry when asked about work_mem) are used only when no other unit qualifies. Nothing is picked
+ * unless the chosen units together (with their headings) cover at least EXTRACTIVE_MIN_COVERAGE of
+ * the key terms: one shared word with an off-topic question is not an answer. Pure and deterministic.
  */
 export function selectSentences(query: string, passages: ContextPassage[], maxSentences = EXTRACTIVE_MAX_SENTENCES): SelectedSentence[] {
-  const terms = keyTerms(query);
-  if (terms.length === 0 || passages.length === 0) return [];
-  const passageTerms = passages.map((p) => termSet(`${p.title}\n${p.text}`));
-  const idf = new Map<string, number>();
-  for (const t of terms) {
-    const df = passageTerms.filter((s) => s.has(t)).length;
-    // BM25-style idf, kept positive so a term present everywhere still counts a little.
-    idf.set(t, Math.log(1 + (passages.length - df + 0.5) / (df + 0.5)));
-  }
+  if (passages.length === 0) return [];
+  const m = questionModel(query, passages);
+  const terms = m.terms;
+  if (terms.length === 0) return [];
   const scored: Array<Unit & { score: number; key: string; offSubject: boolean }> = [];
   for (const u of quotableUnits(passages)) {
-    const score = scoreUnit(u, terms, idf);
+    const score = scoreUnit(u, m);
     if (score !== null && score > 0) scored.push({ ...u, score, key: tokenizeTerms(u.text).join(' '), offSubject: aboutSomethingElse(u, terms) });
   }
   const onSubject = scored.filter((u) => !u.offSubject);
