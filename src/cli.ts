@@ -16,11 +16,13 @@ import { releasesCommand } from './commands/releases.ts';
 import { serveCommand } from './commands/serve.ts';
 import type { Command, CommandIo } from './commands/types.ts';
 import { usersCommand } from './commands/users.ts';
+import { collectionsCommand } from './commands/collections.ts';
 
 export const COMMANDS: Command[] = [
   ingestCommand,
   serveCommand,
   usersCommand,
+  collectionsCommand,
   releasesCommand,
   featuresCommand,
   exportCommand,

@@ -17,6 +17,7 @@ import type { ChatMessage, ChatModel, GenerateRequest, GenerateResult, SamplingP
 import type { PromptTemplate } from '../core/prompts.ts';
 import { renderPrompt } from '../core/prompts.ts';
 import { computeOnDemandFeatures } from '../features/on-demand.ts';
+import { withoutHiddenCollections } from './access.ts';
 import { formatPersonalizationBlock, toPersonalizationSignals } from '../features/personalize.ts';
 import type { FeatureReader, FeatureValue } from '../features/types.ts';
 import type { Citation } from './citations.ts';
@@ -82,6 +83,8 @@ export interface TurnInput {
   history?: ChatMessage[] | undefined;
   topK: number;
   collection?: string | undefined;
+  /** Collections the user may not read (CollectionScope.hidden): never retrieved, never weighed as evidence. */
+  excludeCollections?: readonly string[] | undefined;
   /** Per-request sampling overrides (the completions endpoint). */
   sampling?: Partial<SamplingParams> | undefined;
   /** The validated request, logged as is. */
@@ -255,7 +258,8 @@ export async function answerTurn(deps: AnswerDeps, input: TurnInput, opts: TurnO
     throwIfCancelled(opts.signal);
     // 1. Features: what the store knows (precomputed) + what this request says (on-demand).
     const tf = performance.now();
-    precomputed = await readOnlineFeatures(deps, input.user.id, logger);
+    // A collection named in the features but no longer readable (a revoke since) is dropped.
+    precomputed = withoutHiddenCollections(await readOnlineFeatures(deps, input.user.id, logger), input.excludeCollections);
     onDemand = await safeOnDemand(store, input, conversation, model, logger);
     timings.features_ms = since(tf);
     deps.metrics?.featuresDuration.observe({}, timings.features_ms / 1000);
@@ -268,13 +272,15 @@ export async function answerTurn(deps: AnswerDeps, input: TurnInput, opts: TurnO
     // A follow-up ("How do I create one?") is searched with the thread's key terms; the prompt keeps the real message.
     const retrievalText = retrievalQuery(input.message, history);
     if (retrievalText !== input.message) logger.info('follow-up: retrieval query extended', { response_id: responseId, query: input.message, retrieval_query: retrievalText });
-    retrieval = await deps.retriever.retrieve({ query: retrievalText, topK: input.topK, collection: input.collection, personalization, mode: settings?.mode, fusion: settings?.fusion });
+    retrieval = await deps.retriever.retrieve({
+      query: retrievalText, topK: input.topK, collection: input.collection, excludeCollections: input.excludeCollections, personalization, mode: settings?.mode, fusion: settings?.fusion,
+    });
     timings.retrieve_ms = since(tr);
     Object.assign(timings, retrieval.timings);
     deps.metrics?.retrieveDuration.observe({}, timings.retrieve_ms / 1000);
     // Weak evidence (store.corpus, when present, tells which missing terms no document has): the extractive answerer gets no passages (it says the documents do not cover
     // it), a language model gets the prompt's `evidence` note; see src/chat/evidence.ts.
-    evidence = await weighEvidence(deps, retrievalText, retrieval.chunks, input.collection);
+    evidence = await weighEvidence(deps, retrievalText, retrieval.chunks, input.collection, input.excludeCollections);
     const note: Record<string, string> = prompt.variables.includes('evidence') ? { evidence: evidenceNote(evidence) } : {};
     const closest = closestSources(retrieval.chunks).map((c) => ({ document_id: c.documentId, title: c.title, source: displaySource(c.source) }));
 
@@ -393,14 +399,14 @@ export async function answerTurn(deps: AnswerDeps, input: TurnInput, opts: TurnO
  * (one full-text query each, only for those; skipped without a corpus store): a term no document
  * has weighs ABSENT_TERM_WEIGHT.
  */
-async function weighEvidence(deps: AnswerDeps, query: string, chunks: RetrievedChunk[], collection: string | undefined): Promise<Evidence> {
+async function weighEvidence(deps: AnswerDeps, query: string, chunks: RetrievedChunk[], collection: string | undefined, excludeCollections?: readonly string[]): Promise<Evidence> {
   const thresholds = { minCoverage: deps.config.abstainMinCoverage };
   const first = assessEvidence(query, chunks, thresholds);
   const corpus = deps.store.corpus;
   const missing = uncoveredTerms(first);
   if (!corpus || missing.length === 0) return first;
   const absent = new Set<string>();
-  for (const t of missing) if ((await corpus.searchText(t, { limit: 1, collection })).length === 0) absent.add(t);
+  for (const t of missing) if ((await corpus.searchText(t, { limit: 1, collection, excludeCollections })).length === 0) absent.add(t);
   return absent.size === 0 ? first : assessEvidence(query, chunks, thresholds, absent);
 }
 

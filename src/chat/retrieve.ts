@@ -435,6 +435,8 @@ export interface CandidateOptions {
   /** What to run; 'hybrid' and 'dense' need a query vector (or they fall back to BM25 only). */
   mode: RetrievalMode;
   collection?: string | undefined;
+  /** Collections whose chunks are never candidates (the user's unreadable ones); absent or []: none. */
+  excludeCollections?: readonly string[] | undefined;
   /** Candidates from the BM25 list. Default BM25_CANDIDATES. */
   bm25Limit?: number;
   /** Candidates from the dense list. Default DENSE_CANDIDATES. */
@@ -541,29 +543,39 @@ export class HybridRetriever implements Retriever {
   /**
    * BM25 search: live chunks matching any term of `query`, best first.
    * @param collection only chunks of this collection
+   * @param excludeCollections never chunks of these (filtered in the engine, before the limit)
    * @returns [] when the query has no searchable term.
    */
-  async searchBm25(query: string, limit: number, collection?: string): Promise<ScoredChunk[]> {
+  async searchBm25(query: string, limit: number, collection?: string, excludeCollections?: readonly string[]): Promise<ScoredChunk[]> {
     checkLimit(limit);
-    return this.store.corpus.searchText(query, { limit, collection });
+    return this.store.corpus.searchText(query, { limit, collection, excludeCollections });
   }
 
   /**
    * Dense search over the HNSW index (empty without an index), best first. Labels are chunk ids;
    * a collection filter restricts the graph search itself, so `limit` hits of that collection come back.
+   * Excluded collections (access control) are filtered the same way: their chunks are never visited
+   * as results, so `limit` readable hits come back.
    */
-  async searchDense(vector: Float32Array, limit: number, collection?: string): Promise<ScoredChunk[]> {
+  async searchDense(vector: Float32Array, limit: number, collection?: string, excludeCollections?: readonly string[]): Promise<ScoredChunk[]> {
     checkLimit(limit);
     if (!this.index) return [];
     let filter: ((label: number) => boolean) | undefined;
-    if (collection !== undefined && this.index.hnsw) {
-      const ids = await this.chunksOfCollection(collection);
-      if (ids.size === 0) return [];
-      filter = (label) => ids.has(label);
+    const exclude = excludeCollections ?? [];
+    if ((collection !== undefined || exclude.length > 0) && this.index.hnsw) {
+      if (collection !== undefined && exclude.includes(collection)) return [];
+      const only = collection === undefined ? null : await this.chunksOfCollection(collection);
+      if (only?.size === 0) return [];
+      const hidden: Array<Set<number>> = [];
+      for (const c of exclude) {
+        const ids = await this.chunksOfCollection(c);
+        if (ids.size > 0) hidden.push(ids);
+      }
+      filter = denseFilter(only, hidden);
     }
     const index = this.index;
     if (!index) return [];
-    if (!index.hnsw) return this.store.corpus.searchVector(index.meta.modelId, vector, { limit, collection });
+    if (!index.hnsw) return this.store.corpus.searchVector(index.meta.modelId, vector, { limit, collection, excludeCollections });
     return index.hnsw.search(vector, limit, filter).map((h) => ({ chunkId: h.label, score: h.score }));
   }
 
@@ -594,11 +606,11 @@ export class HybridRetriever implements Retriever {
     const canDense = this.index !== null && queryVector !== null;
     const mode: RetrievalMode = !canDense ? 'bm25' : opts.mode;
     let t0 = performance.now();
-    const bm25 = mode === 'dense' ? [] : (await this.searchBm25(query, bm25Limit, opts.collection)).map((h) => h.chunkId);
-    const documents = mode === 'dense' ? [] : await this.documentList(query, opts.documentLimit ?? this.documentCandidates, opts.collection);
+    const bm25 = mode === 'dense' ? [] : (await this.searchBm25(query, bm25Limit, opts.collection, opts.excludeCollections)).map((h) => h.chunkId);
+    const documents = mode === 'dense' ? [] : await this.documentList(query, opts.documentLimit ?? this.documentCandidates, opts.collection, opts.excludeCollections);
     const bm25_ms = elapsed(t0);
     t0 = performance.now();
-    const dense = mode === 'bm25' || !queryVector ? [] : (await this.searchDense(queryVector, denseLimit, opts.collection)).map((h) => h.chunkId);
+    const dense = mode === 'bm25' || !queryVector ? [] : (await this.searchDense(queryVector, denseLimit, opts.collection, opts.excludeCollections)).map((h) => h.chunkId);
     const dense_ms = elapsed(t0);
     t0 = performance.now();
     const f = opts.fusion;
@@ -617,9 +629,9 @@ export class HybridRetriever implements Retriever {
    * The document-level full-text hits (best first, at most `limit`), each as its best-matching chunk
    * (documents none of whose chunks matches on its own are left out). [] when `limit` is 0.
    */
-  private async documentList(query: string, limit: number, collection: string | undefined): Promise<number[]> {
+  private async documentList(query: string, limit: number, collection: string | undefined, excludeCollections?: readonly string[]): Promise<number[]> {
     if (limit <= 0) return [];
-    const docs = await this.store.corpus.searchDocuments(query, { limit, collection });
+    const docs = await this.store.corpus.searchDocuments(query, { limit, collection, excludeCollections });
     if (docs.length === 0) return [];
     const best = await this.store.corpus.bestChunks(query, docs.map((d) => d.documentId));
     return docs.map((d) => best.get(d.documentId)).filter((id): id is number => id !== undefined);
@@ -665,7 +677,10 @@ export class HybridRetriever implements Retriever {
       throw new ValidationError(`query vector has ${queryVector.length} dimensions, the index has ${this.index.meta.dimension}`);
     }
     if (this.syncEveryRequest) await this.syncer.catchUp();
-    const { candidates, mode, timings } = await this.candidates(req.query, queryVector, { mode: req.mode ?? 'hybrid', collection: req.collection, fusion: req.fusion });
+    const { candidates, mode, timings } = await this.candidates(req.query, queryVector, {
+      mode: req.mode ?? 'hybrid', collection: req.collection, excludeCollections: req.excludeCollections, fusion: req.fusion,
+    });
+    const hidden = new Set(req.excludeCollections ?? []);
     const t0 = performance.now();
     // Feedback and personalization re-order the candidates, but the best BM25 and dense hits stay in top_k.
     const items = pinWithinTopK(await this.personalize(candidates, req.personalization), protectedChunks(candidates), req.topK);
@@ -680,9 +695,9 @@ export class HybridRetriever implements Retriever {
       for (const r of await this.store.corpus.chunkRecords(slice.map((i) => i.chunkId))) rows.set(r.chunkId, r);
       for (const it of slice) {
         const r = rows.get(it.chunkId);
-        // Missing: deleted since the last applied change. The collection is re-checked against the
-        // store too, since the index may lag.
-        if (!r || (req.collection !== undefined && r.collection !== req.collection) || !dedupe.accept(r.text)) continue;
+        // Missing: deleted since the last applied change. The collection (and its readability) is
+        // re-checked against the store too, since the index may lag.
+        if (!r || (req.collection !== undefined && r.collection !== req.collection) || hidden.has(r.collection) || !dedupe.accept(r.text)) continue;
         chunks.push({ ...r, score: it.score, bm25Rank: it.bm25Rank, denseRank: it.denseRank });
         if (chunks.length >= req.topK) break;
       }
@@ -708,6 +723,20 @@ export class HybridRetriever implements Retriever {
     if (p.corrections.length > 0) for (const r of await this.store.corpus.chunkRecords(ids)) texts.set(r.chunkId, `${r.headingPath}\n${r.text}`);
     return personalizeScores(candidates.map((c) => ({ ...c, vector: vectors.get(c.chunkId) ?? null, text: texts.get(c.chunkId) })), p, undefined, this.now());
   }
+}
+
+/**
+ * The HNSW label filter of a scoped dense search (pure): labels in `only` (when given) and in none of
+ * `hidden`; null when nothing is filtered.
+ */
+export function denseFilter(only: ReadonlySet<number> | null, hidden: ReadonlyArray<ReadonlySet<number>>): ((label: number) => boolean) | undefined {
+  if (only === null && hidden.length === 0) return undefined;
+  if (hidden.length === 0) return (label) => only!.has(label);
+  const visible = (label: number) => {
+    for (const h of hidden) if (h.has(label)) return false;
+    return true;
+  };
+  return only === null ? visible : (label) => only.has(label) && visible(label);
 }
 
 function checkLimit(limit: number): void {

@@ -28,6 +28,11 @@ export interface RetrieveRequest {
   /** Number of chunks to return (1..50). */
   topK: number;
   collection?: string | undefined;
+  /**
+   * Collections the asking user may not read (issue 14, access control: CollectionScope.hidden):
+   * their chunks are filtered out of every candidate list before ranking. Absent or []: none.
+   */
+  excludeCollections?: readonly string[] | undefined;
   personalization?: PersonalizationSignals | undefined;
   /** What to run (a release's retrieval setting); default 'hybrid'. 'bm25' does not embed the query. */
   mode?: 'hybrid' | 'bm25' | 'dense' | undefined;

@@ -24,6 +24,7 @@ import { releasesAdminRouter } from './routes/releases.ts';
 import { chatRoutes } from './routes/chat.ts';
 import { conversationsRouter } from './routes/conversations.ts';
 import { documentsRoutes } from './routes/documents.ts';
+import { collectionsAdminRoutes } from './routes/collections.ts';
 import { jobsRoutes } from './routes/jobs.ts';
 import { webRouter } from './routes/web.ts';
 import { completionsRoutes } from './routes/completions.ts';
@@ -134,6 +135,7 @@ export function createApp(deps: AppDeps): Express {
   app.use(metricsRoutes(ctx));
   app.use(conversationsRouter({ store: deps.store }));
   app.use(documentsRoutes(ctx));
+  app.use(collectionsAdminRoutes(ctx));
   app.use(jobsRoutes(ctx));
   app.use(releasesAdminRouter({ store: deps.store, router: deps.releases, gate: deps.promotionGate }));
   app.use(

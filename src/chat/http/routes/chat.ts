@@ -10,11 +10,13 @@
 import { Router } from 'express';
 import type { Response } from 'express';
 import { z } from 'zod';
-import { CollectionNotFoundError, PayloadTooLargeError, UnavailableError } from '../../../core/errors.ts';
+import { PayloadTooLargeError, UnavailableError } from '../../../core/errors.ts';
 import type { ChatModel } from '../../../core/llm/types.ts';
 import { DEFAULT_TOP_K, answerTurn } from '../../answer.ts';
 import type { ChatAnswer, TurnInput } from '../../answer.ts';
 import { MAX_TOP_K } from '../../retrieve.ts';
+import { assertReadableCollection, collectionScope, excludedBy } from '../../access.ts';
+import type { AccessUser } from '../../access.ts';
 import type { AppContext } from '../context.ts';
 import { currentUser } from '../auth.ts';
 import { parseBody, toHttpError } from '../errors.ts';
@@ -86,15 +88,16 @@ export async function withCancellation<T>(ctx: AppContext, res: Response, fn: (s
 }
 
 /**
- * Checks a requested collection before any answering work (and without a log row).
+ * Checks a requested collection before any answering work (and without a log row), and returns the
+ * collections the answer must never use (the user's unreadable ones: issue 14 access control).
  * @throws CollectionNotFoundError (404 `collection_not_found`, with the collections the user can
- * read: every collection with live documents, since keys are not scoped to collections) when
- * `collection` is given and holds no live document.
+ * read) when `collection` is given and holds no live document or is not readable by the user
+ * (the same answer: a private collection's existence is never revealed).
  */
-export async function assertCollection(ctx: AppContext, collection: string | null | undefined): Promise<void> {
-  if (collection === undefined || collection === null) return;
-  const all = await ctx.deps.store.corpus.collections();
-  if (!all.some((c) => c.name === collection)) throw new CollectionNotFoundError(collection, all.map((c) => ({ name: c.name, documents: c.documents })));
+export async function assertCollection(ctx: AppContext, user: AccessUser, collection: string | null | undefined): Promise<readonly string[] | undefined> {
+  const scope = await collectionScope(ctx.deps.store, user);
+  await assertReadableCollection(ctx.deps.store, scope, collection);
+  return excludedBy(scope);
 }
 
 export function chatRoutes(ctx: AppContext): Router {
@@ -102,8 +105,8 @@ export function chatRoutes(ctx: AppContext): Router {
   router.post('/v1/chat', async (req, res) => {
     const body = parseBody(chatRequestSchema, req.body);
     checkMessageLength(body.message, ctx.deps.config.server.maxMessageChars);
-    await assertCollection(ctx, body.collection);
     const user = currentUser(res);
+    const excludeCollections = await assertCollection(ctx, user, body.collection);
     // The release (sticky arm) is chosen once: the whole answer runs on it, whatever changes meanwhile.
     const routed = ctx.route(user.id);
     assertModelReady(routed.model);
@@ -116,6 +119,7 @@ export function chatRoutes(ctx: AppContext): Router {
       conversationId: body.conversation_id ?? undefined,
       topK: topKGiven ? body.top_k : routed.topK,
       collection: body.collection ?? undefined,
+      excludeCollections,
       request: body,
     };
     if (!body.stream) {

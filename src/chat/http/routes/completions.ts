@@ -130,8 +130,8 @@ export function completionsRoutes(ctx: AppContext): Router {
     const body = parseBody(completionsRequestSchema, req.body);
     const { question, history } = splitTranscript(body.messages);
     checkMessageLength(question, ctx.deps.config.server.maxMessageChars, 'the last user message');
-    await assertCollection(ctx, body.collection);
     const user = currentUser(res);
+    const excludeCollections = await assertCollection(ctx, user, body.collection);
     // The release (sticky arm) is chosen once: the whole answer runs on it, whatever changes meanwhile.
     const routed = ctx.route(user.id);
     assertModelReady(routed.model);
@@ -145,6 +145,7 @@ export function completionsRoutes(ctx: AppContext): Router {
       history,
       topK: body.top_k ?? routed.topK,
       collection: body.collection ?? undefined,
+      excludeCollections,
       sampling: samplingOverrides(body, ctx.deps.config.llm.maxTokens),
       request: body,
     };

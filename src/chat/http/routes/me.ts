@@ -9,12 +9,15 @@ import { Router } from 'express';
 import type { AppContext } from '../context.ts';
 import { currentUser } from '../auth.ts';
 import { eraseUser } from '../../users.ts';
+import { collectionScope, withoutHiddenCollections } from '../../access.ts';
 
 export function meRoutes(ctx: AppContext): Router {
   const router = Router();
   router.get('/v1/me/features', async (_req, res) => {
     const user = currentUser(res);
-    const features = (await ctx.deps.features?.getOnlineFeatures(user.id)) ?? {};
+    // A collection the user can no longer read (revoked since) is not named back to them.
+    const hidden = (await collectionScope(ctx.deps.store, user)).hidden;
+    const features = withoutHiddenCollections((await ctx.deps.features?.getOnlineFeatures(user.id)) ?? {}, hidden);
     res.json({ user: user.name, admin: user.isAdmin, features });
   });
   router.delete('/v1/me', async (_req, res) => {
