@@ -23,7 +23,7 @@ import type { FeatureReader, FeatureValue } from '../features/types.ts';
 import type { Citation } from './citations.ts';
 import { displaySource, finalizeCitations } from './citations.ts';
 import type { AnswerFinishReason, AnswerFlag, ClosestSource, Evidence } from './evidence.ts';
-import { answerOutcome, assessEvidence, closestSources, evidenceNote, uncoveredTerms } from './evidence.ts';
+import { ENTRY_SEARCH_DEPTH, answerOutcome, assessEvidence, closestSources, evidenceNote, missingEntries, uncoveredTerms, withDefiningChunks } from './evidence.ts';
 import { fitContext, formatContext, formatHistory, toPassages } from './context.ts';
 import { retrievalQuery } from './follow-up.ts';
 import type { LoggedChunk, Logger, PredictionRecord, PredictionWriteOutcome } from './log.ts';
@@ -272,9 +272,15 @@ export async function answerTurn(deps: AnswerDeps, input: TurnInput, opts: TurnO
     // A follow-up ("How do I create one?") is searched with the thread's key terms; the prompt keeps the real message.
     const retrievalText = retrievalQuery(input.message, history);
     if (retrievalText !== input.message) logger.info('follow-up: retrieval query extended', { response_id: responseId, query: input.message, retrieval_query: retrievalText });
-    retrieval = await deps.retriever.retrieve({
-      query: retrievalText, topK: input.topK, collection: input.collection, excludeCollections: input.excludeCollections, personalization, mode: settings?.mode, fusion: settings?.fusion,
+    const retrieveAt = (topK: number) => deps.retriever.retrieve({
+      query: retrievalText, topK, collection: input.collection, excludeCollections: input.excludeCollections, personalization, mode: settings?.mode, fusion: settings?.fusion,
     });
+    retrieval = await retrieveAt(input.topK);
+    // A question naming an identifier (`work_mem`) whose entry is not among the chunks: the entry is
+    // looked for deeper in the same ranking and swapped in (evidence.ts withDefiningChunks).
+    if (input.topK < ENTRY_SEARCH_DEPTH && missingEntries(retrievalText, retrieval.chunks)) {
+      retrieval = { ...retrieval, chunks: withDefiningChunks(retrievalText, retrieval.chunks, (await retrieveAt(ENTRY_SEARCH_DEPTH)).chunks) };
+    }
     timings.retrieve_ms = since(tr);
     Object.assign(timings, retrieval.timings);
     deps.metrics?.retrieveDuration.observe({}, timings.retrieve_ms / 1000);

@@ -197,9 +197,9 @@ export function answerOutcome(o: {
  * Deeper retrieval depth searched for the entry of an identifier the question names (see
  * withDefiningChunks): the manual's `work_mem (integer)` entry ranks about 25th for "What is the
  * default value of work_mem?" under BM25, since every `maintenance_work_mem`/`autovacuum_work_mem`
- * chunk matches the same tokens.
+ * chunk matches the same tokens; `max_connections (integer)`, mid-chunk, 31st.
  */
-export const ENTRY_SEARCH_DEPTH = 30;
+export const ENTRY_SEARCH_DEPTH = 40;
 
 /** The question's identifiers: key terms written as compounds (`work_mem`, `pg_hba.conf`, `E-417`). */
 export function identifierTerms(question: string): string[] {
@@ -208,13 +208,14 @@ export function identifierTerms(question: string): string[] {
 
 /**
  * True when `chunk` holds the entry of `term`: a heading line of its text (as the extractive
- * answerer segments it, e.g. `work_mem (integer)`) or the last part of its heading path starts with
- * the term. A chunk that only mentions the term ("twice the usual work_mem") does not.
+ * answerer segments it, e.g. `work_mem (integer)`) followed by prose, or the last part of its
+ * heading path, starts with the term. A chunk that only mentions the term ("twice the usual work_mem") does not.
  */
 export function definesTerm(chunk: Pick<RetrievedChunk, 'text' | 'headingPath'>, term: string): boolean {
-  const headings = segmentSentences(chunk.text)
-    .filter((s) => s.kind === 'heading')
-    .map((s) => s.text);
+  const segments = segmentSentences(chunk.text);
+  // A heading followed by text: a run of short lines ("max_connections", "max_locks_per_transaction",
+  // … listed in hot-standby.html) is a list, not an entry.
+  const headings = segments.filter((s, i) => s.kind === 'heading' && segments[i + 1]?.kind === 'prose').map((s) => s.text);
   const last = chunk.headingPath.split(' > ').pop() ?? '';
   return [...headings, last].some((h) => keyTerms(h)[0] === term);
 }

@@ -397,6 +397,8 @@ export interface AnswerCues {
   quantity: boolean;
   /** "what is X", "what are X", "what does X do": key terms of X (a definition starts with them). */
   definitionOf: string[] | null;
+  /** "how do I …", "how to …": a procedure, so a code block on its own may be the answer. */
+  procedure: boolean;
 }
 
 const NUMBER_WORDS = 'one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|sixty|hundred|a few|several';
@@ -418,22 +420,24 @@ export function answerCues(query: string): AnswerCues {
     duration: /\bhow\s+(?:long|often)\b/.test(q),
     quantity: /\bhow\s+(?:many|much)\b/.test(q),
     definitionOf: subject.length > 0 ? subject : null,
+    procedure: /\bhow\s+(?:do|can|should|would)\s+(?:i|we|you|one)\b|\bhow\s+to\b|^\s*(?:create|write|set|configure|enable|make|add|show me)\b/i.test(query),
   };
 }
 
-/** True when the unit has the shape of an answer the question asks for. */
-function hasCue(u: Unit, cues: AnswerCues): boolean {
+/** How many of the answer shapes the question asks for the unit has (0: none). */
+function cueCount(u: Unit, cues: AnswerCues): number {
   const text = u.text;
-  if (cues.defaultValue && DEFAULT_VALUE.test(text)) return true;
-  if (cues.duration && DURATION.test(text)) return true;
-  if (cues.quantity && QUANTITY.test(text)) return true;
+  let n = 0;
+  if (cues.defaultValue && DEFAULT_VALUE.test(text)) n++;
+  if (cues.duration && DURATION.test(text)) n++;
+  if (cues.quantity && QUANTITY.test(text)) n++;
   if (cues.definitionOf) {
-    const opening = tokenizeTerms(text).slice(0, cues.definitionOf.length + 2);
-    const first = tokenizeTerms(text)[0];
-    if (cues.definitionOf.every((t) => opening.includes(t))) return true;
-    if (first !== undefined && cues.definitionOf.includes(first) && DEFINES.test(text)) return true;
+    const words = tokenizeTerms(text);
+    const opening = words.slice(0, cues.definitionOf.length + 2);
+    const first = words[0];
+    if (cues.definitionOf.every((t) => opening.includes(t)) || (first !== undefined && cues.definitionOf.includes(first) && DEFINES.test(text))) n++;
   }
-  return false;
+  return n;
 }
 
 /**
@@ -472,23 +476,28 @@ function questionModel(query: string, passages: readonly ContextPassage[]): Ques
  * in the unit itself, EXTRACTIVE_SUBJECT_WEIGHT for one only in its heading or the passage title
  * (the sentence "The default value is four megabytes." is about `work_mem` because it sits under
  * that entry), EXTRACTIVE_PART_WEIGHT for a compound matched only by its parts; times the share of
- * key terms covered, × EXTRACTIVE_CUE_BONUS with an answer cue, × EXTRACTIVE_RANK_DECAY per passage
+ * key terms covered, × EXTRACTIVE_CUE_BONUS per answer cue it has, × EXTRACTIVE_RANK_DECAY per passage
  * down the ranking. null when the unit contains no key term itself, unless it has a cue and its
  * heading/title cover EXTRACTIVE_SUBJECT_ONLY_COVERAGE of the terms.
  */
 function scoreUnit(u: Unit, m: QuestionModel): number | null {
+  // A code block alone answers only a procedure ("How do I …?"); otherwise it is quoted after the
+  // sentence that introduces it.
+  if (u.kind === 'code' && !m.cues.procedure) return null;
   const c = unitCoverage(u, m.terms);
-  const cue = hasCue(u, m.cues);
-  if (c.own.size === 0 && !(cue && c.subject.size >= m.terms.length * EXTRACTIVE_SUBJECT_ONLY_COVERAGE)) return null;
+  const cues = cueCount(u, m.cues);
+  if (c.own.size === 0 && !(cues > 0 && c.subject.size >= m.terms.length * EXTRACTIVE_SUBJECT_ONLY_COVERAGE)) return null;
   const w = (t: string) => m.weight.get(t) ?? 0;
   let score = 0;
   for (const t of c.own) score += w(t);
-  for (const t of c.subject) score += w(t) * EXTRACTIVE_SUBJECT_WEIGHT;
+  // An identifier named by the unit's own heading is what the unit is the entry of: full weight.
+  const entry = new Set(keyTerms(u.subject).slice(0, 1));
+  for (const t of c.subject) score += w(t) * (isCompound(t) && entry.has(t) ? 1 : EXTRACTIVE_SUBJECT_WEIGHT);
   for (const t of c.parts) score += w(t) * EXTRACTIVE_PART_WEIGHT;
   // Covering more of the question counts twice: "The default value is 4MB" (default, value, under
   // work_mem) beats "If this value is specified without units…" (value, under work_mem).
   score = (score * (c.own.size + c.subject.size)) / m.terms.length;
-  return score * (cue ? EXTRACTIVE_CUE_BONUS : 1) * EXTRACTIVE_RANK_DECAY ** u.passageIndex;
+  return score * EXTRACTIVE_CUE_BONUS ** cues * EXTRACTIVE_RANK_DECAY ** u.passageIndex;
 }
 
 /** True when the unit's own heading names identifiers (compounds) none of which the question asks about. */
@@ -513,14 +522,16 @@ export function selectSentences(query: string, passages: ContextPassage[], maxSe
   const m = questionModel(query, passages);
   const terms = m.terms;
   if (terms.length === 0) return [];
-  const scored: Array<Unit & { score: number; key: string; offSubject: boolean }> = [];
+  const scored: Array<Unit & { score: number; key: string; offSubject: boolean; cue: boolean }> = [];
   for (const u of quotableUnits(passages)) {
     const score = scoreUnit(u, m);
-    if (score !== null && score > 0) scored.push({ ...u, score, key: tokenizeTerms(u.text).join(' '), offSubject: aboutSomethingElse(u, terms) });
+    if (score !== null && score > 0) scored.push({ ...u, score, key: tokenizeTerms(u.text).join(' '), offSubject: aboutSomethingElse(u, terms), cue: cueCount(u, m.cues) > 0 });
   }
   const onSubject = scored.filter((u) => !u.offSubject);
   const pool = onSubject.length > 0 ? onSubject : scored;
-  pool.sort((a, b) => b.score - a.score || a.passageIndex - b.passageIndex || a.order - b.order);
+  // The best unit with the shape of the answer (a definition, a default with its value) leads.
+  const lead = pool.filter((u) => u.cue).sort((a, b) => b.score - a.score)[0];
+  pool.sort((a, b) => Number(b === lead) - Number(a === lead) || b.score - a.score || a.passageIndex - b.passageIndex || a.order - b.order);
   const chosen: typeof pool = [];
   const seen = new Set<string>();
   const best = pool[0]?.score ?? 0;
@@ -539,7 +550,10 @@ export function selectSentences(query: string, passages: ContextPassage[], maxSe
     for (const t of [...cov.own, ...cov.subject]) covered.add(t);
   }
   if (covered.size / terms.length < EXTRACTIVE_MIN_COVERAGE) return [];
-  chosen.sort((a, b) => a.passageIndex - b.passageIndex || a.order - b.order);
+  // Passage order (retrieval's), except that the passage of the unit with the shape of the answer
+  // comes first; units in text order.
+  const first = lead !== undefined && chosen.includes(lead) ? lead.passageIndex : -1;
+  chosen.sort((a, b) => Number(b.passageIndex === first) - Number(a.passageIndex === first) || a.passageIndex - b.passageIndex || a.order - b.order);
   return chosen.map((c) => ({ n: c.n, text: c.text, score: c.score, kind: c.kind, code: c.code }));
 }
 
