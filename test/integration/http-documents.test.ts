@@ -77,7 +77,7 @@ describe('GET /v1/documents and /v1/collections', () => {
     expect((await get('/v1/documents/abc', alice)).status).toBe(404);
 
     const cols = await get('/v1/collections', alice);
-    expect(cols.body.data).toEqual([{ name: 'default', documents: docs.length, chunks: docs.reduce((n, d) => n + d.chunks, 0) }]);
+    expect(cols.body.data).toEqual([{ name: 'default', documents: docs.length, chunks: docs.reduce((n, d) => n + d.chunks, 0), visibility: 'public', writable: false }]);
   });
 });
 

@@ -149,13 +149,15 @@ describe('POST /v1/documents', () => {
     expect(await docs('&collection=big')).toEqual([]);
   });
 
-  it('0 files, a body that is not multipart, a bad collection: 400; a non-admin: 403', async () => {
+  it('0 files, a body that is not multipart, a bad collection: 400; a non-admin without write access: 403', async () => {
     const none = await upload(srv.url, admin, [], 'x');
     expect(none.status).toBe(400);
     expect(none.body.error.message).toContain('file');
     const json = await fetch(`${srv.url}/v1/documents`, { method: 'POST', headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' }, body: '{}' });
     expect(json.status).toBe(400);
     expect((await upload(srv.url, admin, [{ name: 'a.md', content: '# A\n\na\n' }], '../etc')).status).toBe(400);
+    // A collection bob reads (public) but may not write (no grant): 403 (access control: test/integration/acl-isolation.test.ts).
+    await srv.deps.store.collections.create({ name: 'x', visibility: 'public', createdBy: null, createdAt: new Date().toISOString() });
     const forbidden = await upload(srv.url, bob, [{ name: 'a.md', content: '# A\n\na\n' }], 'x');
     expect(forbidden.status).toBe(403);
     expect(leftovers()).toEqual([]);
