@@ -161,7 +161,8 @@ async function main(): Promise<void> {
     const s = app.listen(0, '127.0.0.1', () => resolve(s));
   });
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const key = (await createUser(deps.store, { name: 'bench', admin: false })).apiKey;
+  // A new user per run: a reused --data-dir already has the earlier runs' users.
+  const key = (await createUser(deps.store, { name: `bench-${Date.now()}`, admin: false })).apiKey;
   try {
     // Retrieval, through the server's own retriever (document-level: a page counts once, at its best chunk).
     const ranks: Array<number | null> = [];

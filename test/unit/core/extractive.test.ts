@@ -3,12 +3,15 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { finalizeCitations } from '../../../src/chat/citations.ts';
 import { CancelledError } from '../../../src/core/errors.ts';
+import { definesTerm, withDefiningChunks } from '../../../src/chat/evidence.ts';
 import {
   EXTRACTIVE_MAX_SENTENCES,
   EXTRACTIVE_NOTE,
   EXTRACTIVE_NOTHING_FOUND,
   ExtractiveChatModel,
+  answerCues,
   composeExtractiveAnswer,
+  questionKeyTerms,
   segmentSentences,
   selectSentences,
   splitSentences,
@@ -283,5 +286,82 @@ describe('extractive answers on the PostgreSQL manual', () => {
       const body = composeExtractiveAnswer(q, passages).slice(EXTRACTIVE_NOTE.length);
       expect(body.match(/\[\d+\]/g)?.length).toBe(picked.length);
     }
+  });
+});
+
+/**
+ * Failures seen on the whole manual (BM25 over all 1,169 pages, top_k 6), reproduced on the same
+ * chunks in the order retrieval ranked them there.
+ */
+describe('extractive answers in the whole-manual ranking order', () => {
+  const raw = JSON.parse(fs.readFileSync(path.join(import.meta.dirname, '../../fixtures/pgdoc/passages.json'), 'utf8')) as Array<{ file: string; title: string; headingPath: string; text: string }>;
+  const chunk = (needle: string) => {
+    const i = raw.findIndex((p) => p.text.includes(needle));
+    const p = raw[i];
+    if (!p) throw new Error(`no fixture passage with ${needle}`);
+    return { chunkId: i + 1, documentId: raw.findIndex((q) => q.file === p.file) + 1, text: p.text, headingPath: p.headingPath, title: p.title, source: p.file, bm25Rank: null as number | null, denseRank: null as number | null };
+  };
+  type Chunk = ReturnType<typeof chunk>;
+  const asPassages = (chunks: Chunk[]): ContextPassage[] => chunks.map((c, i) => ({ n: i + 1, text: c.text, title: c.title, source: c.source }));
+
+  it('work_mem: the entry is swapped into the context and its default quoted, not "using default values"', () => {
+    const q = 'What is the default value of work_mem?';
+    // What the top 6 held on the whole manual: hash_mem_multiplier's chunk, app-postgres' example, no work_mem entry.
+    const top = [chunk('hash_mem_multiplier (floating point)'), chunk('using default values'), chunk('maintenance_work_mem (integer)')];
+    expect(composeExtractiveAnswer(q, asPassages(top))).not.toContain('4MB');
+    expect(top.some((c) => definesTerm(c, 'work_mem'))).toBe(false);
+    const entry = chunk('work_mem (integer)\n\nSets the base');
+    const context = withDefiningChunks(q, top, [...top, chunk('shared_buffers (integer)'), entry]);
+    expect(context.map((c) => c.chunkId)).toEqual([top[0]?.chunkId, entry.chunkId, top[1]?.chunkId]);
+    const text = composeExtractiveAnswer(q, asPassages(context));
+    expect(text).toContain('The default value is four megabytes (4MB) [2].');
+    expect(text).not.toContain('default values, type');
+  });
+
+  it('keeps rank-1 hits when swapping an entry in, and treats a run of short lines as a list, not an entry', () => {
+    const top = [chunk('hash_mem_multiplier (floating point)'), { ...chunk('using default values'), bm25Rank: 1 }];
+    const entry = chunk('work_mem (integer)\n\nSets the base');
+    // The rank-1 BM25 hit (app-postgres here) stays; the other chunk makes room.
+    expect(withDefiningChunks('What is the default value of work_mem?', top, [entry]).map((c) => c.chunkId)).toEqual([top[1]?.chunkId, entry.chunkId]);
+    const list = { text: 'The following settings must be as high on the standby:\n\nmax_connections\n\nmax_prepared_transactions\n\nmax_locks_per_transaction', headingPath: 'Hot Standby' };
+    expect(definesTerm(list, 'max_connections')).toBe(false);
+    expect(definesTerm(chunk('max_connections (integer)'), 'max_connections')).toBe(true);
+  });
+
+  it('max_connections: the default under its own entry beats a sentence that only names it', () => {
+    const q = 'How many connections does max_connections allow by default?';
+    const text = composeExtractiveAnswer(q, asPassages([chunk('using default values'), chunk('max_connections (integer)'), chunk('one semaphore per allowed connection')]));
+    const body = text.slice(EXTRACTIVE_NOTE.length).trim();
+    expect(body.startsWith('The default is typically 100 connections')).toBe(true);
+  });
+
+  it('shared_buffers: quotes the default with its value (128MB)', () => {
+    const text = composeExtractiveAnswer('What is the default value of shared_buffers?', asPassages([chunk('shared_buffers (integer)'), chunk('using default values')]));
+    expect(text).toContain('The default is typically 128 megabytes (128MB)');
+    expect(text).not.toContain('default values, type');
+  });
+
+  it('BRIN: "what is X" leads with the sentence that defines X, not the first passage\'s mentions', () => {
+    const text = composeExtractiveAnswer('What is a BRIN index?', asPassages([chunk('The BRIN layer itself'), chunk('BRIN indexes (a shorthand')]));
+    const body = text.slice(EXTRACTIVE_NOTE.length).trim();
+    expect(body.startsWith('BRIN indexes (a shorthand for Block Range INdexes) store summaries')).toBe(true);
+  });
+
+  it('reads answer cues and drops question words from the key terms', () => {
+    expect(questionKeyTerms('How long should I flush a new Halcyon X3 cartridge?')).toEqual(['flush', 'new', 'halcyon', 'x3', 'cartridg']);
+    expect(answerCues('How long should I flush a new cartridge?')).toMatchObject({ duration: true, quantity: false, defaultValue: false, procedure: false });
+    expect(answerCues('What is the default value of work_mem?')).toMatchObject({ defaultValue: true, definitionOf: ['default', 'valu', 'work_mem'] });
+    expect(answerCues('What is a BRIN index?').definitionOf).toEqual(['brin', 'index']);
+    expect(answerCues('How do I create a partial index?').procedure).toBe(true);
+    expect(answerCues('How do LISTEN and NOTIFY work?').procedure).toBe(false);
+  });
+});
+
+describe("the README's example question", () => {
+  it('"How long should I flush a new Halcyon X3 cartridge?" quotes the five full minutes', () => {
+    const passages = fixturePassages();
+    const text = composeExtractiveAnswer('How long should I flush a new Halcyon X3 cartridge?', passages);
+    const n = passages.find((p) => p.text.includes('five full minutes'))?.n;
+    expect(text).toContain(`let the water run for **five full minutes** (about 9 litres) before drinking [${n}].`);
   });
 });
