@@ -294,6 +294,11 @@ async function main() {
       stages.dense_ms += r.timings.dense_ms;
       stages.fuse_ms += r.timings.fuse_ms;
     });
+    // Issue 13 added a document-level full-text list to hybrid retrieval: the same queries without it.
+    log('timing hybrid retrieval without the document-level list');
+    const noDocList = new HybridRetriever({ store, embedder: null, index: { meta, hnsw, feedSeq: head }, documentCandidates: 0 });
+    const hybridNoDocList = await time((q) => noDocList.retrieveWithVector({ query: q.text, topK: 10 }, q.vector));
+    noDocList.close();
     mem.after_queries = memory();
 
     // ---- Recall@10 vs an exact scan of the stored vectors (paged: no copy of the corpus)
@@ -372,6 +377,7 @@ async function main() {
         dense: round(stages.dense_ms / (Q + WARMUP_QUERIES)),
         fuse_hydrate_dedupe: round(stages.fuse_ms / (Q + WARMUP_QUERIES)),
       },
+      hybrid_without_document_list_ms: stats(hybridNoDocList),
       hybrid_avg_returned: round(hybridReturned / (Q + WARMUP_QUERIES), 2),
       recall_at_10: recall,
       dense_ms_at_ef: denseAtEf,

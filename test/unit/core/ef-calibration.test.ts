@@ -11,6 +11,7 @@ import {
   effectiveEfSearch,
   loadIndex,
   recalibrateIfGrown,
+  recallLowerBound,
 } from '../../../src/core/index-store.ts';
 import type { IndexGeneration } from '../../../src/core/store/corpus.ts';
 import { openSqliteStore } from '../../../src/core/store/sqlite/index.ts';
@@ -69,6 +70,14 @@ describe('ExactTopK / recallAgainst', () => {
 });
 
 describe('ef_search calibration', () => {
+  it('accepts an ef on the lower confidence bound of its recall, not the point estimate', () => {
+    // 300 queries × 10 neighbours: 0.990 measured is not enough for a 0.99 target, 0.995 is.
+    expect(recallLowerBound(0.99, 3000)).toBeLessThan(0.99);
+    expect(recallLowerBound(0.995, 3000)).toBeGreaterThanOrEqual(0.99);
+    expect(recallLowerBound(1, 10)).toBe(1);
+    expect(recallLowerBound(0.999, 0)).toBe(0);
+  });
+
   it('finds a larger ef for a poorly built index, records it, and a reindex rebuild does the same', async () => {
     const { dir, store, meta } = await setup();
     try {
