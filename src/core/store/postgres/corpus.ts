@@ -38,7 +38,7 @@ import type {
   SearchScope,
 } from '../corpus.ts';
 import { excludeParam } from '../corpus.ts';
-import { ftsTerms, PRUNE_MIN_DF, pruneTerms, termsToFtsQuery } from '../sqlite/fts-query.ts';
+import { DOC_FTS_MAX_CHUNKS, ftsTerms, pruneTerms, termsToFtsQuery } from '../sqlite/fts-query.ts';
 import type { PgQueries, PgTx, PostgresConnection } from './connection.ts';
 
 /** Excluded collections as a text[] parameter, null when none (the SQL then skips the test). */
@@ -49,8 +49,6 @@ const excludeArray = (exclude: readonly string[] | undefined): string[] | null =
  * more is staged, so the corpus lock is never held for long.
  */
 export const DOC_TX_MAX_CHUNKS = 1000;
-/** searchText drops a query term found in more than this share of all chunks (and in ≥ PRUNE_MIN_DF) while a rarer one remains (FTS5's idf is 1e-6 there). */
-export const MAX_DF_SHARE = 0.5;
 /** Text-search configuration: English stemming and stopwords (the SQLite engine uses the porter stemmer). */
 export const TS_CONFIG = 'english';
 /** pgvector's HNSW limit for `vector` (dimensions); a larger model is searched exactly (no index). */
@@ -194,7 +192,7 @@ const SQL_BEST_CHUNKS = `SELECT DISTINCT ON (s.doc) s.doc AS "documentId", s.id 
   stats: 'chunk',
   terms: 'term_stats',
   candidates: `SELECT c.id, c.document_id AS doc, c.tsv, c.tsv_len FROM q JOIN chunks c ON c.tsv @@ q.w
-    WHERE c.document_id = ANY($2::bigint[]) AND $3::text IS NULL`,
+    WHERE c.document_id = ANY($2::bigint[]) AND c.ord < ${DOC_FTS_MAX_CHUNKS} AND $3::text IS NULL`,
 })}) AS s
   ORDER BY s.doc, s.score DESC, s.id`;
 const SQL_DOCUMENT_ITEM = `SELECT d.id AS id, d.collection AS collection, d.title AS title, d.source_uri AS "sourceUri", d.kind AS kind,
@@ -569,17 +567,14 @@ export class PostgresCorpusStore implements CorpusStore {
     const rows = await this.c.rows<{ df: number; total: number }>(SQL_TERM_DF, [terms]);
     const df = rows.map((r) => Number(r.df));
     const total = Number(rows[0]?.total ?? 0);
-    // A term in more than half of the chunks: FTS5 gives it idf 1e-6 (nothing), and scoring its
-    // postings costs a scan of most of the corpus (4.3 s for "notes lirilex" at 100k): dropped while
-    // a rarer term remains, so the candidates are the rows the rarer terms match (only from
-    // PRUNE_MIN_DF chunks on: below that the scan is cheap and every match stays a candidate).
-    const kept = terms.filter((_, i) => !((df[i] ?? 0) >= PRUNE_MIN_DF && (df[i] ?? 0) > total * MAX_DF_SHARE));
-    if (kept.length === 0) return pruneTerms(terms, df, total);
-    return pruneTerms(kept, kept.map((t) => df[terms.indexOf(t)] ?? 0), total);
+    // A term in more than half of the chunks (FTS5 gives it idf 1e-6: nothing) is dropped while a
+    // rarer term remains (pruneTerms, PRUNE_ZERO_IDF_SHARE): scoring its postings scans most of the
+    // corpus (4.3 s for "notes lirilex" at 100k). When all are such terms, the rarest one is searched.
+    return pruneTerms(terms, df, total).terms;
   }
 
   async searchDocuments(query: string, opts: SearchScope & { limit: number }): Promise<Array<{ documentId: number; score: number }>> {
-    const terms = ftsTerms(query);
+    const terms = await this.searchTerms(query);
     const match = termsToFtsQuery(terms);
     if (match === null) return [];
     const rows = await this.c.rows<ScoredRow>(SQL_SEARCH_DOCUMENTS, [match, opts.limit, opts.collection ?? null, terms.join(' '), excludeArray(opts.excludeCollections)]);
@@ -587,7 +582,7 @@ export class PostgresCorpusStore implements CorpusStore {
   }
 
   async bestChunks(query: string, documentIds: readonly number[]): Promise<Map<number, number>> {
-    const terms = ftsTerms(query);
+    const terms = await this.searchTerms(query);
     const match = termsToFtsQuery(terms);
     if (match === null || documentIds.length === 0) return new Map();
     const rows = await this.c.rows<{ documentId: number; chunkId: number }>(SQL_BEST_CHUNKS, [match, documentIds, null, terms.join(' ')]);

@@ -35,7 +35,8 @@ import { excludeParam } from '../corpus.ts';
 import { blobToVector, idList, vectorToBlob } from './codec.ts';
 import type { SqliteConnection } from './connection.ts';
 import type { SqliteReader } from './reader.ts';
-import { ftsTerms, PRUNE_KEEP_RAREST, pruneTerms, termsToFtsQuery, toFtsQuery } from './fts-query.ts';
+import type { PrunedQuery } from './fts-query.ts';
+import { DOC_FTS_MAX_CHUNKS, FTS_TOKENIZER, ftsTerms, pruneTerms, termsToFtsQuery } from './fts-query.ts';
 
 /**
  * Most chunks written (or deleted) in one transaction (default 1000, ~20–60 ms of write lock with
@@ -56,6 +57,14 @@ export const BM25_WEIGHT_TITLE = 0.5;
  * query is re-run without an inner limit, so a small collection is never starved.
  */
 export const BM25_FILTER_OVERFETCH = 4;
+/** Query-term → FTS5 token cache entries per connection (cleared when full). */
+const STEM_CACHE_MAX = 10_000;
+/** A cached document frequency is re-read when the chunk count moved by more than this share… */
+const DF_CACHE_DRIFT = 0.01;
+/** …or when it is older than this (ms). */
+const DF_CACHE_TTL_MS = 300_000;
+/** The score of an unranked match: FTS5's clamped IDF (1e-6), as BM25 would score a term in most chunks. */
+const UNRANKED_SCORE = 1e-6;
 
 const STAGING_PREFIX = 'staging:';
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -128,14 +137,20 @@ const SQL_DOCUMENTS = `SELECT f.id AS id, f.rank AS rank FROM (
   ) f JOIN documents d ON d.id = f.id
   WHERE d.deleted_at IS NULL AND (@collection IS NULL OR d.collection = @collection)
     AND (@exclude IS NULL OR d.collection NOT IN (SELECT value FROM json_each(@exclude))) ORDER BY f.rank LIMIT @limit`;
-// The chunks of some documents matching a query (the MATCH narrowed to their rowids).
+// The chunks of some documents matching a query (the MATCH narrowed to the rowids of their first
+// DOC_FTS_MAX_CHUNKS chunks: FTS5 evaluates the MATCH once per rowid, so the list must stay short).
 const SQL_BEST_CHUNKS = `SELECT c.document_id AS documentId, f.rowid AS chunkId, f.rank AS rank
   FROM chunks_fts f JOIN chunks c ON c.id = f.rowid
   WHERE chunks_fts MATCH @match AND rank MATCH '${RANK_SPEC}'
-    AND f.rowid IN (SELECT id FROM chunks WHERE document_id IN (SELECT value FROM json_each(@ids)))`;
+    AND f.rowid IN (SELECT id FROM chunks WHERE document_id IN (SELECT value FROM json_each(@ids)) AND ord < ${DOC_FTS_MAX_CHUNKS})`;
+// Terms whose IDF is 0 (fts-query.ts PrunedQuery.unranked): the newest matches, unscored.
+const SQL_UNRANKED = `SELECT f.id AS id FROM (SELECT rowid AS id FROM chunks_fts WHERE chunks_fts MATCH @match ORDER BY rowid DESC LIMIT @inner) f
+  JOIN chunks c ON c.id = f.id JOIN documents d ON d.id = c.document_id
+  WHERE d.deleted_at IS NULL AND (@collection IS NULL OR d.collection = @collection)
+    AND (@exclude IS NULL OR d.collection NOT IN (SELECT value FROM json_each(@exclude))) ORDER BY f.id DESC LIMIT @limit`;
 const SQL_DOC_FTS_DELETE = 'DELETE FROM documents_fts WHERE rowid = ?';
 const SQL_DOC_FTS_INSERT = `INSERT INTO documents_fts (rowid, title, text)
-  SELECT d.id, d.title, (SELECT group_concat(t, char(10)) FROM (SELECT c.heading_path || char(10) || c.text AS t FROM chunks c WHERE c.document_id = d.id ORDER BY c.ord))
+  SELECT d.id, d.title, (SELECT group_concat(t, char(10)) FROM (SELECT c.heading_path || char(10) || c.text AS t FROM chunks c WHERE c.document_id = d.id AND c.ord < ${DOC_FTS_MAX_CHUNKS} ORDER BY c.ord))
   FROM documents d WHERE d.id = ? AND EXISTS (SELECT 1 FROM chunks c WHERE c.document_id = d.id)`;
 const SQL_INSERT_CHUNK = 'INSERT INTO chunks (document_id, ord, text, heading_path, token_count, content_sha256) VALUES (?, ?, ?, ?, ?, ?)';
 const SQL_INSERT_VECTOR = 'INSERT OR REPLACE INTO embeddings (chunk_id, model_id, vector) VALUES (?, ?, ?)';
@@ -155,6 +170,12 @@ export class SqliteCorpusStore implements CorpusStore {
   readonly nativeVectorSearch = false;
   /** True once this connection has its temp fts5vocab table over chunks_fts (document frequencies). */
   private vocabReady = false;
+  /** True once this connection has its temp tokenizer table (see stemsOf). */
+  private stemReady = false;
+  /** Query term → the tokens FTS5 indexes for it (porter stems), per connection. */
+  private readonly stemCache = new Map<string, string[]>();
+  /** FTS5 token → its document frequency when read (see tokenDf). */
+  private readonly dfCache = new Map<string, { df: number; total: number; atMs: number }>();
 
   /** Set by a server (SqliteStore.startReader): the heavy full-text searches run on its thread. */
   private reader: SqliteReader | null = null;
@@ -167,20 +188,62 @@ export class SqliteCorpusStore implements CorpusStore {
   }
 
   /**
-   * The query's terms after document-frequency pruning (fts-query.ts pruneTerms). Frequencies come
-   * from a per-connection fts5vocab table (an index seek per term); a term the tokenizer stems to
-   * another form is not found there and is kept. The chunk count is max(chunk id), an upper bound.
+   * The query's terms after document-frequency pruning (fts-query.ts pruneTerms). A term's frequency
+   * is that of its rarest FTS5 token (stems as the tokenizer makes them, see stemsOf), read from a
+   * per-connection fts5vocab table (an index seek per token). The chunk count is max(chunk id), an
+   * upper bound.
    */
-  private searchTerms(query: string): string[] {
+  private searchTerms(query: string): PrunedQuery {
     const terms = ftsTerms(query);
-    if (terms.length <= PRUNE_KEEP_RAREST) return terms;
+    if (terms.length === 0) return { terms, unranked: false };
     if (!this.vocabReady) {
       this.c.db.exec("CREATE VIRTUAL TABLE IF NOT EXISTS temp.chunks_fts_vocab USING fts5vocab(main, chunks_fts, 'row')");
       this.vocabReady = true;
     }
-    const dfStmt = this.c.stmt<[string], { doc: number }>('SELECT doc FROM temp.chunks_fts_vocab WHERE term = ?');
     const total = this.c.stmt<[], { n: number | null }>('SELECT max(id) AS n FROM chunks').get()?.n ?? 0;
-    return pruneTerms(terms, terms.map((t) => dfStmt.get(t)?.doc ?? 0), total);
+    const df = this.stemsOf(terms).map((tokens) => (tokens.length === 0 ? 0 : Math.min(...tokens.map((t) => this.tokenDf(t, total)))));
+    return pruneTerms(terms, df, total);
+  }
+
+  /**
+   * Chunks holding `token`. fts5vocab counts them by walking the token's posting list (~20 ms for a
+   * token in 250k chunks), so counts are cached until the corpus grows or shrinks by more than
+   * DF_CACHE_DRIFT or DF_CACHE_TTL_MS passes: pruning needs the order of magnitude, not the count.
+   */
+  private tokenDf(token: string, total: number): number {
+    const now = Date.now();
+    const hit = this.dfCache.get(token);
+    if (hit && now - hit.atMs < DF_CACHE_TTL_MS && Math.abs(total - hit.total) <= hit.total * DF_CACHE_DRIFT) return hit.df;
+    const df = this.c.stmt<[string], { doc: number }>('SELECT doc FROM temp.chunks_fts_vocab WHERE term = ?').get(token)?.doc ?? 0;
+    if (this.dfCache.size >= STEM_CACHE_MAX) this.dfCache.clear();
+    this.dfCache.set(token, { df, total, atMs: now });
+    return df;
+  }
+
+  /**
+   * The tokens FTS5 indexes for each term ("reading" → ["read"], "e-417" → ["e", "417"]), made by
+   * the same tokenizer as chunks_fts through a temp table of this connection; cached.
+   */
+  private stemsOf(terms: readonly string[]): string[][] {
+    const missing = [...new Set(terms.filter((t) => !this.stemCache.has(t)))];
+    if (missing.length > 0) {
+      if (!this.stemReady) {
+        this.c.db.exec(`CREATE VIRTUAL TABLE IF NOT EXISTS temp.mneme_stem USING fts5(t, tokenize = '${FTS_TOKENIZER}');
+          CREATE VIRTUAL TABLE IF NOT EXISTS temp.mneme_stem_vocab USING fts5vocab(temp, mneme_stem, 'instance');`);
+        this.stemReady = true;
+      }
+      const clear = this.c.stmt('DELETE FROM temp.mneme_stem');
+      const insert = this.c.stmt<[number, string]>('INSERT INTO temp.mneme_stem (rowid, t) VALUES (?, ?)');
+      clear.run();
+      missing.forEach((t, i) => insert.run(i + 1, t));
+      const rows = this.c.stmt<[], { term: string; doc: number }>('SELECT term, doc FROM temp.mneme_stem_vocab ORDER BY doc, offset').all();
+      clear.run();
+      if (this.stemCache.size + missing.length > STEM_CACHE_MAX) this.stemCache.clear();
+      const byRow = new Map<number, string[]>();
+      for (const r of rows) byRow.set(r.doc, [...(byRow.get(r.doc) ?? []), r.term]);
+      missing.forEach((t, i) => this.stemCache.set(t, byRow.get(i + 1) ?? []));
+    }
+    return terms.map((t) => this.stemCache.get(t) ?? []);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -491,10 +554,12 @@ export class SqliteCorpusStore implements CorpusStore {
 
   async searchText(query: string, opts: SearchScope & { limit: number }): Promise<ScoredChunkRef[]> {
     if (this.reader?.usable) return this.reader.call('searchText', [query, opts]);
-    const match = termsToFtsQuery(this.searchTerms(query));
+    const pruned = this.searchTerms(query);
+    const match = termsToFtsQuery(pruned.terms);
     if (match === null) return [];
     const { limit, collection } = opts;
     const exclude = excludeParam(opts.excludeCollections);
+    if (pruned.unranked) return this.unrankedMatches(match, limit, collection ?? null, exclude);
     type Row = { id: number; rank: number };
     const run = (inner: number) =>
       exclude !== null
@@ -510,9 +575,22 @@ export class SqliteCorpusStore implements CorpusStore {
     return rows.map((r) => ({ chunkId: r.id, score: -r.rank }));
   }
 
+  /**
+   * Matches of a query whose terms all have IDF 0 (in most chunks): BM25 cannot rank them, and
+   * scoring them all costs seconds on a large corpus, so the newest `limit` live ones come back with
+   * an equal, negligible score (ranking is left to the dense list and the fusion).
+   */
+  private unrankedMatches(match: string, limit: number, collection: string | null, exclude: string | null): ScoredChunkRef[] {
+    const stmt = this.c.stmt<{ match: string; inner: number; limit: number; collection: string | null; exclude: string | null }, { id: number }>(SQL_UNRANKED);
+    const filtered = collection !== null || exclude !== null;
+    let rows = stmt.all({ match, inner: filtered ? limit * BM25_FILTER_OVERFETCH : limit, limit, collection, exclude });
+    if (filtered && rows.length < limit) rows = stmt.all({ match, inner: -1, limit, collection, exclude });
+    return rows.map((r) => ({ chunkId: r.id, score: UNRANKED_SCORE }));
+  }
+
   async searchDocuments(query: string, opts: SearchScope & { limit: number }): Promise<Array<{ documentId: number; score: number }>> {
     if (this.reader?.usable) return this.reader.call('searchDocuments', [query, opts]);
-    const match = toFtsQuery(query);
+    const match = termsToFtsQuery(this.searchTerms(query).terms);
     if (match === null) return [];
     const collection = opts.collection ?? null;
     const exclude = excludeParam(opts.excludeCollections);
@@ -525,7 +603,7 @@ export class SqliteCorpusStore implements CorpusStore {
 
   async bestChunks(query: string, documentIds: readonly number[]): Promise<Map<number, number>> {
     if (this.reader?.usable) return this.reader.call('bestChunks', [query, [...documentIds]]);
-    const match = toFtsQuery(query);
+    const match = termsToFtsQuery(this.searchTerms(query).terms);
     const best = new Map<number, { chunkId: number; rank: number }>();
     if (match === null || documentIds.length === 0) return new Map();
     const rows = this.c

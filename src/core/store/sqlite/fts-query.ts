@@ -11,6 +11,18 @@
  * a phrase ("e 417"), so compounds match as adjacent tokens: much more precise than OR-ing the parts.
  */
 
+/** The tokenizer of chunks_fts and documents_fts (migrations 001 and 033): query terms are stemmed with it. */
+export const FTS_TOKENIZER = 'porter unicode61 remove_diacritics 2';
+
+/**
+ * The document-level full-text row of a document covers its title and its first DOC_FTS_MAX_CHUNKS
+ * chunks (default 200; a page of the PostgreSQL manual has at most a few dozen), and bestChunks looks
+ * for a document's best chunk among those. Unbounded, one 250k-record file made a 12 MB row whose
+ * scoring cost ~300 ms per query, and finding its best chunk took minutes (FTS5 evaluates the MATCH
+ * once per candidate rowid). The chunk-level list still covers every chunk.
+ */
+export const DOC_FTS_MAX_CHUNKS = 200;
+
 /** At most this many distinct terms are kept (the first ones): bounds the cost of long messages. */
 export const MAX_FTS_TERMS = 32;
 
@@ -81,18 +93,40 @@ export function termsToFtsQuery(terms: readonly string[]): string | null {
 export const PRUNE_MIN_DF = 1_000;
 export const PRUNE_MIN_DF_SHARE = 0.01;
 export const PRUNE_KEEP_RAREST = 2;
+/**
+ * A term in at least this share of the chunks has a BM25 IDF of log((N − n + ½)/(n + ½)) ≤ 0, which
+ * FTS5 clamps to 1e-6: it cannot change any ranking, yet scoring its posting list costs seconds on a
+ * large corpus (a 250k-record document: ~1 s per query). Such a term (from PRUNE_MIN_DF chunks on:
+ * below that its scan is cheap) is always dropped when a rarer term remains, even among the
+ * PRUNE_KEEP_RAREST.
+ */
+export const PRUNE_ZERO_IDF_SHARE = 0.5;
+
+/** What to run for a query after pruning: ranked BM25 over `terms`, or (`unranked`) only terms whose IDF is 0. */
+export interface PrunedQuery {
+  terms: string[];
+  /**
+   * True when every term is in ≥ PRUNE_ZERO_IDF_SHARE of the chunks: BM25 cannot tell the matches
+   * apart, so `terms` holds the rarest one and the caller lists matches without scoring them all.
+   */
+  unranked: boolean;
+}
 
 /**
  * The terms to search, in their original order, after pruning by document frequency (see
- * PRUNE_MIN_DF). `df[i]` is the number of chunks holding `terms[i]` (0 when unknown: kept);
- * `total` the number of chunks. Pure.
+ * PRUNE_MIN_DF and PRUNE_ZERO_IDF_SHARE). `df[i]` is the number of chunks holding `terms[i]` (0 when
+ * unknown: kept); `total` the number of chunks. Pure.
  */
-export function pruneTerms(terms: readonly string[], df: readonly number[], total: number): string[] {
-  if (terms.length <= PRUNE_KEEP_RAREST || total <= 0) return [...terms];
+export function pruneTerms(terms: readonly string[], df: readonly number[], total: number): PrunedQuery {
+  if (terms.length === 0 || total <= 0) return { terms: [...terms], unranked: false };
   const byRarity = terms.map((t, i) => ({ i, df: df[i] ?? 0 })).sort((a, b) => a.df - b.df || a.i - b.i);
+  const zeroIdf = (n: number) => n >= PRUNE_MIN_DF && n / total >= PRUNE_ZERO_IDF_SHARE;
+  if (byRarity.every((x) => zeroIdf(x.df))) return { terms: [terms[byRarity[0]!.i]!], unranked: true };
+  if (terms.length <= PRUNE_KEEP_RAREST) return { terms: terms.filter((_, i) => !zeroIdf(df[i] ?? 0)), unranked: false };
   const keep = new Set<number>();
   byRarity.forEach((x, rank) => {
+    if (zeroIdf(x.df)) return;
     if (rank < PRUNE_KEEP_RAREST || x.df < PRUNE_MIN_DF || x.df / total < PRUNE_MIN_DF_SHARE) keep.add(x.i);
   });
-  return terms.filter((_, i) => keep.has(i));
+  return { terms: terms.filter((_, i) => keep.has(i)), unranked: false };
 }
