@@ -21,6 +21,7 @@
  * `answer_contains` list (a short exact fact: "4MB", "five full minutes"), whether the answer text
  * contains one of them (`contains_fact`). A proxy: an answer can cite the right page with the wrong
  * sentence; the hand judgement in bench/README.md is the real measure.
+ * `held_out`: the same measures on the questions written after the last tuning (never tuned on).
  * Prints one JSON line on stdout; progress on stderr.
  */
 import fs from 'node:fs';
@@ -45,6 +46,9 @@ interface QuestionSet {
   on_topic: Array<{ q: string; relevant: string[]; answer_contains?: string[] }>;
   follow_ups: Array<{ previous: string; q: string; relevant: string[] }>;
   off_topic: string[];
+  /** Written after the last tuning of the answerer and thresholds, never used to tune: reported apart. */
+  held_out?: QuestionSet['on_topic'];
+  off_topic_held_out?: string[];
 }
 
 const { values, positionals } = parseArgs({
@@ -216,6 +220,30 @@ async function main(): Promise<void> {
       checks.push(check);
       if (values['show-answers']) process.stderr.write(`${JSON.stringify({ ...check, answer: body.answer })}\n`);
     }
+    // The held-out questions: the same measures, reported apart (see QuestionSet.held_out).
+    const heldRanks: Array<number | null> = [];
+    const heldChecks: AnswerCheck[] = [];
+    for (const question of set.held_out ?? []) {
+      heldRanks.push(rankOf((await deps.retriever.retrieve({ query: question.q, topK: 20 })).chunks.map((c) => c.source), question.relevant));
+      const body = await chat(question.q);
+      const check = checkAnswer(question, body);
+      heldChecks.push(check);
+      if (values['show-answers']) process.stderr.write(`${JSON.stringify({ held_out: true, ...check, answer: body.answer })}\n`);
+    }
+    const heldOff = await Promise.all((set.off_topic_held_out ?? []).map(async (q) => (await chat(q)).finish_reason ?? null));
+    const heldOut =
+      heldChecks.length === 0
+        ? null
+        : {
+            retrieval: summarize(heldRanks),
+            answers: summarizeAnswers(heldChecks),
+            abstention: {
+              off_topic_abstained: heldOff.filter((r) => r === 'no_evidence').length,
+              off_topic: heldOff.length,
+              on_topic_wrongly_abstained: heldChecks.filter((c) => c.abstained).length,
+              on_topic: heldChecks.length,
+            },
+          };
     const measured = [...offReasons, ...onReasons].some((r) => r === 'no_evidence');
     process.stdout.write(
       `${JSON.stringify({
@@ -235,6 +263,7 @@ async function main(): Promise<void> {
             }
           : 'not measured (no answer carried finish_reason "no_evidence": abstention not available in this build)',
         answers: summarizeAnswers(checks),
+        held_out: heldOut,
         misses,
       })}\n`,
     );

@@ -145,6 +145,20 @@ const CODE_START = /^(?:(?:SELECT|INSERT|UPDATE|DELETE|CREATE|ALTER|DROP|WITH|GR
 /** "NAME — what it does" (an em dash between a name in capitals or an identifier and a lower-case description). */
 const REFERENCE_ENTRY = /^[\p{Lu}\p{N}_ ]{2,}\s—\s\p{Ll}|^[\w.]+\s—\s\p{Ll}/u;
 
+/**
+ * A SQL synopsis line ("ALTER SYSTEM SET p { TO | = } { value | DEFAULT }"): it opens with a
+ * statement and its bars are all inside { } or [ ] (alternatives), so it is code, not a table row.
+ */
+function isSynopsis(line: string): boolean {
+  if (!CODE_START.test(line)) return false;
+  let outside = line;
+  for (let prev = ''; prev !== outside; ) {
+    prev = outside;
+    outside = outside.replace(/\{[^{}]*\}|\[[^[\]]*\]/g, '');
+  }
+  return !outside.includes('|');
+}
+
 function isTableRow(line: string): boolean {
   return TABLE_ROW.test(line);
 }
@@ -219,7 +233,7 @@ function toBlocks(text: string): Block[] {
     }
     const heading = /^#{1,6}\s+(.*)$/.exec(line);
     const shouting = /\p{Lu}.*\p{Lu}/u.test(line) && !/\p{Ll}/u.test(line) && line.split(/\s+/).length <= TITLE_MAX_WORDS * 2 && !CODE_START.test(line);
-    const special: SentenceKind | null = heading || shouting ? 'heading' : isNavLine(line) ? 'nav' : isTableRow(line) ? 'table' : null;
+    const special: SentenceKind | null = heading || shouting ? 'heading' : isNavLine(line) ? 'nav' : isTableRow(line) && !isSynopsis(line) ? 'table' : null;
     if (special) {
       flush();
       blocks.push({ lines: [heading ? (heading[1] ?? '') : line], kind: special });
@@ -334,6 +348,8 @@ interface Unit {
   /** Nearest heading above the unit inside the passage ('' when none). */
   subject: string;
   title: string;
+  /** The first sentence under its heading (an entry's definition: "Maximum time between automatic WAL checkpoints."). */
+  leadsSection: boolean;
 }
 
 /** Quotable units of the passages: prose sentences (with the code they introduce) and code blocks. */
@@ -341,16 +357,21 @@ function quotableUnits(passages: readonly ContextPassage[]): Unit[] {
   const units: Unit[] = [];
   passages.forEach((p, passageIndex) => {
     let subject = '';
+    let sectionStart = true;
     const segs = segments(p.text);
     segs.forEach((seg, order) => {
-      if (seg.kind === 'heading') subject = seg.text;
+      if (seg.kind === 'heading') {
+        subject = seg.text;
+        sectionStart = true;
+      }
       if (seg.kind !== 'prose' && seg.kind !== 'code') return;
       // A prose unit is a sentence: enough words, lower-case letters, and an end unless it is a list
       // item (titles and fragments such as "Example 11.8. Setting up a Partial Index" have none).
       if (seg.kind === 'prose' && (seg.text.split(/\s+/).length < EXTRACTIVE_MIN_SENTENCE_WORDS || !/\p{Ll}/u.test(seg.text) || (!seg.list && !SENTENCE_END.test(seg.text)))) return;
       const next = segs[order + 1];
       const code = seg.kind === 'prose' && /:$/.test(seg.text) && next?.kind === 'code' ? next.text : null;
-      units.push({ passageIndex, order, n: p.n, kind: seg.kind, text: seg.text, code, subject, title: p.title });
+      units.push({ passageIndex, order, n: p.n, kind: seg.kind, text: seg.text, code, subject, title: p.title, leadsSection: sectionStart && subject !== '' && seg.kind === 'prose' });
+      sectionStart = false;
     });
   });
   return units;
@@ -399,6 +420,8 @@ export interface AnswerCues {
   definitionOf: string[] | null;
   /** "how do I …", "how to …": a procedure, so a code block on its own may be the answer. */
   procedure: boolean;
+  /** "the difference between X and Y", "X vs Y": key terms of X and Y (an answer names both; contrasting them counts twice). */
+  contrastOf: string[] | null;
 }
 
 const NUMBER_WORDS = 'one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|sixty|hundred|a few|several';
@@ -407,6 +430,9 @@ const QUANTITY = new RegExp(`\\d|\\b(?:${NUMBER_WORDS})\\b`, 'i');
 /** A default stated with its value: "The default is 128MB", "defaults to -1", "default value is four megabytes". */
 const DEFAULT_VALUE = /\bdefaults?\b(?:\s+\w+){0,3}\s+(?:is|are|to|of)\b.*(?:\d|\b(?:on|off|true|false|none|empty|zero|one|two|three|four|five|ten)\b|['"‘“])/i;
 const DEFINITION_QUESTION = /^\s*(?:what|who)\s+(?:is|are)\s+(?:a|an|the)?\s*(.+?)\s*\??\s*$|^\s*what\s+does\s+(?:a|an|the)?\s*(.+?)\s+(?:do|mean|control)\s*\??\s*$/i;
+const CONTRAST_QUESTION = /\bdifferences?\s+between\s+(.+?)\s+and\s+(.+?)\s*\??\s*$|^(?:.*?\b)?(\S+)\s+(?:vs\.?|versus)\s+(\S+)/i;
+/** Words that contrast two things ("whereas", "unlike", "while … stores"). */
+const CONTRASTS = /\b(?:whereas|unlike|while|difference|differs?|instead|in contrast|on the other hand|rather than)\b/i;
 /** A sentence that defines its opening words ("BRIN stands for …", "A partial index is an …"). */
 const DEFINES = /^(?:\S+\s+){0,4}?(?:stands for|is an?|is the|are|means|refers to)\b/i;
 
@@ -414,6 +440,7 @@ const DEFINES = /^(?:\S+\s+){0,4}?(?:stands for|is an?|is the|are|means|refers t
 export function answerCues(query: string): AnswerCues {
   const q = query.toLowerCase();
   const def = DEFINITION_QUESTION.exec(query);
+  const contrast = CONTRAST_QUESTION.exec(query);
   const subject = def ? questionKeyTerms(def[1] ?? def[2] ?? '') : [];
   return {
     defaultValue: /\bdefaults?\b/.test(q),
@@ -421,6 +448,7 @@ export function answerCues(query: string): AnswerCues {
     quantity: /\bhow\s+(?:many|much)\b/.test(q),
     definitionOf: subject.length > 0 ? subject : null,
     procedure: /\bhow\s+(?:do|can|should|would)\s+(?:i|we|you|one)\b|\bhow\s+to\b|^\s*(?:create|write|set|configure|enable|make|add|show me)\b/i.test(query),
+    contrastOf: contrast ? questionKeyTerms(`${contrast[1] ?? contrast[3] ?? ''} ${contrast[2] ?? contrast[4] ?? ''}`) : null,
   };
 }
 
@@ -431,7 +459,16 @@ function cueCount(u: Unit, cues: AnswerCues): number {
   if (cues.defaultValue && DEFAULT_VALUE.test(text)) n++;
   if (cues.duration && DURATION.test(text)) n++;
   if (cues.quantity && QUANTITY.test(text)) n++;
-  if (cues.definitionOf) {
+  if (cues.contrastOf) {
+    const own = termSet(text);
+    const named = cues.contrastOf.filter((t) => own.has(t)).length;
+    // Naming both is a cue; naming both and contrasting them ("… while jsonb …") counts twice.
+    if (named >= 2) n += CONTRASTS.test(text) ? 2 : 1;
+  }
+  if (cues.definitionOf && u.leadsSection && cues.definitionOf.includes(keyTerms(u.subject)[0] ?? '')) {
+    // The first sentence under the entry of what the question asks about ("checkpoint_timeout (integer)").
+    n++;
+  } else if (cues.definitionOf) {
     const words = tokenizeTerms(text);
     const opening = words.slice(0, cues.definitionOf.length + 2);
     const first = words[0];
@@ -445,7 +482,10 @@ function cueCount(u: Unit, cues: AnswerCues): number {
  * is about flushing, not about "long").
  */
 export function questionKeyTerms(query: string): string[] {
-  const terms = keyTerms(query);
+  // "What does X control?": the closing verb is how the question asks ("control", "do", "mean").
+  const asked = DEFINITION_QUESTION.exec(query);
+  const verb = asked?.[2] !== undefined ? stem((/(\p{L}+)\s*\??\s*$/u.exec(query)?.[1] ?? '').toLowerCase()) : '';
+  const terms = keyTerms(query).filter((t) => t !== verb || isCompound(t));
   const content = terms.filter((t) => !QUESTION_STEMS.has(t) && !QUESTION_WORDS.has(t));
   return content.length > 0 ? content : terms;
 }

@@ -347,6 +347,29 @@ describe('extractive answers in the whole-manual ranking order', () => {
     expect(body.startsWith('BRIN indexes (a shorthand for Block Range INdexes) store summaries')).toBe(true);
   });
 
+  it('json vs jsonb: quotes the sentences that contrast the two, not the function table of the first passage', () => {
+    const text = composeExtractiveAnswer('What is the difference between json and jsonb?', asPassages([chunk('Expands the top-level JSON array into a set of JSON values'), chunk('The json and jsonb data types accept')]));
+    const body = text.slice(EXTRACTIVE_NOTE.length).trim();
+    expect(body.startsWith('The json and jsonb data types accept almost identical sets of values as input [2].')).toBe(true);
+    expect(body).toContain('while jsonb data is stored in a decomposed binary format');
+  });
+
+  it('"what does X control": the first sentence of X\'s entry, though it repeats none of the words', () => {
+    const text = composeExtractiveAnswer('What does the checkpoint_timeout parameter control?', asPassages([chunk('checkpoint_timeout (integer)')]));
+    expect(text).toContain('Maximum time between automatic WAL checkpoints [1].');
+  });
+
+  it('a SQL synopsis line with { a | b } alternatives is code, a table row stays a table row', () => {
+    const synopsis = chunk('ALTER SYSTEM — change a server');
+    const segs = segmentSentences(synopsis.text);
+    expect(segs.find((seg) => seg.text.startsWith('ALTER SYSTEM SET configuration_parameter'))?.kind).toBe('code');
+    expect(segs.find((seg) => seg.text.startsWith('ALTER SYSTEM — change a server'))?.kind).toBe('heading');
+    expect(segmentSentences('INSERT | Check new row [a] | Check new row | —')[0]?.kind).toBe('table');
+    const text = composeExtractiveAnswer('How do I change a configuration parameter with ALTER SYSTEM?', asPassages([synopsis]));
+    expect(text).toContain('ALTER SYSTEM SET configuration_parameter { TO | = } { value [, ...] | DEFAULT }');
+    expect(text).not.toContain('— change a server');
+  });
+
   it('reads answer cues and drops question words from the key terms', () => {
     expect(questionKeyTerms('How long should I flush a new Halcyon X3 cartridge?')).toEqual(['flush', 'new', 'halcyon', 'x3', 'cartridg']);
     expect(answerCues('How long should I flush a new cartridge?')).toMatchObject({ duration: true, quantity: false, defaultValue: false, procedure: false });
@@ -354,6 +377,9 @@ describe('extractive answers in the whole-manual ranking order', () => {
     expect(answerCues('What is a BRIN index?').definitionOf).toEqual(['brin', 'index']);
     expect(answerCues('How do I create a partial index?').procedure).toBe(true);
     expect(answerCues('How do LISTEN and NOTIFY work?').procedure).toBe(false);
+    expect(answerCues('What is the difference between json and jsonb?').contrastOf).toEqual(['json', 'jsonb']);
+    expect(questionKeyTerms('What does the checkpoint_timeout parameter control?')).toEqual(['checkpoint_timeout', 'parameter']);
+    expect(questionKeyTerms('How does access control work?')).toEqual(['access', 'control']);
   });
 });
 
