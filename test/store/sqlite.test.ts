@@ -132,13 +132,16 @@ describe('SqliteCorpusStore crash leftovers', () => {
 describe('SqliteReader: full-text searches on a reader thread', () => {
   it('gives the same results as the main connection and leaves the event loop free meanwhile', async () => {
     const store = openSqliteStore(path.join(tempDir(), 'mneme.sqlite'));
-    // One large document whose every chunk holds the common terms: FTS5 scores all of them.
-    const chunks = Array.from({ length: 20_000 }, (_, i) => ({ ord: i, text: `valve ${i % 997} reports gauge ${(i * 13) % 89} at station ${i % 211}`, headingPath: '', tokenCount: 8, contentSha256: `h${i}` }));
+    // One large document: "valve" and "gauge" are in every chunk (IDF 0: pruned), "group1" in a
+    // third of them, so FTS5 ranks ~13k matches (tens of ms).
+    const chunks = Array.from({ length: 40_000 }, (_, i) => ({ ord: i, text: `valve ${i % 997} reports gauge ${(i * 13) % 89} at station ${i % 211} group${i % 3}`, headingPath: '', tokenCount: 9, contentSha256: `h${i}` }));
     await store.corpus.replaceDocument({ collection: 'c', sourceUri: '/big.json', contentSha256: 'x', title: 'Big', kind: 'application/json', bytes: 1 }, chunks, null, null);
-    const q = 'valve gauge station reports';
+    const q = 'valve gauge group1';
     const direct = await store.corpus.searchText(q, { limit: 50 });
     const docsDirect = await store.corpus.searchDocuments(q, { limit: 5 });
+    expect(await store.readerReady()).toBe(false);
     store.startReader();
+    expect(await store.readerReady()).toBe(true);
     let ticks = 0;
     const ticker = setInterval(() => ticks++, 1);
     const t0 = performance.now();

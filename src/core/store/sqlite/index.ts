@@ -60,12 +60,18 @@ export class SqliteStore implements Store {
 
   /**
    * Moves the heavy full-text searches to a reader thread with its own connection (servers: an FTS5
-   * query over a large corpus must not block the event loop). Idempotent; closed by close().
+   * query over a large corpus must not block the event loop), once the thread has started (see
+   * readerReady). Idempotent; closed by close().
    */
   startReader(): void {
     if (this.reader) return;
     this.reader = new SqliteReader(this.connection.file);
     this.corpus.useReader(this.reader);
+  }
+
+  /** Resolves true once the reader thread answers searches (until then they run here), false if it failed or none was started. */
+  async readerReady(): Promise<boolean> {
+    return this.reader ? this.reader.ready : false;
   }
 
   async close(): Promise<void> {

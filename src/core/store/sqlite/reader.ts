@@ -22,17 +22,22 @@ export class SqliteReader {
   private readonly worker: Worker;
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private nextId = 1;
-  private readonly ready: Promise<void>;
+  private isReady = false;
   private failed: Error | null = null;
+  /** Resolves true once the worker is ready, false if it failed first. */
+  readonly ready: Promise<boolean>;
 
   /** Starts the worker on `file` (which must exist and be migrated). */
   constructor(file: string) {
     this.worker = startWorker(new URL('./read-worker.ts', import.meta.url), { file });
     this.worker.unref();
-    let markReady: () => void = () => {};
-    this.ready = new Promise<void>((r) => (markReady = r));
+    let settle: (ok: boolean) => void = () => {};
+    this.ready = new Promise<boolean>((r) => (settle = r));
     this.worker.on('message', (msg: ReaderReply | { ready: true }) => {
-      if ('ready' in msg) return markReady();
+      if ('ready' in msg) {
+        this.isReady = true;
+        return settle(true);
+      }
       const p = this.pending.get(msg.id);
       if (!p) return;
       this.pending.delete(msg.id);
@@ -41,7 +46,7 @@ export class SqliteReader {
     });
     const fail = (err: Error) => {
       this.failed = err;
-      markReady();
+      settle(false);
       for (const p of this.pending.values()) p.reject(err);
       this.pending.clear();
     };
@@ -49,13 +54,17 @@ export class SqliteReader {
     this.worker.on('exit', (code) => fail(new InternalError(`the full-text reader thread exited (${code})`)));
   }
 
-  /** True while the worker runs (after a crash, callers search on their own connection). */
+  /**
+   * True once the worker has opened its connection and while it runs. Until then (its start-up
+   * competes with the server's own for the CPU) and after a crash, callers search on their own
+   * connection: a search never waits for the thread to boot.
+   */
   get usable(): boolean {
-    return this.failed === null;
+    return this.isReady && this.failed === null;
   }
 
+  /** @throws the worker's failure when it has crashed; InternalError when the search failed there. */
   async call<T>(method: ReaderMethod, args: unknown[]): Promise<T> {
-    await this.ready;
     if (this.failed) throw this.failed;
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
