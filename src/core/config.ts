@@ -71,8 +71,8 @@ const envSchema = z.object({
   MNEME_OFFLINE: bool.default(false),
   MNEME_THREADS: intIn(1, 256).optional(),
   MNEME_MAX_FILE_BYTES: intIn(1, 2 ** 40).default(DEFAULT_MAX_FILE_BYTES),
-  /** 1: run the server's full-text searches on a reader thread (SQLite engine; off by default, see README). */
-  MNEME_SEARCH_THREAD: bool.default(false),
+  /** 1 (default): run the server's full-text searches on a reader thread (SQLite engine; see README); 0: on the event loop. */
+  MNEME_SEARCH_THREAD: bool.default(true),
   /** CPU priority (nice, 0-19) `ingest`/`reindex` lower themselves to, so a server on the same machine keeps its latency. */
   MNEME_INGEST_NICE: intIn(0, 19).default(10),
 
