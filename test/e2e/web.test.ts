@@ -255,6 +255,7 @@ describe('web pages in chromium', () => {
     expect(await page.evaluate(() => (window as unknown as { __streamUpdates: number }).__streamUpdates)).toBeGreaterThan(1);
     const answer = (await page.locator('.msg-assistant .msg-body').textContent()) ?? '';
     expect(answer).toContain('BW-TS-30');
+    expect(answer).toContain('five full minutes'); // the README's example answer (issue 13)
 
     // Citation: [n] in the text opens title, source path and snippet.
     const cite = page.locator('.msg-assistant .msg-body .cite').first();
