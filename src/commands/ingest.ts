@@ -12,6 +12,7 @@ import { ValidationError } from '../core/errors.ts';
 import { CorpusNotifier, openRedis } from '../core/store/redis/index.ts';
 import { parseCommandArgs, printJson, synopsis } from './args.ts';
 import { countFiles, progressDisplay } from './ingest-progress.ts';
+import { CliIngestJob, failInterruptedJobs } from '../chat/jobs.ts';
 import type { CommandSpec } from './args.ts';
 import type { Command, CommandIo } from './types.ts';
 
@@ -89,7 +90,12 @@ export const ingestCommand: Command = {
           return v;
         }));
       const runId = await store.corpus.startIngestRun();
-      const display = progressDisplay(io.stderr, io.isTty, await countFiles(opts.positionals, config.dataDir));
+      const filesTotal = await countFiles(opts.positionals, config.dataDir);
+      const display = progressDisplay(io.stderr, io.isTty, filesTotal);
+      // This run is a job row too (GET /v1/jobs/:id for admins); jobs of processes that died are failed first.
+      await failInterruptedJobs(store).catch(() => 0);
+      const job = await CliIngestJob.start(store, { collection: opts.collection, filesTotal });
+      if (job && !opts.json) io.stderr.write(`ingest job ${job.id}\n`);
       const interrupt = stopOnSigint(io);
       const summary = await runIngest({
         store,
@@ -105,16 +111,26 @@ export const ingestCommand: Command = {
         recallTarget: config.hnsw.recallTarget,
         notify,
         // Before each file: the ones before it are finished (read, failed or unchanged).
-        onProgress: (p) => display.update({ filesDone: p.filesDone - 1 + p.filesFailed, filesFailed: p.filesFailed, chunksEmbedded: p.chunksEmbedded }),
+        onProgress: (p) => {
+          const done = { filesDone: p.filesDone - 1 + p.filesFailed, filesFailed: p.filesFailed, chunksEmbedded: p.chunksEmbedded };
+          display.update(done);
+          job?.progress(done);
+        },
         shouldStop: interrupt.requested,
-      }).finally(() => {
-        interrupt.dispose();
-        display.stop();
-      });
+      })
+        .catch(async (err: unknown) => {
+          await job?.finish(null, err);
+          throw err;
+        })
+        .finally(() => {
+          interrupt.dispose();
+          display.stop();
+        });
+      await job?.finish(summary);
       await store.corpus.finishIngestRun(runId, summary);
       const opened = stack as Promise<VectorStack> | null;
       if (opened) await (await opened).embedder?.close();
-      report(summary, opts.json, io);
+      report(job ? { ...summary, job_id: job.id } : summary, opts.json, io);
       if (!summary.interrupted) return 0;
       io.stderr.write(
         `interrupted: stored ${summary.documents_added} added and ${summary.documents_updated} updated documents (${summary.chunks_added} chunks) before stopping; ` +
@@ -145,7 +161,7 @@ function stopOnSigint(io: CommandIo): { requested: () => boolean; dispose: () =>
   return { requested: () => requested, dispose: () => process.off('SIGINT', onSignal) };
 }
 
-function report(s: IngestSummary, json: boolean, io: CommandIo): void {
+function report(s: IngestSummary & { job_id?: string }, json: boolean, io: CommandIo): void {
   for (const f of s.failed) io.stderr.write(`failed: ${f.path}: ${f.reason}: ${f.message}\n`);
   for (const k of s.skipped) io.stderr.write(`skipped: ${k.path}: ${k.message}\n`);
   if (json) {

@@ -19,6 +19,7 @@ import { buildServerDeps } from '../chat/http/wiring.ts';
 import type { ServerDeps } from '../chat/http/wiring.ts';
 import { jsonLineLogger } from '../chat/log.ts';
 import type { Logger } from '../chat/log.ts';
+import { failInterruptedJobs, JOB_STALE_MS } from '../chat/jobs.ts';
 import { startFeatureScheduler } from '../features/materialize.ts';
 import { ensureWebBuilt } from '../web/build.ts';
 import { uploadIngester } from '../../ingest/upload.ts';
@@ -75,6 +76,16 @@ export async function startServer(config: Config, io: CommandIo, options: StartS
   const host = config.server.host.includes(':') ? `[${config.server.host}]` : config.server.host;
   const url = `http://${host}:${port}`;
 
+  // Jobs left queued/running by a process that died are failed now and then every JOB_STALE_MS
+  // (only jobs whose row went stale: other replicas' live jobs are left alone; src/chat/jobs.ts).
+  const sweepJobs = () =>
+    failInterruptedJobs(deps.store)
+      .then((n) => (n > 0 ? logger.warn('failed interrupted jobs', { jobs: n }) : undefined))
+      .catch((err: unknown) => logger.error('failing interrupted jobs failed', { error: (err as Error).message }));
+  await sweepJobs();
+  const jobSweep = setInterval(() => void sweepJobs(), JOB_STALE_MS);
+  jobSweep.unref();
+
   const scheduler = startFeatureScheduler(
     deps.store,
     config.featuresIntervalSeconds,
@@ -93,6 +104,7 @@ export async function startServer(config: Config, io: CommandIo, options: StartS
       logger.info('shutting down', { running_answers: deps.inflight.size() });
       deps.inflight.beginShutdown();
       scheduler.stop();
+      clearInterval(jobSweep);
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       if (!(await deps.inflight.idle(forced ? 0 : graceMs))) {

@@ -20,6 +20,7 @@ import { releaseStoreContract } from './contract/releases.ts';
 import { documentsContract } from './contract/documents.ts';
 import { collectionsContract } from './contract/collections.ts';
 import { apiKeyContract } from './contract/api-keys.ts';
+import { jobLivenessContract } from './contract/job-liveness.ts';
 import { engineRunsRequired, findPostgresTestServer } from './postgres-env.ts';
 
 const dirs: string[] = [];
@@ -91,6 +92,7 @@ for (const engine of ENGINES) {
   describe(`${engine.name}: documents and jobs contract`, () => documentsContract(engine));
   describe(`${engine.name}: collections access contract`, () => collectionsContract(engine));
   describe(`${engine.name}: API keys contract`, () => apiKeyContract(engine));
+  describe(`${engine.name}: job liveness contract`, () => jobLivenessContract(engine));
 }
 
 for (const engine of ENGINES) {

@@ -76,6 +76,13 @@ export interface JobStore {
    * ran them died). Returns how many.
    */
   failUnfinished(before: string, reason: string): Promise<number>;
+  /**
+   * Marks `queued`/`running` jobs whose row was last written before `staleBefore` (ISO-8601 UTC) as
+   * failed with `reason`: the process running a job rewrites its row at least every heartbeat
+   * (src/chat/jobs.ts), so a row that old belongs to a process that is gone, whichever replica or
+   * CLI run it was. Returns how many.
+   */
+  failStale(staleBefore: string, reason: string): Promise<number>;
 }
 
 /** Row shape shared by both engines (snake_case columns); json columns may arrive parsed (PostgreSQL). */

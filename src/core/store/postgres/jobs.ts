@@ -45,4 +45,12 @@ export class PostgresJobStore implements JobStore {
       [reason, now, before],
     );
   }
+
+  async failStale(staleBefore: string, reason: string): Promise<number> {
+    const now = nowIso();
+    return this.c.run(
+      "UPDATE jobs SET state = 'failed', error = $1, eta_s = NULL, updated_at = $2, finished_at = $2 WHERE state IN ('queued', 'running') AND updated_at < $3",
+      [reason, now, staleBefore],
+    );
+  }
 }

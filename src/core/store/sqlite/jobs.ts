@@ -53,4 +53,14 @@ export class SqliteJobStore implements JobStore {
           .run(reason, now, now, before).changes,
     );
   }
+
+  async failStale(staleBefore: string, reason: string): Promise<number> {
+    const now = nowIso();
+    return this.c.write(
+      () =>
+        this.c
+          .stmt("UPDATE jobs SET state = 'failed', error = ?, eta_s = NULL, updated_at = ?, finished_at = ? WHERE state IN ('queued', 'running') AND updated_at < ?")
+          .run(reason, now, now, staleBefore).changes,
+    );
+  }
 }
