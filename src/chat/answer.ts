@@ -333,7 +333,8 @@ export async function answerTurn(deps: AnswerDeps, input: TurnInput, opts: TurnO
           partial += text;
           opts.onToken?.(text);
         },
-        context: { query: input.message, passages: evidence.abstain && model.backend === 'extractive' ? [] : toPassages(kept) },
+        // The extractive answerer quotes for what the thread is about ("How do I create one? brin index").
+        context: { query: retrievalText, passages: evidence.abstain && model.backend === 'extractive' ? [] : toPassages(kept) },
       });
     } finally {
       timings.generate_ms = since(tg);

@@ -162,6 +162,9 @@ describe('feedback-aware ranking is bounded (real app, BM25)', () => {
     const docs = (JSON.parse(row.retrieved_json) as Logged[]).map((c) => c.document_id);
     // Both BRIN pages come before bloom (which also says CREATE INDEX) and the index page.
     expect(docs.slice(0, 2).sort()).toEqual([docId('brin-create.html'), docId('brin-intro.html')].sort());
+    // The extractive answer quotes for the thread too: how to create a BRIN index, not bloom's.
+    expect(follow.body.answer).toContain('To create a block range index, use CREATE INDEX with the USING brin clause');
+    expect(follow.body.answer).not.toContain('bloomidx');
     // Without the thread the same message cannot find the BRIN introduction (it never says "create").
     const alone = await postJson(`${srv.url}/v1/chat`, carol, { message: 'How do I create one?', top_k: 3 });
     const aloneDocs = (JSON.parse(srv.db.prepare('SELECT retrieved_json FROM responses WHERE id = ?').pluck().get(alone.body.id) as string) as Logged[]).map((c) => c.document_id);
