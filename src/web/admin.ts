@@ -6,6 +6,7 @@
  */
 import type { BucketStats, CorpusStatus, OverviewBody, ThumbsDownItem, TimeseriesBody } from '../chat/http/routes/admin.ts';
 import { releasesPanel } from './admin-releases.ts';
+import { peoplePanel } from './admin-people.ts';
 import { ApiError, apiJson, describeError, isAuthError, loadKey, saveKey } from './api.ts';
 import { timeChart } from './charts.ts';
 import type { Series } from './charts.ts';
@@ -52,6 +53,8 @@ const el = {
 
 /** Releases: live/candidate, the promote and rollback buttons, per-arm metrics, data monitoring. */
 const releases = releasesPanel(byId('releases'), () => state.key);
+/** People: users and their named API keys (create, rotate, revoke, delete). */
+const people = peoplePanel(byId('people'), () => state.key);
 
 const state = {
   key: null as string | null,
@@ -127,6 +130,7 @@ async function refresh(): Promise<void> {
   el.dashboard.setAttribute('aria-busy', 'true');
   // Loaded beside the rest: a failure there is shown in its own panel.
   void releases.refresh();
+  void people.refresh();
   try {
     const minutes = Number(el.windowSelect.value);
     const [overview, series, thumbs, corpus] = await Promise.all([

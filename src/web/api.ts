@@ -107,6 +107,14 @@ export async function apiJson<T>(key: string, path: string, opts: { method?: str
   return (await res.json()) as T;
 }
 
+/**
+ * A DELETE; a response body (e.g. erasure counts) is not read.
+ * @throws ApiError (status 0 when unreachable).
+ */
+export async function apiDelete(key: string, path: string): Promise<void> {
+  await send(key, path, { method: 'DELETE' });
+}
+
 export interface ChatRequest {
   message: string;
   conversation_id?: string;
