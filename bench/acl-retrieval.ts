@@ -11,7 +11,9 @@
  * The user reads 1 collection of K (10 % at K = 10): every other collection is private without a
  * grant, so retrieval runs with excludeCollections = the K-1 others (what /v1/chat passes for them).
  *
- * Reports p50/p99 (ms) of BM25 search, dense search (HNSW, DENSE_CANDIDATES) and hybrid retrieval
+ * Reports p50/p99 (ms) of BM25 search, dense search (HNSW, DENSE_CANDIDATES; as the retriever
+ * chooses, then forced to the filtered graph search and forced to the exact scan of the admitted
+ * vectors, with the graph search's recall@10 against the exact scan) and hybrid retrieval
  * (topK 10), unfiltered vs filtered, the ratio filtered/unfiltered, the hits returned (a filter that
  * starves returns fewer than asked), a check that no returned chunk is outside the readable
  * collection, and the per-request cost of reading the user's scope (CollectionStore.accessOf).
@@ -21,7 +23,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { BM25_CANDIDATES, DENSE_CANDIDATES, HybridRetriever } from '../src/chat/retrieve.ts';
+import { BM25_CANDIDATES, DENSE_CANDIDATES, DENSE_EXACT_SCAN_MAX, HybridRetriever } from '../src/chat/retrieve.ts';
 import { collectionScope, excludedBy } from '../src/chat/access.ts';
 import { nowIso } from '../src/core/clock.ts';
 import { rebuildIndex } from '../src/commands/reindex.ts';
@@ -179,6 +181,19 @@ async function main(): Promise<void> {
     };
     await pair('bm25_search', (q, ex) => retriever.searchBm25(q.text, BM25_CANDIDATES, undefined, ex));
     await pair('dense_search', (q, ex) => retriever.searchDense(q.vector, DENSE_CANDIDATES, undefined, ex));
+    // The two ways a scoped dense search can run, forced, on the same scope: the filtered graph
+    // search (O(1) ordinal filter) and the exact scan of the admitted chunks' stored vectors.
+    const graphOnly = new HybridRetriever({ store, embedder: null, index: { meta, hnsw: built.index!, feedSeq: head }, denseExactScanMax: 0 });
+    const exactAlways = new HybridRetriever({ store, embedder: null, index: { meta, hnsw: built.index!, feedSeq: head }, denseExactScanMax: Number.MAX_SAFE_INTEGER });
+    await pair('dense_search_forced_graph', (q, ex) => graphOnly.searchDense(q.vector, DENSE_CANDIDATES, undefined, ex));
+    await pair('dense_search_forced_exact', (q, ex) => (ex ? exactAlways : graphOnly).searchDense(q.vector, DENSE_CANDIDATES, undefined, ex));
+    // Recall@10 of the filtered graph search against the exact scan (same scope).
+    let agree = 0;
+    for (const q of queries.slice(WARMUP_QUERIES)) {
+      const truth = new Set((await exactAlways.searchDense(q.vector, 10, undefined, exclude)).map((h) => h.chunkId));
+      agree += (await graphOnly.searchDense(q.vector, 10, undefined, exclude)).filter((h) => truth.has(h.chunkId)).length;
+    }
+    const graphRecall10 = round(agree / (10 * Q));
     await pair('hybrid_retrieve_top10', async (q, ex) => (await retriever.retrieveWithVector({ query: q.text, topK: 10, excludeCollections: ex }, q.vector)).chunks);
     const scopeMs: number[] = [];
     for (let i = 0; i < Q; i++) {
@@ -187,7 +202,10 @@ async function main(): Promise<void> {
       scopeMs.push(performance.now() - s);
     }
     await store.close();
-    const out = { chunks: N, dim: DIM, collections: K, readable_share: round(readable.size / N, 3), queries: Q, runs, scope_read_ms: stats(scopeMs), leaked_chunks: leaked };
+    const out = {
+      chunks: N, dim: DIM, collections: K, readable_share: round(readable.size / N, 3), readable_chunks: readable.size, queries: Q,
+      dense_exact_scan_max: DENSE_EXACT_SCAN_MAX, runs, filtered_graph_recall_at_10: graphRecall10, scope_read_ms: stats(scopeMs), leaked_chunks: leaked,
+    };
     process.stdout.write(`${JSON.stringify(out)}\n`);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });

@@ -19,6 +19,7 @@ import { FEED_POLL_INTERVAL_MS, IndexSyncer } from '../core/index-sync.ts';
 import type { SyncLogger } from '../core/index-sync.ts';
 import type { ChunkMeta, ChunkRecord } from '../core/store/corpus.ts';
 import type { Store } from '../core/store/index.ts';
+import { CollectionOrdinals, exactTopK } from './collection-ordinals.ts';
 import { stemWord, wordsOf } from '../features/personalize.ts';
 import type { FusionSettings, PersonalizationSignals, RetrieveRequest, RetrieveResult, RetrievedChunk, Retriever } from './types.ts';
 
@@ -51,8 +52,13 @@ export const MAX_TOP_K = 50;
 export const NEAR_DUPLICATE_JACCARD = 0.9;
 /** Words per shingle for the near-duplicate test. */
 export const SHINGLE_WORDS = 3;
-/** Chunk-id sets of this many collections are cached (patched from the change feed) for dense filtering. */
-export const COLLECTION_CACHE_MAX = 32;
+/**
+ * A scoped dense search (access control, a requested collection) that admits at most this many
+ * live chunks scans their stored vectors exactly instead of a filtered HNSW search, which visits
+ * ever more of the graph as the admitted share shrinks (bench/acl-retrieval.ts measures both;
+ * bench/README.md). 0 disables the exact path.
+ */
+export const DENSE_EXACT_SCAN_MAX = 200;
 /** Texts are fetched in windows of at least this many candidates while removing near-duplicates. */
 export const HYDRATE_WINDOW = 20;
 
@@ -429,6 +435,8 @@ export interface HybridRetrieverOptions {
   documentCandidates?: number | undefined;
   /** Apply the documents' ranking weights (navigation pages < 1). Default true; false for ablations. */
   documentWeights?: boolean | undefined;
+  /** Scoped dense searches admitting at most this many chunks scan exactly (0: never). Default DENSE_EXACT_SCAN_MAX. */
+  denseExactScanMax?: number | undefined;
 }
 
 export interface CandidateOptions {
@@ -471,8 +479,10 @@ export class HybridRetriever implements Retriever {
   private readonly documentCandidates: number;
   private readonly documentWeights: boolean;
   readonly syncer: IndexSyncer;
-  /** collection → live chunk ids, patched from the change feed; insertion order = LRU order. */
-  private readonly collectionChunks = new Map<string, Set<number>>();
+  /** chunk id → collection ordinal for the dense filter, loaded at the first scoped search, patched from the feed. */
+  private readonly ordinals = new CollectionOrdinals();
+  private ordinalsLoading: Promise<void> | null = null;
+  private readonly denseExactScanMax: number;
 
   constructor(opts: HybridRetrieverOptions) {
     this.store = opts.store;
@@ -484,6 +494,7 @@ export class HybridRetriever implements Retriever {
     this.now = opts.now ?? Date.now;
     this.documentCandidates = opts.documentCandidates ?? DOCUMENT_CANDIDATES;
     this.documentWeights = opts.documentWeights ?? true;
+    this.denseExactScanMax = opts.denseExactScanMax ?? DENSE_EXACT_SCAN_MAX;
     this.syncer = new IndexSyncer({
       store: opts.store,
       index: opts.index?.hnsw ? { meta: opts.index.meta, hnsw: opts.index.hnsw } : null,
@@ -492,10 +503,10 @@ export class HybridRetriever implements Retriever {
       pollIntervalMs: interval > 0 ? interval : FEED_POLL_INTERVAL_MS,
       logger: opts.logger,
       onChunkChange: (op, chunkId, collection) => this.patchCollection(op, chunkId, collection),
-      onReset: () => this.collectionChunks.clear(),
+      onReset: () => this.resetOrdinals(),
       onGenerationChange: () => {
         this.index = null;
-        this.collectionChunks.clear();
+        this.resetOrdinals();
       },
     });
   }
@@ -533,11 +544,38 @@ export class HybridRetriever implements Retriever {
   }
 
   private patchCollection(op: 'added' | 'removed', chunkId: number, collection: string | null): void {
-    if (collection === null) return;
-    const ids = this.collectionChunks.get(collection);
-    if (!ids) return;
-    if (op === 'added') ids.add(chunkId);
-    else ids.delete(chunkId);
+    // Before the first scoped search nothing is recorded: the load reads the store then.
+    if (collection === null || (!this.ordinals.loaded && this.ordinalsLoading === null)) return;
+    if (op === 'added') this.ordinals.add(chunkId, collection);
+    else this.ordinals.remove(chunkId, collection);
+  }
+
+  private resetOrdinals(): void {
+    this.ordinals.reset();
+    this.ordinalsLoading = null;
+  }
+
+  /**
+   * Loads every collection's live chunk ids into the ordinal array once (one query per collection);
+   * concurrent callers share the load. Feed patches that arrive meanwhile are applied too (adds
+   * are idempotent; a chunk deleted meanwhile may stay recorded, and is dropped by the store
+   * re-check of every candidate).
+   */
+  private async loadOrdinals(): Promise<void> {
+    if (this.ordinals.loaded) return;
+    if (!this.ordinalsLoading) {
+      const run = async () => {
+        for (const c of await this.store.corpus.collections()) {
+          for (const id of await this.store.corpus.chunkIdsOfCollection(c.name)) this.ordinals.add(id, c.name);
+        }
+        this.ordinals.markLoaded();
+      };
+      const p = run().finally(() => {
+        if (this.ordinalsLoading === p) this.ordinalsLoading = null;
+      });
+      this.ordinalsLoading = p;
+    }
+    await this.ordinalsLoading;
   }
 
   /**
@@ -555,44 +593,28 @@ export class HybridRetriever implements Retriever {
    * Dense search over the HNSW index (empty without an index), best first. Labels are chunk ids;
    * a collection filter restricts the graph search itself, so `limit` hits of that collection come back.
    * Excluded collections (access control) are filtered the same way: their chunks are never visited
-   * as results, so `limit` readable hits come back.
+   * as results, so `limit` readable hits come back. The filter is O(1) per visited label (one
+   * chunk id → collection ordinal array, src/chat/collection-ordinals.ts); when the scope admits at
+   * most `denseExactScanMax` chunks, their stored vectors are scanned exactly instead.
    */
   async searchDense(vector: Float32Array, limit: number, collection?: string, excludeCollections?: readonly string[]): Promise<ScoredChunk[]> {
     checkLimit(limit);
     if (!this.index) return [];
-    let filter: ((label: number) => boolean) | undefined;
     const exclude = excludeCollections ?? [];
-    if ((collection !== undefined || exclude.length > 0) && this.index.hnsw) {
-      if (collection !== undefined && exclude.includes(collection)) return [];
-      const only = collection === undefined ? null : await this.chunksOfCollection(collection);
-      if (only?.size === 0) return [];
-      const hidden: Array<Set<number>> = [];
-      for (const c of exclude) {
-        const ids = await this.chunksOfCollection(c);
-        if (ids.size > 0) hidden.push(ids);
-      }
-      filter = denseFilter(only, hidden);
-    }
+    if (!this.index.hnsw) return this.store.corpus.searchVector(this.index.meta.modelId, vector, { limit, collection, excludeCollections });
+    if (collection === undefined && exclude.length === 0) return this.index.hnsw.search(vector, limit).map((h) => ({ chunkId: h.label, score: h.score }));
+    if (collection !== undefined && exclude.includes(collection)) return [];
+    await this.loadOrdinals();
     const index = this.index;
-    if (!index) return [];
-    if (!index.hnsw) return this.store.corpus.searchVector(index.meta.modelId, vector, { limit, collection, excludeCollections });
-    return index.hnsw.search(vector, limit, filter).map((h) => ({ chunkId: h.label, score: h.score }));
-  }
-
-  /** Live chunk ids of a collection, loaded once then patched from the feed (LRU of COLLECTION_CACHE_MAX). */
-  private async chunksOfCollection(collection: string): Promise<Set<number>> {
-    let ids = this.collectionChunks.get(collection);
-    if (ids) {
-      this.collectionChunks.delete(collection);
-    } else {
-      ids = new Set(await this.store.corpus.chunkIdsOfCollection(collection));
-      if (this.collectionChunks.size >= COLLECTION_CACHE_MAX) {
-        const oldest = this.collectionChunks.keys().next().value;
-        if (oldest !== undefined) this.collectionChunks.delete(oldest);
-      }
+    if (!index?.hnsw) return [];
+    const scope = this.ordinals.scope(collection ?? null, exclude);
+    if (scope.admitted === 0) return [];
+    if (scope.admitted <= this.denseExactScanMax) {
+      // Few admitted chunks: their stored vectors, scanned exactly (exact recall, no graph walk).
+      const vectors = await this.store.corpus.vectorsOf(index.meta.modelId, this.ordinals.labels(scope));
+      return exactTopK(vector, vectors, limit).map((h) => ({ chunkId: h.label, score: h.score }));
     }
-    this.collectionChunks.set(collection, ids);
-    return ids;
+    return index.hnsw.search(vector, limit, this.ordinals.filter(scope)).map((h) => ({ chunkId: h.label, score: h.score }));
   }
 
   /**
@@ -723,20 +745,6 @@ export class HybridRetriever implements Retriever {
     if (p.corrections.length > 0) for (const r of await this.store.corpus.chunkRecords(ids)) texts.set(r.chunkId, `${r.headingPath}\n${r.text}`);
     return personalizeScores(candidates.map((c) => ({ ...c, vector: vectors.get(c.chunkId) ?? null, text: texts.get(c.chunkId) })), p, undefined, this.now());
   }
-}
-
-/**
- * The HNSW label filter of a scoped dense search (pure): labels in `only` (when given) and in none of
- * `hidden`; null when nothing is filtered.
- */
-export function denseFilter(only: ReadonlySet<number> | null, hidden: ReadonlyArray<ReadonlySet<number>>): ((label: number) => boolean) | undefined {
-  if (only === null && hidden.length === 0) return undefined;
-  if (hidden.length === 0) return (label) => only!.has(label);
-  const visible = (label: number) => {
-    for (const h of hidden) if (h.has(label)) return false;
-    return true;
-  };
-  return only === null ? visible : (label) => only.has(label) && visible(label);
 }
 
 function checkLimit(limit: number): void {

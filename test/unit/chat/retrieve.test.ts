@@ -348,6 +348,33 @@ describe('HybridRetriever on the ingested fixture corpus', () => {
     for (const h of await hybrid.searchDense(new Float32Array(env.stack.index!.meta.dimension).fill(0.1), 50, 'team-b')) expect(teamB.has(h.chunkId)).toBe(true);
   });
 
+  it('a scoped dense search: the filtered graph search and the exact scan admit the same chunks and agree on the best', async () => {
+    const graph = new HybridRetriever({ store: env.store, embedder: env.stack.embedder, index: env.stack.index, syncIntervalMs: 0, denseExactScanMax: 0 });
+    const exact = new HybridRetriever({ store: env.store, embedder: env.stack.embedder, index: env.stack.index, syncIntervalMs: 0, denseExactScanMax: 1_000_000 });
+    const db = env.store.connection.db;
+    const ids = (sql: string) => new Set(db.prepare(sql).pluck().all() as number[]);
+    const live = "FROM chunks c JOIN documents d ON d.id = c.document_id WHERE d.deleted_at IS NULL AND d.collection";
+    const [query] = await env.stack.embedder!.embed(['kestrelctl replay spooled readings']);
+    for (const r of [graph, exact]) {
+      const only = await r.searchDense(query!, 50, 'team-b');
+      const teamB = ids(`SELECT c.id ${live} = 'team-b'`);
+      expect(only.length).toBe(teamB.size);
+      for (const h of only) expect(teamB.has(h.chunkId)).toBe(true);
+      const notHidden = await r.searchDense(query!, 50, undefined, ['default', 'scratch']);
+      expect(new Set(notHidden.map((h) => h.chunkId))).toEqual(teamB);
+      const readable = ids(`SELECT c.id ${live} <> 'default'`);
+      const hits = await r.searchDense(query!, 500, undefined, ['default']);
+      expect(hits.length).toBe(readable.size);
+      for (const h of hits) expect(readable.has(h.chunkId)).toBe(true);
+      expect(await r.searchDense(query!, 5, 'team-b', ['team-b'])).toEqual([]);
+      expect(await r.searchDense(query!, 5, 'no-such-collection')).toEqual([]);
+    }
+    const a = await graph.searchDense(query!, 3, undefined, ['team-b']);
+    const b = await exact.searchDense(query!, 3, undefined, ['team-b']);
+    expect(a.map((h) => h.chunkId)).toEqual(b.map((h) => h.chunkId));
+    for (const [i, h] of a.entries()) expect(h.score).toBeCloseTo(b[i]!.score, 4);
+  });
+
   it('pruned documents never appear', async () => {
     for (const retriever of [hybrid, bm25]) {
       const r = await retriever.retrieve({ query: 'zephyrine quartermoss valve', topK: 50 });
