@@ -157,7 +157,11 @@ export async function revokeApiKey(store: Pick<Store, 'users'>, userId: number, 
 export async function listUsersWithKeys(store: Pick<Store, 'users'>): Promise<UserWithKeys[]> {
   const [users, keys] = await Promise.all([store.users.list(), store.users.keys()]);
   const byUser = new Map<number, ApiKeyRecord[]>();
-  for (const k of keys) byUser.set(k.userId, [...(byUser.get(k.userId) ?? []), k]);
+  for (const k of keys) {
+    const list = byUser.get(k.userId);
+    if (list) list.push(k);
+    else byUser.set(k.userId, [k]);
+  }
   return users.map((u) => ({ ...toUser(u), keys: byUser.get(u.id) ?? [] }));
 }
 
