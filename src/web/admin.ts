@@ -7,6 +7,7 @@
 import type { BucketStats, CorpusStatus, OverviewBody, ThumbsDownItem, TimeseriesBody } from '../chat/http/routes/admin.ts';
 import { releasesPanel } from './admin-releases.ts';
 import { peoplePanel } from './admin-people.ts';
+import { collectionsPanel } from './admin-collections.ts';
 import { ApiError, apiJson, describeError, isAuthError, loadKey, saveKey } from './api.ts';
 import { timeChart } from './charts.ts';
 import type { Series } from './charts.ts';
@@ -55,6 +56,8 @@ const el = {
 const releases = releasesPanel(byId('releases'), () => state.key);
 /** People: users and their named API keys (create, rotate, revoke, delete). */
 const people = peoplePanel(byId('people'), () => state.key);
+/** Collections: visibility, counts, grants (create, grant, revoke). */
+const collections = collectionsPanel(byId('collections'), () => state.key);
 
 const state = {
   key: null as string | null,
@@ -131,6 +134,7 @@ async function refresh(): Promise<void> {
   // Loaded beside the rest: a failure there is shown in its own panel.
   void releases.refresh();
   void people.refresh();
+  void collections.refresh();
   try {
     const minutes = Number(el.windowSelect.value);
     const [overview, series, thumbs, corpus] = await Promise.all([

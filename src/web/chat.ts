@@ -11,7 +11,7 @@ import type { ChatAnswer } from '../chat/answer.ts';
 import type { Citation } from '../chat/citations.ts';
 import type { ConversationMessage, ConversationSummary } from '../chat/http/routes/conversations.ts';
 import { FEATURE_CATALOG } from '../shared/feature-catalog.ts';
-import { apiJson, describeError, isAuthError, loadKey, saveKey, streamChat } from './api.ts';
+import { ApiError, apiJson, describeError, isAuthError, loadKey, saveKey, streamChat } from './api.ts';
 import { append, byId, h, replaceChildren, svg } from './dom.ts';
 import type { Child } from './dom.ts';
 import { formatFeatureValue, formatMs, humanize, relativeTime } from './format.ts';
@@ -31,10 +31,24 @@ interface MeFeatures {
   features: Record<string, unknown>;
 }
 
+/** A collection as GET /v1/collections lists it (only those the user reads). */
+interface CollectionRow {
+  name: string;
+  documents: number;
+  chunks: number;
+  visibility: 'public' | 'private';
+  writable: boolean;
+}
+
+/** localStorage key prefix of the picker's choice, per user name (never the API key). */
+const COLLECTION_CHOICE_PREFIX = 'mneme.chat.collection:';
+
 const state = {
   key: null as string | null,
+  user: null as string | null,
   conversationId: null as string | null,
   streaming: null as AbortController | null,
+  collections: [] as CollectionRow[],
 };
 
 const el = {
@@ -57,6 +71,7 @@ const el = {
   composer: byId<HTMLFormElement>('composer'),
   input: byId<HTMLTextAreaElement>('composer-input'),
   send: byId<HTMLButtonElement>('btn-send'),
+  picker: byId<HTMLSelectElement>('collection-picker'),
   status: byId('chat-status'),
   featuresButton: byId<HTMLButtonElement>('btn-features'),
   signoutButton: byId<HTMLButtonElement>('btn-signout'),
@@ -78,7 +93,10 @@ const nextId = (prefix: string) => `${prefix}-${++uid}`;
 function showSignIn(message = ''): void {
   state.streaming?.abort();
   state.key = null;
+  state.user = null;
   state.conversationId = null;
+  state.collections = [];
+  replaceChildren(el.picker, h('option', { value: '' }, 'All readable collections'));
   saveKey('chat', null);
   if (el.dialog.open) el.dialog.close();
   el.chatView.hidden = true;
@@ -113,13 +131,14 @@ async function signIn(key: string, fromStorage: boolean): Promise<void> {
     state.key = key;
     saveKey('chat', key);
     el.userName.textContent = me.user;
+    state.user = me.user;
     signedInAdmin = me.admin;
     el.signinView.hidden = true;
     el.sessionNav.hidden = false;
     el.chatView.hidden = false;
     startNewConversation();
     el.input.focus();
-    await loadConversations();
+    await Promise.all([loadConversations(), loadCollections()]);
   } catch (err) {
     saveKey('chat', null);
     el.signinView.hidden = false;
@@ -427,6 +446,57 @@ function feedbackControls(responseId: string, rating: 1 | -1 | null, correction:
   return h('div', { class: 'feedback' }, h('span', { class: 'fb-label' }, 'Was this helpful?'), up, down, status, form);
 }
 
+// ---------------------------------------------------------------- collection picker
+
+function storedChoice(): string | null {
+  try {
+    return state.user === null ? null : localStorage.getItem(COLLECTION_CHOICE_PREFIX + state.user);
+  } catch {
+    return null;
+  }
+}
+
+function storeChoice(name: string): void {
+  try {
+    if (state.user === null) return;
+    if (name === '') localStorage.removeItem(COLLECTION_CHOICE_PREFIX + state.user);
+    else localStorage.setItem(COLLECTION_CHOICE_PREFIX + state.user, name);
+  } catch {
+    // Storage disabled: the choice lasts for this page only.
+  }
+}
+
+/** The picker's option label for a collection (pure). */
+function collectionLabel(c: CollectionRow): string {
+  const docs = `${c.documents} ${c.documents === 1 ? 'document' : 'documents'}`;
+  return c.visibility === 'private' ? `${c.name} (${docs}, private)` : `${c.name} (${docs})`;
+}
+
+/**
+ * Fills the picker from GET /v1/collections (only readable collections come back) and selects the
+ * remembered choice when it is still listed, else "All readable collections" (a revoked collection
+ * disappears from the picker and from the question's scope).
+ */
+async function loadCollections(): Promise<void> {
+  const key = state.key;
+  if (!key) return;
+  try {
+    const { data } = await apiJson<{ data: CollectionRow[] }>(key, '/v1/collections');
+    state.collections = data;
+    const current = el.picker.value || storedChoice();
+    replaceChildren(el.picker, h('option', { value: '' }, 'All readable collections'), ...data.map((c) => h('option', { value: c.name }, collectionLabel(c))));
+    el.picker.value = current && data.some((c) => c.name === current) ? current : '';
+  } catch (err) {
+    reportError(err, el.status);
+  }
+}
+
+/** The collection uploads default to: the picked one when the user may write it. */
+function uploadTarget(): string | null {
+  const picked = state.collections.find((c) => c.name === el.picker.value);
+  return picked && (picked.writable || signedInAdmin) ? picked.name : null;
+}
+
 // ---------------------------------------------------------------- asking
 
 function setStreaming(controller: AbortController | null): void {
@@ -449,7 +519,7 @@ async function ask(question: string): Promise<void> {
   try {
     const answer: ChatAnswer = await streamChat(
       key,
-      { message: question, ...(state.conversationId ? { conversation_id: state.conversationId } : {}) },
+      { message: question, ...(state.conversationId ? { conversation_id: state.conversationId } : {}), ...(el.picker.value ? { collection: el.picker.value } : {}) },
       { signal: controller.signal, onToken: (t) => view.appendToken(t) },
     );
     const isNew = state.conversationId !== answer.conversation_id;
@@ -469,6 +539,8 @@ async function ask(question: string): Promise<void> {
       return;
     }
     const stopped = controller.signal.aborted;
+    // The picked collection is gone or no longer readable: refresh the picker (back to "all").
+    if (err instanceof ApiError && err.code === 'collection_not_found') void loadCollections();
     view.fail(stopped ? 'Stopped.' : describeError(err));
     if (stopped) clearStatus(el.status);
     else reportError(err, el.status);
@@ -612,7 +684,8 @@ document.addEventListener('keydown', (e) => {
 
 // The documents panel (upload, browse, delete): its own module and dialog.
 let signedInAdmin = false;
-mountDocumentsPanel(el.sessionNav, { key: () => state.key, isAdmin: () => signedInAdmin });
+mountDocumentsPanel(el.sessionNav, { key: () => state.key, isAdmin: () => signedInAdmin, uploadCollection: uploadTarget, onUploaded: () => void loadCollections() });
+el.picker.addEventListener('change', () => storeChoice(el.picker.value));
 
 // Start: resume the tab's session if its key still works.
 const stored = loadKey('chat');

@@ -68,6 +68,10 @@ export interface DocumentsPanelOptions {
   key: () => string | null;
   /** Admins see the Delete buttons. */
   isAdmin: () => boolean;
+  /** The collection uploads go into when the dialog opens (the chat page's picker choice); null: keep the field. */
+  uploadCollection?: (() => string | null) | undefined;
+  /** Called after an upload job ends (the picker then lists a new collection). */
+  onUploaded?: (() => void) | undefined;
 }
 
 /** Adds the "Documents" button to `nav` (before its first child) and the dialog to the page. */
@@ -160,6 +164,7 @@ export function mountDocumentsPanel(nav: HTMLElement, opts: DocumentsPanelOption
       item.dataset.state = final.state;
       label.textContent = final.state === 'done' ? `done: ${final.files_done - final.files_failed} of ${final.files_total} files indexed` : `failed: ${final.error ?? 'unknown error'}`;
       await load(true);
+      opts.onUploaded?.();
     } catch (err) {
       item.dataset.state = 'failed';
       label.textContent = describeError(err);
@@ -167,6 +172,8 @@ export function mountDocumentsPanel(nav: HTMLElement, opts: DocumentsPanelOption
   };
 
   open.addEventListener('click', () => {
+    const target = opts.uploadCollection?.();
+    if (target) collection.value = target;
     dialog.showModal();
     void load(true);
   });
