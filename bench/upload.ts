@@ -71,7 +71,7 @@ function writeMarkdown(file: string, bytes: number, seed: number): void {
   }
 }
 
-async function startServer(dataDir: string, maxFileBytes: number): Promise<{ url: string; pid: number; stop: () => Promise<void> }> {
+async function startServer(dataDir: string, maxFileBytes: number): Promise<{ url: string; pid: number; stop: () => Promise<void>; output: () => string }> {
   const runner = path.join(dataDir, 'serve.mts');
   fs.writeFileSync(
     runner,
@@ -107,7 +107,7 @@ async function startServer(dataDir: string, maxFileBytes: number): Promise<{ url
     server.kill('SIGTERM');
     await new Promise((r) => server.once('exit', r));
   };
-  return { url, pid: server.pid!, stop };
+  return { url, pid: server.pid!, stop, output: () => `${out}${err}` };
 }
 
 /** Max VmRSS of `pid` while `fn` runs, sampled every SAMPLE_MS. */
@@ -130,6 +130,23 @@ interface Job {
   failures: Array<{ file: string; reason: string }>;
 }
 
+/** Resets of a kept-alive connection seen while polling (retried; reported). */
+let pollResets = 0;
+
+/** GET /v1/jobs/:id, retrying a connection reset up to 5 times. */
+async function getJob(url: string, key: string, id: string): Promise<Job> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return (await (await fetch(`${url}/v1/jobs/${id}`, { headers: { authorization: `Bearer ${key}` } })).json()) as Job;
+    } catch (err) {
+      if (attempt >= 5) throw err;
+      pollResets++;
+      log(`poll: ${(err as Error).message} (${((err as Error).cause as Error | undefined)?.message ?? ''}); retrying`);
+      await new Promise((r) => setTimeout(r, POLL_MS));
+    }
+  }
+}
+
 /** One upload phase: POST the files, wait for the job; times and the server's memory. */
 async function phase(srv: { url: string; pid: number }, key: string, files: string[], collection: string): Promise<Record<string, unknown>> {
   const bytes = files.reduce((n, f) => n + fs.statSync(f).size, 0);
@@ -146,7 +163,7 @@ async function phase(srv: { url: string; pid: number }, key: string, files: stri
   const uploadS = (performance.now() - t0) / 1000;
   const ingest = await peakRss(srv.pid, async () => {
     for (;;) {
-      const job = (await (await fetch(`${srv.url}/v1/jobs/${up.value}`, { headers: { authorization: `Bearer ${key}` } })).json()) as Job;
+      const job = await getJob(srv.url, key, up.value);
       if (job.state === 'done' || job.state === 'failed') return job;
       await new Promise((r) => setTimeout(r, POLL_MS));
     }
@@ -205,11 +222,14 @@ async function main(): Promise<void> {
   const idle = procMemory(srv.pid);
   log(`server pid ${srv.pid}, idle RSS ${idle.rss_mb} MB`);
   try {
-    const smallPhase = await phase(srv, key, small, 'small');
+    const smallPhase = small.length > 0 ? await phase(srv, key, small, 'small') : null;
     log(`small files: ${JSON.stringify(smallPhase)}`);
     const bigPhase = await phase(srv, key, [big], 'big');
     log(`one big file: ${JSON.stringify(bigPhase)}`);
-    process.stdout.write(`${JSON.stringify({ engine: 'sqlite', retrieval: 'bm25-only', cores: os.cpus().length, idle_rss_mb: idle.rss_mb, small: smallPhase, big: bigPhase })}\n`);
+    process.stdout.write(`${JSON.stringify({ engine: 'sqlite', retrieval: 'bm25-only', cores: os.cpus().length, idle_rss_mb: idle.rss_mb, poll_resets: pollResets, small: smallPhase, big: bigPhase })}\n`);
+  } catch (err) {
+    log(`failed; the server's last output:\n${srv.output().slice(-4000)}`);
+    throw err;
   } finally {
     await srv.stop();
     if (!values.keep) fs.rmSync(root, { recursive: true, force: true });
