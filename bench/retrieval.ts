@@ -60,6 +60,10 @@ const { values } = parseArgs({
     'ef-construction': { type: 'string', default: String(HNSW_EF_CONSTRUCTION) },
     /** Keep the data dir here (moved) for bench/serve-memory.ts. */
     keep: { type: 'string' },
+    /** A data dir this bench seeded before (same --chunks/--seed/…): its rows are reused, not written again. */
+    reuse: { type: 'string' },
+    /** Only the full-text figures (BM25 search, BM25-only retrieval): no HNSW build. */
+    'bm25-only': { type: 'boolean', default: false },
     /** A scratch PostgreSQL database (emptied first): the same corpus, queries and vectors on the PostgreSQL engine. */
     postgres: { type: 'string' },
   },
@@ -91,7 +95,7 @@ const NOISE_NORM = 0.7;
 const WARMUP_QUERIES = 50;
 const EF_LADDER = [16, 24, 32, 48, HNSW_EF_SEARCH, 96, 128, 192, 256, 400];
 const RECALL_TARGET = 0.99;
-const MODEL_ID = values.keep ? BENCH_EMBED_MODEL_ID : `bench-random-${DIM}d`;
+const MODEL_ID = values.keep || values.reuse ? BENCH_EMBED_MODEL_ID : `bench-random-${DIM}d`;
 /** Stored vectors read per page by the exact scan. */
 const EXACT_PAGE = 4096;
 
@@ -178,7 +182,9 @@ const stats = (xs: number[]) => ({ p50: round(pct(xs, 50)), p99: round(pct(xs, 9
 const round = (x: number, d = 3) => Math.round(x * 10 ** d) / 10 ** d;
 
 async function main() {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mneme-bench-'));
+  const dir = values.reuse ?? fs.mkdtempSync(path.join(os.tmpdir(), 'mneme-bench-'));
+  // Reusing a seeded dir: the generator still runs (same random stream, so the same queries), nothing is written.
+  const seeding = values.reuse === undefined;
   try {
     log(`scratch data dir ${dir}; ${N} chunks × ${DIM}-d, ${CLUSTERS} clusters, ${Q} queries`);
     const store = openSqliteStore(path.join(dir, 'mneme.sqlite'));
@@ -202,7 +208,7 @@ async function main() {
     const docTitles: string[] = [];
     const BATCH = 5000;
     for (let start = 0; start < N; start += BATCH) {
-      db.transaction(() => {
+      const batch = () => {
         let docId = 0;
         for (let i = start; i < Math.min(N, start + BATCH); i++) {
           const c = Math.floor(rand() * CLUSTERS);
@@ -210,30 +216,38 @@ async function main() {
             const now = nowIso();
             const title = `${topics[c]![0]} ${topics[c]![1]} notes`;
             if (keepCorpus) docTitles.push(title);
-            docId = Number(insertDoc.run(`/bench/doc-${i / CHUNKS_PER_DOC}.txt`, `sha-${i}`, title, now, now).lastInsertRowid);
+            docId = seeding ? Number(insertDoc.run(`/bench/doc-${i / CHUNKS_PER_DOC}.txt`, `sha-${i}`, title, now, now).lastInsertRowid) : 0;
           }
           const words: string[] = [];
           for (let w = 0; w < WORDS_PER_CHUNK; w++) {
             words.push(rand() < TOPIC_SHARE ? topics[c]![Math.floor(rand() * TOPIC_WORDS)]! : vocab[zipfRank()]!);
           }
           const v = around(centers[c]!);
-          const id = Number(insertChunk.run(docId, i % CHUNKS_PER_DOC, words.join(' '), `${topics[c]![2]} > part ${i % CHUNKS_PER_DOC}`, WORDS_PER_CHUNK, `h${i}`).lastInsertRowid);
-          insertVec.run(id, MODEL_ID, vectorToBlob(v));
+          if (seeding) {
+            const id = Number(insertChunk.run(docId, i % CHUNKS_PER_DOC, words.join(' '), `${topics[c]![2]} > part ${i % CHUNKS_PER_DOC}`, WORDS_PER_CHUNK, `h${i}`).lastInsertRowid);
+            insertVec.run(id, MODEL_ID, vectorToBlob(v));
+          }
           if (keepCorpus) {
             vectors[i] = v;
             texts[i] = words.join(' ');
           }
         }
-      }).immediate();
+      };
+      if (seeding) db.transaction(batch).immediate();
+      else batch();
       if ((start / BATCH) % 20 === 0) log(`sqlite: ${Math.min(N, start + BATCH)} chunks`);
     }
     const sqliteSeconds = (performance.now() - t0) / 1000;
     log(`sqlite+fts insert ${sqliteSeconds.toFixed(1)} s`);
     // FTS5 merged as an ingest leaves it (optimize after bulk ingests).
     t0 = performance.now();
-    await store.corpus.optimizeFullText();
+    if (seeding) await store.corpus.optimizeFullText();
     const ftsOptimizeSeconds = (performance.now() - t0) / 1000;
     const mem: Record<string, ReturnType<typeof memory>> = { after_insert: memory() };
+    if (values['bm25-only']) {
+      await bm25Only(store, topics, mem, sqliteSeconds, seeding);
+      return;
+    }
 
     // ---- HNSW: built, committed, loaded and calibrated exactly as `mneme reindex` does it.
     const meta = await store.corpus.createGeneration(
@@ -392,8 +406,49 @@ async function main() {
       log(`data dir kept at ${values.keep} (model ${MODEL_ID})`);
     }
   } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
+    if (seeding) fs.rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** `--bm25-only`: the full-text figures on the seeded corpus (no HNSW), same queries as a full run. */
+async function bm25Only(store: ReturnType<typeof openSqliteStore>, topics: string[][], mem: Record<string, ReturnType<typeof memory>>, sqliteSeconds: number, seeded: boolean): Promise<void> {
+  const retriever = new HybridRetriever({ store, embedder: null, index: null });
+  const queries = Array.from({ length: Q + WARMUP_QUERIES }, () => {
+    const c = Math.floor(rand() * CLUSTERS);
+    const t = topics[c]!;
+    const pick = () => t[Math.floor(rand() * TOPIC_WORDS)]!;
+    return `${pick()} ${pick()} ${pick()} ${vocab[zipfRank(100)]}`;
+  });
+  const time = async (fn: (q: string) => unknown) => {
+    for (const q of queries.slice(0, WARMUP_QUERIES)) await fn(q);
+    const out: number[] = [];
+    for (const q of queries.slice(WARMUP_QUERIES)) {
+      const s = performance.now();
+      await fn(q);
+      out.push(performance.now() - s);
+    }
+    return out;
+  };
+  log('timing bm25 search');
+  const bm25Search = await time((q) => retriever.searchBm25(q, BM25_CANDIDATES));
+  log('timing bm25-only retrieval');
+  const bm25Retrieve = await time((q) => retriever.retrieveWithVector({ query: q, topK: 10 }, null));
+  retriever.close();
+  mem.end = memory();
+  await store.close();
+  const out = {
+    bench: 'retrieval',
+    mode: 'bm25-only',
+    chunks: N,
+    queries: Q,
+    load_avg_1m: round(os.loadavg()[0]!, 2),
+    ...(seeded ? { sqlite_insert_s: round(sqliteSeconds, 1) } : { reused: values.reuse }),
+    peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
+    memory: mem,
+    bm25_search_ms: stats(bm25Search),
+    bm25_retrieve_ms: stats(bm25Retrieve),
+  };
+  process.stdout.write(`${JSON.stringify(out)}\n`);
 }
 
 interface PgInput {
