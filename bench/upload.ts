@@ -132,13 +132,19 @@ interface Job {
 
 /** Resets of a kept-alive connection seen while polling (retried; reported). */
 let pollResets = 0;
+/** Slowest GET /v1/jobs/:id answer while a job ran, in ms (the server's event loop stalls during a commit). */
+let maxPollMs = 0;
 
 /** GET /v1/jobs/:id, retrying a connection reset up to 5 times. */
 async function getJob(url: string, key: string, id: string): Promise<Job> {
   for (let attempt = 0; ; attempt++) {
+    const t0 = performance.now();
     try {
-      return (await (await fetch(`${url}/v1/jobs/${id}`, { headers: { authorization: `Bearer ${key}` } })).json()) as Job;
+      const job = (await (await fetch(`${url}/v1/jobs/${id}`, { headers: { authorization: `Bearer ${key}` } })).json()) as Job;
+      maxPollMs = Math.max(maxPollMs, performance.now() - t0);
+      return job;
     } catch (err) {
+      log(`poll failed after ${Math.round(performance.now() - t0)} ms`);
       if (attempt >= 5) throw err;
       pollResets++;
       log(`poll: ${(err as Error).message} (${((err as Error).cause as Error | undefined)?.message ?? ''}); retrying`);
@@ -226,7 +232,7 @@ async function main(): Promise<void> {
     log(`small files: ${JSON.stringify(smallPhase)}`);
     const bigPhase = await phase(srv, key, [big], 'big');
     log(`one big file: ${JSON.stringify(bigPhase)}`);
-    process.stdout.write(`${JSON.stringify({ engine: 'sqlite', retrieval: 'bm25-only', cores: os.cpus().length, idle_rss_mb: idle.rss_mb, poll_resets: pollResets, small: smallPhase, big: bigPhase })}\n`);
+    process.stdout.write(`${JSON.stringify({ engine: 'sqlite', retrieval: 'bm25-only', cores: os.cpus().length, idle_rss_mb: idle.rss_mb, poll_resets: pollResets, max_poll_ms: Math.round(maxPollMs), small: smallPhase, big: bigPhase })}\n`);
   } catch (err) {
     log(`failed; the server's last output:\n${srv.output().slice(-4000)}`);
     throw err;
