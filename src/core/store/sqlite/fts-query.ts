@@ -115,17 +115,25 @@ export interface PrunedQuery {
 /**
  * The terms to search, in their original order, after pruning by document frequency (see
  * PRUNE_MIN_DF and PRUNE_ZERO_IDF_SHARE). `df[i]` is the number of chunks holding `terms[i]` (0 when
- * unknown: kept); `total` the number of chunks. Pure.
+ * unknown: kept), used by the PRUNE_MIN_DF rule; `idfDf[i]` (default `df`) the number FTS5 scans for
+ * it (its stems'), used by the IDF-0 rule; `total` the number of chunks. Pure.
  */
-export function pruneTerms(terms: readonly string[], df: readonly number[], total: number): PrunedQuery {
+export function pruneTerms(terms: readonly string[], df: readonly number[], total: number, idfDf: readonly number[] = df): PrunedQuery {
   if (terms.length === 0 || total <= 0) return { terms: [...terms], unranked: false };
-  const byRarity = terms.map((t, i) => ({ i, df: df[i] ?? 0 })).sort((a, b) => a.df - b.df || a.i - b.i);
-  const zeroIdf = (n: number) => n >= PRUNE_MIN_DF && n / total >= PRUNE_ZERO_IDF_SHARE;
-  if (byRarity.every((x) => zeroIdf(x.df))) return { terms: [terms[byRarity[0]!.i]!], unranked: true };
-  if (terms.length <= PRUNE_KEEP_RAREST) return { terms: terms.filter((_, i) => !zeroIdf(df[i] ?? 0)), unranked: false };
+  const zeroIdf = (i: number) => {
+    const n = idfDf[i] ?? 0;
+    return n >= PRUNE_MIN_DF && n / total >= PRUNE_ZERO_IDF_SHARE;
+  };
+  const indexes = terms.map((_, i) => i);
+  if (indexes.every(zeroIdf)) {
+    const rarest = indexes.reduce((a, b) => ((idfDf[b] ?? 0) < (idfDf[a] ?? 0) ? b : a));
+    return { terms: [terms[rarest]!], unranked: true };
+  }
+  const live = indexes.filter((i) => !zeroIdf(i));
+  if (live.length <= PRUNE_KEEP_RAREST) return { terms: live.map((i) => terms[i]!), unranked: false };
+  const byRarity = live.map((i) => ({ i, df: df[i] ?? 0 })).sort((a, b) => a.df - b.df || a.i - b.i);
   const keep = new Set<number>();
   byRarity.forEach((x, rank) => {
-    if (zeroIdf(x.df)) return;
     if (rank < PRUNE_KEEP_RAREST || x.df < PRUNE_MIN_DF || x.df / total < PRUNE_MIN_DF_SHARE) keep.add(x.i);
   });
   return { terms: terms.filter((_, i) => keep.has(i)), unranked: false };
