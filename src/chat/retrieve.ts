@@ -428,6 +428,8 @@ export interface HybridRetrieverOptions {
    * the background, never on the request path. Default FEED_POLL_INTERVAL_MS.
    */
   syncIntervalMs?: number;
+  /** True while the server answers requests: background index work then rests between slices (IndexSyncer `busy`). */
+  syncBusy?: (() => boolean) | undefined;
   logger?: SyncLogger | undefined;
   /** Clock feedback signals age against (epoch ms). Default Date.now. */
   now?: (() => number) | undefined;
@@ -501,6 +503,7 @@ export class HybridRetriever implements Retriever {
       efSearchOverride: opts.index?.efSearchOverride ?? null,
       appliedSeq: opts.index?.feedSeq ?? 0,
       pollIntervalMs: interval > 0 ? interval : FEED_POLL_INTERVAL_MS,
+      busy: opts.syncBusy,
       logger: opts.logger,
       onChunkChange: (op, chunkId, collection) => this.patchCollection(op, chunkId, collection),
       onReset: () => this.resetOrdinals(),

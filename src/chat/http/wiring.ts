@@ -142,7 +142,9 @@ export async function buildServerDeps(config: Config, options: BuildServerDepsOp
         )
       : null;
     if (stack.embedder instanceof TransformersEmbedder) watchEmbedderHealth(stack.embedder, logger);
-    retriever = new HybridRetriever({ store, embedder: queryEmbedder, index: stack.index, logger });
+    // Background index work (a large ingest's vectors) rests between slices while requests are answered.
+    const inflight = new InFlight();
+    retriever = new HybridRetriever({ store, embedder: queryEmbedder, index: stack.index, logger, syncBusy: () => inflight.size() > 0 });
     model = await createChatModel(config);
     const queue = new GenerationQueue({ model, maxQueued: config.server.queueMax, concurrency: generationConcurrency(model.backend) });
     redis = config.redis ? await buildRedisParts(config.redis, config, store, metrics, logger) : null;
@@ -193,7 +195,7 @@ export async function buildServerDeps(config: Config, options: BuildServerDepsOp
       },
       metrics,
       logger,
-      inflight: new InFlight(),
+      inflight,
       warnings: [...stack.warnings],
       embedder,
       async close() {

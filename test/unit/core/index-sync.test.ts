@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { IndexSyncer } from '../../../src/core/index-sync.ts';
+import { FEED_BUSY_REST_MS, IndexSyncer } from '../../../src/core/index-sync.ts';
 import type { NewChunk } from '../../../src/core/store/corpus.ts';
 import { openSqliteStore } from '../../../src/core/store/sqlite/index.ts';
 import type { SqliteStore } from '../../../src/core/store/sqlite/index.ts';
@@ -66,6 +66,21 @@ describe('IndexSyncer', () => {
     expect(hnsw.size()).toBe(1000);
     // A blocking apply would let the spinner run once or twice at most.
     expect(turns).toBeGreaterThan(5);
+    await store.close();
+  });
+
+  it('rests FEED_BUSY_REST_MS after each slice while requests are in flight (busy), and not when idle', async () => {
+    const { store, hnsw, meta } = await setup();
+    for (let d = 0; d < 10; d++) await addDoc(store, `d${d}`, 50, d);
+    let busyCalls = 0;
+    const syncer = new IndexSyncer({ store, index: { meta, hnsw }, appliedSeq: 0, sliceMs: 1, busy: () => (busyCalls++, true) });
+    const t0 = performance.now();
+    await syncer.poke();
+    const elapsed = performance.now() - t0;
+    expect(hnsw.size()).toBe(500);
+    expect(busyCalls).toBeGreaterThan(3);
+    // Every slice was followed by a rest: the work took at most about half of the wall time.
+    expect(elapsed).toBeGreaterThanOrEqual(busyCalls * FEED_BUSY_REST_MS * 0.8);
     await store.close();
   });
 
