@@ -218,6 +218,9 @@ export function peoplePanel(root: HTMLElement, key: () => string | null): People
       const body = await apiJson<{ data: UserItem[] }>(k, '/v1/admin/users');
       const text = JSON.stringify(body.data);
       if (!force && text === shown) return;
+      // A timed refresh never wipes a key name being typed (only changes and actions re-render then).
+      const typing = Array.from(list.querySelectorAll('input')).some((i) => i.value !== '' || i === document.activeElement);
+      if (!force && typing) return;
       shown = text;
       const now = Date.now();
       const head = ['User', 'Created', 'API keys', ''];
