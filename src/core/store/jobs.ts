@@ -73,7 +73,9 @@ export interface JobStore {
   update(id: string, patch: JobUpdate): Promise<JobRecord | null>;
   /**
    * Marks `queued`/`running` jobs created before `before` as failed with `reason` (a process that
-   * ran them died). Returns how many.
+   * ran them died). Returns how many. Not called by mneme: by creation time it would also fail the
+   * live jobs of other processes (replicas on one PostgreSQL database, a CLI ingest beside serve);
+   * `failStale` is the one used.
    */
   failUnfinished(before: string, reason: string): Promise<number>;
   /**
