@@ -21,6 +21,8 @@ export const CHUNK_OVERLAP_CHARS = 150;
 export const MIN_CHUNK_CHARS = 20;
 /** Separator between heading path elements in ChunkDraft.headingPath. */
 export const HEADING_PATH_SEPARATOR = ' > ';
+/** Longest stretch of splitting between two yields to the event loop, in ms. */
+export const CHUNK_SLICE_MS = 20;
 
 /** Options for {@link chunkDocument}. */
 export interface ChunkOptions {
@@ -52,6 +54,7 @@ export async function chunkDocument(doc: LoadedDocument, countTokens: TokenCount
       : new RecursiveCharacterTextSplitter({ chunkSize: sizeChars, chunkOverlap: overlapChars });
 
   const chunks: ChunkDraft[] = [];
+  let sliceStart = performance.now();
   // JSON records are units of their own (an FAQ entry, a ticket) and PDF sections are pages (their
   // number is what a citation shows): never packed together.
   const sections = doc.kind === 'application/json' || doc.kind === 'application/pdf' ? doc.sections : packSections(doc.sections, sizeChars);
@@ -59,6 +62,11 @@ export async function chunkDocument(doc: LoadedDocument, countTokens: TokenCount
     const headingPath = section.headingPath.join(HEADING_PATH_SEPARATOR);
     for (const text of await splitSection(splitter, section.text, sizeChars, overlapChars)) {
       chunks.push({ ord: chunks.length, text, headingPath, tokenCount: countTokens(text) });
+    }
+    // A 30 MB upload is seconds of splitting: a server (which runs uploads' ingests) keeps answering.
+    if (performance.now() - sliceStart >= CHUNK_SLICE_MS) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      sliceStart = performance.now();
     }
   }
   return chunks;

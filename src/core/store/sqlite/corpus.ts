@@ -39,10 +39,13 @@ import type { PrunedQuery } from './fts-query.ts';
 import { DOC_FTS_MAX_CHUNKS, FTS_TOKENIZER, ftsTerms, pruneTerms, termsToFtsQuery } from './fts-query.ts';
 
 /**
- * Most chunks written (or deleted) in one transaction (default 1000, ~20–60 ms of write lock with
- * FTS and vectors). A document with more is staged: the server's writes never wait behind it for long.
+ * Most chunks written (or deleted) in one transaction (default 200). A document with more is
+ * staged. better-sqlite3 runs a transaction synchronously, so in a server (an upload's ingest) the
+ * event loop waits for it: 1,000 chunks of 800 characters held it 300–700 ms on a loaded machine.
  */
-export const DOC_TX_MAX_CHUNKS = 1000;
+export const DOC_TX_MAX_CHUNKS = 200;
+/** A staged document's transaction also ends once it has run this long (ms), however few chunks it wrote. */
+export const DOC_TX_BUDGET_MS = 40;
 /**
  * FTS5 bm25() column weights (text, heading_path, title). The heading path and title are short
  * and repeated in every chunk of a section/document: they help (a query naming the document finds
@@ -299,9 +302,21 @@ export class SqliteCorpusStore implements CorpusStore {
     const stagingUri = `${STAGING_PREFIX}${randomUUID()}:${doc.sourceUri}`;
     const documentId = await this.c.write(() => this.insertDocument(doc, stagingUri, nowIso()));
     const vectorsAdded: Array<[number, Float32Array]> = [];
-    for (let i = 0; i < chunks.length; i += DOC_TX_MAX_CHUNKS) {
-      const slice = chunks.slice(i, i + DOC_TX_MAX_CHUNKS);
-      vectorsAdded.push(...(await this.c.write(() => this.insertChunks(documentId, slice, modelId))));
+    for (let i = 0; i < chunks.length; ) {
+      const from = i;
+      const step = await this.c.write(() => {
+        const t0 = performance.now();
+        const added: Array<[number, Float32Array]> = [];
+        let next = from;
+        while (next < chunks.length && next - from < DOC_TX_MAX_CHUNKS) {
+          added.push(...this.insertChunks(documentId, chunks.slice(next, next + 1), modelId));
+          next++;
+          if (performance.now() - t0 >= DOC_TX_BUDGET_MS) break;
+        }
+        return { added, next };
+      });
+      vectorsAdded.push(...step.added);
+      i = step.next;
       // Between two bounded transactions the event loop (and other writers) get their turn.
       await yieldToEventLoop();
     }
