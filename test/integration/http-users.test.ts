@@ -102,8 +102,11 @@ describe('users and erasure', () => {
     for (const [name, id] of [['ivy', ivyId], ['jack', jackId]] as const) {
       await srv.deps.store.jobs.create({ id: `job_test_${name}`, kind: 'upload', collection: 'default', userId: id, filesTotal: 1 });
     }
+    // A grant on a private collection of each (collection access, issue 14).
+    await srv.deps.store.collections.create({ name: 'erasure-private', visibility: 'private', createdBy: null, createdAt: new Date().toISOString() });
+    for (const id of [ivyId, jackId]) await srv.deps.store.collections.grant('erasure-private', id, false, new Date().toISOString());
     const tables = await srv.deps.store.users.userDataTables();
-    expect(tables).toEqual(expect.arrayContaining(['conversations', 'messages', 'responses', 'feedback', 'feature_history', 'feature_online', 'jobs']));
+    expect(tables).toEqual(expect.arrayContaining(['conversations', 'messages', 'responses', 'feedback', 'feature_history', 'feature_online', 'jobs', 'collection_grants', 'api_keys']));
     const snapshot = (userId: number) => Object.fromEntries(tables.map((t) => [t, count(srv, t, 'user_id = ?', userId)]));
     const ivyBefore = snapshot(ivyId);
     const jackBefore = snapshot(jackId);
