@@ -4,7 +4,8 @@
  *   node --import tsx bench/acl-retrieval.ts [--chunks 100000] [--queries 500] [--dim 384] [--collections 10] [--clusters 1000] [--seed 1]
  *
  * Corpus: N chunks of DIM-d unit vectors around C cluster centres with ~80 words of text each (as
- * bench/retrieval.ts), documents of 10 chunks spread round-robin over K collections (col-0 … col-K-1),
+ * bench/retrieval.ts), documents of 10 chunks spread round-robin over K collections (col-0 … col-K-1;
+ * every 500th document instead goes to the private collection "tiny"),
  * so every topic cluster has chunks in every collection: a query's nearest neighbours and best BM25
  * hits are mostly in collections the user cannot read (the hard case for a filter). Rows go
  * straight through the SQLite schema; the HNSW index is built as `mneme reindex` builds it.
@@ -12,9 +13,11 @@
  * grant, so retrieval runs with excludeCollections = the K-1 others (what /v1/chat passes for them).
  *
  * Reports p50/p99 (ms) of BM25 search, dense search (HNSW, DENSE_CANDIDATES; as the retriever
- * chooses, then forced to the filtered graph search and forced to the exact scan of the admitted
- * vectors, with the graph search's recall@10 against the exact scan) and hybrid retrieval
- * (topK 10), unfiltered vs filtered, the ratio filtered/unfiltered, the hits returned (a filter that
+ * chooses, forced to the filtered graph search, and the previous per-collection Set filter as a
+ * baseline; the graph search's recall@10 against an exact scan of the admitted vectors) and hybrid
+ * retrieval (topK 10), unfiltered vs filtered; then a tiny scope (the private collection "tiny",
+ * 0.2 % of the corpus, requested by name) searched by the filtered graph, by the exact scan and as
+ * the retriever chooses (DENSE_EXACT_SCAN_MAX); the ratio filtered/unfiltered, the hits returned (a filter that
  * starves returns fewer than asked), a check that no returned chunk is outside the readable
  * collection, and the per-request cost of reading the user's scope (CollectionStore.accessOf).
  * Prints one JSON line on stdout; progress on stderr.
@@ -62,6 +65,12 @@ const NOISE_NORM = 0.7;
 const WARMUP_QUERIES = 30;
 const BATCH = 5000;
 const MODEL_ID = `bench-acl-${DIM}d`;
+/** Every TINY_EVERY-th document goes to the private collection "tiny" (0.2 % of the corpus: 200 chunks at 100k), taken from col-(K-1). */
+const TINY_EVERY = 500;
+const TINY = 'tiny';
+/** Queries whose filtered graph results are compared with the exact scan (its truth costs ~1 s a query at 10k admitted). */
+const RECALL_QUERIES = 50;
+const collectionOf = (d: number) => (d % TINY_EVERY === TINY_EVERY - 1 ? TINY : `col-${d % K}`);
 const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
 
 function mulberry32(seed: number): () => number {
@@ -123,7 +132,7 @@ async function main(): Promise<void> {
           const c = Math.floor(rand() * CLUSTERS);
           if (i % CHUNKS_PER_DOC === 0) {
             const d = i / CHUNKS_PER_DOC;
-            docId = Number(insertDoc.run(`col-${d % K}`, `/bench/doc-${d}.txt`, `sha-${d}`, `${topics[c]![0]} notes`, nowIso(), nowIso()).lastInsertRowid);
+            docId = Number(insertDoc.run(collectionOf(d), `/bench/doc-${d}.txt`, `sha-${d}`, `${topics[c]![0]} notes`, nowIso(), nowIso()).lastInsertRowid);
           }
           const words: string[] = [];
           for (let w = 0; w < WORDS_PER_CHUNK; w++) words.push(rand() < TOPIC_SHARE ? topics[c]![Math.floor(rand() * TOPIC_WORDS)]! : vocab[zipfRank()]!);
@@ -147,8 +156,9 @@ async function main(): Promise<void> {
     // The user: reads col-0 only (every other collection private, no grant).
     const user = await store.users.create({ name: 'bench', apiKeyHash: 'bench', keyPrefix: 'mn_bench', isAdmin: false, createdAt: nowIso() });
     for (let k = 1; k < K; k++) await store.collections.create({ name: `col-${k}`, visibility: 'private', createdBy: null, createdAt: nowIso() });
+    await store.collections.create({ name: TINY, visibility: 'private', createdBy: null, createdAt: nowIso() });
     const exclude = excludedBy(await collectionScope(store, { id: user.id, isAdmin: false }));
-    if (exclude?.length !== K - 1) throw new Error(`expected ${K - 1} hidden collections, got ${exclude?.length}`);
+    if (exclude?.length !== K) throw new Error(`expected ${K} hidden collections, got ${exclude?.length}`);
     const readable = new Set((await store.corpus.chunkIdsOfCollection('col-0')));
     log(`readable: ${readable.size} of ${N} chunks (${round((100 * readable.size) / N, 1)} %)`);
 
@@ -181,19 +191,42 @@ async function main(): Promise<void> {
     };
     await pair('bm25_search', (q, ex) => retriever.searchBm25(q.text, BM25_CANDIDATES, undefined, ex));
     await pair('dense_search', (q, ex) => retriever.searchDense(q.vector, DENSE_CANDIDATES, undefined, ex));
-    // The two ways a scoped dense search can run, forced, on the same scope: the filtered graph
-    // search (O(1) ordinal filter) and the exact scan of the admitted chunks' stored vectors.
+    // The two ways a scoped dense search can run, forced: the filtered graph search (O(1) ordinal
+    // filter) and the exact scan of the admitted chunks' stored vectors; and the previous filter
+    // (one Set of chunk ids per hidden collection, each tested per visited label) as a baseline.
     const graphOnly = new HybridRetriever({ store, embedder: null, index: { meta, hnsw: built.index!, feedSeq: head }, denseExactScanMax: 0 });
     const exactAlways = new HybridRetriever({ store, embedder: null, index: { meta, hnsw: built.index!, feedSeq: head }, denseExactScanMax: Number.MAX_SAFE_INTEGER });
     await pair('dense_search_forced_graph', (q, ex) => graphOnly.searchDense(q.vector, DENSE_CANDIDATES, undefined, ex));
-    await pair('dense_search_forced_exact', (q, ex) => (ex ? exactAlways : graphOnly).searchDense(q.vector, DENSE_CANDIDATES, undefined, ex));
+    const hiddenSets = await Promise.all(exclude.map(async (c) => new Set(await store.corpus.chunkIdsOfCollection(c))));
+    const setFilter = (label: number) => {
+      for (const h of hiddenSets) if (h.has(label)) return false;
+      return true;
+    };
+    await pair('dense_search_previous_set_filter', async (q, ex) => built.index!.search(q.vector, DENSE_CANDIDATES, ex ? setFilter : undefined).map((h) => ({ chunkId: h.label })));
     // Recall@10 of the filtered graph search against the exact scan (same scope).
     let agree = 0;
-    for (const q of queries.slice(WARMUP_QUERIES)) {
+    for (const q of queries.slice(WARMUP_QUERIES, WARMUP_QUERIES + RECALL_QUERIES)) {
       const truth = new Set((await exactAlways.searchDense(q.vector, 10, undefined, exclude)).map((h) => h.chunkId));
       agree += (await graphOnly.searchDense(q.vector, 10, undefined, exclude)).filter((h) => truth.has(h.chunkId)).length;
     }
-    const graphRecall10 = round(agree / (10 * Q));
+    const graphRecall10 = round(agree / (10 * Math.min(RECALL_QUERIES, Q)));
+    // A tiny scope (the "tiny" collection requested by an admin): graph vs exact, and the graph's recall.
+    const tinyIds = new Set(await store.corpus.chunkIdsOfCollection(TINY));
+    log(`timing the tiny scope (${tinyIds.size} chunks)`);
+    const tiny: Record<string, unknown> = { chunks: tinyIds.size };
+    for (const [name, r] of [['graph', graphOnly], ['exact', exactAlways], ['auto', retriever]] as const) {
+      tiny[name] = await time(async (q) => {
+        const hits = await r.searchDense(q.vector, DENSE_CANDIDATES, TINY);
+        leaked += hits.filter((h) => !tinyIds.has(h.chunkId)).length;
+        return hits;
+      }, false);
+    }
+    let tinyAgree = 0;
+    for (const q of queries.slice(WARMUP_QUERIES, WARMUP_QUERIES + RECALL_QUERIES)) {
+      const truth = new Set((await exactAlways.searchDense(q.vector, 10, TINY)).map((h) => h.chunkId));
+      tinyAgree += (await graphOnly.searchDense(q.vector, 10, TINY)).filter((h) => truth.has(h.chunkId)).length;
+    }
+    tiny.graph_recall_at_10 = round(tinyAgree / (10 * Math.min(RECALL_QUERIES, Q)));
     await pair('hybrid_retrieve_top10', async (q, ex) => (await retriever.retrieveWithVector({ query: q.text, topK: 10, excludeCollections: ex }, q.vector)).chunks);
     const scopeMs: number[] = [];
     for (let i = 0; i < Q; i++) {
@@ -204,7 +237,7 @@ async function main(): Promise<void> {
     await store.close();
     const out = {
       chunks: N, dim: DIM, collections: K, readable_share: round(readable.size / N, 3), readable_chunks: readable.size, queries: Q,
-      dense_exact_scan_max: DENSE_EXACT_SCAN_MAX, runs, filtered_graph_recall_at_10: graphRecall10, scope_read_ms: stats(scopeMs), leaked_chunks: leaked,
+      dense_exact_scan_max: DENSE_EXACT_SCAN_MAX, runs, filtered_graph_recall_at_10: graphRecall10, tiny_scope: tiny, scope_read_ms: stats(scopeMs), leaked_chunks: leaked,
     };
     process.stdout.write(`${JSON.stringify(out)}\n`);
   } finally {
