@@ -375,6 +375,31 @@ describe('HybridRetriever on the ingested fixture corpus', () => {
     for (const [i, h] of a.entries()) expect(h.score).toBeCloseTo(b[i]!.score, 4);
   });
 
+  it('a scoped dense search follows the change feed: a chunk added to a collection after the first scoped search is admitted, a pruned one is not', async () => {
+    const graph = new HybridRetriever({ store: env.store, embedder: env.stack.embedder, index: env.stack.index, syncIntervalMs: 0, denseExactScanMax: 0 });
+    const [query] = await env.stack.embedder!.embed(['brackenfold sluice gate opening hours']);
+    expect(await graph.searchDense(query!, 50, 'late-arrivals')).toEqual([]); // loads the ordinals
+    const dir = path.join(env.dir, 'late');
+    fs.mkdirSync(dir);
+    fs.writeFileSync(path.join(dir, 'sluice.md'), '# Brackenfold sluice\n\nThe Brackenfold sluice gate opens at six and closes at nine.\n');
+    fs.writeFileSync(path.join(dir, 'weir.md'), '# Brackenfold weir\n\nThe Brackenfold weir is cleared of reeds every spring.\n');
+    await ingest(env, env.store, env.stack, [dir], 'late-arrivals');
+    await graph.sync();
+    const late = () => new Set(env.store.connection.db.prepare("SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id WHERE d.deleted_at IS NULL AND d.collection = 'late-arrivals'").pluck().all() as number[]);
+    const added = late();
+    expect(added.size).toBeGreaterThanOrEqual(2);
+    expect(new Set((await graph.searchDense(query!, 50, 'late-arrivals')).map((h) => h.chunkId))).toEqual(added);
+    expect((await graph.searchDense(query!, 500, undefined, ['late-arrivals'])).some((h) => added.has(h.chunkId))).toBe(false);
+    fs.rmSync(path.join(dir, 'weir.md'));
+    await ingest(env, env.store, env.stack, [dir], 'late-arrivals', true);
+    await graph.sync();
+    const left = late();
+    expect(left.size).toBeLessThan(added.size);
+    expect(new Set((await graph.searchDense(query!, 50, 'late-arrivals')).map((h) => h.chunkId))).toEqual(left);
+    fs.rmSync(dir, { recursive: true });
+    await ingest(env, env.store, env.stack, [dir], 'late-arrivals', true);
+  });
+
   it('pruned documents never appear', async () => {
     for (const retriever of [hybrid, bm25]) {
       const r = await retriever.retrieve({ query: 'zephyrine quartermoss valve', topK: 50 });
