@@ -195,7 +195,7 @@ async function main(): Promise<void> {
     // filter) and the exact scan of the admitted chunks' stored vectors; and the previous filter
     // (one Set of chunk ids per hidden collection, each tested per visited label) as a baseline.
     const graphOnly = new HybridRetriever({ store, embedder: null, index: { meta, hnsw: built.index!, feedSeq: head }, denseExactScanMax: 0 });
-    const exactAlways = new HybridRetriever({ store, embedder: null, index: { meta, hnsw: built.index!, feedSeq: head }, denseExactScanMax: Number.MAX_SAFE_INTEGER });
+    const exactAlways = new HybridRetriever({ store, embedder: null, index: { meta, hnsw: built.index!, feedSeq: head }, denseExactScanMax: Number.MAX_SAFE_INTEGER, denseExactScanMaxShare: 1 });
     await pair('dense_search_forced_graph', (q, ex) => graphOnly.searchDense(q.vector, DENSE_CANDIDATES, undefined, ex));
     const hiddenSets = await Promise.all(exclude.map(async (c) => new Set(await store.corpus.chunkIdsOfCollection(c))));
     const setFilter = (label: number) => {

@@ -54,11 +54,16 @@ export const NEAR_DUPLICATE_JACCARD = 0.9;
 export const SHINGLE_WORDS = 3;
 /**
  * A scoped dense search (access control, a requested collection) that admits at most this many
- * live chunks scans their stored vectors exactly instead of a filtered HNSW search, which visits
- * ever more of the graph as the admitted share shrinks (bench/acl-retrieval.ts measures both;
- * bench/README.md). 0 disables the exact path.
+ * live chunks, and at most DENSE_EXACT_SCAN_MAX_SHARE of the index, scans their stored vectors
+ * exactly instead of a filtered HNSW search. The graph search visits ever more of the graph as the
+ * admitted share shrinks (100k vectors: 13 ms p50 at 10 %, 250 ms at 0.2 %), the exact scan costs
+ * ~0.07 ms per admitted vector read from the store (16 ms for 200); bench/README.md. The crossover
+ * interpolated from those two points is near 1 000 chunks at 1 %, so 500 keeps a margin. 0
+ * disables the exact path.
  */
-export const DENSE_EXACT_SCAN_MAX = 200;
+export const DENSE_EXACT_SCAN_MAX = 500;
+/** See DENSE_EXACT_SCAN_MAX: in a small index a scope of a few hundred chunks is a large share, and the graph search is cheap there. */
+export const DENSE_EXACT_SCAN_MAX_SHARE = 0.01;
 /** Texts are fetched in windows of at least this many candidates while removing near-duplicates. */
 export const HYDRATE_WINDOW = 20;
 
@@ -439,6 +444,8 @@ export interface HybridRetrieverOptions {
   documentWeights?: boolean | undefined;
   /** Scoped dense searches admitting at most this many chunks scan exactly (0: never). Default DENSE_EXACT_SCAN_MAX. */
   denseExactScanMax?: number | undefined;
+  /** ... and at most this share of the index's vectors (1: any share). Default DENSE_EXACT_SCAN_MAX_SHARE. */
+  denseExactScanMaxShare?: number | undefined;
 }
 
 export interface CandidateOptions {
@@ -485,6 +492,7 @@ export class HybridRetriever implements Retriever {
   private readonly ordinals = new CollectionOrdinals();
   private ordinalsLoading: Promise<void> | null = null;
   private readonly denseExactScanMax: number;
+  private readonly denseExactScanMaxShare: number;
 
   constructor(opts: HybridRetrieverOptions) {
     this.store = opts.store;
@@ -497,6 +505,7 @@ export class HybridRetriever implements Retriever {
     this.documentCandidates = opts.documentCandidates ?? DOCUMENT_CANDIDATES;
     this.documentWeights = opts.documentWeights ?? true;
     this.denseExactScanMax = opts.denseExactScanMax ?? DENSE_EXACT_SCAN_MAX;
+    this.denseExactScanMaxShare = opts.denseExactScanMaxShare ?? DENSE_EXACT_SCAN_MAX_SHARE;
     this.syncer = new IndexSyncer({
       store: opts.store,
       index: opts.index?.hnsw ? { meta: opts.index.meta, hnsw: opts.index.hnsw } : null,
@@ -598,7 +607,8 @@ export class HybridRetriever implements Retriever {
    * Excluded collections (access control) are filtered the same way: their chunks are never visited
    * as results, so `limit` readable hits come back. The filter is O(1) per visited label (one
    * chunk id → collection ordinal array, src/chat/collection-ordinals.ts); when the scope admits at
-   * most `denseExactScanMax` chunks, their stored vectors are scanned exactly instead.
+   * most `denseExactScanMax` chunks (and `denseExactScanMaxShare` of the index), their stored
+   * vectors are scanned exactly instead.
    */
   async searchDense(vector: Float32Array, limit: number, collection?: string, excludeCollections?: readonly string[]): Promise<ScoredChunk[]> {
     checkLimit(limit);
@@ -612,7 +622,7 @@ export class HybridRetriever implements Retriever {
     if (!index?.hnsw) return [];
     const scope = this.ordinals.scope(collection ?? null, exclude);
     if (scope.admitted === 0) return [];
-    if (scope.admitted <= this.denseExactScanMax) {
+    if (scope.admitted <= this.denseExactScanMax && scope.admitted <= this.denseExactScanMaxShare * index.hnsw.size()) {
       // Few admitted chunks: their stored vectors, scanned exactly (exact recall, no graph walk).
       const vectors = await this.store.corpus.vectorsOf(index.meta.modelId, this.ordinals.labels(scope));
       return exactTopK(vector, vectors, limit).map((h) => ({ chunkId: h.label, score: h.score }));

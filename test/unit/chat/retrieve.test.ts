@@ -350,7 +350,7 @@ describe('HybridRetriever on the ingested fixture corpus', () => {
 
   it('a scoped dense search: the filtered graph search and the exact scan admit the same chunks and agree on the best', async () => {
     const graph = new HybridRetriever({ store: env.store, embedder: env.stack.embedder, index: env.stack.index, syncIntervalMs: 0, denseExactScanMax: 0 });
-    const exact = new HybridRetriever({ store: env.store, embedder: env.stack.embedder, index: env.stack.index, syncIntervalMs: 0, denseExactScanMax: 1_000_000 });
+    const exact = new HybridRetriever({ store: env.store, embedder: env.stack.embedder, index: env.stack.index, syncIntervalMs: 0, denseExactScanMax: 1_000_000, denseExactScanMaxShare: 1 });
     const db = env.store.connection.db;
     const ids = (sql: string) => new Set(db.prepare(sql).pluck().all() as number[]);
     const live = "FROM chunks c JOIN documents d ON d.id = c.document_id WHERE d.deleted_at IS NULL AND d.collection";
