@@ -5,7 +5,8 @@
  *
  * Corpus: N chunks of DIM-d unit vectors around C cluster centres with ~80 words of text each (as
  * bench/retrieval.ts), documents of 10 chunks spread round-robin over K collections (col-0 … col-K-1;
- * every 500th document instead goes to the private collection "tiny"),
+ * every 500th document instead goes to the private collection "tiny" (0.2 %), every 100th (offset 49)
+ * to "small" (1 %)),
  * so every topic cluster has chunks in every collection: a query's nearest neighbours and best BM25
  * hits are mostly in collections the user cannot read (the hard case for a filter). Rows go
  * straight through the SQLite schema; the HNSW index is built as `mneme reindex` builds it.
@@ -15,9 +16,9 @@
  * Reports p50/p99 (ms) of BM25 search, dense search (HNSW, DENSE_CANDIDATES; as the retriever
  * chooses, forced to the filtered graph search, and the previous per-collection Set filter as a
  * baseline; the graph search's recall@10 against an exact scan of the admitted vectors) and hybrid
- * retrieval (topK 10), unfiltered vs filtered; then a tiny scope (the private collection "tiny",
- * 0.2 % of the corpus, requested by name) searched by the filtered graph, by the exact scan and as
- * the retriever chooses (DENSE_EXACT_SCAN_MAX); the ratio filtered/unfiltered, the hits returned (a filter that
+ * retrieval (topK 10), unfiltered vs filtered; then small scopes (the private collections "tiny",
+ * 0.2 % of the corpus, and "small", 1 %, requested by name) searched by the filtered graph, by the
+ * exact scan and as the retriever chooses (DENSE_EXACT_SCAN_MAX); the ratio filtered/unfiltered, the hits returned (a filter that
  * starves returns fewer than asked), a check that no returned chunk is outside the readable
  * collection, and the per-request cost of reading the user's scope (CollectionStore.accessOf).
  * Prints one JSON line on stdout; progress on stderr.
@@ -70,7 +71,10 @@ const TINY_EVERY = 500;
 const TINY = 'tiny';
 /** Queries whose filtered graph results are compared with the exact scan (its truth costs ~1 s a query at 10k admitted). */
 const RECALL_QUERIES = 50;
-const collectionOf = (d: number) => (d % TINY_EVERY === TINY_EVERY - 1 ? TINY : `col-${d % K}`);
+/** Every SMALL_EVERY-th document (offset 49) goes to the private collection "small" (1 %: 1 000 chunks at 100k). */
+const SMALL_EVERY = 100;
+const SMALL = 'small';
+const collectionOf = (d: number) => (d % TINY_EVERY === TINY_EVERY - 1 ? TINY : d % SMALL_EVERY === 49 ? SMALL : `col-${d % K}`);
 const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
 
 function mulberry32(seed: number): () => number {
@@ -157,8 +161,9 @@ async function main(): Promise<void> {
     const user = await store.users.create({ name: 'bench', apiKeyHash: 'bench', keyPrefix: 'mn_bench', isAdmin: false, createdAt: nowIso() });
     for (let k = 1; k < K; k++) await store.collections.create({ name: `col-${k}`, visibility: 'private', createdBy: null, createdAt: nowIso() });
     await store.collections.create({ name: TINY, visibility: 'private', createdBy: null, createdAt: nowIso() });
+    await store.collections.create({ name: SMALL, visibility: 'private', createdBy: null, createdAt: nowIso() });
     const exclude = excludedBy(await collectionScope(store, { id: user.id, isAdmin: false }));
-    if (exclude?.length !== K) throw new Error(`expected ${K} hidden collections, got ${exclude?.length}`);
+    if (exclude?.length !== K + 1) throw new Error(`expected ${K + 1} hidden collections, got ${exclude?.length}`);
     const readable = new Set((await store.corpus.chunkIdsOfCollection('col-0')));
     log(`readable: ${readable.size} of ${N} chunks (${round((100 * readable.size) / N, 1)} %)`);
 
@@ -210,23 +215,27 @@ async function main(): Promise<void> {
       agree += (await graphOnly.searchDense(q.vector, 10, undefined, exclude)).filter((h) => truth.has(h.chunkId)).length;
     }
     const graphRecall10 = round(agree / (10 * Math.min(RECALL_QUERIES, Q)));
-    // A tiny scope (the "tiny" collection requested by an admin): graph vs exact, and the graph's recall.
-    const tinyIds = new Set(await store.corpus.chunkIdsOfCollection(TINY));
-    log(`timing the tiny scope (${tinyIds.size} chunks)`);
-    const tiny: Record<string, unknown> = { chunks: tinyIds.size };
-    for (const [name, r] of [['graph', graphOnly], ['exact', exactAlways], ['auto', retriever]] as const) {
-      tiny[name] = await time(async (q) => {
-        const hits = await r.searchDense(q.vector, DENSE_CANDIDATES, TINY);
-        leaked += hits.filter((h) => !tinyIds.has(h.chunkId)).length;
-        return hits;
-      }, false);
+    // Small scopes (a private collection requested by an admin): graph vs exact, and the graph's recall.
+    const smallScopes: Record<string, Record<string, unknown>> = {};
+    for (const name of [TINY, SMALL]) {
+      const ids = new Set(await store.corpus.chunkIdsOfCollection(name));
+      log(`timing the ${name} scope (${ids.size} chunks)`);
+      const out: Record<string, unknown> = { chunks: ids.size };
+      for (const [how, r] of [['graph', graphOnly], ['exact', exactAlways], ['auto', retriever]] as const) {
+        out[how] = await time(async (q) => {
+          const hits = await r.searchDense(q.vector, DENSE_CANDIDATES, name);
+          leaked += hits.filter((h) => !ids.has(h.chunkId)).length;
+          return hits;
+        }, false);
+      }
+      let agreeSmall = 0;
+      for (const q of queries.slice(WARMUP_QUERIES, WARMUP_QUERIES + RECALL_QUERIES)) {
+        const truth = new Set((await exactAlways.searchDense(q.vector, 10, name)).map((h) => h.chunkId));
+        agreeSmall += (await graphOnly.searchDense(q.vector, 10, name)).filter((h) => truth.has(h.chunkId)).length;
+      }
+      out.graph_recall_at_10 = round(agreeSmall / (10 * Math.min(RECALL_QUERIES, Q)));
+      smallScopes[name] = out;
     }
-    let tinyAgree = 0;
-    for (const q of queries.slice(WARMUP_QUERIES, WARMUP_QUERIES + RECALL_QUERIES)) {
-      const truth = new Set((await exactAlways.searchDense(q.vector, 10, TINY)).map((h) => h.chunkId));
-      tinyAgree += (await graphOnly.searchDense(q.vector, 10, TINY)).filter((h) => truth.has(h.chunkId)).length;
-    }
-    tiny.graph_recall_at_10 = round(tinyAgree / (10 * Math.min(RECALL_QUERIES, Q)));
     await pair('hybrid_retrieve_top10', async (q, ex) => (await retriever.retrieveWithVector({ query: q.text, topK: 10, excludeCollections: ex }, q.vector)).chunks);
     const scopeMs: number[] = [];
     for (let i = 0; i < Q; i++) {
@@ -237,7 +246,7 @@ async function main(): Promise<void> {
     await store.close();
     const out = {
       chunks: N, dim: DIM, collections: K, readable_share: round(readable.size / N, 3), readable_chunks: readable.size, queries: Q,
-      dense_exact_scan_max: DENSE_EXACT_SCAN_MAX, runs, filtered_graph_recall_at_10: graphRecall10, tiny_scope: tiny, scope_read_ms: stats(scopeMs), leaked_chunks: leaked,
+      dense_exact_scan_max: DENSE_EXACT_SCAN_MAX, runs, filtered_graph_recall_at_10: graphRecall10, small_scopes: smallScopes, scope_read_ms: stats(scopeMs), leaked_chunks: leaked,
     };
     process.stdout.write(`${JSON.stringify(out)}\n`);
   } finally {
