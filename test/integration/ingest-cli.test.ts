@@ -217,8 +217,9 @@ describe('embedding model availability', () => {
   it('reindex rebuilds a deleted or corrupt index file from SQLite without re-embedding', () => {
     const dataDir = tempDir();
     expect(runCli(['ingest', FIXTURE_DOCS, '--data-dir', dataDir]).code).toBe(0);
-    const file = path.join(dataDir, 'index', 'hnsw-g1.bin');
-    fs.writeFileSync(file, Buffer.alloc(10, 7));
+    // The sharded layout: a manifest naming one file per shard; corrupt the first shard.
+    const manifest = JSON.parse(fs.readFileSync(path.join(dataDir, 'index', 'hnsw-g1.bin.shards.json'), 'utf8')) as { shards: Array<{ file: string }> };
+    fs.writeFileSync(path.join(dataDir, 'index', manifest.shards[0]!.file), Buffer.alloc(10, 7));
     const bad = runCli(['doctor', '--data-dir', dataDir]);
     expect(bad.code).toBe(1);
     expect(bad.stdout).toContain('PROBLEM');
