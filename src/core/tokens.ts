@@ -1,8 +1,9 @@
 /**
  * Token-count estimate used wherever no tokenizer is loaded: the chunker's default counter (ingest)
- * and the chat models' fallback when their own tokenizer is not loaded yet (src/core/llm). Pure and
- * dependency-free.
+ * and the chat models' fallback when their own tokenizer is not loaded yet (src/core/llm). Pure
+ * (memoized per text: the same chunks are counted by every question that retrieves them).
  */
+import { memoText } from './text-memo.ts';
 
 /** Scripts whose characters BERT's basic tokenizer (or its vocab, in practice) treats one by one. */
 const CJK_CHAR = /[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Hangul}]/u;
@@ -22,7 +23,9 @@ const PRE_TOKEN = /[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Scrip
  * Typical English prose comes out near 1.3 tokens per word, about BERT's rate. Rare names and
  * identifiers are undercounted; treat it as an estimate (±25% on prose), never a hard limit.
  */
-export function estimateTokens(text: string): number {
+export const estimateTokens: (text: string) => number = memoText(countPreTokens);
+
+function countPreTokens(text: string): number {
   let tokens = 0;
   for (const match of text.matchAll(PRE_TOKEN)) {
     tokens += preTokenCost(match[0]);

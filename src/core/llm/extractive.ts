@@ -4,6 +4,7 @@
  * starts with a note saying so). Also exports the small text helpers (sentence splitting, term
  * normalisation) that citation snippets reuse.
  */
+import { memoText } from '../text-memo.ts';
 import { estimateTokens } from '../tokens.ts';
 import { CancelledError, ValidationError } from '../errors.ts';
 import type { ChatModel, ContextPassage, GenerateRequest, GenerateResult, ModelState } from './types.ts';
@@ -112,7 +113,9 @@ function undouble(w: string): string {
  * Content terms of `text`, normalised (lower case, no diacritics, light stemming), stopwords removed,
  * in order and with repeats. Compounds such as "E-417" or "BW-TS-30" yield the compound and its parts.
  */
-export function tokenizeTerms(text: string): string[] {
+export const tokenizeTerms: (text: string) => string[] = memoText(tokenizeTermsOnce, { copy: (a) => [...a] });
+
+function tokenizeTermsOnce(text: string): string[] {
   const out: string[] = [];
   const norm = text.normalize('NFKD').replace(/\p{M}+/gu, '').toLowerCase();
   for (const m of norm.matchAll(/[\p{L}\p{N}]+(?:['’][\p{L}]+)?(?:[-_.][\p{L}\p{N}]+)*/gu)) {
@@ -316,7 +319,9 @@ export function splitSentences(text: string): string[] {
  * The question's key terms: content words, normalised like tokenizeTerms, a compound ("work_mem",
  * "E-417") kept whole and not split into its parts. Distinct, in order.
  */
-export function keyTerms(text: string): string[] {
+export const keyTerms: (text: string) => string[] = memoText(keyTermsOnce, { copy: (a) => [...a] });
+
+function keyTermsOnce(text: string): string[] {
   const out = new Set<string>();
   const norm = text.normalize('NFKD').replace(/\p{M}+/gu, '').toLowerCase();
   for (const m of norm.matchAll(/[\p{L}\p{N}]+(?:['’][\p{L}]+)?(?:[-_.][\p{L}\p{N}]+)*/gu)) {
