@@ -56,12 +56,11 @@ export const SHINGLE_WORDS = 3;
  * A scoped dense search (access control, a requested collection) that admits at most this many
  * live chunks, and at most DENSE_EXACT_SCAN_MAX_SHARE of the index, scans their stored vectors
  * exactly instead of a filtered HNSW search. The graph search visits ever more of the graph as the
- * admitted share shrinks (100k vectors: 13 ms p50 at 10 %, 250 ms at 0.2 %), the exact scan costs
- * ~0.07 ms per admitted vector read from the store (16 ms for 200); bench/README.md. The crossover
- * interpolated from those two points is near 1 000 chunks at 1 %, so 500 keeps a margin. 0
- * disables the exact path.
+ * admitted share shrinks (100k vectors, p50: 10 ms at 10 %, 115 ms at 1 %, 194 ms at 0.2 %), the
+ * exact scan costs ~0.06 ms per admitted vector read from the store (60 ms for 1 000, 10 ms for
+ * 200; recall 1 against the graph's 0.95 at 1 %); bench/README.md. 0 disables the exact path.
  */
-export const DENSE_EXACT_SCAN_MAX = 500;
+export const DENSE_EXACT_SCAN_MAX = 1000;
 /** See DENSE_EXACT_SCAN_MAX: in a small index a scope of a few hundred chunks is a large share, and the graph search is cheap there. */
 export const DENSE_EXACT_SCAN_MAX_SHARE = 0.01;
 /** Texts are fetched in windows of at least this many candidates while removing near-duplicates. */
