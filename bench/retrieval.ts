@@ -44,6 +44,7 @@ import { createGeneration } from '../src/core/index-store.ts';
 import { shardCountFor } from '../src/core/sharded-index.ts';
 import { ExactTopK, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, HNSW_M } from '../src/core/vector-index.ts';
 import { BENCH_EMBED_MODEL_ID } from './serve-memory.ts';
+import { corpusWord } from './lib.ts';
 
 const { values } = parseArgs({
   options: {
@@ -140,18 +141,7 @@ function around(center: Float32Array): Float32Array {
   return normalize(Float32Array.from(center, (c) => c + sigma * gauss()));
 }
 
-// Pronounceable unique words: base-K digits over syllables (letters only: one FTS5 token each).
-const SYLLABLES = 'ka ke ki ko ku la le li lo lu ma me mi mo mu na ne ni no nu ra re ri ro ru sa se si so su ta te ti to tu va ve vi vo vu za ze zi zo zu'.split(' ');
-function word(i: number): string {
-  let s = '';
-  let n = i;
-  do {
-    s += SYLLABLES[n % SYLLABLES.length];
-    n = Math.floor(n / SYLLABLES.length);
-  } while (n > 0);
-  return `${s}x`; // the suffix keeps the porter stemmer from merging words
-}
-const vocab = Array.from({ length: VOCAB }, (_, i) => word(i));
+const vocab = Array.from({ length: VOCAB }, (_, i) => corpusWord(i));
 const zipfCdf = (() => {
   const w = Array.from({ length: VOCAB }, (_, i) => 1 / (i + 1) ** ZIPF_S);
   const total = w.reduce((a, b) => a + b, 0);

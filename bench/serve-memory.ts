@@ -20,6 +20,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { openAIApiBase, openAIEmbedModelId } from '../src/core/config.ts';
+import { corpusWord as word, procMemory } from './lib.ts';
 
 /** Port of the stand-in embedding server (part of the kept data dir's model id). */
 export const BENCH_EMBED_PORT = 18817;
@@ -59,23 +60,6 @@ function startEmbedServer(dim: number): Promise<http.Server> {
   return new Promise((resolve) => server.listen(BENCH_EMBED_PORT, '127.0.0.1', () => resolve(server)));
 }
 
-function procMemory(pid: number): { rss_mb: number; hwm_mb: number } {
-  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? 0);
-  return { rss_mb: Math.round(kb('VmRSS') / 1024), hwm_mb: Math.round(kb('VmHWM') / 1024) };
-}
-
-/** The bench corpus's words (retrieval.ts `word`): base-K digits over syllables plus 'x'. */
-const SYLLABLES = 'ka ke ki ko ku la le li lo lu ma me mi mo mu na ne ni no nu ra re ri ro ru sa se si so su ta te ti to tu va ve vi vo vu za ze zi zo zu'.split(' ');
-function word(i: number): string {
-  let s = '';
-  let n = i;
-  do {
-    s += SYLLABLES[n % SYLLABLES.length];
-    n = Math.floor(n / SYLLABLES.length);
-  } while (n > 0);
-  return `${s}x`;
-}
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
