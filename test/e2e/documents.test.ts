@@ -6,7 +6,6 @@
  */
 import fs from 'node:fs';
 import type http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { chromium } from 'playwright-core';
@@ -18,11 +17,9 @@ import { createUser } from '../../src/chat/users.ts';
 import { loadConfig } from '../../src/core/config.ts';
 import { buildWeb } from '../../src/web/build.ts';
 import { uploadIngester } from '../../ingest/upload.ts';
-import { REPO, tempDir, testEnv } from '../integration/http-helpers.ts';
+import { tempDir, testEnv } from '../integration/http-helpers.ts';
+import { CHROMIUM_ARGS, CHROMIUM_PATH, SCREENSHOTS, listen, stopServer } from './harness.ts';
 
-const CHROMIUM_PATH = loadConfig({ MNEME_CHROMIUM_PATH: process.env.MNEME_CHROMIUM_PATH }).chromiumPath;
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-const SCREENSHOTS = process.env.MNEME_UPDATE_SCREENSHOTS === '1' ? path.join(REPO, 'docs/screenshots') : tempDir();
 const STEP_MS = 20_000;
 
 const LAMP = { name: 'brimblecombe-lamp.md', title: 'Brimblecombe lamp care', content: '# Brimblecombe lamp care\n\nThe Brimblecombe lighthouse lamp is cleaned every Tuesday with vinegar.\n' };
@@ -45,20 +42,14 @@ describe('documents panel in chromium', () => {
     adminKey = (await createUser(deps.store, { name: 'root', admin: true })).apiKey;
     const ingestFiles = uploadIngester({ store: deps.store, dataDir: config.dataDir, maxFileBytes: config.maxFileBytes, embedder: deps.embedder });
     const app = createApp({ ...deps, webAssetsDir: webDir, ingestFiles });
-    server = await new Promise<http.Server>((resolve) => {
-      const s = app.listen(0, '127.0.0.1', () => resolve(s));
-    });
-    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    ({ server, url } = await listen(app));
     browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS, timeout: 60_000 });
     fs.mkdirSync(SCREENSHOTS, { recursive: true });
   }, 120_000);
 
   afterAll(async () => {
     await browser?.close();
-    if (server) {
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    }
+    await stopServer(server);
     await deps?.queue.close({ cancelInFlight: true });
     await deps?.close();
     fs.rmSync(root, { recursive: true, force: true });
