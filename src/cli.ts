@@ -17,12 +17,14 @@ import { serveCommand } from './commands/serve.ts';
 import type { Command, CommandIo } from './commands/types.ts';
 import { usersCommand } from './commands/users.ts';
 import { collectionsCommand } from './commands/collections.ts';
+import { groupsCommand } from './commands/groups.ts';
 
 export const COMMANDS: Command[] = [
   ingestCommand,
   serveCommand,
   usersCommand,
   collectionsCommand,
+  groupsCommand,
   releasesCommand,
   featuresCommand,
   exportCommand,

@@ -3,7 +3,8 @@
  *
  * Rule (see src/core/store/collections.ts): a collection without an access row, or a `public` one,
  * is readable by every user; a `private` one by admins and granted users. Writing (uploads,
- * deletes) needs an admin or a grant with can_write. Enforcement is by exclusion: the scope lists
+ * deletes) needs an admin or a grant with can_write. A grant is held by a user or by a group (every
+ * member holds it; `mneme groups`). Enforcement is by exclusion: the scope lists
  * the collections a user may NOT read (`hidden`), and every search, listing and count filters them
  * out inside the engine (CorpusStore `excludeCollections`), before ranking and limits.
  *
@@ -101,6 +102,7 @@ export interface CollectionAdminView {
   chunks: number;
   createdAt: string | null;
   grants: Array<{ user: string; canWrite: boolean; grantedAt: string }>;
+  groupGrants: Array<{ group: string; canWrite: boolean; grantedAt: string }>;
 }
 
 /** Every collection: those with live documents and those with an access row, by name (byte order). */
@@ -119,6 +121,7 @@ export async function listCollectionsForAdmin(store: Pick<Store, 'corpus' | 'col
       chunks: c?.chunks ?? 0,
       createdAt: row?.createdAt ?? null,
       grants: (row?.grants ?? []).map((g) => ({ user: g.userName, canWrite: g.canWrite, grantedAt: g.grantedAt })),
+      groupGrants: (row?.groupGrants ?? []).map((g) => ({ group: g.group, canWrite: g.canWrite, grantedAt: g.grantedAt })),
     };
   });
 }
@@ -133,6 +136,7 @@ export function collectionAdminJson(v: CollectionAdminView): Record<string, unkn
     chunks: v.chunks,
     created_at: v.createdAt,
     grants: v.grants.map((g) => ({ user: g.user, write: g.canWrite, granted_at: g.grantedAt })),
+    group_grants: v.groupGrants.map((g) => ({ group: g.group, write: g.canWrite, granted_at: g.grantedAt })),
   };
 }
 
@@ -159,30 +163,117 @@ export async function setCollectionAccess(
   }
 }
 
+/** Who a grant goes to: one user, or one group (every member). */
+export type Grantee = { user: string } | { group: string };
+
+/** A collection with documents but no access row gets a public row first. @throws NotFoundError */
+async function ensureAccessRow(store: Pick<Store, 'corpus' | 'collections'>, name: string): Promise<void> {
+  if (await store.collections.get(name)) return;
+  if (!(await store.corpus.collections()).some((c) => c.name === name)) throw new NotFoundError(`no collection "${name}" (create it first: mneme collections create ${name})`);
+  await setCollectionAccess(store, name, 'public', null);
+}
+
 /**
- * Grants user `userName` read (and with `write`, write) access to `name`. A collection with
+ * Grants a user or a group read (and with `write`, write) access to `name`. A collection with
  * documents but no access row gets a public row first (it stays readable by everyone: the grant
  * then only adds write access).
- * @throws NotFoundError when there is no such user, or no such collection (no documents, no row)
+ * @throws NotFoundError when there is no such user or group, or no such collection (no documents, no row)
  */
-export async function grantCollection(store: Pick<Store, 'corpus' | 'collections' | 'users'>, name: string, userName: string, write: boolean): Promise<void> {
-  const user = await store.users.findByName(userName);
-  if (!user || user.revokedAt !== null) throw new NotFoundError(`no user named "${userName}"`);
-  if (!(await store.collections.get(name))) {
-    if (!(await store.corpus.collections()).some((c) => c.name === name)) throw new NotFoundError(`no collection "${name}" (create it first: mneme collections create ${name})`);
-    await setCollectionAccess(store, name, 'public', null);
+export async function grantCollection(store: Pick<Store, 'corpus' | 'collections' | 'users'>, name: string, to: Grantee, write: boolean): Promise<void> {
+  if ('group' in to) {
+    if (!(await store.collections.listGroups()).some((g) => g.name === to.group)) throw new NotFoundError(`no group named "${to.group}" (create it first: mneme groups create ${to.group})`);
+    await ensureAccessRow(store, name);
+    if (!(await store.collections.grantGroup(name, to.group, write, nowIso()))) throw new NotFoundError(`no collection "${name}" or no group "${to.group}"`);
+    return;
   }
+  const user = await store.users.findByName(to.user);
+  if (!user || user.revokedAt !== null) throw new NotFoundError(`no user named "${to.user}"`);
+  await ensureAccessRow(store, name);
   if (!(await store.collections.grant(name, user.id, write, nowIso()))) throw new NotFoundError(`no collection "${name}"`);
 }
 
 /**
- * Removes user `userName`'s grant on `name`; takes effect on their next request.
- * @throws NotFoundError when there is no such user or they hold no grant on it
+ * Removes a user's or a group's grant on `name`; takes effect on the next request of everyone concerned.
+ * @throws NotFoundError when there is no such user or the grantee holds no grant on it
  */
-export async function revokeCollection(store: Pick<Store, 'collections' | 'users'>, name: string, userName: string): Promise<void> {
+export async function revokeCollection(store: Pick<Store, 'collections' | 'users'>, name: string, from: Grantee): Promise<void> {
+  if ('group' in from) {
+    if (!(await store.collections.revokeGroup(name, from.group))) throw new NotFoundError(`group "${from.group}" holds no grant on collection "${name}"`);
+    return;
+  }
+  const user = await store.users.findByName(from.user);
+  if (!user) throw new NotFoundError(`no user named "${from.user}"`);
+  if (!(await store.collections.revoke(name, user.id))) throw new NotFoundError(`"${from.user}" holds no grant on collection "${name}"`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Groups (`mneme groups`, /v1/admin/groups): a grant to a group is held by each of its members.
+
+/** A group as admins see it (CLI --json and HTTP). */
+export interface GroupAdminView {
+  name: string;
+  createdAt: string;
+  members: string[];
+  grants: Array<{ collection: string; canWrite: boolean }>;
+}
+
+/** Every group, by name (byte order). */
+export async function listGroupsForAdmin(store: Pick<Store, 'collections'>): Promise<GroupAdminView[]> {
+  return (await store.collections.listGroups()).map((g) => ({ name: g.name, createdAt: g.createdAt, members: g.members.map((m) => m.userName), grants: g.grants }));
+}
+
+/** The JSON shape of a GroupAdminView (pure). */
+export function groupAdminJson(g: GroupAdminView): Record<string, unknown> {
+  return { name: g.name, created_at: g.createdAt, members: g.members, grants: g.grants.map((x) => ({ collection: x.collection, write: x.canWrite })) };
+}
+
+/** @returns the group `name`. @throws NotFoundError */
+export async function groupForAdmin(store: Pick<Store, 'collections'>, name: string): Promise<GroupAdminView> {
+  const g = (await listGroupsForAdmin(store)).find((x) => x.name === name);
+  if (!g) throw new NotFoundError(`no group named "${name}"`);
+  return g;
+}
+
+/**
+ * Creates group `name` (idempotent: an existing group is left as it is).
+ * @throws ValidationError for a malformed name
+ */
+export async function createGroup(store: Pick<Store, 'collections'>, name: string): Promise<{ created: boolean }> {
+  checkGroupName(name);
+  try {
+    await store.collections.createGroup(name, nowIso());
+    return { created: true };
+  } catch (err) {
+    if (err instanceof ConflictError) return { created: false };
+    throw err;
+  }
+}
+
+/** Deletes group `name`, its memberships and its grants. @throws NotFoundError */
+export async function deleteGroup(store: Pick<Store, 'collections'>, name: string): Promise<void> {
+  if (!(await store.collections.deleteGroup(name))) throw new NotFoundError(`no group named "${name}"`);
+}
+
+/** Adds user `userName` to group `group` (idempotent). @throws NotFoundError for an unknown user or group */
+export async function addGroupMember(store: Pick<Store, 'collections' | 'users'>, group: string, userName: string): Promise<void> {
+  const user = await store.users.findByName(userName);
+  if (!user || user.revokedAt !== null) throw new NotFoundError(`no user named "${userName}"`);
+  if (!(await store.collections.addMember(group, user.id, nowIso()))) throw new NotFoundError(`no group named "${group}" (create it first: mneme groups create ${group})`);
+}
+
+/** Removes user `userName` from group `group`. @throws NotFoundError when they were not a member */
+export async function removeGroupMember(store: Pick<Store, 'collections' | 'users'>, group: string, userName: string): Promise<void> {
   const user = await store.users.findByName(userName);
   if (!user) throw new NotFoundError(`no user named "${userName}"`);
-  if (!(await store.collections.revoke(name, user.id))) throw new NotFoundError(`"${userName}" holds no grant on collection "${name}"`);
+  if (!(await store.collections.removeMember(group, user.id))) throw new NotFoundError(`"${userName}" is not a member of group "${group}"`);
+}
+
+/** Group names: the same alphabet as collection names. */
+export const GROUP_NAME_PATTERN = /^[\w.-]{1,64}$/;
+
+/** @throws ValidationError for a malformed group name */
+export function checkGroupName(name: string): void {
+  if (!GROUP_NAME_PATTERN.test(name)) throw new ValidationError(`group name "${name}": letters, digits, "_", "-", "." (1-64)`);
 }
 
 /** Collection names: as `mneme ingest --collection` and uploads. */

@@ -5,8 +5,9 @@
  *   request on); run again on an existing row, it sets the visibility.
  * - `collections grant NAME --user U [--write]`: U may read NAME (and with --write upload into it
  *   and delete its documents). A collection with documents and no row gets a public row first.
- * - `collections revoke NAME --user U`: removes U's grant (effective on U's next request, on every
- *   running server: the access is read per request).
+ *   `--group G` instead of `--user`: every member of group G (`mneme groups`) holds the grant.
+ * - `collections revoke NAME --user U | --group G`: removes the grant (effective on the next request,
+ *   on every running server: the access is read per request).
  * - `collections list [--json]`: every collection (with documents or a row), its visibility, counts
  *   and grants.
  * Collections never configured (every existing one, those made by `mneme ingest --collection`) are
@@ -31,6 +32,7 @@ const schema = z.object({
   json: z.boolean(),
   public: z.boolean().default(false),
   user: z.string().min(1).optional(),
+  group: z.string().min(1).optional(),
   write: z.boolean().default(false),
 });
 
@@ -42,12 +44,14 @@ export const COLLECTIONS_SPEC: CommandSpec = {
   options: [
     { name: 'public', type: 'boolean', default: false, description: 'create: readable by every user (default: private, admins and granted users only)' },
     { name: 'user', type: 'string', value: 'U', description: 'grant|revoke: the user name' },
+    { name: 'group', type: 'string', value: 'G', description: 'grant|revoke: a group name instead of a user (every member holds the grant; see mneme groups)' },
     { name: 'write', type: 'boolean', default: false, description: 'grant: the user may also upload into the collection and delete its documents' },
   ],
   examples: [
     'collections create handbook',
     'collections create faq --public',
     'collections grant handbook --user bob --write',
+    'collections grant handbook --group support',
     'collections revoke handbook --user bob',
     'collections list --json',
   ],
@@ -60,15 +64,15 @@ function checkUsage(sub: string | undefined, name: string | undefined, extra: st
   if (!sub || !(SUBCOMMANDS as readonly string[]).includes(sub)) throw new ValidationError(`collections: expected one of ${SUBCOMMANDS.join(', ')}`);
   const s = sub as Subcommand;
   if (s === 'list' ? name !== undefined : name === undefined || extra.length > 0) throw new ValidationError(s === 'list' ? 'collections list takes no NAME' : `collections ${s}: exactly one NAME`);
-  if ((s === 'grant' || s === 'revoke') && !o.user) throw new ValidationError(`collections ${s}: --user is required`);
-  if (s !== 'grant' && s !== 'revoke' && o.user) throw new ValidationError(`collections ${s}: --user only applies to grant and revoke`);
+  if ((s === 'grant' || s === 'revoke') && !o.user === !o.group) throw new ValidationError(`collections ${s}: exactly one of --user and --group is required`);
+  if (s !== 'grant' && s !== 'revoke' && (o.user || o.group)) throw new ValidationError(`collections ${s}: --user and --group only apply to grant and revoke`);
   if (s !== 'grant' && o.write) throw new ValidationError(`collections ${s}: --write only applies to grant`);
   if (s !== 'create' && o.public) throw new ValidationError(`collections ${s}: --public only applies to create`);
   return s;
 }
 
 function describe(v: CollectionAdminView): string {
-  const grants = v.grants.map((g) => `${g.user}${g.canWrite ? ' (write)' : ''}`).join(', ');
+  const grants = [...v.grants.map((g) => `${g.user}${g.canWrite ? ' (write)' : ''}`), ...v.groupGrants.map((g) => `group ${g.group}${g.canWrite ? ' (write)' : ''}`)].join(', ');
   const access = v.configured ? v.visibility : 'public (default)';
   return `${v.name}  ${access}  ${v.documents} documents, ${v.chunks} chunks${grants ? `  granted: ${grants}` : ''}\n`;
 }
@@ -89,15 +93,17 @@ async function runSub(store: Store, io: CommandIo, sub: Subcommand, name: string
     else io.stdout.write(`${created ? 'created' : 'updated'} collection ${n}: ${visibility}\n`);
     return 0;
   }
+  const who = o.group !== undefined ? { group: o.group } : { user: o.user! };
+  const label = 'group' in who ? `group ${who.group}` : who.user;
   if (sub === 'grant') {
-    await grantCollection(store, n, o.user!, o.write);
-    if (o.json) printJson(io.stdout, { name: n, user: o.user, write: o.write, granted: true });
-    else io.stdout.write(`granted ${o.user} ${o.write ? 'read and write' : 'read'} access to ${n}\n`);
+    await grantCollection(store, n, who, o.write);
+    if (o.json) printJson(io.stdout, { name: n, ...who, write: o.write, granted: true });
+    else io.stdout.write(`granted ${label} ${o.write ? 'read and write' : 'read'} access to ${n}\n`);
     return 0;
   }
-  await revokeCollection(store, n, o.user!);
-  if (o.json) printJson(io.stdout, { name: n, user: o.user, revoked: true });
-  else io.stdout.write(`revoked ${o.user}'s access to ${n}\n`);
+  await revokeCollection(store, n, who);
+  if (o.json) printJson(io.stdout, { name: n, ...who, revoked: true });
+  else io.stdout.write(`revoked ${label}'s access to ${n}\n`);
   return 0;
 }
 

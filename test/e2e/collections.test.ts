@@ -175,6 +175,33 @@ describe('collections in chromium: picker, admin sharing, revoke', () => {
     expect(await ask(bob, QUESTION)).not.toContain(CHAIN.title);
     expect(await ask(bob, FERRY_QUESTION)).toContain(FERRY.title);
     expect(await bob.locator('#chat-main').textContent()).not.toContain('boom chain is inspected every Monday');
+
+    // Groups: the admin makes a group with bob in it and grants the group the collection.
+    await admin.getByLabel('Group name').fill('crew');
+    await admin.getByRole('button', { name: 'Create group' }).click();
+    const crew = admin.locator('#groups-table tr[data-group="crew"]');
+    await crew.waitFor();
+    await crew.getByLabel('User to add to group crew').fill('bob');
+    await crew.getByRole('button', { name: 'Add' }).click();
+    await crew.locator('li.member-item[data-user="bob"]').waitFor();
+    await row(admin, COLLECTION).getByLabel(`Grant ${COLLECTION} to a user or a group`).selectOption('group');
+    await row(admin, COLLECTION).getByLabel(`Group to grant access to ${COLLECTION}`).fill('crew');
+    await row(admin, COLLECTION).getByRole('button', { name: 'Grant' }).click();
+    await row(admin, COLLECTION).locator('li.group-grant-item[data-group="crew"]').waitFor();
+    await expect.poll(() => crew.locator('td').nth(3).textContent()).toBe(COLLECTION);
+    await admin.locator('#groups-table').scrollIntoViewIfNeeded();
+    await admin.locator('section', { has: admin.locator('#collections') }).screenshot({ path: path.join(SCREENSHOTS, 'collections-groups.png') });
+    await bob.reload();
+    await bob.locator('#chat-view').waitFor({ state: 'visible' });
+    await expect.poll(() => pickerOptions(bob)).toEqual(['', 'default', COLLECTION]);
+    expect(await ask(bob, QUESTION)).toContain(CHAIN.title);
+    // Bob leaves the group: gone again.
+    await crew.getByRole('button', { name: 'Remove bob from group crew' }).click();
+    await crew.locator('li.member-item[data-user="bob"]').waitFor({ state: 'detached' });
+    await bob.reload();
+    await bob.locator('#chat-view').waitFor({ state: 'visible' });
+    await expect.poll(() => pickerOptions(bob)).toEqual(['', 'default']);
+    expect(await ask(bob, QUESTION)).not.toContain(CHAIN.title);
     expect(errors).toEqual([]);
     await bobContext.close();
     await adminContext.close();

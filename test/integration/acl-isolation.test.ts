@@ -180,6 +180,54 @@ for (const engine of engines) {
       expect((await call('DELETE', `/v1/admin/collections/${PRIVATE}/grants/bob`, admin)).status).toBe(404);
     });
 
+    it('a group grant: bob reads it while a member of a granted group; leaving, a revoked group grant or a deleted group hides it on his next request', async () => {
+      const hidden = async (what: string) => {
+        const answer = await chat(bob);
+        expect(cites(answer.json), what).toBe(false);
+        noMarker(`chat ${what}`, answer.text);
+        noMarker(`collections ${what}`, (await call('GET', '/v1/collections', bob)).text);
+        expect((await call('GET', `/v1/documents/${privateDocId}`, bob)).status, what).toBe(404);
+      };
+      const shown = async (what: string) => {
+        expect(cites((await chat(bob)).json), what).toBe(true);
+        expect((await call('GET', `/v1/documents/${privateDocId}`, bob)).status, what).toBe(200);
+      };
+      expect((await call('POST', '/v1/admin/groups', admin, { name: 'convoy' })).status).toBe(201);
+      expect((await call('POST', '/v1/admin/groups', admin, { name: 'convoy' })).status).toBe(200);
+      const granted = await call('POST', `/v1/admin/collections/${PRIVATE}/grants`, admin, { group: 'convoy' });
+      expect(granted.status).toBe(200);
+      expect(granted.json.group_grants).toEqual([expect.objectContaining({ group: 'convoy', write: false })]);
+      await hidden('granted to a group bob is not in');
+      const joined = await call('POST', '/v1/admin/groups/convoy/members', admin, { user: 'bob' });
+      expect(joined.json).toMatchObject({ name: 'convoy', members: ['bob'], grants: [{ collection: PRIVATE, write: false }] });
+      await shown('member of the granted group');
+      expect((await call('DELETE', `/v1/documents/${privateDocId}`, bob)).status).toBe(403);
+
+      expect((await call('DELETE', '/v1/admin/groups/convoy/members/bob', admin)).status).toBe(204);
+      await hidden('after leaving the group');
+      expect((await call('DELETE', '/v1/admin/groups/convoy/members/bob', admin)).status).toBe(404);
+      await call('POST', '/v1/admin/groups/convoy/members', admin, { user: 'bob' });
+      await shown('member again');
+      expect((await call('DELETE', `/v1/admin/collections/${PRIVATE}/group-grants/convoy`, admin)).status).toBe(204);
+      await hidden('after the group grant was revoked');
+      await call('POST', `/v1/admin/collections/${PRIVATE}/grants`, admin, { group: 'convoy' });
+      await shown('granted again');
+      expect((await call('DELETE', '/v1/admin/groups/convoy', admin)).status).toBe(204);
+      await hidden('after the group was deleted');
+      expect((await call('GET', '/v1/admin/groups', admin)).json.data).toEqual([]);
+
+      // Bad input: unknown group or user 404, both user and group 400, non-admins 403.
+      expect((await call('POST', `/v1/admin/collections/${PRIVATE}/grants`, admin, { group: 'convoy' })).status).toBe(404);
+      expect((await call('POST', '/v1/admin/groups/convoy/members', admin, { user: 'bob' })).status).toBe(404);
+      await call('POST', '/v1/admin/groups', admin, { name: 'crew' });
+      expect((await call('POST', '/v1/admin/groups/crew/members', admin, { user: 'nobody' })).status).toBe(404);
+      expect((await call('POST', `/v1/admin/collections/${PRIVATE}/grants`, admin, { group: 'crew', user: 'bob' })).status).toBe(400);
+      expect((await call('POST', '/v1/admin/groups', admin, { name: 'bad name!' })).status).toBe(400);
+      expect((await call('GET', '/v1/admin/groups', bob)).status).toBe(403);
+      expect((await call('POST', '/v1/admin/groups/crew/members', bob, { user: 'bob' })).status).toBe(403);
+      await hidden('after refused attempts');
+    });
+
     it('write grant: bob may upload into it and delete its documents; a public collection without a grant is 403', async () => {
       expect((await call('POST', '/v1/admin/collections', admin, { name: 'handbook', visibility: 'public' })).status).toBe(201);
       const ro = await upload(srv.url, bob, [{ name: 'h.md', content: '# H\n\nhandbook page\n' }], 'handbook');

@@ -105,8 +105,11 @@ describe('users and erasure', () => {
     // A grant on a private collection of each (collection access, issue 14).
     await srv.deps.store.collections.create({ name: 'erasure-private', visibility: 'private', createdBy: null, createdAt: new Date().toISOString() });
     for (const id of [ivyId, jackId]) await srv.deps.store.collections.grant('erasure-private', id, false, new Date().toISOString());
+    // And a group membership of each (group grants, issue 14).
+    await srv.deps.store.collections.createGroup('erasure-group', new Date().toISOString());
+    for (const id of [ivyId, jackId]) await srv.deps.store.collections.addMember('erasure-group', id, new Date().toISOString());
     const tables = await srv.deps.store.users.userDataTables();
-    expect(tables).toEqual(expect.arrayContaining(['conversations', 'messages', 'responses', 'feedback', 'feature_history', 'feature_online', 'jobs', 'collection_grants', 'api_keys']));
+    expect(tables).toEqual(expect.arrayContaining(['conversations', 'messages', 'responses', 'feedback', 'feature_history', 'feature_online', 'jobs', 'collection_grants', 'group_members', 'api_keys']));
     const snapshot = (userId: number) => Object.fromEntries(tables.map((t) => [t, count(srv, t, 'user_id = ?', userId)]));
     const ivyBefore = snapshot(ivyId);
     const jackBefore = snapshot(jackId);

@@ -8,6 +8,9 @@
  * - visibility `private`: admins and the users holding a grant read it;
  * - writing (uploads, deletes) needs an admin or a grant with `canWrite` (public collections too).
  *
+ * A grant is held by a user (`collection_grants`) or by a group (`collection_group_grants`,
+ * 100_groups.sql): a member of a group holds the group's grants; when both exist, write access wins.
+ *
  * Engine-neutral: record types and the Promise-returning interface; implementations in
  * sqlite/collections.ts and postgres/collections.ts.
  */
@@ -24,6 +27,14 @@ export interface CollectionGrant {
   grantedAt: string;
 }
 
+/** A grant held by a group: every member holds it. */
+export interface CollectionGroupGrant {
+  group: string;
+  canWrite: boolean;
+  /** ISO-8601 UTC. */
+  grantedAt: string;
+}
+
 export interface CollectionRecord {
   name: string;
   visibility: CollectionVisibility;
@@ -33,6 +44,19 @@ export interface CollectionRecord {
   createdAt: string;
   /** Grants, by user name (byte order). */
   grants: CollectionGrant[];
+  /** Group grants, by group name (byte order). */
+  groupGrants: CollectionGroupGrant[];
+}
+
+/** A group of users (100_groups.sql). */
+export interface GroupRecord {
+  name: string;
+  /** ISO-8601 UTC. */
+  createdAt: string;
+  /** Members, by user name (byte order). */
+  members: Array<{ userId: number; userName: string; addedAt: string }>;
+  /** Collections the group holds a grant on, by name (byte order). */
+  grants: Array<{ collection: string; canWrite: boolean }>;
 }
 
 export interface NewCollection {
@@ -50,7 +74,10 @@ export interface NewCollection {
 export interface CollectionAccess {
   /** Private collections the user holds no grant on: never readable by them. Sorted. */
   hidden: string[];
-  /** Collections the user holds a grant on (private or public), with whether it allows writing. */
+  /**
+   * Collections the user holds a grant on, directly or through a group (private or public), one
+   * entry per collection, with whether any of those grants allows writing.
+   */
   grants: Array<{ name: string; canWrite: boolean }>;
 }
 
@@ -75,6 +102,23 @@ export interface CollectionStore {
   /** Removes `userId`'s grant on `name`. @returns false when there was none. */
   revoke(name: string, userId: number): Promise<boolean>;
   /**
+   * Grants group `group` read (and with `canWrite`, write) access to `name`, replacing a previous
+   * group grant. @returns false when there is no row `name` or no group `group` (nothing stored).
+   */
+  grantGroup(name: string, group: string, canWrite: boolean, at: string): Promise<boolean>;
+  /** Removes group `group`'s grant on `name`. @returns false when there was none. */
+  revokeGroup(name: string, group: string): Promise<boolean>;
+  /** Creates group `name`. @throws ConflictError when it exists. */
+  createGroup(name: string, at: string): Promise<GroupRecord>;
+  /** Deletes group `name` with its memberships and grants. @returns false when there is none. */
+  deleteGroup(name: string): Promise<boolean>;
+  /** Every group with its members and grants, by name (byte order). */
+  listGroups(): Promise<GroupRecord[]>;
+  /** Adds `userId` to `group` (idempotent). @returns false when there is no group `group`. */
+  addMember(group: string, userId: number, at: string): Promise<boolean>;
+  /** Removes `userId` from `group`. @returns false when they were not a member. */
+  removeMember(group: string, userId: number): Promise<boolean>;
+  /**
    * The access of `userId` (one small query over the ACL rows, no documents: called on every
    * request, so a revoke takes effect on the next one, in every process).
    */
@@ -89,6 +133,25 @@ export interface CollectionRow {
   created_at: string;
 }
 
+export interface GroupGrantRow {
+  collection: string;
+  group_name: string;
+  can_write: number | boolean;
+  granted_at: string;
+}
+
+export interface GroupRow {
+  name: string;
+  created_at: string;
+}
+
+export interface MemberRow {
+  group_name: string;
+  user_id: number;
+  user_name: string;
+  added_at: string;
+}
+
 export interface GrantRow {
   collection: string;
   user_id: number;
@@ -97,8 +160,17 @@ export interface GrantRow {
   granted_at: string;
 }
 
-/** Rows → records (pure; both engines), grants attached to their collection. */
-export function collectionsFromRows(rows: readonly CollectionRow[], grants: readonly GrantRow[]): CollectionRecord[] {
+const byteOrder = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+const truthy = (v: number | boolean) => v === true || v === 1;
+
+/** Rows → records (pure; both engines), user and group grants attached to their collection. */
+export function collectionsFromRows(rows: readonly CollectionRow[], grants: readonly GrantRow[], groupGrants: readonly GroupGrantRow[]): CollectionRecord[] {
+  const groupsOf = new Map<string, CollectionGroupGrant[]>();
+  for (const g of groupGrants) {
+    const list = groupsOf.get(g.collection) ?? [];
+    list.push({ group: g.group_name, canWrite: truthy(g.can_write), grantedAt: g.granted_at });
+    groupsOf.set(g.collection, list);
+  }
   const byName = new Map<string, CollectionGrant[]>();
   for (const g of grants) {
     const list = byName.get(g.collection) ?? [];
@@ -110,7 +182,24 @@ export function collectionsFromRows(rows: readonly CollectionRow[], grants: read
     visibility: r.visibility,
     createdBy: r.created_by === null ? null : Number(r.created_by),
     createdAt: r.created_at,
-    grants: (byName.get(r.name) ?? []).sort((a, b) => (a.userName < b.userName ? -1 : a.userName > b.userName ? 1 : 0)),
+    grants: (byName.get(r.name) ?? []).sort((a, b) => byteOrder(a.userName, b.userName)),
+    groupGrants: (groupsOf.get(r.name) ?? []).sort((a, b) => byteOrder(a.group, b.group)),
+  }));
+}
+
+/** Rows → group records (pure; both engines). */
+export function groupsFromRows(rows: readonly GroupRow[], members: readonly MemberRow[], grants: readonly GroupGrantRow[]): GroupRecord[] {
+  return rows.map((r) => ({
+    name: r.name,
+    createdAt: r.created_at,
+    members: members
+      .filter((m) => m.group_name === r.name)
+      .map((m) => ({ userId: Number(m.user_id), userName: m.user_name, addedAt: m.added_at }))
+      .sort((a, b) => byteOrder(a.userName, b.userName)),
+    grants: grants
+      .filter((g) => g.group_name === r.name)
+      .map((g) => ({ collection: g.collection, canWrite: truthy(g.can_write) }))
+      .sort((a, b) => byteOrder(a.collection, b.collection)),
   }));
 }
 
@@ -126,5 +215,6 @@ export function accessFromRows(rows: ReadonlyArray<{ name: string; visibility: C
     }
   }
   hidden.sort();
+  grants.sort((a, b) => byteOrder(a.name, b.name));
   return { hidden, grants };
 }

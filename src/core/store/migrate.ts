@@ -188,6 +188,13 @@ export const MIGRATED_TABLES: readonly TableSpec[] = [
     name: 'collection_grants', key: ['collection', 'user_id'], optional: true,
     columns: [...texts('collection'), ...ints('user_id'), col('can_write', 'bool'), ...times('granted_at')],
   },
+  // Groups (100): memberships and group grants open private collections to their members.
+  { name: 'user_groups', key: ['name'], optional: true, columns: [...texts('name'), ...times('created_at')] },
+  { name: 'group_members', key: ['group_name', 'user_id'], optional: true, columns: [...texts('group_name'), ...ints('user_id'), ...times('added_at')] },
+  {
+    name: 'collection_group_grants', key: ['collection', 'group_name'], optional: true,
+    columns: [...texts('collection', 'group_name'), col('can_write', 'bool'), ...times('granted_at')],
+  },
 ];
 
 /** SQLite tables that are derived or engine-internal (never copied). */

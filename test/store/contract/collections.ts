@@ -53,6 +53,7 @@ export function collectionsContract(engine: CollectionsEngineUnderTest): void {
           { userId: alice.id, userName: 'alice', canWrite: true, grantedAt: AT },
           { userId: bob.id, userName: 'bob', canWrite: true, grantedAt: AT },
         ],
+        groupGrants: [],
       });
       expect((await s.collections.list()).map((c) => [c.name, c.visibility, c.grants.length])).toEqual([['handbook', 'public', 0], ['secret', 'private', 2]]);
       expect(await s.collections.revoke('secret', bob.id)).toBe(true);
@@ -95,6 +96,76 @@ export function collectionsContract(engine: CollectionsEngineUnderTest): void {
       const left = await s.collections.get('secret');
       expect(left).toMatchObject({ visibility: 'private', createdBy: null });
       expect(left?.grants.map((g) => g.userName)).toEqual(['alice']);
+    });
+  });
+
+  it('groups: members hold the group\'s grants (write wins over read), leaving, revoking or deleting the group takes them away', async () => {
+    await withStore(async (s) => {
+      const alice = await user(s, 'alice');
+      const bob = await user(s, 'bob');
+      await s.collections.create({ name: 'secret', visibility: 'private', createdBy: null, createdAt: AT });
+      await s.collections.create({ name: 'open', visibility: 'public', createdBy: null, createdAt: AT });
+      expect(await s.collections.createGroup('support', AT)).toEqual({ name: 'support', createdAt: AT, members: [], grants: [] });
+      await expect(s.collections.createGroup('support', AT)).rejects.toBeInstanceOf(ConflictError);
+      await s.collections.createGroup('crew', AT);
+      expect(await s.collections.addMember('nope', bob.id, AT)).toBe(false);
+      expect(await s.collections.grantGroup('secret', 'nope', false, AT)).toBe(false);
+      expect(await s.collections.grantGroup('nope', 'support', false, AT)).toBe(false);
+      expect(await s.collections.addMember('support', bob.id, AT)).toBe(true);
+      expect(await s.collections.addMember('support', bob.id, AT)).toBe(true);
+      expect(await s.collections.addMember('support', alice.id, AT)).toBe(true);
+      expect(await s.collections.accessOf(bob.id)).toEqual({ hidden: ['secret'], grants: [] });
+      expect(await s.collections.grantGroup('secret', 'support', false, AT)).toBe(true);
+      expect(await s.collections.grantGroup('open', 'crew', true, AT)).toBe(true);
+      expect(await s.collections.accessOf(bob.id)).toEqual({ hidden: [], grants: [{ name: 'secret', canWrite: false }] });
+      // A user grant and a group grant on one collection: one entry, write wins.
+      await s.collections.grant('secret', bob.id, true, AT);
+      expect(await s.collections.accessOf(bob.id)).toEqual({ hidden: [], grants: [{ name: 'secret', canWrite: true }] });
+      await s.collections.revoke('secret', bob.id);
+      await s.collections.grantGroup('secret', 'support', true, AT);
+      expect((await s.collections.accessOf(alice.id)).grants).toEqual([{ name: 'secret', canWrite: true }]);
+      expect((await s.collections.get('secret'))?.groupGrants).toEqual([{ group: 'support', canWrite: true, grantedAt: AT }]);
+      expect(await s.collections.listGroups()).toEqual([
+        { name: 'crew', createdAt: AT, members: [], grants: [{ collection: 'open', canWrite: true }] },
+        {
+          name: 'support', createdAt: AT,
+          members: [{ userId: alice.id, userName: 'alice', addedAt: AT }, { userId: bob.id, userName: 'bob', addedAt: AT }],
+          grants: [{ collection: 'secret', canWrite: true }],
+        },
+      ]);
+      // Crew's grant on a public collection gives its members write access there only.
+      await s.collections.addMember('crew', bob.id, AT);
+      expect((await s.collections.accessOf(bob.id)).grants).toEqual([{ name: 'open', canWrite: true }, { name: 'secret', canWrite: true }]);
+
+      expect(await s.collections.removeMember('support', bob.id)).toBe(true);
+      expect(await s.collections.removeMember('support', bob.id)).toBe(false);
+      expect((await s.collections.accessOf(bob.id)).hidden).toEqual(['secret']);
+      expect(await s.collections.revokeGroup('secret', 'support')).toBe(true);
+      expect(await s.collections.revokeGroup('secret', 'support')).toBe(false);
+      expect((await s.collections.accessOf(alice.id)).hidden).toEqual(['secret']);
+      await s.collections.grantGroup('secret', 'support', false, AT);
+      expect(await s.collections.deleteGroup('support')).toBe(true);
+      expect(await s.collections.deleteGroup('support')).toBe(false);
+      expect((await s.collections.accessOf(alice.id)).hidden).toEqual(['secret']);
+      expect((await s.collections.get('secret'))?.groupGrants).toEqual([]);
+      expect((await s.collections.listGroups()).map((g) => g.name)).toEqual(['crew']);
+    });
+  });
+
+  it('erasing a user erases their memberships; the group and its grants stay', async () => {
+    await withStore(async (s) => {
+      const alice = await user(s, 'alice');
+      const bob = await user(s, 'bob');
+      await s.collections.create({ name: 'secret', visibility: 'private', createdBy: null, createdAt: AT });
+      await s.collections.createGroup('support', AT);
+      await s.collections.addMember('support', alice.id, AT);
+      await s.collections.addMember('support', bob.id, AT);
+      await s.collections.grantGroup('secret', 'support', false, AT);
+      expect(await s.users.userDataTables()).toContain('group_members');
+      expect((await s.users.erase(bob.id)).group_members).toBe(1);
+      expect(await s.collections.listGroups()).toEqual([
+        { name: 'support', createdAt: AT, members: [{ userId: alice.id, userName: 'alice', addedAt: AT }], grants: [{ collection: 'secret', canWrite: false }] },
+      ]);
     });
   });
 
