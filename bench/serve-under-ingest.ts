@@ -52,6 +52,8 @@ const env: Record<string, string> = {
   MNEME_LLM: 'extractive',
   MNEME_RATE_LIMIT_PER_MIN: '0',
   MNEME_FEATURES_INTERVAL_S: '5',
+  // A diagnostics preload (e.g. an event-loop-delay logger) for the server and the ingest.
+  ...(process.env.MNEME_BENCH_NODE_OPTIONS ? { NODE_OPTIONS: process.env.MNEME_BENCH_NODE_OPTIONS } : {}),
 };
 const QUESTIONS = [
   'What does error E-417 mean?',
@@ -81,8 +83,14 @@ function summarize(lat: number[], timeouts: number, errors: Record<string, numbe
 }
 
 /** Runs the clients for `seconds`, or until `until` resolves when given (then `seconds` is the cap). */
-async function load(url: string, key: string, seconds: number, until?: Promise<unknown>): Promise<{ chat: Phase; health: Phase }> {
+/** Where the slow requests (> 1 s) of a phase started, in seconds from `t0` (bucketed by 5 s → count). */
+type SlowTimeline = Record<string, number>;
+
+async function load(url: string, key: string, seconds: number, until?: Promise<unknown>, t0 = performance.now()): Promise<{ chat: Phase; health: Phase; slow_chat_by_5s: SlowTimeline; slow_chat_timings: object[] }> {
   const deadline = Date.now() + seconds * 1000;
+  const slow: SlowTimeline = {};
+  /** The server's own timings (`timings` of the answer) of the first slow chat requests. */
+  const slowTimings: object[] = [];
   let done = false;
   void until?.then(() => (done = true));
   const loop = async (fn: (i: number) => Promise<Response>, lat: number[], errors: Record<string, number>, t: { n: number }) => {
@@ -90,13 +98,25 @@ async function load(url: string, key: string, seconds: number, until?: Promise<u
       const start = performance.now();
       try {
         const res = await fn(i);
-        await res.arrayBuffer();
+        const body = await res.arrayBuffer();
+        if (lat === chatLat && performance.now() - start > 1000 && slowTimings.length < 200) {
+          try {
+            slowTimings.push({ client_ms: Math.round(performance.now() - start), ...(JSON.parse(Buffer.from(body).toString()) as { timings?: object }).timings });
+          } catch {
+            // not JSON: counted as an error below
+          }
+        }
         if (res.status >= 400) errors[res.status] = (errors[res.status] ?? 0) + 1;
       } catch (err) {
         if ((err as Error).name === 'TimeoutError') t.n++;
         else errors[(err as Error).name] = (errors[(err as Error).name] ?? 0) + 1;
       }
-      lat.push(performance.now() - start);
+      const ms = performance.now() - start;
+      lat.push(ms);
+      if (lat === chatLat && ms > 1000) {
+        const bucket = String(Math.floor((start - t0) / 5000) * 5);
+        slow[bucket] = (slow[bucket] ?? 0) + 1;
+      }
     }
   };
   const chatLat: number[] = [];
@@ -128,7 +148,7 @@ async function load(url: string, key: string, seconds: number, until?: Promise<u
       }, hLat, hErr, hT),
     ),
   ]);
-  return { chat: summarize(chatLat, chatT.n, chatErr), health: summarize(hLat, hT.n, hErr) };
+  return { chat: summarize(chatLat, chatT.n, chatErr), health: summarize(hLat, hT.n, hErr), slow_chat_by_5s: slow, slow_chat_timings: slowTimings };
 }
 
 function hugeJson(dir: string, n: number): string {
@@ -174,10 +194,15 @@ async function main(): Promise<void> {
     const ingest = spawn(process.execPath, [path.join(repo, 'bin/mneme.js'), 'ingest', ...paths, '--data-dir', dataDir, '--json'], { cwd: repo, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let ingestOut = '';
     ingest.stdout!.on('data', (d) => (ingestOut += d));
+    // The ingest's progress lines, stamped with seconds since it started (to read the slow-request timeline against).
+    const ingestLog: string[] = [];
+    ingest.stderr!.on('data', (d: Buffer) => {
+      for (const line of d.toString().split('\n')) if (line.trim()) ingestLog.push(`${((performance.now() - started) / 1000).toFixed(1)}s ${line.slice(0, 200)}`);
+    });
     const ingestDone = finished(ingest).then((code) => ({ code, seconds: (performance.now() - started) / 1000 }));
     await new Promise((r) => setTimeout(r, 3000)); // past the ingest's model load
     // The whole ingest is the measured window (capped), including the server applying its changes.
-    const busy = await load(url, key, MAX_BUSY_SECONDS, ingestDone);
+    const busy = await load(url, key, MAX_BUSY_SECONDS, ingestDone, started);
     const health = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(TIMEOUT_MS) })
       .then((r) => r.json())
       .catch((e: unknown) => ({ error: String(e) }));
@@ -206,6 +231,7 @@ async function main(): Promise<void> {
         health_p99_ratio: ratio(busy.health.p99_ms, idle.health.p99_ms),
         health_after_window: health,
         ingest: { exit_code: ing.code, seconds: Math.round(ing.seconds), chunks_added: summary.chunks_added ?? null, documents_added: summary.documents_added ?? null },
+        ingest_log: ingestLog.slice(-40),
         cores: os.availableParallelism(),
         loadavg_1m: Math.round(os.loadavg()[0]! * 100) / 100,
       }),

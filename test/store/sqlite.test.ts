@@ -4,7 +4,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, UnavailableError } from '../../src/core/errors.ts';
-import { migrationChecksum, SQLITE_MIGRATIONS_DIR, SqliteConnection } from '../../src/core/store/sqlite/connection.ts';
+import { migrationChecksum, SQLITE_MIGRATIONS_DIR, SqliteConnection, WRITE_WAIT_FRESH_MS, WRITE_YIELD_MS } from '../../src/core/store/sqlite/connection.ts';
 import { openSqliteStore } from '../../src/core/store/sqlite/index.ts';
 import { tempDir } from '../helpers/cli.ts';
 
@@ -85,6 +85,31 @@ describe('SqliteConnection', () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(140);
     // The event loop kept turning while the write waited (a blocking wait would give ~0 ticks).
     expect(ticks).toBeGreaterThan(20);
+    other.close();
+    c.close();
+  });
+
+  it("writer fairness: a locked-out write marks <db>-writewait with its pid; another process's fresh mark makes a writer step aside first", async () => {
+    const file = path.join(tempDir(), 'mneme.sqlite');
+    const mark = `${file}-writewait`;
+    const c = new SqliteConnection(file);
+    const other = new Database(file);
+    other.exec('BEGIN IMMEDIATE');
+    const write = c.write(() => c.db.prepare("INSERT INTO watermarks (name, value) VALUES ('w', 1)").run().changes);
+    setTimeout(() => other.exec('COMMIT'), 60);
+    expect(await write).toBe(1);
+    expect(fs.readFileSync(mark, 'utf8')).toBe(String(process.pid));
+    // Another process's fresh mark: this write steps aside for at least one WRITE_YIELD_MS.
+    fs.writeFileSync(mark, '999999999');
+    const t = performance.now();
+    await c.write(() => 1);
+    expect(performance.now() - t).toBeGreaterThanOrEqual(WRITE_YIELD_MS - 1);
+    // A stale mark (older than WRITE_WAIT_FRESH_MS) is ignored.
+    const old = new Date(Date.now() - 10 * WRITE_WAIT_FRESH_MS);
+    fs.utimesSync(mark, old, old);
+    let steps = 0;
+    await c.write(() => steps++);
+    expect(steps).toBe(1);
     other.close();
     c.close();
   });

@@ -62,8 +62,14 @@ export const BM25_WEIGHT_TITLE = 0.5;
 export const BM25_FILTER_OVERFETCH = 4;
 /** Query-term → FTS5 token cache entries per connection (cleared when full). */
 const STEM_CACHE_MAX = 10_000;
-/** A cached document frequency is re-read when the chunk count moved by more than this share… */
-const DF_CACHE_DRIFT = 0.01;
+/**
+ * A cached document frequency is re-read when the chunk count moved by more than this share, and it
+ * is older than DF_CACHE_MIN_AGE_MS… (While a 250k-chunk file was being ingested the count moved by
+ * 1 % about ten times a second, and re-walking "valve"'s posting list each time (~20 ms) queued every
+ * search behind it on the reader thread: chat requests over 2 s.)
+ */
+const DF_CACHE_DRIFT = 0.1;
+const DF_CACHE_MIN_AGE_MS = 5_000;
 /** …or when it is older than this (ms). */
 const DF_CACHE_TTL_MS = 300_000;
 /** The score of an unranked match: FTS5's clamped IDF (1e-6), as BM25 would score a term in most chunks. */
@@ -215,12 +221,14 @@ export class SqliteCorpusStore implements CorpusStore {
   /**
    * Chunks holding `token`. fts5vocab counts them by walking the token's posting list (~20 ms for a
    * token in 250k chunks), so counts are cached until the corpus grows or shrinks by more than
-   * DF_CACHE_DRIFT or DF_CACHE_TTL_MS passes: pruning needs the order of magnitude, not the count.
+   * DF_CACHE_DRIFT (and DF_CACHE_MIN_AGE_MS passed) or DF_CACHE_TTL_MS passes: pruning needs the
+   * order of magnitude, not the count.
    */
   private tokenDf(token: string, total: number): number {
     const now = Date.now();
     const hit = this.dfCache.get(token);
-    if (hit && now - hit.atMs < DF_CACHE_TTL_MS && Math.abs(total - hit.total) <= hit.total * DF_CACHE_DRIFT) return hit.df;
+    const age = hit ? now - hit.atMs : Infinity;
+    if (hit && age < DF_CACHE_TTL_MS && (age < DF_CACHE_MIN_AGE_MS || Math.abs(total - hit.total) <= hit.total * DF_CACHE_DRIFT)) return hit.df;
     const df = this.c.stmt<[string], { doc: number }>('SELECT doc FROM temp.chunks_fts_vocab WHERE term = ?').get(token)?.doc ?? 0;
     if (this.dfCache.size >= STEM_CACHE_MAX) this.dfCache.clear();
     this.dfCache.set(token, { df, total, atMs: now });
