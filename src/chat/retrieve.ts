@@ -634,14 +634,29 @@ export class HybridRetriever implements Retriever {
    * `retrieve` and by the evaluation, which needs deeper lists than MAX_TOP_K.
    * 'hybrid'/'dense' without a query vector or index degrade to what can run; `mode` says what ran.
    */
-  async candidates(query: string, queryVector: Float32Array | null, opts: CandidateOptions): Promise<{ candidates: WeightedCandidate[]; mode: RetrievalMode; timings: CandidateTimings }> {
+  async candidates(
+    query: string,
+    vectorIn: Float32Array | null | Promise<Float32Array | null>,
+    opts: CandidateOptions,
+  ): Promise<{ candidates: WeightedCandidate[]; mode: RetrievalMode; timings: CandidateTimings }> {
     const bm25Limit = opts.bm25Limit ?? BM25_CANDIDATES;
     const denseLimit = opts.denseLimit ?? DENSE_CANDIDATES;
+    let t0 = performance.now();
+    // The full-text searches run (on the reader thread) while the query is still being embedded
+    // (in an embedding worker): a dense-only request, which falls back to them without a vector,
+    // waits for the vector first.
+    const searchLexical = async (): Promise<[number[], number[]]> =>
+      Promise.all([
+        this.searchBm25(query, bm25Limit, opts.collection, opts.excludeCollections).then((hits) => hits.map((h) => h.chunkId)),
+        this.documentList(query, opts.documentLimit ?? this.documentCandidates, opts.collection, opts.excludeCollections),
+      ]);
+    const early = opts.mode === 'dense' ? null : searchLexical();
+    // Settled even when the vector fails, so no rejection is left unhandled while it is awaited.
+    void early?.catch(() => undefined);
+    const queryVector = await vectorIn;
     const canDense = this.index !== null && queryVector !== null;
     const mode: RetrievalMode = !canDense ? 'bm25' : opts.mode;
-    let t0 = performance.now();
-    const bm25 = mode === 'dense' ? [] : (await this.searchBm25(query, bm25Limit, opts.collection, opts.excludeCollections)).map((h) => h.chunkId);
-    const documents = mode === 'dense' ? [] : await this.documentList(query, opts.documentLimit ?? this.documentCandidates, opts.collection, opts.excludeCollections);
+    const [bm25, documents] = mode === 'dense' ? [[], []] : await (early ?? searchLexical());
     const bm25_ms = elapsed(t0);
     t0 = performance.now();
     const dense = mode === 'bm25' || !queryVector ? [] : (await this.searchDense(queryVector, denseLimit, opts.collection, opts.excludeCollections)).map((h) => h.chunkId);
@@ -679,19 +694,21 @@ export class HybridRetriever implements Retriever {
    */
   async retrieve(req: RetrieveRequest): Promise<RetrieveResult> {
     validateRequest(req);
-    let queryVector: Float32Array | null = null;
+    let queryVector: Promise<Float32Array | null> | null = null;
     let embed_ms = 0;
     let fallback = false;
     if (this.embedder && this.index && req.mode !== 'bm25') {
       const t0 = performance.now();
-      try {
-        queryVector = (await this.embedder.embed([req.query]))[0] ?? null;
-      } catch (err) {
-        // A crashed embedding worker is being respawned: answer from BM25 meanwhile.
-        if (!(err instanceof EmbedderUnavailableError)) throw err;
-        fallback = true;
-      }
-      embed_ms = elapsed(t0);
+      queryVector = this.embedder.embed([req.query]).then(
+        (vectors) => vectors[0] ?? null,
+        (err: unknown) => {
+          // A crashed embedding worker is being respawned: answer from BM25 meanwhile.
+          if (!(err instanceof EmbedderUnavailableError)) throw err;
+          fallback = true;
+          return null;
+        },
+      );
+      void queryVector.then(() => (embed_ms = elapsed(t0)), () => undefined);
     }
     const result = await this.retrieveWithVector(req, queryVector);
     result.timings.embed_ms = embed_ms;
@@ -705,11 +722,15 @@ export class HybridRetriever implements Retriever {
    * near-duplicate removal and loading the returned chunks.
    * @throws ValidationError for an empty query or topK outside 1..MAX_TOP_K.
    */
-  async retrieveWithVector(req: RetrieveRequest, queryVector: Float32Array | null): Promise<RetrieveResult> {
+  async retrieveWithVector(req: RetrieveRequest, vectorIn: Float32Array | null | Promise<Float32Array | null>): Promise<RetrieveResult> {
     validateRequest(req);
-    if (queryVector && this.index && queryVector.length !== this.index.meta.dimension) {
-      throw new ValidationError(`query vector has ${queryVector.length} dimensions, the index has ${this.index.meta.dimension}`);
-    }
+    const checked = (v: Float32Array | null): Float32Array | null => {
+      if (v && this.index && v.length !== this.index.meta.dimension) {
+        throw new ValidationError(`query vector has ${v.length} dimensions, the index has ${this.index.meta.dimension}`);
+      }
+      return v;
+    };
+    const queryVector = vectorIn instanceof Promise ? vectorIn.then(checked) : checked(vectorIn);
     if (this.syncEveryRequest) await this.syncer.catchUp();
     const { candidates, mode, timings } = await this.candidates(req.query, queryVector, {
       mode: req.mode ?? 'hybrid', collection: req.collection, excludeCollections: req.excludeCollections, fusion: req.fusion,
@@ -740,7 +761,8 @@ export class HybridRetriever implements Retriever {
     return {
       chunks,
       mode,
-      queryVector,
+      // Settled by now: candidates() awaited it.
+      queryVector: await queryVector,
       timings: { embed_ms: 0, bm25_ms: timings.bm25_ms, dense_ms: timings.dense_ms, fuse_ms: timings.fuse_ms },
     };
   }
