@@ -65,6 +65,10 @@ const { values } = parseArgs({
     reuse: { type: 'string' },
     /** Only the full-text figures (BM25 search, BM25-only retrieval): no HNSW build. */
     'bm25-only': { type: 'boolean', default: false },
+    /** With --bm25-only: write each query's BM25 top 10 here (JSON), to compare a change against with --baseline. */
+    dump: { type: 'string' },
+    /** With --bm25-only: a --dump file of the same queries; reports the top-10 overlap with it. */
+    baseline: { type: 'string' },
     /** A scratch PostgreSQL database (emptied first): the same corpus, queries and vectors on the PostgreSQL engine. */
     postgres: { type: 'string' },
   },
@@ -403,8 +407,10 @@ async function main() {
 /** `--bm25-only`: the full-text figures on the seeded corpus (no HNSW), same queries as a full run. */
 async function bm25Only(store: ReturnType<typeof openSqliteStore>, topics: string[][], mem: Record<string, ReturnType<typeof memory>>, sqliteSeconds: number, seeded: boolean): Promise<void> {
   const retriever = new HybridRetriever({ store, embedder: null, index: null });
+  const clusterOf: number[] = [];
   const queries = Array.from({ length: Q + WARMUP_QUERIES }, () => {
     const c = Math.floor(rand() * CLUSTERS);
+    clusterOf.push(c);
     const t = topics[c]!;
     const pick = () => t[Math.floor(rand() * TOPIC_WORDS)]!;
     return `${pick()} ${pick()} ${pick()} ${vocab[zipfRank(100)]}`;
@@ -423,6 +429,31 @@ async function bm25Only(store: ReturnType<typeof openSqliteStore>, topics: strin
   const bm25Search = await time((q) => retriever.searchBm25(q, BM25_CANDIDATES));
   log('timing bm25-only retrieval');
   const bm25Retrieve = await time((q) => retriever.retrieveWithVector({ query: q, topK: 10 }, null));
+  // Quality proxy: the share of each query's BM25 top 10 from the query's own cluster (its chunks'
+  // heading path starts with the cluster's third topic word), and the overlap with --baseline.
+  const top10: number[][] = [];
+  let onTopic = 0;
+  let listed = 0;
+  for (const [i, q] of queries.slice(WARMUP_QUERIES).entries()) {
+    const ids = (await retriever.searchBm25(q, 10)).map((h) => h.chunkId);
+    top10.push(ids);
+    const prefix = `${topics[clusterOf[i + WARMUP_QUERIES]!]![2]} >`;
+    for (const r of await store.corpus.chunkRecords(ids)) if (r.headingPath.startsWith(prefix)) onTopic++;
+    listed += ids.length;
+  }
+  if (values.dump) fs.writeFileSync(values.dump, JSON.stringify(top10));
+  let overlap: number | null = null;
+  if (values.baseline) {
+    const base = JSON.parse(fs.readFileSync(values.baseline, 'utf8')) as number[][];
+    let shared = 0;
+    let total = 0;
+    top10.forEach((ids, i) => {
+      const b = new Set(base[i] ?? []);
+      shared += ids.filter((id) => b.has(id)).length;
+      total += Math.max(b.size, ids.length);
+    });
+    overlap = total === 0 ? null : round(shared / total);
+  }
   retriever.close();
   mem.end = memory();
   await store.close();
@@ -437,6 +468,8 @@ async function bm25Only(store: ReturnType<typeof openSqliteStore>, topics: strin
     memory: mem,
     bm25_search_ms: stats(bm25Search),
     bm25_retrieve_ms: stats(bm25Retrieve),
+    bm25_top10_on_topic: listed === 0 ? null : round(listed === 0 ? 0 : onTopic / listed),
+    bm25_top10_overlap_with_baseline: overlap,
   };
   process.stdout.write(`${JSON.stringify(out)}\n`);
 }
