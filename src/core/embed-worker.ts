@@ -91,8 +91,16 @@ async function embed(texts: string[]): Promise<Float32Array> {
 // One request at a time: onnxruntime-node's run() is asynchronous, and several runs in flight at
 // once oversubscribe the cores (measured: 15 chunks/s instead of 40 on 2 cores).
 let chain: Promise<void> = Promise.resolve();
+/** Set by an `exit` request: queued batches are skipped, the run in flight finishes, then the thread exits. */
+let exiting = false;
 
 port.on('message', (msg: EmbedWorkerRequest) => {
+  if (msg.type === 'exit') {
+    exiting = true;
+    const code = msg.code;
+    chain = chain.then(() => process.exit(code));
+    return;
+  }
   if (msg.type === 'init') {
     chain = chain.then(() =>
       init().then(
@@ -103,9 +111,11 @@ port.on('message', (msg: EmbedWorkerRequest) => {
     return;
   }
   chain = chain.then(() =>
-    embed(msg.texts).then(
-      (vectors) => port.postMessage({ type: 'vectors', id: msg.id, vectors } satisfies EmbedWorkerReply, [vectors.buffer as ArrayBuffer]),
-      (err: unknown) => port.postMessage({ type: 'error', id: msg.id, message: (err as Error).message ?? String(err) } satisfies EmbedWorkerReply),
-    ),
+    exiting
+      ? undefined
+      : embed(msg.texts).then(
+          (vectors) => port.postMessage({ type: 'vectors', id: msg.id, vectors } satisfies EmbedWorkerReply, [vectors.buffer as ArrayBuffer]),
+          (err: unknown) => port.postMessage({ type: 'error', id: msg.id, message: (err as Error).message ?? String(err) } satisfies EmbedWorkerReply),
+        ),
   );
 });

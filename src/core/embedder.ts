@@ -39,7 +39,29 @@ export interface EmbedWorkerData {
   defaultMaxTokens: number | undefined;
 }
 
-export type EmbedWorkerRequest = { type: 'init' } | { type: 'embed'; id: number; texts: string[] };
+/**
+ * `exit`: the worker skips the batches still queued, lets the run in flight finish and exits with
+ * `code`. Terminating a worker during an onnxruntime run can abort the whole process ("terminate
+ * called after throwing an instance of 'Napi::Error'", seen once in a CI run), so workers are always
+ * asked to leave, and terminated only if they do not within EMBED_WORKER_EXIT_MS.
+ */
+export type EmbedWorkerRequest = { type: 'init' } | { type: 'embed'; id: number; texts: string[] } | { type: 'exit'; code: number };
+
+/** How long a worker asked to exit gets before it is terminated, in ms. */
+export const EMBED_WORKER_EXIT_MS = 10_000;
+
+/** Asks `worker` to exit with `code` after its run in flight; terminates it after EMBED_WORKER_EXIT_MS. Resolves once it has exited. */
+async function stopWorker(worker: Worker, code: number): Promise<void> {
+  const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+  try {
+    worker.postMessage({ type: 'exit', code } satisfies EmbedWorkerRequest);
+  } catch {
+    // Already gone.
+  }
+  const timer = setTimeout(() => void worker.terminate().catch(() => {}), EMBED_WORKER_EXIT_MS);
+  await exited;
+  clearTimeout(timer);
+}
 export type EmbedWorkerReply =
   | { type: 'ready'; dimension: number; maxTokens: number; pooling: 'mean' | 'cls'; normalize: boolean }
   | { type: 'vectors'; id: number; vectors: Float32Array }
@@ -215,9 +237,7 @@ export class TransformersEmbedder implements Embedder {
   async crashWorkerForTest(index: number): Promise<void> {
     const worker = this.slots[index]?.worker;
     if (!worker) return;
-    const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
-    await worker.terminate();
-    await exited;
+    await stopWorker(worker, 1);
   }
 
   /**
@@ -314,7 +334,7 @@ export class TransformersEmbedder implements Embedder {
       slot.worker = null;
       this.rejectPending(slot, closed);
     }
-    await Promise.all(workers.map((w) => w.terminate()));
+    await Promise.all(workers.map((w) => stopWorker(w, 0)));
   }
 }
 
