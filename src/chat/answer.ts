@@ -28,6 +28,7 @@ import { fitContext, formatContext, formatHistory, toPassages } from './context.
 import { retrievalQuery } from './follow-up.ts';
 import type { LoggedChunk, Logger, PredictionRecord, PredictionWriteOutcome } from './log.ts';
 import { silentLogger, writePredictionLog } from './log.ts';
+import type { FifoGate } from './gate.ts';
 import type { ChatMetrics } from './metrics.ts';
 import type { FusionSettings, RetrievedChunk, Retriever, RetrieveResult } from './types.ts';
 import type { User } from './users.ts';
@@ -61,6 +62,11 @@ export interface AnswerDeps {
   logger?: Logger | undefined;
   /** The release answering (issue 15): logged with the row, returned as `release`; its retrieval settings apply. */
   release?: AnswerRelease | undefined;
+  /**
+   * Admission control (src/chat/gate.ts): an answer holds a turn from its features to the end of an
+   * extractive generation (a remote or queued model is released before generating). Absent: no limit.
+   */
+  gate?: FifoGate | undefined;
 }
 
 /** Which release answers a turn, on which arm, with its retrieval settings. */
@@ -254,8 +260,10 @@ export async function answerTurn(deps: AnswerDeps, input: TurnInput, opts: TurnO
     evidence,
   });
 
+  let leave: (() => void) | null = null;
   try {
     throwIfCancelled(opts.signal);
+    leave = deps.gate ? await deps.gate.enter(opts.signal) : null;
     // 1. Features: what the store knows (precomputed) + what this request says (on-demand).
     const tf = performance.now();
     // A collection named in the features but no longer readable (a revoke since) is dropped.
@@ -321,7 +329,12 @@ export async function answerTurn(deps: AnswerDeps, input: TurnInput, opts: TurnO
     }
     rendered = render(formatContext(kept), usedHistory);
 
-    // 4. Generation (queued; streams through onToken).
+    // 4. Generation (queued; streams through onToken). Only the extractive answerer computes in this
+    // process: any other model has its own queue, so the turn ends here.
+    if (model.backend !== 'extractive') {
+      leave?.();
+      leave = null;
+    }
     const tg = performance.now();
     try {
       result = await deps.generator.run({
@@ -341,6 +354,8 @@ export async function answerTurn(deps: AnswerDeps, input: TurnInput, opts: TurnO
       deps.metrics?.generateDuration.observe({}, timings.generate_ms / 1000);
       if (timings.first_token_ms !== null) deps.metrics?.firstTokenDuration.observe({}, timings.first_token_ms / 1000);
     }
+    leave?.();
+    leave = null;
     // A backend that finished although the client left still counts as cancelled: nobody got it.
     throwIfCancelled(opts.signal);
 
@@ -398,6 +413,8 @@ export async function answerTurn(deps: AnswerDeps, input: TurnInput, opts: TurnO
     }
     deps.metrics?.answers.inc({ endpoint: input.endpoint, status });
     throw err;
+  } finally {
+    leave?.();
   }
 }
 

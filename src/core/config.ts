@@ -92,6 +92,8 @@ const envSchema = z.object({
   MNEME_MAX_MESSAGE_CHARS: intIn(1, 1_000_000).default(8000),
   MNEME_RATE_LIMIT_PER_MIN: intIn(0, 1_000_000).default(120),
   MNEME_QUEUE_MAX: intIn(1, 100_000).default(64),
+  /** Answers computed at once (features, retrieval, extractive generation); the others wait in line. 0 = 2 × cores. */
+  MNEME_ANSWER_CONCURRENCY: intIn(0, 10_000).default(0),
   MNEME_JSON_MAX_DEPTH: intIn(2, 10_000).default(64),
   MNEME_AUTH_FAIL_PER_MIN: intIn(0, 1_000_000).default(20),
   MNEME_SHUTDOWN_GRACE_S: numIn(0, 3600).default(10),
@@ -157,6 +159,8 @@ export interface Config {
     maxMessageChars: number;
     rateLimitPerMin: number;
     queueMax: number;
+    /** Answers whose CPU-bound stages run at once (MNEME_ANSWER_CONCURRENCY; default 2 × cores). */
+    answerConcurrency: number;
     /** Deepest nesting of arrays/objects accepted in a JSON body, in levels (400 beyond). */
     jsonMaxDepth: number;
     /** Failed authentications (401) allowed per client IP per minute before 429; 0 = unlimited. */
@@ -324,6 +328,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxMessageChars: e.MNEME_MAX_MESSAGE_CHARS,
       rateLimitPerMin: e.MNEME_RATE_LIMIT_PER_MIN,
       queueMax: e.MNEME_QUEUE_MAX,
+      answerConcurrency: e.MNEME_ANSWER_CONCURRENCY === 0 ? 2 * os.availableParallelism() : e.MNEME_ANSWER_CONCURRENCY,
       jsonMaxDepth: e.MNEME_JSON_MAX_DEPTH,
       authFailPerMin: e.MNEME_AUTH_FAIL_PER_MIN,
       shutdownGraceMs: Math.round(e.MNEME_SHUTDOWN_GRACE_S * 1000),

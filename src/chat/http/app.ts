@@ -12,6 +12,7 @@ import type { Express, RequestHandler } from 'express';
 import { NotFoundError, UnavailableError } from '../../core/errors.ts';
 import { DEFAULT_TOP_K } from '../answer.ts';
 import { silentLogger } from '../log.ts';
+import { FifoGate } from '../gate.ts';
 import { ChatMetrics } from '../metrics.ts';
 import { TokenBucketLimiter } from '../rate-limit.ts';
 import { KeyUseRecorder, authenticate, currentUser } from './auth.ts';
@@ -94,6 +95,7 @@ export function createApp(deps: AppDeps): Express {
       features: deps.features,
       metrics,
       logger,
+      gate: new FifoGate(deps.config.server.answerConcurrency),
     },
   };
 

@@ -18,6 +18,7 @@ import { PROMPTS_DIR, PromptStore } from '../../core/prompts.ts';
 import { FeatureStore } from '../../features/store.ts';
 import type { Logger } from '../log.ts';
 import { silentLogger } from '../log.ts';
+import { FifoGate } from '../gate.ts';
 import { ChatMetrics } from '../metrics.ts';
 import { GenerationQueue } from '../queue.ts';
 import { HybridRetriever } from '../retrieve.ts';
@@ -156,7 +157,8 @@ export async function buildServerDeps(config: Config, options: BuildServerDepsOp
     if (initial.created) logger.info('a release made from the configuration is live', { release: initial.live.name });
     pool = new ModelPool(config.server.queueMax, generationConcurrency);
     pool.add(configModelKey(config), model, queue);
-    router = new ReleaseRouter({ store, config, models: pool, logger, base: { store, retriever, features, metrics, logger } });
+    const answerGate = new FifoGate(config.server.answerConcurrency);
+    router = new ReleaseRouter({ store, config, models: pool, logger, base: { store, retriever, features, metrics, logger, gate: answerGate } });
     await router.start();
     const ownedRouter = router;
     const ownedPool = pool;
