@@ -126,10 +126,11 @@ async function generate(msg: Extract<LlmWorkerRequest, { type: 'generate' }>): P
     // top_k 0 = the whole vocabulary: the logged sampling parameters are the only ones applied.
     top_k: 0,
     logits_processor: doSample && sampling.topP < 1 ? [new TopP(sampling.topP)] : null,
-    stopping_criteria: [new Flagged(() => final !== null || Atomics.load(cancel, 0) !== 0)],
+    stopping_criteria: [new Flagged(() => final !== null || Atomics.load(cancel, 0) !== 0 || exitCode !== null)],
     streamer: new Streamer(),
   } as unknown as Parameters<PreTrainedModel['generate']>[0]);
 
+  if (exitCode !== null) return; // leaving: no reply (the caller sees the exit)
   const cancelled = Atomics.load(cancel, 0) !== 0;
   let text = final;
   if (text === null) {
@@ -146,8 +147,25 @@ async function generate(msg: Extract<LlmWorkerRequest, { type: 'generate' }>): P
   });
 }
 
+/** Set by an `exit` request (see LlmWorkerRequest): the generation in flight stops, then the thread exits. */
+let exitCode: number | null = null;
+let running = 0;
+
 port.on('message', (msg: LlmWorkerRequest) => {
-  generate(msg).catch((err: unknown) => post({ type: 'error', id: msg.id, message: (err as Error).message ?? String(err) }));
+  if (msg.type === 'exit') {
+    exitCode = msg.code;
+    if (running === 0) process.exit(exitCode);
+    return;
+  }
+  running++;
+  generate(msg)
+    .catch((err: unknown) => {
+      if (exitCode === null) post({ type: 'error', id: msg.id, message: (err as Error).message ?? String(err) });
+    })
+    .finally(() => {
+      running--;
+      if (exitCode !== null) process.exit(exitCode);
+    });
 });
 
 init().catch((err: unknown) => post({ type: 'load-error', message: (err as Error).message ?? String(err) }));

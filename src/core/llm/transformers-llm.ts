@@ -37,7 +37,18 @@ export interface LlmWorkerData {
   dtype: string;
 }
 
-export type LlmWorkerRequest = { type: 'generate'; id: number; inputIds: number[]; sampling: SamplingParams; cancel: SharedArrayBuffer };
+/**
+ * `exit`: the worker stops the generation in flight after its current step (no `done` is sent) and
+ * exits with `code`. Terminating a worker during an onnxruntime run can abort the whole process
+ * ("terminate called after throwing an instance of 'Napi::Error'"), so the worker is asked to leave
+ * and terminated only if it has not within LLM_WORKER_EXIT_MS.
+ */
+export type LlmWorkerRequest =
+  | { type: 'generate'; id: number; inputIds: number[]; sampling: SamplingParams; cancel: SharedArrayBuffer }
+  | { type: 'exit'; code: number };
+
+/** How long the generation worker asked to exit gets before it is terminated, in ms. */
+export const LLM_WORKER_EXIT_MS = 10_000;
 
 export type LlmWorkerReply =
   | { type: 'ready'; tokenizerJson: unknown; tokenizerConfig: unknown; maxPositions: number | null; eosTokenIds: number[] }
@@ -406,6 +417,27 @@ export class TransformersChatModel implements ChatModel {
   async close(): Promise<void> {
     this.closing = true;
     this.failPending(new UnavailableError('shutting_down', 'the chat model is closed'));
-    await this.worker.terminate();
+    await this.stopWorker(0);
+  }
+
+  /**
+   * Test hook: makes the worker exit with code 1 after its current step, as a crash would look from
+   * here (the request in flight fails, the model is marked failed). Resolves once it has exited.
+   */
+  async crashWorkerForTest(): Promise<void> {
+    await this.stopWorker(1);
+  }
+
+  private async stopWorker(code: number): Promise<void> {
+    const exited = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
+    try {
+      this.worker.postMessage({ type: 'exit', code } satisfies LlmWorkerRequest);
+    } catch {
+      // Already gone.
+    }
+    const timer = setTimeout(() => void this.worker.terminate().catch(() => {}), LLM_WORKER_EXIT_MS);
+    // A worker that already exited never emits 'exit' again: threadId is -1 once it has.
+    if (this.worker.threadId !== -1) await exited;
+    clearTimeout(timer);
   }
 }

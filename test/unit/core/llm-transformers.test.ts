@@ -106,8 +106,10 @@ describe('TransformersChatModel failures', () => {
         onToken: () => {
           if (killed) return;
           killed = true;
-          // What an out-of-memory kill or a native crash in onnxruntime looks like from here.
-          void (m as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
+          // What an out-of-memory kill or a native crash in onnxruntime looks like from here (the
+          // worker exits with code 1 after its current step: terminating it mid-run can abort this
+          // very process, see LlmWorkerRequest).
+          void m.crashWorkerForTest();
         },
       }),
     );
