@@ -3,7 +3,7 @@
  *
  *   node --import tsx bench/retrieval.ts [--chunks 100000] [--queries 1000] [--dim 384] [--clusters 1000]
  *                                        [--recall-queries 300] [--seed 1] [--threads CORES] [--shards N]
- *                                        [--ef-construction 100] [--keep DIR]
+ *                                        [--ef-construction 100] [--keep DIR] [--plain-bm25]
  *
  * Corpus: N chunks of 384-d unit vectors drawn around C Gaussian cluster centres, each with ~80 words
  * of text (70% from a Zipf-distributed 50k-word vocabulary, 30% from its cluster's 20 topic words),
@@ -69,6 +69,8 @@ const { values } = parseArgs({
     dump: { type: 'string' },
     /** With --bm25-only: a --dump file of the same queries; reports the top-10 overlap with it. */
     baseline: { type: 'string' },
+    /** Every BM25 search as one plain FTS5 query (no MaxScore split, src/core/store/sqlite/bm25-split.ts): the figures before it. */
+    'plain-bm25': { type: 'boolean', default: false },
     /** A scratch PostgreSQL database (emptied first): the same corpus, queries and vectors on the PostgreSQL engine. */
     postgres: { type: 'string' },
   },
@@ -182,6 +184,7 @@ async function main() {
   try {
     log(`scratch data dir ${dir}; ${N} chunks × ${DIM}-d, ${CLUSTERS} clusters, ${Q} queries`);
     const store = openSqliteStore(path.join(dir, 'mneme.sqlite'));
+    if (values['plain-bm25']) store.corpus.bm25SplitMinRows = null;
     // Seeding writes rows straight through the engine's schema (triggers fill FTS5 and the feed): a
     // bench of retrieval, not of ingestion.
     const db = store.connection.db;
@@ -386,6 +389,7 @@ async function main() {
         fuse_hydrate_dedupe: round(stages.fuse_ms / (Q + WARMUP_QUERIES)),
       },
       hybrid_without_document_list_ms: stats(hybridNoDocList),
+      bm25_paths: { ...store.corpus.bm25Paths },
       hybrid_avg_returned: round(hybridReturned / (Q + WARMUP_QUERIES), 2),
       recall_at_10: recall,
       dense_ms_at_ef: denseAtEf,
@@ -456,6 +460,7 @@ async function bm25Only(store: ReturnType<typeof openSqliteStore>, topics: strin
   }
   retriever.close();
   mem.end = memory();
+  const bm25Paths = { ...store.corpus.bm25Paths };
   await store.close();
   const out = {
     bench: 'retrieval',
@@ -470,6 +475,7 @@ async function bm25Only(store: ReturnType<typeof openSqliteStore>, topics: strin
     bm25_retrieve_ms: stats(bm25Retrieve),
     bm25_top10_on_topic: listed === 0 ? null : round(listed === 0 ? 0 : onTopic / listed),
     bm25_top10_overlap_with_baseline: overlap,
+    bm25_paths: bm25Paths,
   };
   process.stdout.write(`${JSON.stringify(out)}\n`);
 }

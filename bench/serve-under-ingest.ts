@@ -7,7 +7,10 @@
  *   node --import tsx bench/serve-under-ingest.ts [--records 250000] [--docs DIR] [--clients 20]
  *        [--health-clients 2] [--seconds 30] [--model DIR] [--timeout-ms 30000] [--max-busy-seconds 900]
  *
- * The idle phase lasts `--seconds`; the busy phase lasts the whole ingest (capped).
+ * The idle phase lasts `--seconds`; the busy phase lasts the whole ingest (capped); then, once the
+ * server has applied every change, the same load runs `--seconds` again on the grown corpus
+ * (`idle_after_ingest`): the busy p99 is given against both idle figures, the second one without the
+ * corpus's growth (17 chunks before, ~260k after) in it.
  *
  * Targets (issue "One data layer"): chat and /healthz p99 during the ingest ≤ 2× the idle p99, no
  * request over 2 s, no timeouts. The server is its own process (as `mneme serve` runs); the ingest is
@@ -151,6 +154,18 @@ async function load(url: string, key: string, seconds: number, until?: Promise<u
   return { chat: summarize(chatLat, chatT.n, chatErr), health: summarize(hLat, hT.n, hErr), slow_chat_by_5s: slow, slow_chat_timings: slowTimings };
 }
 
+/** Waits (at most 5 min) until /healthz reports index_lag 0: the server applied every change of the ingest. */
+async function waitIndexCaughtUp(url: string): Promise<void> {
+  const until = performance.now() + 300_000;
+  while (performance.now() < until) {
+    const h = (await fetch(`${url}/healthz`)
+      .then((r) => r.json())
+      .catch(() => ({}))) as { index_lag?: number };
+    if ((h.index_lag ?? 0) === 0) return;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
 function hugeJson(dir: string, n: number): string {
   const file = path.join(dir, 'records.json');
   const parts: string[] = [];
@@ -207,6 +222,10 @@ async function main(): Promise<void> {
       .then((r) => r.json())
       .catch((e: unknown) => ({ error: String(e) }));
     const ing = await ingestDone;
+    // The same load on the corpus the ingest left (the server caught up, nothing writing): what the
+    // corpus's growth alone costs, so the busy/idle ratio can be read without it.
+    await waitIndexCaughtUp(url);
+    const idleAfter = await load(url, key, SECONDS);
     server.kill('SIGTERM');
     await finished(server);
     const summary = (() => {
@@ -229,6 +248,9 @@ async function main(): Promise<void> {
         during_ingest: busy,
         chat_p99_ratio: ratio(busy.chat.p99_ms, idle.chat.p99_ms),
         health_p99_ratio: ratio(busy.health.p99_ms, idle.health.p99_ms),
+        idle_after_ingest: idleAfter,
+        chat_p99_ratio_to_idle_after: ratio(busy.chat.p99_ms, idleAfter.chat.p99_ms),
+        health_p99_ratio_to_idle_after: ratio(busy.health.p99_ms, idleAfter.health.p99_ms),
         health_after_window: health,
         ingest: { exit_code: ing.code, seconds: Math.round(ing.seconds), chunks_added: summary.chunks_added ?? null, documents_added: summary.documents_added ?? null },
         ingest_log: ingestLog.slice(-40),

@@ -37,6 +37,8 @@ import type { SqliteConnection } from './connection.ts';
 import type { SqliteReader } from './reader.ts';
 import type { PrunedQuery } from './fts-query.ts';
 import { DOC_FTS_MAX_CHUNKS, FTS_TOKENIZER, ftsTerms, pruneTerms, termsToFtsQuery } from './fts-query.ts';
+import { SPLIT_MIN_OPTIONAL_ROWS, mergeSplit, splitSettled, splitTerms } from './bm25-split.ts';
+import type { LexicalTerm, ScoredRow } from './bm25-split.ts';
 
 /**
  * Most chunks written (or deleted) in one transaction (default 200). A document with more is
@@ -189,6 +191,15 @@ export class SqliteCorpusStore implements CorpusStore {
   /** Set by a server (SqliteStore.startReader): the heavy full-text searches run on its thread. */
   private reader: SqliteReader | null = null;
 
+  /**
+   * The smallest number of rows of optional terms for which a BM25 search is split (bm25-split.ts,
+   * default SPLIT_MIN_OPTIONAL_ROWS); null: every search runs as one plain FTS5 query. Benchmarks
+   * and the test comparing both paths set it.
+   */
+  bm25SplitMinRows: number | null = SPLIT_MIN_OPTIONAL_ROWS;
+  /** How this connection's ranked BM25 searches ran: plain, split with Q3 skipped, split with Q3 run. */
+  readonly bm25Paths = { plain: 0, settled: 0, unsettled: 0 };
+
   constructor(private readonly c: SqliteConnection) {}
 
   /** Sends searchText / searchDocuments / bestChunks to `reader` (null: back to this connection). */
@@ -202,9 +213,9 @@ export class SqliteCorpusStore implements CorpusStore {
    * its rarest FTS5 token (stems as the tokenizer makes them, see stemsOf). The chunk count is
    * max(chunk id), an upper bound.
    */
-  private searchTerms(query: string): PrunedQuery {
+  private searchTerms(query: string): PrunedQuery & { lexical: LexicalTerm[]; total: number } {
     const terms = ftsTerms(query);
-    if (terms.length === 0) return { terms, unranked: false };
+    if (terms.length === 0) return { terms, unranked: false, lexical: [], total: 0 };
     if (!this.vocabReady) {
       this.c.db.exec("CREATE VIRTUAL TABLE IF NOT EXISTS temp.chunks_fts_vocab USING fts5vocab(main, chunks_fts, 'row')");
       this.vocabReady = true;
@@ -214,8 +225,14 @@ export class SqliteCorpusStore implements CorpusStore {
     // PRUNE_MIN_DF rule, whose quality was measured that way (with stems it also prunes "index",
     // "create"…: manual hit@1 0.735 → 0.676); its stems' (what FTS5 really scans) drive the IDF-0 rule.
     const typed = terms.map((t) => this.tokenDf(t, total));
-    const stemmed = this.stemsOf(terms).map((tokens) => (tokens.length === 0 ? 0 : Math.min(...tokens.map((t) => this.tokenDf(t, total)))));
-    return pruneTerms(terms, typed, total, stemmed);
+    const stems = this.stemsOf(terms);
+    const stemmed = stems.map((tokens) => (tokens.length === 0 ? 0 : Math.min(...tokens.map((t) => this.tokenDf(t, total)))));
+    const pruned = pruneTerms(terms, typed, total, stemmed);
+    const lexical = pruned.terms.map((term) => {
+      const i = terms.indexOf(term);
+      return { term, df: stemmed[i] ?? 0, singleToken: stems[i]?.length === 1 };
+    });
+    return { ...pruned, lexical, total };
   }
 
   /**
@@ -587,19 +604,38 @@ export class SqliteCorpusStore implements CorpusStore {
     const { limit, collection } = opts;
     const exclude = excludeParam(opts.excludeCollections);
     if (pruned.unranked) return this.unrankedMatches(match, limit, collection ?? null, exclude);
+    const topK = (m: string) => this.rankedChunks(m, limit, collection ?? null, exclude);
+    const split = this.bm25SplitMinRows === null ? null : splitTerms(pruned.lexical, pruned.total, limit, this.bm25SplitMinRows);
+    if (split === null) {
+      this.bm25Paths.plain++;
+      return topK(match).map((r) => ({ chunkId: r.id, score: r.score }));
+    }
+    const essential = termsToFtsQuery(split.essential)!;
+    const optional = termsToFtsQuery(split.optional)!;
+    let rows = mergeSplit(limit, topK(essential), topK(`(${optional}) AND (${essential})`));
+    if (splitSettled(limit, rows, split.optionalBound)) this.bm25Paths.settled++;
+    else {
+      this.bm25Paths.unsettled++;
+      rows = mergeSplit(limit, rows, [], topK(`(${optional}) NOT (${essential})`));
+    }
+    return rows.map((r) => ({ chunkId: r.id, score: r.score }));
+  }
+
+  /** The best `limit` live chunks for an FTS5 MATCH expression, in scope, by bm25 (score: higher is better). */
+  private rankedChunks(match: string, limit: number, collection: string | null, exclude: string | null): ScoredRow[] {
     type Row = { id: number; rank: number };
     const run = (inner: number) =>
       exclude !== null
         ? this.c
             .stmt<{ match: string; inner: number; limit: number; collection: string | null; exclude: string }, Row>(SQL_BM25_SCOPED)
-            .all({ match, inner, limit, collection: collection ?? null, exclude })
-        : collection === undefined
+            .all({ match, inner, limit, collection, exclude })
+        : collection === null
           ? this.c.stmt<{ match: string; inner: number; limit: number }, Row>(SQL_BM25).all({ match, inner, limit })
           : this.c.stmt<{ match: string; inner: number; limit: number; collection: string }, Row>(SQL_BM25_COLLECTION).all({ match, inner, limit, collection });
-    let rows = run(collection === undefined && exclude === null ? limit : limit * BM25_FILTER_OVERFETCH);
+    let rows = run(collection === null && exclude === null ? limit : limit * BM25_FILTER_OVERFETCH);
     // Too few survived the outside filter: the inner limit may have cut matches that would pass it.
     if (rows.length < limit) rows = run(-1);
-    return rows.map((r) => ({ chunkId: r.id, score: -r.rank }));
+    return rows.map((r) => ({ id: r.id, score: -r.rank }));
   }
 
   /**

@@ -1,0 +1,131 @@
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  FTS5_BM25_K1,
+  SPLIT_MIN_OPTIONAL_ROWS,
+  bm25Idf,
+  mergeSplit,
+  splitSettled,
+  splitTerms,
+  termScoreBound,
+} from '../../../src/core/store/sqlite/bm25-split.ts';
+import type { ScoredChunkRef } from '../../../src/core/store/corpus.ts';
+import { openSqliteStore } from '../../../src/core/store/sqlite/index.ts';
+import type { SqliteStore } from '../../../src/core/store/sqlite/index.ts';
+import { tempDir } from '../../helpers/cli.ts';
+
+describe('splitTerms (which terms a BM25 search may leave for last)', () => {
+  const total = 1_000_000;
+  const term = (t: string, df: number, singleToken = true) => ({ term: t, df, singleToken });
+
+  it('bounds a term by (k1 + 1) × its IDF, read from a lowered frequency', () => {
+    expect(bm25Idf(10, 1000)).toBeCloseTo(Math.log(990.5 / 10.5), 12);
+    expect(bm25Idf(900, 1000)).toBe(1e-6);
+    expect(termScoreBound(1000, total)).toBeCloseTo((FTS5_BM25_K1 + 1) * bm25Idf(800, total), 12);
+  });
+
+  it('leaves a frequent term optional when its bound is below the rare terms’ guess', () => {
+    const split = splitTerms([term('rare1', 800), term('rare2', 900), term('rare3', 1200), term('common', 9000)], total, 100);
+    expect(split).toEqual({ essential: ['rare1', 'rare2', 'rare3'], optional: ['common'], optionalBound: termScoreBound(9000, total) });
+  });
+
+  it('keeps everything essential when the optional rows would be few or the bound too high', () => {
+    // Too few rows to save: the plain query is cheap.
+    expect(splitTerms([term('a', 100), term('b', 200), term('c', SPLIT_MIN_OPTIONAL_ROWS - 1)], total, 100)).toBeNull();
+    // Two terms of similar frequency: the bound of one exceeds the other's IDF.
+    expect(splitTerms([term('a', 5000), term('b', 6000)], total, 100)).toBeNull();
+    // A phrase's frequency is unknown: never optional.
+    expect(splitTerms([term('rare1', 800), term('rare2', 900), term('common phrase', 9000, false)], total, 100)).toBeNull();
+    expect(splitTerms([term('only', 9000)], total, 100)).toBeNull();
+  });
+
+  it('merges Q1 and Q2 (Q2 scores win), adds Q3, and settles only with k rows at or above the bound', () => {
+    const merged = mergeSplit(3, [{ id: 1, score: 5 }, { id: 2, score: 4 }, { id: 3, score: 1 }], [{ id: 3, score: 6 }]);
+    expect(merged).toEqual([{ id: 3, score: 6 }, { id: 1, score: 5 }, { id: 2, score: 4 }]);
+    expect(splitSettled(3, merged, 4)).toBe(true);
+    expect(splitSettled(3, merged, 4.5)).toBe(false);
+    expect(splitSettled(4, merged, 0)).toBe(false);
+    expect(mergeSplit(2, merged, [], [{ id: 9, score: 5.5 }, { id: 1, score: 99 }])).toEqual([{ id: 3, score: 6 }, { id: 9, score: 5.5 }]);
+  });
+});
+
+/** A seeded corpus: Zipf words plus each document's topic words, in two collections. */
+function corpus(seed: number, documents: number, chunksPerDocument: number) {
+  let s = seed;
+  const rand = () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648);
+  const vocab = Array.from({ length: 4000 }, (_, i) => `w${i.toString(36)}x`);
+  const zipf = () => vocab[Math.min(vocab.length - 1, Math.floor(Math.exp(rand() * Math.log(vocab.length))) - 1)]!;
+  const topics = Array.from({ length: 30 }, (_, c) => Array.from({ length: 8 }, (_, i) => `topic${c}q${i}`));
+  const docs = Array.from({ length: documents }, (_, d) => {
+    const topic = topics[d % topics.length]!;
+    const chunks = Array.from({ length: chunksPerDocument }, () => {
+      const n = 8 + Math.floor(rand() * 40);
+      return Array.from({ length: n }, () => (rand() < 0.25 ? topic[Math.floor(rand() * topic.length)]! : zipf())).join(' ');
+    });
+    return { collection: d % 3 === 0 ? 'b' : 'a', chunks };
+  });
+  const queries = Array.from({ length: 160 }, (_, i) => {
+    const topic = topics[Math.floor(rand() * topics.length)]!;
+    const pick = () => topic[Math.floor(rand() * topic.length)]!;
+    // Topic words with one mid-frequency or frequent word; some two-word queries; one phrase.
+    const frequent = vocab[Math.floor(rand() * (i % 2 === 0 ? 12 : 120))]!;
+    if (i % 5 === 0) return `${pick()} ${frequent}`;
+    if (i % 7 === 0) return `"${pick()} ${pick()}" ${frequent} ${pick()}`;
+    return `${pick()} ${pick()} ${pick()} ${frequent}`;
+  });
+  return { docs, queries };
+}
+
+/** Same length; equal scores at each rank; the same ids except where a tie straddles the cut. */
+function expectSameTopK(actual: ScoredChunkRef[], expected: ScoredChunkRef[], what: string) {
+  expect(actual.length, what).toBe(expected.length);
+  actual.forEach((a, i) => expect(Math.abs(a.score - expected[i]!.score), `${what} rank ${i}`).toBeLessThan(1e-9));
+  const last = expected.at(-1)?.score;
+  const strict = (rows: ScoredChunkRef[]) => rows.filter((r) => last === undefined || r.score - last > 1e-9).map((r) => r.chunkId).sort((x, y) => x - y);
+  expect(strict(actual), what).toEqual(strict(expected));
+}
+
+describe('SQLite searchText: the split search returns the plain search’s top k', () => {
+  let store: SqliteStore;
+  const { docs, queries } = corpus(11, 120, 150);
+
+  beforeAll(async () => {
+    store = openSqliteStore(path.join(tempDir(), 'mneme.sqlite'));
+    for (const [d, doc] of docs.entries()) {
+      const chunks = doc.chunks.map((text, ord) => ({ ord, text, headingPath: ord % 10 === 0 ? 'topic0q0 notes' : '', tokenCount: 10, contentSha256: `h${d}-${ord}` }));
+      await store.corpus.replaceDocument({ collection: doc.collection, sourceUri: `/d${d}`, contentSha256: `d${d}`, title: `document ${d}`, kind: 'text/plain', bytes: 1 }, chunks, null, null);
+    }
+  }, 120_000);
+  afterAll(async () => {
+    await store?.close();
+  });
+
+  it('FTS5 scores add up over the phrases of OR, AND and NOT (what the split relies on)', async () => {
+    const corpusStore = store.corpus as unknown as { rankedChunks(m: string, k: number, c: string | null, e: string | null): Array<{ id: number; score: number }> };
+    const score = (m: string) => new Map(corpusStore.rankedChunks(m, 100_000, null, null).map((r) => [r.id, r.score]));
+    const [a, b, c] = ['"topic1q1"', '"topic1q2"', '"w2x"'].map(score) as [Map<number, number>, Map<number, number>, Map<number, number>];
+    const sum = (id: number, parts: Array<Map<number, number>>) => parts.reduce((n, p) => n + (p.get(id) ?? 0), 0);
+    const and = score('("w2x") AND ("topic1q1" OR "topic1q2")');
+    const not = score('("w2x") NOT ("topic1q1" OR "topic1q2")');
+    expect(and.size).toBeGreaterThan(10);
+    expect(not.size).toBeGreaterThan(10);
+    for (const [id, s] of and) expect(Math.abs(s - sum(id, [a, b, c]))).toBeLessThan(1e-9);
+    for (const [id, s] of not) expect(Math.abs(s - sum(id, [c]))).toBeLessThan(1e-9);
+  });
+
+  it('for every query, scope and k, and takes both the settled and the unsettled path', async () => {
+    const corpusStore = store.corpus as unknown as { bm25SplitMinRows: number | null; bm25Paths: { plain: number; settled: number; unsettled: number } };
+    for (const [i, q] of queries.entries()) {
+      for (const opts of [{ limit: 100 }, { limit: 10 }, { limit: 30, collection: i % 2 === 0 ? 'a' : 'b' }, { limit: 50, excludeCollections: ['b'] }]) {
+        corpusStore.bm25SplitMinRows = null;
+        const plain = await store.corpus.searchText(q, opts);
+        corpusStore.bm25SplitMinRows = 0;
+        const split = await store.corpus.searchText(q, opts);
+        expectSameTopK(split, plain, `${q} ${JSON.stringify(opts)}`);
+      }
+    }
+    const paths = corpusStore.bm25Paths;
+    expect(paths.settled).toBeGreaterThan(20);
+    expect(paths.unsettled).toBeGreaterThan(5);
+  }, 120_000);
+});
