@@ -390,6 +390,7 @@ async function main() {
       },
       hybrid_without_document_list_ms: stats(hybridNoDocList),
       bm25_paths: { ...store.corpus.bm25Paths },
+      bm25_document_paths: { ...store.corpus.bm25DocumentPaths },
       hybrid_avg_returned: round(hybridReturned / (Q + WARMUP_QUERIES), 2),
       recall_at_10: recall,
       dense_ms_at_ef: denseAtEf,

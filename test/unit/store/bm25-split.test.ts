@@ -114,7 +114,7 @@ describe('SQLite searchText: the split search returns the plain search’s top k
   });
 
   it('for every query, scope and k, and takes both the settled and the unsettled path', async () => {
-    const corpusStore = store.corpus as unknown as { bm25SplitMinRows: number | null; bm25Paths: { plain: number; settled: number; unsettled: number } };
+    const corpusStore = store.corpus;
     for (const [i, q] of queries.entries()) {
       for (const opts of [{ limit: 100 }, { limit: 10 }, { limit: 30, collection: i % 2 === 0 ? 'a' : 'b' }, { limit: 50, excludeCollections: ['b'] }]) {
         corpusStore.bm25SplitMinRows = null;
@@ -122,10 +122,20 @@ describe('SQLite searchText: the split search returns the plain search’s top k
         corpusStore.bm25SplitMinRows = 0;
         const split = await store.corpus.searchText(q, opts);
         expectSameTopK(split, plain, `${q} ${JSON.stringify(opts)}`);
+        // The document-level list (documents_fts, its own frequencies) splits the same way.
+        const docOpts = { ...opts, limit: Math.min(opts.limit, 20) };
+        corpusStore.bm25SplitMinRows = null;
+        const plainDocs = await store.corpus.searchDocuments(q, docOpts);
+        corpusStore.bm25SplitMinRows = 0;
+        const splitDocs = await store.corpus.searchDocuments(q, docOpts);
+        const asRefs = (rows: Array<{ documentId: number; score: number }>) => rows.map((r) => ({ chunkId: r.documentId, score: r.score }));
+        expectSameTopK(asRefs(splitDocs), asRefs(plainDocs), `documents: ${q} ${JSON.stringify(docOpts)}`);
       }
     }
     const paths = corpusStore.bm25Paths;
     expect(paths.settled).toBeGreaterThan(20);
     expect(paths.unsettled).toBeGreaterThan(5);
+    const docPaths = corpusStore.bm25DocumentPaths;
+    expect(docPaths.settled + docPaths.unsettled).toBeGreaterThan(20);
   }, 120_000);
 });

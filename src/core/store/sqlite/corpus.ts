@@ -38,7 +38,7 @@ import type { SqliteReader } from './reader.ts';
 import type { PrunedQuery } from './fts-query.ts';
 import { DOC_FTS_MAX_CHUNKS, FTS_TOKENIZER, ftsTerms, pruneTerms, termsToFtsQuery } from './fts-query.ts';
 import { SPLIT_MIN_OPTIONAL_ROWS, mergeSplit, splitSettled, splitTerms } from './bm25-split.ts';
-import type { LexicalTerm, ScoredRow } from './bm25-split.ts';
+import type { LexicalSplit, LexicalTerm, ScoredRow } from './bm25-split.ts';
 
 /**
  * Most chunks written (or deleted) in one transaction (default 200). A document with more is
@@ -181,6 +181,8 @@ export class SqliteCorpusStore implements CorpusStore {
   readonly nativeVectorSearch = false;
   /** True once this connection has its temp fts5vocab table over chunks_fts (document frequencies). */
   private vocabReady = false;
+  /** True once this connection has its temp fts5vocab table over documents_fts. */
+  private docVocabReady = false;
   /** True once this connection has its temp tokenizer table (see stemsOf). */
   private stemReady = false;
   /** Query term → the tokens FTS5 indexes for it (porter stems), per connection. */
@@ -197,8 +199,10 @@ export class SqliteCorpusStore implements CorpusStore {
    * and the test comparing both paths set it.
    */
   bm25SplitMinRows: number | null = SPLIT_MIN_OPTIONAL_ROWS;
-  /** How this connection's ranked BM25 searches ran: plain, split with Q3 skipped, split with Q3 run. */
+  /** How this connection's ranked BM25 chunk searches ran: plain, split with Q3 skipped, split with Q3 run. */
   readonly bm25Paths = { plain: 0, settled: 0, unsettled: 0 };
+  /** The same for document searches (searchDocuments). */
+  readonly bm25DocumentPaths = { plain: 0, settled: 0, unsettled: 0 };
 
   constructor(private readonly c: SqliteConnection) {}
 
@@ -241,15 +245,35 @@ export class SqliteCorpusStore implements CorpusStore {
    * DF_CACHE_DRIFT (and DF_CACHE_MIN_AGE_MS passed) or DF_CACHE_TTL_MS passes: pruning needs the
    * order of magnitude, not the count.
    */
-  private tokenDf(token: string, total: number): number {
+  private tokenDf(token: string, total: number, table: 'chunks' | 'documents' = 'chunks'): number {
     const now = Date.now();
-    const hit = this.dfCache.get(token);
+    const key = table === 'chunks' ? token : `documents\u0000${token}`;
+    const hit = this.dfCache.get(key);
     const age = hit ? now - hit.atMs : Infinity;
     if (hit && age < DF_CACHE_TTL_MS && (age < DF_CACHE_MIN_AGE_MS || Math.abs(total - hit.total) <= hit.total * DF_CACHE_DRIFT)) return hit.df;
-    const df = this.c.stmt<[string], { doc: number }>('SELECT doc FROM temp.chunks_fts_vocab WHERE term = ?').get(token)?.doc ?? 0;
+    const sql = table === 'chunks' ? 'SELECT doc FROM temp.chunks_fts_vocab WHERE term = ?' : 'SELECT doc FROM temp.documents_fts_vocab WHERE term = ?';
+    const df = this.c.stmt<[string], { doc: number }>(sql).get(token)?.doc ?? 0;
     if (this.dfCache.size >= STEM_CACHE_MAX) this.dfCache.clear();
-    this.dfCache.set(token, { df, total, atMs: now });
+    this.dfCache.set(key, { df, total, atMs: now });
     return df;
+  }
+
+  /**
+   * The pruned terms of a chunk search with their document-level frequencies (rows of
+   * documents_fts, whose total is max(document id)), for splitting a document search.
+   */
+  private documentTerms(pruned: { lexical: LexicalTerm[] }): { lexical: LexicalTerm[]; total: number } {
+    if (!this.docVocabReady) {
+      this.c.db.exec("CREATE VIRTUAL TABLE IF NOT EXISTS temp.documents_fts_vocab USING fts5vocab(main, documents_fts, 'row')");
+      this.docVocabReady = true;
+    }
+    const total = this.c.stmt<[], { n: number | null }>('SELECT max(id) AS n FROM documents').get()?.n ?? 0;
+    const stems = this.stemsOf(pruned.lexical.map((t) => t.term));
+    const lexical = pruned.lexical.map((t, i) => {
+      const tokens = stems[i] ?? [];
+      return { ...t, df: tokens.length === 0 ? 0 : Math.min(...tokens.map((k) => this.tokenDf(k, total, 'documents'))) };
+    });
+    return { lexical, total };
   }
 
   /**
@@ -606,19 +630,7 @@ export class SqliteCorpusStore implements CorpusStore {
     if (pruned.unranked) return this.unrankedMatches(match, limit, collection ?? null, exclude);
     const topK = (m: string) => this.rankedChunks(m, limit, collection ?? null, exclude);
     const split = this.bm25SplitMinRows === null ? null : splitTerms(pruned.lexical, pruned.total, limit, this.bm25SplitMinRows);
-    if (split === null) {
-      this.bm25Paths.plain++;
-      return topK(match).map((r) => ({ chunkId: r.id, score: r.score }));
-    }
-    const essential = termsToFtsQuery(split.essential)!;
-    const optional = termsToFtsQuery(split.optional)!;
-    let rows = mergeSplit(limit, topK(essential), topK(`(${optional}) AND (${essential})`));
-    if (splitSettled(limit, rows, split.optionalBound)) this.bm25Paths.settled++;
-    else {
-      this.bm25Paths.unsettled++;
-      rows = mergeSplit(limit, rows, [], topK(`(${optional}) NOT (${essential})`));
-    }
-    return rows.map((r) => ({ chunkId: r.id, score: r.score }));
+    return this.splitSearch(match, split, limit, topK, this.bm25Paths).map((r) => ({ chunkId: r.id, score: r.score }));
   }
 
   /** The best `limit` live chunks for an FTS5 MATCH expression, in scope, by bm25 (score: higher is better). */
@@ -653,15 +665,42 @@ export class SqliteCorpusStore implements CorpusStore {
 
   async searchDocuments(query: string, opts: SearchScope & { limit: number }): Promise<Array<{ documentId: number; score: number }>> {
     if (this.reader?.usable) return this.reader.call('searchDocuments', [query, opts]);
-    const match = termsToFtsQuery(this.searchTerms(query).terms);
+    const pruned = this.searchTerms(query);
+    const match = termsToFtsQuery(pruned.terms);
     if (match === null) return [];
     const collection = opts.collection ?? null;
     const exclude = excludeParam(opts.excludeCollections);
-    const stmt = this.c.stmt<{ match: string; inner: number; limit: number; collection: string | null; exclude: string | null }, { id: number; rank: number }>(SQL_DOCUMENTS);
-    const filtered = collection !== null || exclude !== null;
-    let rows = stmt.all({ match, inner: filtered ? opts.limit * BM25_FILTER_OVERFETCH : opts.limit, limit: opts.limit, collection, exclude });
-    if (rows.length < opts.limit) rows = stmt.all({ match, inner: -1, limit: opts.limit, collection, exclude });
-    return rows.map((r) => ({ documentId: r.id, score: -r.rank }));
+    const { limit } = opts;
+    const topK = (m: string): ScoredRow[] => {
+      const stmt = this.c.stmt<{ match: string; inner: number; limit: number; collection: string | null; exclude: string | null }, { id: number; rank: number }>(SQL_DOCUMENTS);
+      const filtered = collection !== null || exclude !== null;
+      let rows = stmt.all({ match: m, inner: filtered ? limit * BM25_FILTER_OVERFETCH : limit, limit, collection, exclude });
+      if (rows.length < limit) rows = stmt.all({ match: m, inner: -1, limit, collection, exclude });
+      return rows.map((r) => ({ id: r.id, score: -r.rank }));
+    };
+    const docs = this.bm25SplitMinRows === null || pruned.lexical.length < 2 ? null : this.documentTerms(pruned);
+    const rows = docs === null ? topK(match) : this.splitSearch(match, splitTerms(docs.lexical, docs.total, limit, this.bm25SplitMinRows!), limit, topK, this.bm25DocumentPaths);
+    return rows.map((r) => ({ documentId: r.id, score: r.score }));
+  }
+
+  /**
+   * The top `limit` of `match` by bm25, through `topK` (one FTS5 query → its best `limit` rows in
+   * scope), split as bm25-split.ts describes when `split` is not null; counts the path taken.
+   */
+  private splitSearch(match: string, split: LexicalSplit | null, limit: number, topK: (m: string) => ScoredRow[], paths: { plain: number; settled: number; unsettled: number }): ScoredRow[] {
+    if (split === null) {
+      paths.plain++;
+      return topK(match);
+    }
+    const essential = termsToFtsQuery(split.essential)!;
+    const optional = termsToFtsQuery(split.optional)!;
+    const rows = mergeSplit(limit, topK(essential), topK(`(${optional}) AND (${essential})`));
+    if (splitSettled(limit, rows, split.optionalBound)) {
+      paths.settled++;
+      return rows;
+    }
+    paths.unsettled++;
+    return mergeSplit(limit, rows, [], topK(`(${optional}) NOT (${essential})`));
   }
 
   async bestChunks(query: string, documentIds: readonly number[]): Promise<Map<number, number>> {
