@@ -20,6 +20,14 @@ export type Statement<P extends unknown[] | object, R> = Database.Statement<P, R
 export const SQLITE_MIGRATIONS_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'migrations', 'sqlite');
 
 /**
+ * SQLite's page cache per connection, in KiB (default 64 MiB; SQLite's own default is 2 MiB). Pages
+ * are allocated as they are read, so a small data dir never uses it all. At 1M chunks the FTS5
+ * posting lists a search walks did not fit 2 MiB and were re-read through the OS every query: BM25
+ * p50 16.7 → 9.7 ms with 64 MiB (bench/README.md, "Issue 17 at 1M: BM25 split").
+ */
+export const SQLITE_CACHE_KIB = 65_536;
+
+/**
  * How long one attempt waits inside SQLite (synchronously, on the calling thread) for another
  * process's write lock, in ms. Kept tiny: beyond it the write backs off asynchronously, so the event
  * loop keeps serving while an ingest commits.
@@ -108,6 +116,7 @@ export class SqliteConnection {
       // Erased rows are overwritten with zeros, not left readable in free pages (GDPR erasure).
       this.db.pragma('secure_delete = ON');
       this.db.pragma('foreign_keys = ON');
+      this.db.pragma(`cache_size = -${SQLITE_CACHE_KIB}`);
       if (!readonly) this.migrateWithRetry(options.migrationsDir ?? SQLITE_MIGRATIONS_DIR);
     } catch (err) {
       this.db.close();

@@ -128,9 +128,11 @@ function toGeneration(r: GenerationRow): IndexGeneration {
 }
 
 const RANK_SPEC = `bm25(${BM25_WEIGHT_TEXT}, ${BM25_WEIGHT_HEADING}, ${BM25_WEIGHT_TITLE})`;
-// The MATCH runs alone in its subquery (ordered by `rank`, FTS5's fast path); filters and joins stay
-// outside it, so the planner can never turn the query into a scan of documents.
-const FTS_INNER = `SELECT rowid AS id, rank FROM chunks_fts WHERE chunks_fts MATCH @match AND rank MATCH '${RANK_SPEC}' ORDER BY rank LIMIT @inner`;
+// The MATCH runs alone in its subquery; filters and joins stay outside it, so the planner can never
+// turn the query into a scan of documents. Ordered by bm25() in SQLite's own sorter, which keeps only
+// the best @inner rows: `ORDER BY rank` (FTS5's sorted cursor) sorts every match, 1.3–1.7× slower
+// at 1M chunks (bench/README.md, "Issue 17 at 1M: BM25 split").
+const FTS_INNER = `SELECT rowid AS id, ${RANK_SPEC.replace('bm25(', 'bm25(chunks_fts, ')} AS rank FROM chunks_fts WHERE chunks_fts MATCH @match ORDER BY rank LIMIT @inner`;
 const SQL_BM25 = `SELECT f.id AS id, f.rank AS rank FROM (${FTS_INNER}) f
   JOIN chunks c ON c.id = f.id JOIN documents d ON d.id = c.document_id
   WHERE d.deleted_at IS NULL ORDER BY f.rank LIMIT @limit`;
@@ -144,7 +146,7 @@ const SQL_BM25_SCOPED = `SELECT f.id AS id, f.rank AS rank FROM (${FTS_INNER}) f
     AND d.collection NOT IN (SELECT value FROM json_each(@exclude)) ORDER BY f.rank LIMIT @limit`;
 // Documents: bm25() with columns (title, text) weighted like the chunk table's title and text.
 const SQL_DOCUMENTS = `SELECT f.id AS id, f.rank AS rank FROM (
-    SELECT rowid AS id, rank FROM documents_fts WHERE documents_fts MATCH @match AND rank MATCH 'bm25(${BM25_WEIGHT_TITLE}, ${BM25_WEIGHT_TEXT})' ORDER BY rank LIMIT @inner
+    SELECT rowid AS id, bm25(documents_fts, ${BM25_WEIGHT_TITLE}, ${BM25_WEIGHT_TEXT}) AS rank FROM documents_fts WHERE documents_fts MATCH @match ORDER BY rank LIMIT @inner
   ) f JOIN documents d ON d.id = f.id
   WHERE d.deleted_at IS NULL AND (@collection IS NULL OR d.collection = @collection)
     AND (@exclude IS NULL OR d.collection NOT IN (SELECT value FROM json_each(@exclude))) ORDER BY f.rank LIMIT @limit`;
