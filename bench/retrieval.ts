@@ -247,6 +247,8 @@ async function main() {
     }
 
     // ---- HNSW: built, committed, loaded and calibrated exactly as `mneme reindex` does it.
+    // A reused data dir keeps the index of its first run: retired, so this run builds its own.
+    if (!seeding) db.prepare("UPDATE index_meta SET status = 'retired' WHERE status = 'active'").run();
     const meta = await store.corpus.createGeneration(
       { modelId: MODEL_ID, dimension: DIM, maxTokens: 256, pooling: 'mean', normalized: true, hnswM: HNSW_M, hnswEfConstruction: EF_CONSTRUCTION, hnswEfSearch: HNSW_EF_SEARCH },
       'active',

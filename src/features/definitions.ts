@@ -319,10 +319,36 @@ function interestMean(s: UserFeatureState): number[] | null {
   return out;
 }
 
-function windowTimes(state: UserFeatureState, days: number): number[] {
-  if (state.responsesEventTime === null) return [];
-  const start = Date.parse(state.responsesEventTime) - days * DAY_MS;
-  return state.recentMs.filter((t) => t > start);
+/** Index of the first entry of the ascending `sorted` that is > `t` (binary search). */
+function firstAfter(sorted: readonly number[], t: number): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (sorted[mid]! > t) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
+}
+
+/**
+ * Where the window of `days` before the responses event time starts in recentMs (ascending). A
+ * binary search, not a filter: a user asking thousands of questions a day keeps thousands of entries,
+ * and this runs on every materialization.
+ */
+function windowStart(state: UserFeatureState, days: number): number {
+  if (state.responsesEventTime === null) return state.recentMs.length;
+  return firstAfter(state.recentMs, Date.parse(state.responsesEventTime) - days * DAY_MS);
+}
+
+/** Distinct UTC days among recentMs from index `from` on (one binary search per day). */
+function distinctDays(recent: readonly number[], from: number): number {
+  let days = 0;
+  for (let i = from; i < recent.length; days++) {
+    const day = Math.floor(recent[i]! / DAY_MS);
+    i = firstAfter(recent, (day + 1) * DAY_MS - 1);
+  }
+  return days;
 }
 
 function documentList(state: UserFeatureState, positive: boolean): number[] {
@@ -360,8 +386,8 @@ type PrecomputedCatalogEntry = Extract<(typeof FEATURE_CATALOG)[number], { sourc
  */
 const COMPUTE: { readonly [N in PrecomputedCatalogEntry['name']]: (state: UserFeatureState) => FeatureValue } = {
   messages_total: (s) => s.messagesTotal,
-  messages_7d: (s) => windowTimes(s, MESSAGES_WINDOW_DAYS).length,
-  active_days_30d: (s) => new Set(windowTimes(s, ACTIVE_DAYS_WINDOW_DAYS).map((t) => Math.floor(t / DAY_MS))).size,
+  messages_7d: (s) => s.recentMs.length - windowStart(s, MESSAGES_WINDOW_DAYS),
+  active_days_30d: (s) => distinctDays(s.recentMs, windowStart(s, ACTIVE_DAYS_WINDOW_DAYS)),
   last_seen_at: (s) => s.responsesEventTime,
   top_collections: (s) =>
     Object.entries(s.collectionCounts)
