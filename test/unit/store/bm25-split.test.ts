@@ -113,6 +113,24 @@ describe('SQLite searchText: the split search returns the plain search’s top k
     for (const [id, s] of not) expect(Math.abs(s - sum(id, [c]))).toBeLessThan(1e-9);
   });
 
+  it('bestChunks: each document’s best chunk is the one the MATCH ranks first among its chunks', async () => {
+    const corpusStore = store.corpus as unknown as { rankedChunks(m: string, k: number, c: string | null, e: string | null): Array<{ id: number; score: number }> };
+    for (const q of queries.slice(0, 20)) {
+      const docs = await store.corpus.searchDocuments(q, { limit: 10 });
+      const best = await store.corpus.bestChunks(q, docs.map((d) => d.documentId));
+      // Reference: every match of the (pruned) query, ranked; a document's first one is its best chunk.
+      const { terms } = (store.corpus as unknown as { searchTerms(q: string): { terms: string[] } }).searchTerms(q);
+      const all = corpusStore.rankedChunks(terms.map((t) => `"${t}"`).join(' OR '), 1_000_000, null, null);
+      const metas = new Map((await store.corpus.chunkMeta(all.map((r) => r.id))).map((m) => [m.chunkId, m.documentId]));
+      const expected = new Map<number, number>();
+      for (const r of [...all].sort((a, b) => b.score - a.score || a.id - b.id)) {
+        const doc = metas.get(r.id)!;
+        if (docs.some((d) => d.documentId === doc) && !expected.has(doc)) expected.set(doc, r.id);
+      }
+      expect(best, q).toEqual(expected);
+    }
+  });
+
   it('for every query, scope and k, and takes both the settled and the unsettled path', async () => {
     const corpusStore = store.corpus;
     for (const [i, q] of queries.entries()) {
