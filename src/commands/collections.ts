@@ -15,7 +15,7 @@
  */
 import { z } from 'zod';
 import { loadConfig } from '../core/config.ts';
-import { openStore } from '../core/deps.ts';
+import { withStore } from '../core/deps.ts';
 import { ValidationError } from '../core/errors.ts';
 import { collectionAdminJson, grantCollection, listCollectionsForAdmin, revokeCollection, setCollectionAccess } from '../chat/access.ts';
 import type { CollectionAdminView } from '../chat/access.ts';
@@ -116,11 +116,6 @@ export const collectionsCommand: Command = {
     const [sub, name, ...extra] = opts.positionals;
     const s = checkUsage(sub, name, extra, opts);
     const config = loadConfig(io.env, { dataDir: opts['data-dir'] });
-    const store = await openStore(config);
-    try {
-      return await runSub(store, io, s, name, opts);
-    } finally {
-      await store.close();
-    }
+    return withStore(config, (store) => runSub(store, io, s, name, opts));
   },
 };

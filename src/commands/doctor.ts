@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import { z } from 'zod';
 import { loadConfig } from '../core/config.ts';
-import { openStore } from '../core/deps.ts';
+import { withStore } from '../core/deps.ts';
 import type { IndexGeneration } from '../core/index-store.ts';
 import { effectiveEfSearch, indexFile, indexOptions } from '../core/index-store.ts';
 import type { Store } from '../core/store/index.ts';
@@ -128,8 +128,7 @@ export const doctorCommand: Command = {
       io.stderr.write(`doctor: no database at ${config.dbFile}\n`);
       return 1;
     }
-    const store = await openStore(config);
-    try {
+    return withStore(config, async (store) => {
       const report = await diagnose(store, config.dataDir, config.hnsw);
       await checkEmbeddingModel(report, config);
       if (opts.json) printJson(io.stdout, report);
@@ -146,8 +145,6 @@ export const doctorCommand: Command = {
         io.stdout.write(report.ok ? 'ok\n' : `${report.problems.length} problem(s)\n`);
       }
       return report.ok ? 0 : 1;
-    } finally {
-      await store.close();
-    }
+    });
   },
 };

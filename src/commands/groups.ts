@@ -10,7 +10,7 @@
  */
 import { z } from 'zod';
 import { loadConfig } from '../core/config.ts';
-import { openStore } from '../core/deps.ts';
+import { withStore } from '../core/deps.ts';
 import { ValidationError } from '../core/errors.ts';
 import { addGroupMember, createGroup, deleteGroup, groupAdminJson, listGroupsForAdmin, removeGroupMember } from '../chat/access.ts';
 import type { GroupAdminView } from '../chat/access.ts';
@@ -90,11 +90,6 @@ export const groupsCommand: Command = {
     const [sub, name, ...extra] = opts.positionals;
     const s = checkUsage(sub, name, extra, opts);
     const config = loadConfig(io.env, { dataDir: opts['data-dir'] });
-    const store = await openStore(config);
-    try {
-      return await runSub(store, io, s, name, opts);
-    } finally {
-      await store.close();
-    }
+    return withStore(config, (store) => runSub(store, io, s, name, opts));
   },
 };

@@ -14,7 +14,7 @@ import type { PromotionGate } from '../chat/releases.ts';
 import { canaryRelease, createRelease, eventJson, promoteRelease, releaseJson, releaseReport, rollbackRelease, stopCanary } from '../chat/releases.ts';
 import type { Config } from '../core/config.ts';
 import { loadConfig } from '../core/config.ts';
-import { openStore, openVectorStack } from '../core/deps.ts';
+import { openVectorStack, withStore } from '../core/deps.ts';
 import { NotFoundError, ValidationError } from '../core/errors.ts';
 import type { Store } from '../core/store/index.ts';
 import type { ReleaseRecord } from '../core/store/releases.ts';
@@ -191,12 +191,7 @@ export const releasesCommand: Command = {
     const [sub, ...rest] = opts.positionals;
     if (!sub || !(SUBCOMMANDS as readonly string[]).includes(sub)) throw new ValidationError(`releases: expected one of ${SUBCOMMANDS.join(', ')}`);
     const config = loadConfig(io.env, { dataDir: opts['data-dir'] });
-    const store = await openStore(config);
-    try {
-      return await runSub(sub as Sub, rest, opts, store, config, io);
-    } finally {
-      await store.close();
-    }
+    return withStore(config, (store) => runSub(sub as Sub, rest, opts, store, config, io));
   },
 };
 
@@ -206,8 +201,7 @@ export const releasesCommand: Command = {
  * @throws NotFoundError for an unknown release.
  */
 export async function runRegressionEval(config: Config, names: readonly string[], json: boolean, io: CommandIo): Promise<number> {
-  const store = await openStore(config);
-  try {
+  return withStore(config, async (store) => {
     const all = await store.releases.list();
     const picked = names.length > 0 ? names.map((n) => all.find((r) => r.name === n) ?? null) : all.filter((r) => r.state === 'live' || r.state === 'candidate');
     const missing = names.filter((_, i) => picked[i] === null);
@@ -229,7 +223,5 @@ export async function runRegressionEval(config: Config, names: readonly string[]
       for (const s of scored) io.stdout.write(`${s.release.padEnd(20)} hit@5 ${s['hit@5'].toFixed(4)}  MRR@10 ${s['mrr@10'].toFixed(4)}\n`);
     }
     return 0;
-  } finally {
-    await store.close();
-  }
+  });
 }

@@ -13,7 +13,7 @@
  */
 import { z } from 'zod';
 import { loadConfig } from '../core/config.ts';
-import { openStore } from '../core/deps.ts';
+import { withStore } from '../core/deps.ts';
 import { ValidationError } from '../core/errors.ts';
 import { RedisOnlineFeatureStore, closeRedis, openRedis } from '../core/store/redis/index.ts';
 import type { ApiKeyRecord } from '../chat/users.ts';
@@ -80,8 +80,7 @@ export const usersCommand: Command = {
     if (sub !== 'list' && !opts.name) throw new ValidationError(`users ${sub}: --name is required`);
     if (sub !== 'create' && opts.admin) throw new ValidationError(`users ${sub}: --admin only applies to create`);
     const config = loadConfig(io.env, { dataDir: opts['data-dir'] });
-    const store = await openStore(config);
-    try {
+    return withStore(config, async (store) => {
       if (keySub !== null) return await keysCommand(store, io, keySub as KeySubcommand, { name: opts.name!, keyName: opts['key-name'], keyId: opts['key-id'], json: opts.json });
       if (sub === 'create') {
         const { user, apiKey } = await createUser(store, { name: opts.name!, admin: opts.admin, keyName: opts['key-name'] });
@@ -118,9 +117,7 @@ export const usersCommand: Command = {
       } else if (users.length === 0) io.stdout.write('no users (create one with `mneme users create --name NAME`)\n');
       else for (const u of users) io.stdout.write(`${u.name}${u.isAdmin ? ' (admin)' : ''}  key ${u.keyPrefix}…  created ${u.createdAt}\n`);
       return 0;
-    } finally {
-      await store.close();
-    }
+    });
   },
 };
 

@@ -83,3 +83,16 @@ export async function openStore(config: Config): Promise<Store> {
   return openSqliteStore(config.dbFile);
 }
 
+/**
+ * Runs `fn` on the configured store (see openStore), closing it afterwards whatever `fn` does.
+ * @throws what openStore or `fn` throws.
+ */
+export async function withStore<T>(config: Config, fn: (store: Store) => Promise<T>): Promise<T> {
+  const store = await openStore(config);
+  try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
+}
+
