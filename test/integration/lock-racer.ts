@@ -1,7 +1,10 @@
 /**
  * Child process for the lock race test: at each scheduled instant (`startAt + round × roundMs`) it
- * tries to take the ingest lock of `dataDir` without waiting; the one that gets it prints
- * `got <round>`, holds it for 60% of the round and releases it.
+ * tries to take the ingest lock of `dataDir` without waiting; the one that gets it holds it for 60%
+ * of the round, releases it and prints `got <round> <held from ms> <held until ms>` (wall clock,
+ * read after the lock was taken and before it is released: inside the real holding time).
+ * A racer that starts late (a loaded machine) tries its past rounds at once, possibly after that
+ * round's holder released: that is a second, later holder of the round, not a double hold.
  * Usage: node --import tsx lock-racer.ts DATA_DIR START_AT_MS ROUND_MS ROUNDS
  */
 import { acquireLock } from '../../src/core/lock.ts';
@@ -24,9 +27,11 @@ for (let round = 0; round < rounds; round++) {
   }
   try {
     const lock = await acquireLock(dataDir!, 'ingest', 'racer', 0);
-    process.stdout.write(`got ${round}\n`);
+    const from = Date.now();
     await new Promise((r) => setTimeout(r, roundMs * HOLD_SHARE));
+    const until = Date.now();
     lock.release();
+    process.stdout.write(`got ${round} ${from} ${until}\n`);
   } catch {
     // refused: someone else holds it
   }

@@ -17,6 +17,19 @@ describe('acquireLock', () => {
     expect(fs.existsSync(path.join(dir, 'ingest.lock'))).toBe(false);
   });
 
+  it('a refused second try in the holding process keeps the lock held for other processes', async () => {
+    const dir = tempDir();
+    const a = await acquireLock(dir, 'ingest', 'serve upload 1');
+    // What a second concurrent upload in `mneme serve` does. POSIX drops a process's fcntl locks on
+    // a file when any descriptor of it is closed: the try must not open and close the lock file.
+    await expect(acquireLock(dir, 'ingest', 'serve upload 2')).rejects.toBeInstanceOf(ConflictError);
+    const probe = `import { tryExclusiveFileLock } from ${JSON.stringify(path.resolve('src/core/store/lock.ts'))};
+      process.stdout.write(tryExclusiveFileLock(${JSON.stringify(path.join(dir, 'ingest.lock.db'))}) === null ? 'refused' : 'taken');`;
+    const other = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', probe], { encoding: 'utf8' });
+    expect(other.stdout, other.stderr).toBe('refused');
+    a.release();
+  });
+
   it('takes over a lock whose process is gone', async () => {
     const dir = tempDir();
     // A pid that surely exited: a child we ran to completion.

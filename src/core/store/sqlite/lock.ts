@@ -21,12 +21,25 @@ function isBusy(err: unknown): boolean {
 }
 
 /**
+ * Creates `file` (0600) unless it exists. An existing file is not opened: POSIX drops every fcntl
+ * lock a process holds on a file when it closes any descriptor of that file, so an open + close
+ * here would silently release this process's own lock if it already held it.
+ */
+function createIfMissing(file: string): void {
+  try {
+    fs.closeSync(fs.openSync(file, 'wx', LOCK_FILE_MODE));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+}
+
+/**
  * Takes the exclusive lock on `file` (created 0600 if missing), or returns null at once when
  * another connection (any process) holds it.
  * @throws Error when the file cannot be opened or is not a SQLite database.
  */
 export function trySqliteFileLock(file: string): { release(): void } | null {
-  fs.closeSync(fs.openSync(file, 'a', LOCK_FILE_MODE));
+  createIfMissing(file);
   const db = new Database(file, { fileMustExist: true });
   try {
     db.pragma('busy_timeout = 0');
