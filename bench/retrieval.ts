@@ -3,7 +3,7 @@
  *
  *   node --import tsx bench/retrieval.ts [--chunks 100000] [--queries 1000] [--dim 384] [--clusters 1000]
  *                                        [--recall-queries 300] [--seed 1] [--threads CORES] [--shards N]
- *                                        [--ef-construction 100] [--keep DIR] [--plain-bm25]
+ *                                        [--ef-construction 100] [--keep DIR] [--plain-bm25] [--no-search-thread]
  *
  * Corpus: N chunks of 384-d unit vectors drawn around C Gaussian cluster centres, each with ~80 words
  * of text (70% from a Zipf-distributed 50k-word vocabulary, 30% from its cluster's 20 topic words),
@@ -71,6 +71,8 @@ const { values } = parseArgs({
     baseline: { type: 'string' },
     /** Every BM25 search as one plain FTS5 query (no MaxScore split, src/core/store/sqlite/bm25-split.ts): the figures before it. */
     'plain-bm25': { type: 'boolean', default: false },
+    /** Full-text searches on the calling thread instead of a reader thread (serve's MNEME_SEARCH_THREAD=false; implied by --plain-bm25). */
+    'no-search-thread': { type: 'boolean', default: false },
     /** A scratch PostgreSQL database (emptied first): the same corpus, queries and vectors on the PostgreSQL engine. */
     postgres: { type: 'string' },
   },
@@ -271,6 +273,12 @@ async function main() {
 
     t0 = performance.now();
     const { head } = await store.corpus.feedBounds();
+    // As `mneme serve` runs by default (MNEME_SEARCH_THREAD): FTS5 on a reader thread, the graph
+    // search on this one meanwhile.
+    if (!values['no-search-thread'] && !values['plain-bm25']) {
+      store.startReader();
+      if (!(await store.readerReady())) throw new Error('the reader thread did not start');
+    }
     const retriever = new HybridRetriever({ store, embedder: null, index: { meta, hnsw, feedSeq: head } });
     const retrieverInitSeconds = (performance.now() - t0) / 1000;
 
@@ -355,6 +363,8 @@ async function main() {
     }
     hnsw.setEfSearch(efDefault);
     mem.end = memory();
+    const paths = await store.corpus.searchPaths();
+    const searchThread = await store.readerReady();
     await store.close();
     const postgres = values.postgres ? await benchPostgres(values.postgres, { texts, vectors, docTitles, queries, truth, recallQueries, time }) : undefined;
 
@@ -391,8 +401,9 @@ async function main() {
         fuse_hydrate_dedupe: round(stages.fuse_ms / (Q + WARMUP_QUERIES)),
       },
       hybrid_without_document_list_ms: stats(hybridNoDocList),
-      bm25_paths: { ...store.corpus.bm25Paths },
-      bm25_document_paths: { ...store.corpus.bm25DocumentPaths },
+      search_thread: searchThread,
+      bm25_paths: paths.chunks,
+      bm25_document_paths: paths.documents,
       hybrid_avg_returned: round(hybridReturned / (Q + WARMUP_QUERIES), 2),
       recall_at_10: recall,
       dense_ms_at_ef: denseAtEf,

@@ -1,7 +1,7 @@
 /**
  * The product's in-process vector index: N HNSW shards searched together. A label (chunk id) lives
- * in shard `label % N`, so routing needs no table; a search asks every shard for its top k (the
- * filter callback runs per shard) and merges them by score. Shards exist so a rebuild can insert
+ * in shard `label % N`, so routing needs no table; a search asks every shard for its share of the
+ * top k (see shardK; the filter callback runs per shard) and merges them by score. Shards exist so a rebuild can insert
  * into N graphs in parallel worker threads (hnsw-build.ts): hnswlib-node has no parallel insert.
  *
  * On disk (generation file `index/hnsw-gG.bin`):
@@ -37,6 +37,23 @@ export interface ShardManifest {
   /** Per shard (shard i holds labels with label % shards.length === i): file name in the same dir, deleted labels. */
   shards: Array<{ file: string; deleted: number[]; vectors: number }>;
   savedAt: string;
+}
+
+/**
+ * Safety margin of a shard's share of a top-k search, in standard deviations. Labels are spread over
+ * the shards by `label % N`, independently of where their vectors lie, so how many of the true top k
+ * a shard holds is binomial(k, 1/N): asking each shard for its mean share plus this many standard
+ * deviations misses a true top-k hit with probability ~0.1 % per shard, and then only one ranked
+ * near k (the shard's best are all returned). At k = 100 on 2 shards: 65 per shard instead of 100,
+ * and hnswlib's search cost grows with max(ef, k).
+ */
+export const SHARD_K_MARGIN_SIGMAS = 3;
+
+/** How many hits to ask each of `shards` shards for, for a merged top `k` (k itself for one shard or small k). */
+export function shardK(k: number, shards: number): number {
+  if (shards <= 1) return k;
+  const p = 1 / shards;
+  return Math.min(k, Math.ceil(k * p + SHARD_K_MARGIN_SIGMAS * Math.sqrt(k * p * (1 - p))));
 }
 
 /** Shard count for a rebuild of `vectors` vectors with `threads` cores: one per core, each ≥ HNSW_MIN_VECTORS_PER_SHARD. */
@@ -202,11 +219,15 @@ export class ShardedHnswIndex implements TunableVectorIndex {
     this.shardOf(label).remove(label);
   }
 
-  /** Top k of every shard (same ef, same filter), merged best first. */
+  /**
+   * Each shard's share of the top k (see shardK; same ef), merged best first. With a filter every
+   * shard is asked for k: the admitted labels need not be spread evenly over the shards.
+   */
   search(query: Float32Array, k: number, filter?: (label: number) => boolean): VectorHit[] {
     if (this.shards.length === 1) return this.shards[0]!.search(query, k, filter);
+    const perShard = filter ? k : shardK(k, this.shards.length);
     const all: VectorHit[] = [];
-    for (const s of this.shards) for (const h of s.search(query, k, filter)) all.push(h);
+    for (const s of this.shards) for (const h of s.search(query, perShard, filter)) all.push(h);
     all.sort((a, b) => b.score - a.score || a.label - b.label);
     return all.length > k ? all.slice(0, k) : all;
   }

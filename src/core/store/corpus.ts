@@ -176,6 +176,16 @@ export interface ChunkMeta {
   weight?: number;
 }
 
+/** The lexical side of a hybrid retrieval, from one `lexicalCandidates` call. */
+export interface LexicalCandidates {
+  /** `searchText` hits, best first. */
+  chunks: ScoredChunkRef[];
+  /** The document-level list: each `searchDocuments` hit (best first) as its `bestChunks` chunk; documents without one left out. */
+  documentChunks: number[];
+  /** `chunkMeta` of every chunk in either list. */
+  meta: ChunkMeta[];
+}
+
 export interface ChunkRecord extends ChunkMeta {
   source: string;
   title: string;
@@ -318,6 +328,13 @@ export interface CorpusStore {
     vector: Float32Array,
     opts: SearchScope & { limit: number; efSearch?: number | undefined },
   ): Promise<ScoredChunkRef[]>;
+  /**
+   * searchText, the document-level list (searchDocuments → bestChunks; skipped when `documentLimit`
+   * is 0) and the chunkMeta of their chunks, as {@link composeLexicalCandidates} defines them. One
+   * call so an engine can run it in one place: SQLite servers on their reader thread, in one round
+   * trip, while the caller runs the dense search.
+   */
+  lexicalCandidates(query: string, opts: SearchScope & { limit: number; documentLimit: number }): Promise<LexicalCandidates>;
   /** Document and collection of live chunks among `ids` (stale ids absent). */
   chunkMeta(ids: readonly number[]): Promise<ChunkMeta[]>;
   /** Texts and metadata of live chunks among `ids` (stale ids absent). */
@@ -347,4 +364,29 @@ export interface CorpusStore {
   engineReport(active: IndexGeneration | null): Promise<EngineReport>;
   /** Embeddings of `modelId` whose stored size is not `dimension` float32 values. */
   wrongSizeEmbeddings(modelId: string, dimension: number): Promise<number>;
+}
+
+/**
+ * {@link CorpusStore.lexicalCandidates} from the store's own searches, its definition: the chunk and
+ * document searches at once, then the best chunk of each listed document, then the metadata of every
+ * chunk in either list. PostgreSQL runs it as is; SQLite runs the same steps without an await between
+ * them (the contract suite checks both against the separate calls).
+ */
+export async function composeLexicalCandidates(
+  corpus: Pick<CorpusStore, 'searchText' | 'searchDocuments' | 'bestChunks' | 'chunkMeta'>,
+  query: string,
+  opts: SearchScope & { limit: number; documentLimit: number },
+): Promise<LexicalCandidates> {
+  const scope: SearchScope = { collection: opts.collection, excludeCollections: opts.excludeCollections };
+  const documentList = async (): Promise<number[]> => {
+    if (opts.documentLimit <= 0) return [];
+    const docs = await corpus.searchDocuments(query, { ...scope, limit: opts.documentLimit });
+    if (docs.length === 0) return [];
+    const best = await corpus.bestChunks(query, docs.map((d) => d.documentId));
+    return docs.map((d) => best.get(d.documentId)).filter((id): id is number => id !== undefined);
+  };
+  const [chunks, documentChunks] = await Promise.all([corpus.searchText(query, { ...scope, limit: opts.limit }), documentList()]);
+  const ids = [...new Set([...chunks.map((c) => c.chunkId), ...documentChunks])];
+  const meta = ids.length === 0 ? [] : await corpus.chunkMeta(ids);
+  return { chunks, documentChunks, meta };
 }

@@ -280,6 +280,32 @@ export function corpusStoreContract(engine: EngineUnderTest): void {
       expect(await s.corpus.searchDocuments('platypus', { limit: 10 })).toEqual([]);
     }));
 
+  it('lexicalCandidates: the chunk list, the document list as best chunks and the metadata of both, in scope', () =>
+    withStore(async (s) => {
+      const split = await s.corpus.replaceDocument(doc('c', 'split.md'), chunks(['the wombat eats roots at night', 'the burrow is long and deep']), null, null);
+      const one = await s.corpus.replaceDocument({ ...doc('c', 'one.md'), weight: 0.5 }, chunks(['a wombat and its burrow']), null, null);
+      await s.corpus.replaceDocument(doc('other', 'else.md'), chunks(['wombat burrow elsewhere']), null, null);
+      const opts = { limit: 10, documentLimit: 5, collection: 'c' };
+      const got = await s.corpus.lexicalCandidates('wombat burrow', opts);
+      expect(got.chunks).toEqual(await s.corpus.searchText('wombat burrow', opts));
+      const docs = await s.corpus.searchDocuments('wombat burrow', { limit: 5, collection: 'c' });
+      const best = await s.corpus.bestChunks('wombat burrow', docs.map((d) => d.documentId));
+      expect(got.documentChunks).toEqual(docs.map((d) => best.get(d.documentId)));
+      expect(new Set(docs.map((d) => d.documentId))).toEqual(new Set([split.documentId, one.documentId]));
+      const ids = [...new Set([...got.chunks.map((c) => c.chunkId), ...got.documentChunks])];
+      const sortById = (m: Array<{ chunkId: number }>) => [...m].sort((a, b) => a.chunkId - b.chunkId);
+      expect(sortById(got.meta)).toEqual(sortById(await s.corpus.chunkMeta(ids)));
+      expect(got.meta.find((m) => m.documentId === one.documentId)?.weight).toBeCloseTo(0.5, 6);
+      expect(got.meta.every((m) => m.collection === 'c')).toBe(true);
+      // No document list when its limit is 0; nothing at all for a query without a searchable term.
+      expect((await s.corpus.lexicalCandidates('wombat burrow', { ...opts, documentLimit: 0 })).documentChunks).toEqual([]);
+      expect(await s.corpus.lexicalCandidates('?!', opts)).toEqual({ chunks: [], documentChunks: [], meta: [] });
+      // Excluded collections stay out of every part.
+      const hidden = await s.corpus.lexicalCandidates('wombat burrow', { limit: 10, documentLimit: 5, excludeCollections: ['c'] });
+      expect(hidden.meta.length).toBeGreaterThan(0);
+      expect(hidden.meta.every((m) => m.collection === 'other')).toBe(true);
+    }));
+
   it('document-level search follows a staged (large) replace', () =>
     withStore(async (s) => {
       const many = (word: string) => chunks(Array.from({ length: engine.boundedChunks + 3 }, (_, i) => `${word} part ${i}`));

@@ -8,6 +8,7 @@ import {
   applyDocumentWeights,
   correctionMatch,
   dedupeNearDuplicates,
+  NEAR_DUPLICATE_JACCARD,
   FEEDBACK_HALF_LIFE_DAYS,
   feedbackDecay,
   fuseRrf,
@@ -88,6 +89,38 @@ describe('dedupeNearDuplicates', () => {
     expect(out.map((o) => o.id)).toEqual(['a', 'c']);
     // Half of the passage is not a near-duplicate of the whole.
     expect(dedupeNearDuplicates([{ text: long }, { text: long.slice(0, 450) }])).toHaveLength(2);
+  });
+
+  it('decides as a full Jaccard computation does, on texts around the threshold', () => {
+    let seed = 5;
+    const rand = () => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 4294967296;
+    const word = () => `w${Math.floor(rand() * 400)}`;
+    const shingleSet = (t: string) => {
+      const w = t.split(' ');
+      const out = new Set<string>();
+      for (let i = 0; i + 3 <= w.length; i++) out.add(w.slice(i, i + 3).join(' '));
+      return out;
+    };
+    const jac = (a: Set<string>, b: Set<string>) => [...a].filter((x) => b.has(x)).length / new Set([...a, ...b]).size;
+    let kept = 0;
+    for (let group = 0; group < 60; group++) {
+      const base = Array.from({ length: 30 + Math.floor(rand() * 150) }, word);
+      // Variants with 0 to 8 single-word edits: Jaccard from 1 down to well under 0.9.
+      const texts = [base.join(' ')];
+      for (let v = 0; v < 8; v++) {
+        const w = [...base];
+        for (let e = Math.floor(rand() * 9); e > 0; e--) w[Math.floor(rand() * w.length)] = word();
+        texts.push(w.join(' '));
+      }
+      texts.push(Array.from({ length: 60 }, word).join(' '));
+      const reference: string[] = [];
+      for (const t of texts) if (!reference.some((k) => k === t || jac(shingleSet(k), shingleSet(t)) >= NEAR_DUPLICATE_JACCARD)) reference.push(t);
+      expect(dedupeNearDuplicates(texts.map((text) => ({ text }))).map((x) => x.text)).toEqual(reference);
+      kept += reference.length;
+    }
+    // Both outcomes occurred: some variants were dropped, some kept.
+    expect(kept).toBeGreaterThan(60 * 2);
+    expect(kept).toBeLessThan(60 * 10);
   });
 
   it('keeps passages that only share some text', () => {

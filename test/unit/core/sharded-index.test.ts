@@ -11,7 +11,7 @@ import { rebuildIndex } from '../../../src/commands/reindex.ts';
 import { buildShardedIndex } from '../../../src/core/hnsw-build.ts';
 import { indexFile, loadIndex, saveIndex } from '../../../src/core/index-store.ts';
 import { IndexSyncer } from '../../../src/core/index-sync.ts';
-import { manifestPath, readManifest, shardCountFor, ShardedHnswIndex, HNSW_MIN_VECTORS_PER_SHARD } from '../../../src/core/sharded-index.ts';
+import { manifestPath, readManifest, shardCountFor, shardK, ShardedHnswIndex, HNSW_MIN_VECTORS_PER_SHARD } from '../../../src/core/sharded-index.ts';
 import { openSqliteStore } from '../../../src/core/store/sqlite/index.ts';
 import { ExactVectorIndex, HnswVectorIndex } from '../../../src/core/vector-index.ts';
 import { REPO, tempDir } from '../../helpers/cli.ts';
@@ -162,6 +162,29 @@ for (let round = 0; ; round++) {
 });
 
 describe('parallel build (worker threads)', () => {
+  it("each shard is asked for its share of the top k (binomial mean + 3 sigma): the merged top 100 is the full merge's", () => {
+    expect(shardK(100, 1)).toBe(100);
+    expect(shardK(100, 2)).toBe(65);
+    expect(shardK(100, 4)).toBe(38);
+    expect(shardK(10, 2)).toBe(10); // small k: every shard is asked for all of it
+    const shards = 2;
+    const ix = ShardedHnswIndex.create({ dimension: DIM, shards, efSearch: 200 });
+    const vs = vectors(4000, 11);
+    vs.forEach((v, i) => ix.upsert(i, v));
+    const exact = new ExactVectorIndex({ dimension: DIM });
+    vs.forEach((v, i) => exact.upsert(i, v));
+    const qs = vectors(60, 12);
+    let found = 0;
+    for (const q of qs) {
+      const got = ix.search(q, 100);
+      expect(got).toHaveLength(100);
+      const truth = new Set(exact.search(q, 100).map((h) => h.label));
+      found += got.filter((h) => truth.has(h.label)).length;
+    }
+    // ef 200 on 2,000 vectors a shard is close to exact: what is missed would be the shard-share cut.
+    expect(found / (qs.length * 100)).toBeGreaterThanOrEqual(0.995);
+  });
+
   it('shard count: one per core, never below HNSW_MIN_VECTORS_PER_SHARD vectors a shard', () => {
     expect(shardCountFor(10, 4)).toBe(1);
     expect(shardCountFor(HNSW_MIN_VECTORS_PER_SHARD * 2, 4)).toBe(2);

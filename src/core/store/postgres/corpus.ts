@@ -30,6 +30,7 @@ import type {
   FeedBounds,
   EfCalibration,
   IndexGeneration,
+  LexicalCandidates,
   NewChunk,
   NewDocument,
   NewGeneration,
@@ -37,7 +38,7 @@ import type {
   ScoredChunkRef,
   SearchScope,
 } from '../corpus.ts';
-import { excludeParam } from '../corpus.ts';
+import { composeLexicalCandidates, excludeParam } from '../corpus.ts';
 import { DOC_FTS_MAX_CHUNKS, ftsTerms, pruneTerms, termsToFtsQuery } from '../sqlite/fts-query.ts';
 import type { PgQueries, PgTx, PostgresConnection } from './connection.ts';
 
@@ -631,6 +632,10 @@ export class PostgresCorpusStore implements CorpusStore {
     const found = { dimension: r.dimension, efSearch: r.ef };
     this.models.set(modelId, found);
     return found;
+  }
+
+  async lexicalCandidates(query: string, opts: SearchScope & { limit: number; documentLimit: number }): Promise<LexicalCandidates> {
+    return composeLexicalCandidates(this, query, opts);
   }
 
   async chunkMeta(ids: readonly number[]): Promise<ChunkMeta[]> {

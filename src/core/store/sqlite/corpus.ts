@@ -24,6 +24,7 @@ import type {
   FeedBounds,
   EfCalibration,
   IndexGeneration,
+  LexicalCandidates,
   NewChunk,
   NewDocument,
   NewGeneration,
@@ -210,6 +211,15 @@ export class SqliteCorpusStore implements CorpusStore {
   readonly bm25Paths = { plain: 0, settled: 0, unsettled: 0 };
   /** The same for document searches (searchDocuments). */
   readonly bm25DocumentPaths = { plain: 0, settled: 0, unsettled: 0 };
+
+  /** The split counters of every search this store ran, the reader thread's included (benchmarks). */
+  async searchPaths(): Promise<{ chunks: { plain: number; settled: number; unsettled: number }; documents: { plain: number; settled: number; unsettled: number } }> {
+    const here = { chunks: { ...this.bm25Paths }, documents: { ...this.bm25DocumentPaths } };
+    if (!this.reader?.usable) return here;
+    const there = await this.reader.call<typeof here>('searchPaths', []);
+    const add = (a: typeof here.chunks, b: typeof here.chunks) => ({ plain: a.plain + b.plain, settled: a.settled + b.settled, unsettled: a.unsettled + b.unsettled });
+    return { chunks: add(here.chunks, there.chunks), documents: add(here.documents, there.documents) };
+  }
 
   constructor(private readonly c: SqliteConnection) {}
 
@@ -629,6 +639,10 @@ export class SqliteCorpusStore implements CorpusStore {
 
   async searchText(query: string, opts: SearchScope & { limit: number }): Promise<ScoredChunkRef[]> {
     if (this.reader?.usable) return this.reader.call('searchText', [query, opts]);
+    return this.searchTextNow(query, opts);
+  }
+
+  private searchTextNow(query: string, opts: SearchScope & { limit: number }): ScoredChunkRef[] {
     const pruned = this.searchTerms(query);
     const match = termsToFtsQuery(pruned.terms);
     if (match === null) return [];
@@ -672,6 +686,10 @@ export class SqliteCorpusStore implements CorpusStore {
 
   async searchDocuments(query: string, opts: SearchScope & { limit: number }): Promise<Array<{ documentId: number; score: number }>> {
     if (this.reader?.usable) return this.reader.call('searchDocuments', [query, opts]);
+    return this.searchDocumentsNow(query, opts);
+  }
+
+  private searchDocumentsNow(query: string, opts: SearchScope & { limit: number }): Array<{ documentId: number; score: number }> {
     const pruned = this.searchTerms(query);
     const match = termsToFtsQuery(pruned.terms);
     if (match === null) return [];
@@ -712,6 +730,10 @@ export class SqliteCorpusStore implements CorpusStore {
 
   async bestChunks(query: string, documentIds: readonly number[]): Promise<Map<number, number>> {
     if (this.reader?.usable) return this.reader.call('bestChunks', [query, [...documentIds]]);
+    return this.bestChunksNow(query, documentIds);
+  }
+
+  private bestChunksNow(query: string, documentIds: readonly number[]): Map<number, number> {
     const match = termsToFtsQuery(this.searchTerms(query).terms);
     const best = new Map<number, number>();
     if (match === null || documentIds.length === 0) return best;
@@ -732,7 +754,34 @@ export class SqliteCorpusStore implements CorpusStore {
     return [];
   }
 
+  async lexicalCandidates(query: string, opts: SearchScope & { limit: number; documentLimit: number }): Promise<LexicalCandidates> {
+    if (this.reader?.usable) return this.reader.call('lexicalCandidates', [query, opts]);
+    return this.lexicalCandidatesNow(query, opts);
+  }
+
+  /**
+   * composeLexicalCandidates on this thread without an await between the parts, so the promise of
+   * lexicalCandidates is settled when it is returned: a caller overlapping other work with it (the
+   * retriever's dense search) sees it done at its next await rather than several microtasks later.
+   */
+  private lexicalCandidatesNow(query: string, opts: SearchScope & { limit: number; documentLimit: number }): LexicalCandidates {
+    const scope: SearchScope = { collection: opts.collection, excludeCollections: opts.excludeCollections };
+    const chunks = this.searchTextNow(query, { ...scope, limit: opts.limit });
+    let documentChunks: number[] = [];
+    if (opts.documentLimit > 0) {
+      const docs = this.searchDocumentsNow(query, { ...scope, limit: opts.documentLimit });
+      const best = docs.length === 0 ? new Map<number, number>() : this.bestChunksNow(query, docs.map((d) => d.documentId));
+      documentChunks = docs.map((d) => best.get(d.documentId)).filter((id): id is number => id !== undefined);
+    }
+    const ids = [...new Set([...chunks.map((c) => c.chunkId), ...documentChunks])];
+    return { chunks, documentChunks, meta: ids.length === 0 ? [] : this.chunkMetaNow(ids) };
+  }
+
   async chunkMeta(ids: readonly number[]): Promise<ChunkMeta[]> {
+    return this.chunkMetaNow(ids);
+  }
+
+  private chunkMetaNow(ids: readonly number[]): ChunkMeta[] {
     return this.c
       .stmt<[string], ChunkMeta>(
         `SELECT c.id AS chunkId, c.document_id AS documentId, d.collection AS collection, d.weight AS weight

@@ -17,6 +17,9 @@ const methods: Record<ReaderMethod, (...args: never[]) => Promise<unknown>> = {
   searchText: (...a: Parameters<SqliteCorpusStore['searchText']>) => corpus.searchText(...a),
   searchDocuments: (...a: Parameters<SqliteCorpusStore['searchDocuments']>) => corpus.searchDocuments(...a),
   bestChunks: (...a: Parameters<SqliteCorpusStore['bestChunks']>) => corpus.bestChunks(...a),
+  lexicalCandidates: (...a: Parameters<SqliteCorpusStore['lexicalCandidates']>) => corpus.lexicalCandidates(...a),
+  // The BM25 split's counters of the searches run here (benchmarks read them).
+  searchPaths: async () => ({ chunks: corpus.bm25Paths, documents: corpus.bm25DocumentPaths }),
 };
 
 parentPort!.on('message', (msg: ReaderRequest | { type: 'close' }) => {

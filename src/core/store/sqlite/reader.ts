@@ -10,7 +10,7 @@ import type { Worker } from 'node:worker_threads';
 import { InternalError } from '../../errors.ts';
 import { startWorker } from '../../workers.ts';
 
-export type ReaderMethod = 'searchText' | 'searchDocuments' | 'bestChunks';
+export type ReaderMethod = 'searchText' | 'searchDocuments' | 'bestChunks' | 'lexicalCandidates' | 'searchPaths';
 export interface ReaderRequest {
   id: number;
   method: ReaderMethod;
