@@ -131,6 +131,35 @@ describe('SQLite searchText: the split search returns the plain search’s top k
     }
   });
 
+  it('lexicalCandidates takes a listed document\'s best chunk from the chunk list: the same chunks as bestChunks, ties aside', async () => {
+    const corpusStore = store.corpus as unknown as { rankedChunks(m: string, k: number, c: string | null, e: string | null): Array<{ id: number; score: number }>; searchTerms(q: string): { terms: string[] } };
+    let fromList = 0;
+    let compared = 0;
+    for (const [i, q] of queries.slice(0, 40).entries()) {
+      const { terms } = corpusStore.searchTerms(q);
+      const scoreOf = new Map(corpusStore.rankedChunks(terms.map((t) => `"${t}"`).join(' OR '), 1_000_000, null, null).map((r) => [r.id, r.score]));
+      for (const opts of [{ limit: 100, documentLimit: 30 }, { limit: 10, documentLimit: 20 }, { limit: 30, documentLimit: 10, collection: i % 2 === 0 ? 'a' : 'b' }, { limit: 50, documentLimit: 15, excludeCollections: ['b'] }]) {
+        store.corpus.bm25SplitMinRows = i % 2 === 0 ? 0 : null;
+        const got = await store.corpus.lexicalCandidates(q, opts);
+        const docs = await store.corpus.searchDocuments(q, { ...opts, limit: opts.documentLimit });
+        const best = await store.corpus.bestChunks(q, docs.map((d) => d.documentId));
+        const expected = docs.map((d) => best.get(d.documentId)).filter((id): id is number => id !== undefined);
+        expect(got.documentChunks.length, q).toBe(expected.length);
+        got.documentChunks.forEach((id, k) => expect(Math.abs(scoreOf.get(id)! - scoreOf.get(expected[k]!)!), `${q} ${JSON.stringify(opts)} #${k}`).toBeLessThan(1e-9));
+        const listed = new Set(got.chunks.map((c) => c.chunkId));
+        fromList += got.documentChunks.filter((id) => listed.has(id)).length;
+        compared += expected.length;
+        // Every chunk of either list has its metadata.
+        const metaIds = new Set(got.meta.map((m) => m.chunkId));
+        for (const id of [...listed, ...got.documentChunks]) expect(metaIds.has(id)).toBe(true);
+      }
+    }
+    store.corpus.bm25SplitMinRows = 0;
+    // Both ways were taken: chunks found in the list, and documents that needed their own MATCH.
+    expect(fromList).toBeGreaterThan(50);
+    expect(compared - fromList).toBeGreaterThan(50);
+  }, 120_000);
+
   it('for every query, scope and k, and takes both the settled and the unsettled path', async () => {
     const corpusStore = store.corpus;
     for (const [i, q] of queries.entries()) {

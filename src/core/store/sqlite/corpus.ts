@@ -733,14 +733,29 @@ export class SqliteCorpusStore implements CorpusStore {
     return this.bestChunksNow(query, documentIds);
   }
 
-  private bestChunksNow(query: string, documentIds: readonly number[]): Map<number, number> {
+  /**
+   * @param ranked the same query's ranked chunk list (searchText: the exact top k by the same bm25,
+   *   in scope) with each chunk's document: a document with a chunk in it has its best chunk there
+   *   (any better chunk of it would be in the top k too), so only the others need a MATCH of their own.
+   */
+  private bestChunksNow(query: string, documentIds: readonly number[], ranked?: ReadonlyArray<{ chunkId: number; score: number; documentId: number }>): Map<number, number> {
     const match = termsToFtsQuery(this.searchTerms(query).terms);
     const best = new Map<number, number>();
     if (match === null || documentIds.length === 0) return best;
     const ranges = this.c.stmt<[string], { documentId: number; lo: number; hi: number }>(SQL_DOC_CHUNK_RANGES).all(idList(documentIds));
+    // Per document, its listed chunks best first (ties: smaller id, as SQL_BEST_CHUNK_IN_RANGE orders them).
+    const listed = new Map<number, Array<{ chunkId: number; score: number }>>();
+    for (const r of ranked ?? []) {
+      const list = listed.get(r.documentId);
+      if (list) list.push(r);
+      else listed.set(r.documentId, [r]);
+    }
+    for (const list of listed.values()) list.sort((a, b) => b.score - a.score || a.chunkId - b.chunkId);
     const stmt = this.c.stmt<{ match: string; lo: number; hi: number; doc: number }, number>(SQL_BEST_CHUNK_IN_RANGE).pluck();
     for (const r of ranges) {
-      const chunkId = stmt.get({ match, lo: r.lo, hi: r.hi, doc: r.documentId });
+      // Chunk ids grow with ord within a document, so [lo, hi] is its first DOC_FTS_MAX_CHUNKS chunks.
+      const fromList = listed.get(r.documentId)?.find((c) => c.chunkId >= r.lo && c.chunkId <= r.hi);
+      const chunkId = fromList?.chunkId ?? stmt.get({ match, lo: r.lo, hi: r.hi, doc: r.documentId });
       if (chunkId !== undefined) best.set(r.documentId, chunkId);
     }
     return best;
@@ -767,14 +782,19 @@ export class SqliteCorpusStore implements CorpusStore {
   private lexicalCandidatesNow(query: string, opts: SearchScope & { limit: number; documentLimit: number }): LexicalCandidates {
     const scope: SearchScope = { collection: opts.collection, excludeCollections: opts.excludeCollections };
     const chunks = this.searchTextNow(query, { ...scope, limit: opts.limit });
+    const meta = chunks.length === 0 ? [] : this.chunkMetaNow(chunks.map((c) => c.chunkId));
     let documentChunks: number[] = [];
     if (opts.documentLimit > 0) {
       const docs = this.searchDocumentsNow(query, { ...scope, limit: opts.documentLimit });
-      const best = docs.length === 0 ? new Map<number, number>() : this.bestChunksNow(query, docs.map((d) => d.documentId));
+      // An unranked list (terms of IDF 0, UNRANKED_SCORE) says nothing about which chunk ranks best.
+      const ranked = chunks.some((c) => c.score === UNRANKED_SCORE) ? undefined : withDocuments(chunks, meta);
+      const best = docs.length === 0 ? new Map<number, number>() : this.bestChunksNow(query, docs.map((d) => d.documentId), ranked);
       documentChunks = docs.map((d) => best.get(d.documentId)).filter((id): id is number => id !== undefined);
+      const known = new Set(meta.map((m) => m.chunkId));
+      const more = documentChunks.filter((id) => !known.has(id));
+      if (more.length > 0) meta.push(...this.chunkMetaNow(more));
     }
-    const ids = [...new Set([...chunks.map((c) => c.chunkId), ...documentChunks])];
-    return { chunks, documentChunks, meta: ids.length === 0 ? [] : this.chunkMetaNow(ids) };
+    return { chunks, documentChunks, meta };
   }
 
   async chunkMeta(ids: readonly number[]): Promise<ChunkMeta[]> {
@@ -904,4 +924,15 @@ export class SqliteCorpusStore implements CorpusStore {
   async wrongSizeEmbeddings(modelId: string, dimension: number): Promise<number> {
     return this.c.stmt<[string, number], number>('SELECT count(*) FROM embeddings WHERE model_id = ? AND length(vector) != ?').pluck().get(modelId, dimension * 4) ?? 0;
   }
+}
+
+/** The ranked chunks whose metadata is known (live), each with its document. */
+function withDocuments(chunks: readonly ScoredChunkRef[], meta: readonly ChunkMeta[]): Array<{ chunkId: number; score: number; documentId: number }> {
+  const docOf = new Map(meta.map((m) => [m.chunkId, m.documentId]));
+  const out: Array<{ chunkId: number; score: number; documentId: number }> = [];
+  for (const c of chunks) {
+    const documentId = docOf.get(c.chunkId);
+    if (documentId !== undefined) out.push({ chunkId: c.chunkId, score: c.score, documentId });
+  }
+  return out;
 }
