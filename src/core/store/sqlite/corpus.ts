@@ -223,7 +223,7 @@ export class SqliteCorpusStore implements CorpusStore {
 
   constructor(private readonly c: SqliteConnection) {}
 
-  /** Sends searchText / searchDocuments / bestChunks to `reader` (null: back to this connection). */
+  /** Sends searchText / searchDocuments / bestChunks / lexicalCandidates to `reader` (null: back to this connection). */
   useReader(reader: SqliteReader | null): void {
     this.reader = reader;
   }
