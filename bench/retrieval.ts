@@ -67,6 +67,8 @@ const { values } = parseArgs({
     'bm25-only': { type: 'boolean', default: false },
     /** With --bm25-only: write each query's BM25 top 10 here (JSON), to compare a change against with --baseline. */
     dump: { type: 'string' },
+    /** With --bm25-only: write the timed queries' texts here (JSON), for experiments on a kept data dir. */
+    'dump-queries': { type: 'string' },
     /** With --bm25-only: a --dump file of the same queries; reports the top-10 overlap with it. */
     baseline: { type: 'string' },
     /** Every BM25 search as one plain FTS5 query (no MaxScore split, src/core/store/sqlite/bm25-split.ts): the figures before it. */
@@ -245,6 +247,7 @@ async function main() {
     const mem: Record<string, ReturnType<typeof memory>> = { after_insert: memory() };
     if (values['bm25-only']) {
       await bm25Only(store, topics, mem, sqliteSeconds, seeding);
+      keepDir(dir);
       return;
     }
 
@@ -412,14 +415,18 @@ async function main() {
       ...(postgres ? { postgres } : {}),
     };
     process.stdout.write(`${JSON.stringify(out)}\n`);
-    if (values.keep) {
-      fs.rmSync(values.keep, { recursive: true, force: true });
-      fs.renameSync(dir, values.keep);
-      log(`data dir kept at ${values.keep} (model ${MODEL_ID})`);
-    }
+    keepDir(dir);
   } finally {
     if (seeding) fs.rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** With --keep: the seeded data dir moved there (a --reuse dir stays where it is). */
+function keepDir(dir: string): void {
+  if (!values.keep || values.reuse !== undefined) return;
+  fs.rmSync(values.keep, { recursive: true, force: true });
+  fs.renameSync(dir, values.keep);
+  log(`data dir kept at ${values.keep} (model ${MODEL_ID})`);
 }
 
 /** `--bm25-only`: the full-text figures on the seeded corpus (no HNSW), same queries as a full run. */
@@ -443,6 +450,7 @@ async function bm25Only(store: ReturnType<typeof openSqliteStore>, topics: strin
     }
     return out;
   };
+  if (values['dump-queries']) fs.writeFileSync(values['dump-queries'], JSON.stringify(queries.slice(WARMUP_QUERIES)));
   log('timing bm25 search');
   const bm25Search = await time((q) => retriever.searchBm25(q, BM25_CANDIDATES));
   log('timing bm25-only retrieval');

@@ -1,9 +1,13 @@
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  COVER_MAX_TERMS,
+  COVER_MIN_ROWS,
   FTS5_BM25_K1,
   SPLIT_MIN_OPTIONAL_ROWS,
   bm25Idf,
+  coverPlan,
+  mergeBest,
   mergeSplit,
   splitSettled,
   splitTerms,
@@ -46,6 +50,42 @@ describe('splitTerms (which terms a BM25 search may leave for last)', () => {
     expect(splitSettled(3, merged, 4.5)).toBe(false);
     expect(splitSettled(4, merged, 0)).toBe(false);
     expect(mergeSplit(2, merged, [], [{ id: 9, score: 5.5 }, { id: 1, score: 99 }])).toEqual([{ id: 3, score: 6 }, { id: 9, score: 5.5 }]);
+  });
+});
+
+describe('coverPlan (the pair cover of a query’s terms)', () => {
+  const total = 1_000_000;
+  const term = (t: string, df: number, singleToken = true) => ({ term: t, df, singleToken });
+
+  it('pairs each term, rarest first, with the rarer ones NOT-ed; singles by descending bound', () => {
+    const plan = coverPlan([term('mid', 9000), term('rare', 700), term('e 417', 1500, false), term('topic', 1200)], total);
+    expect(plan!.pairs).toEqual([
+      '"rare" AND ("topic" OR "e 417" OR "mid")',
+      '("topic" AND ("e 417" OR "mid")) NOT ("rare")',
+      '("e 417" AND ("mid")) NOT ("rare" OR "topic")',
+    ]);
+    // A phrase's own frequency is unknown: it takes the largest bound there is, so it comes first.
+    expect(plan!.singles).toEqual([
+      { match: '"e 417"', bound: termScoreBound(0, total) },
+      { match: '"rare"', bound: termScoreBound(700, total) },
+      { match: '"topic"', bound: termScoreBound(1200, total) },
+      { match: '"mid"', bound: termScoreBound(9000, total) },
+    ]);
+  });
+
+  it('is null for one term, too many terms, or too few rows to save', () => {
+    expect(coverPlan([term('only', 90_000)], total)).toBeNull();
+    expect(coverPlan(Array.from({ length: COVER_MAX_TERMS + 1 }, (_, i) => term(`t${i}`, 5000)), total)).toBeNull();
+    expect(coverPlan([term('a', 600), term('b', COVER_MIN_ROWS - 601)], total)).toBeNull();
+    expect(coverPlan([term('a', 600), term('b', COVER_MIN_ROWS - 600)], total)).not.toBeNull();
+  });
+
+  it('mergeBest keeps each row’s higher score and the best k', () => {
+    expect(mergeBest(3, [{ id: 1, score: 5 }, { id: 2, score: 4 }, { id: 3, score: 1 }], [{ id: 3, score: 6 }, { id: 1, score: 2 }, { id: 4, score: 4 }])).toEqual([
+      { id: 3, score: 6 },
+      { id: 1, score: 5 },
+      { id: 2, score: 4 },
+    ]);
   });
 });
 
@@ -160,8 +200,67 @@ describe('SQLite searchText: the split search returns the plain search’s top k
     expect(compared - fromList).toBeGreaterThan(50);
   }, 120_000);
 
+  it('the pair cover: for every query, scope and k, through its pairs, its singles and its plain fallback', async () => {
+    const corpusStore = store.corpus;
+    corpusStore.bm25CoverMinRows = 0;
+    const before = { ...corpusStore.bm25Paths };
+    const beforeDocs = { ...corpusStore.bm25DocumentPaths };
+    try {
+      for (const [i, q] of queries.entries()) {
+        for (const opts of [{ limit: 100 }, { limit: 10 }, { limit: 30, collection: i % 2 === 0 ? 'a' : 'b' }, { limit: 50, excludeCollections: ['b'] }]) {
+          corpusStore.bm25SplitMinRows = null;
+          const plain = await store.corpus.searchText(q, opts);
+          corpusStore.bm25SplitMinRows = 0;
+          expectSameTopK(await store.corpus.searchText(q, opts), plain, `${q} ${JSON.stringify(opts)}`);
+          // Each topic is in 4 of the 120 documents: a list of 3 is mostly settled by the pairs.
+          for (const docLimit of [3, 20]) {
+            const docOpts = { ...opts, limit: Math.min(opts.limit, docLimit) };
+            corpusStore.bm25SplitMinRows = null;
+            const plainDocs = await store.corpus.searchDocuments(q, docOpts);
+            corpusStore.bm25SplitMinRows = 0;
+            const asRefs = (rows: Array<{ documentId: number; score: number }>) => rows.map((r) => ({ chunkId: r.documentId, score: r.score }));
+            expectSameTopK(asRefs(await store.corpus.searchDocuments(q, docOpts)), asRefs(plainDocs), `documents: ${q} ${JSON.stringify(docOpts)}`);
+          }
+        }
+      }
+      const paths = corpusStore.bm25Paths;
+      expect(paths.cover - before.cover).toBeGreaterThan(100);
+      expect(paths.coverSingles - before.coverSingles).toBeGreaterThan(10);
+      expect(paths.coverPlain - before.coverPlain).toBeGreaterThan(10);
+      expect(corpusStore.bm25DocumentPaths.cover - beforeDocs.cover).toBeGreaterThan(50);
+    } finally {
+      corpusStore.bm25CoverMinRows = null;
+    }
+  }, 120_000);
+
+  it('the pair cover never lists a deleted document’s chunk: an unscoped search runs again in scope', async () => {
+    const corpusStore = store.corpus;
+    corpusStore.bm25CoverMinRows = 0;
+    corpusStore.bm25SplitMinRows = 0;
+    const q = queries.find((x) => !x.includes('"') && x.split(' ').length >= 3)!;
+    const top = await store.corpus.searchText(q, { limit: 10 });
+    const [victim] = await store.corpus.chunkMeta([top[0]!.chunkId]);
+    const db = store.connection.db;
+    // A document marked deleted whose chunks are not removed yet (deleteDocument does it in batches).
+    db.prepare("UPDATE documents SET deleted_at = '2026-01-01T00:00:00Z' WHERE id = ?").run(victim!.documentId);
+    const rescoped = corpusStore.bm25Paths.coverRescoped;
+    try {
+      corpusStore.bm25SplitMinRows = null;
+      const plain = await store.corpus.searchText(q, { limit: 10 });
+      corpusStore.bm25SplitMinRows = 0;
+      const cover = await store.corpus.searchText(q, { limit: 10 });
+      expect(plain.map((r) => r.chunkId)).not.toContain(top[0]!.chunkId);
+      expectSameTopK(cover, plain, q);
+      expect(corpusStore.bm25Paths.coverRescoped).toBe(rescoped + 1);
+    } finally {
+      db.prepare('UPDATE documents SET deleted_at = NULL WHERE id = ?').run(victim!.documentId);
+      corpusStore.bm25CoverMinRows = null;
+    }
+  });
+
   it('for every query, scope and k, and takes both the settled and the unsettled path', async () => {
     const corpusStore = store.corpus;
+    corpusStore.bm25CoverMinRows = null;
     for (const [i, q] of queries.entries()) {
       for (const opts of [{ limit: 100 }, { limit: 10 }, { limit: 30, collection: i % 2 === 0 ? 'a' : 'b' }, { limit: 50, excludeCollections: ['b'] }]) {
         corpusStore.bm25SplitMinRows = null;

@@ -38,8 +38,8 @@ import type { SqliteConnection } from './connection.ts';
 import type { SqliteReader } from './reader.ts';
 import type { PrunedQuery } from './fts-query.ts';
 import { DOC_FTS_MAX_CHUNKS, FTS_TOKENIZER, ftsTerms, pruneTerms, termsToFtsQuery } from './fts-query.ts';
-import { SPLIT_MIN_OPTIONAL_ROWS, mergeSplit, splitSettled, splitTerms } from './bm25-split.ts';
-import type { LexicalSplit, LexicalTerm, ScoredRow } from './bm25-split.ts';
+import { COVER_MIN_ROWS, SPLIT_MIN_OPTIONAL_ROWS, coverPlan, mergeBest, mergeSplit, splitSettled, splitTerms } from './bm25-split.ts';
+import type { CoverPlan, LexicalSplit, LexicalTerm, ScoredRow } from './bm25-split.ts';
 
 /**
  * Most chunks written (or deleted) in one transaction (default 200). A document with more is
@@ -145,12 +145,29 @@ const SQL_BM25_SCOPED = `SELECT f.id AS id, f.rank AS rank FROM (${FTS_INNER}) f
   JOIN chunks c ON c.id = f.id JOIN documents d ON d.id = c.document_id
   WHERE d.deleted_at IS NULL AND (@collection IS NULL OR d.collection = @collection)
     AND d.collection NOT IN (SELECT value FROM json_each(@exclude)) ORDER BY f.rank LIMIT @limit`;
+// How many of the chunks / documents in a JSON list of ids are live (the pair cover's one check).
+const SQL_LIVE_CHUNK_COUNT = `SELECT count(*) FROM chunks c JOIN documents d ON d.id = c.document_id
+  WHERE c.id IN (SELECT value FROM json_each(?)) AND d.deleted_at IS NULL`;
+const SQL_LIVE_DOCUMENT_COUNT = 'SELECT count(*) FROM documents WHERE id IN (SELECT value FROM json_each(?)) AND deleted_at IS NULL';
+// The same three with the inner list whole and a `keep` flag for the filter, so a caller can tell a
+// list the filter emptied (re-run without the inner limit) from one FTS5 ended early (done).
+const bm25Keep = (keep: string) => `SELECT f.id AS id, f.rank AS rank, (d.id IS NOT NULL AND d.deleted_at IS NULL${keep}) AS keep
+  FROM (${FTS_INNER}) f LEFT JOIN chunks c ON c.id = f.id LEFT JOIN documents d ON d.id = c.document_id ORDER BY f.rank`;
+const SQL_BM25_KEEP = bm25Keep('');
+const SQL_BM25_COLLECTION_KEEP = bm25Keep(' AND d.collection = @collection');
+const SQL_BM25_SCOPED_KEEP = bm25Keep(' AND (@collection IS NULL OR d.collection = @collection) AND d.collection NOT IN (SELECT value FROM json_each(@exclude))');
 // Documents: bm25() with columns (title, text) weighted like the chunk table's title and text.
 const SQL_DOCUMENTS = `SELECT f.id AS id, f.rank AS rank FROM (
     SELECT rowid AS id, bm25(documents_fts, ${BM25_WEIGHT_TITLE}, ${BM25_WEIGHT_TEXT}) AS rank FROM documents_fts WHERE documents_fts MATCH @match ORDER BY rank LIMIT @inner
   ) f JOIN documents d ON d.id = f.id
   WHERE d.deleted_at IS NULL AND (@collection IS NULL OR d.collection = @collection)
     AND (@exclude IS NULL OR d.collection NOT IN (SELECT value FROM json_each(@exclude))) ORDER BY f.rank LIMIT @limit`;
+const SQL_DOCUMENTS_FTS = `SELECT rowid AS id, bm25(documents_fts, ${BM25_WEIGHT_TITLE}, ${BM25_WEIGHT_TEXT}) AS rank FROM documents_fts WHERE documents_fts MATCH @match ORDER BY rank LIMIT @inner`;
+const SQL_DOCUMENTS_KEEP = `SELECT f.id AS id, f.rank AS rank,
+    (d.id IS NOT NULL AND d.deleted_at IS NULL AND (@collection IS NULL OR d.collection = @collection)
+      AND (@exclude IS NULL OR d.collection NOT IN (SELECT value FROM json_each(@exclude)))) AS keep FROM (
+    SELECT rowid AS id, bm25(documents_fts, ${BM25_WEIGHT_TITLE}, ${BM25_WEIGHT_TEXT}) AS rank FROM documents_fts WHERE documents_fts MATCH @match ORDER BY rank LIMIT @inner
+  ) f LEFT JOIN documents d ON d.id = f.id ORDER BY f.rank`;
 // A document's best chunk: the MATCH over the rowid range of its first DOC_FTS_MAX_CHUNKS chunks
 // (a document's chunks are written together, so the range is tight; rows of other documents inside
 // it are dropped by the join). FTS5 seeks each term's postings to the range, so the cost is the
@@ -180,6 +197,49 @@ const SQL_DOCUMENT_ITEM = `SELECT d.id AS id, d.collection AS collection, d.titl
 const SQL_LIST_SUBSTRING = "(d.title LIKE @like ESCAPE '\\' OR d.source_uri LIKE @like ESCAPE '\\')";
 const SQL_LIST_FTS = 'd.id IN (SELECT rowid FROM documents_fts WHERE documents_fts MATCH @match)';
 
+/**
+ * How ranked BM25 searches ran: `plain` one query; `settled` / `unsettled` the optional-term split
+ * without / with its Q3; `cover` the pair cover (its single-term queries counted in
+ * `coverSingles`); `coverPlain` a pair cover that found fewer than k rows and ran the plain query.
+ */
+export interface SearchPaths {
+  plain: number;
+  /** Pair covers whose unscoped result held a row not live (deleted meanwhile): run again in scope. */
+  coverRescoped: number;
+  settled: number;
+  unsettled: number;
+  cover: number;
+  coverSingles: number;
+  coverPlain: number;
+}
+
+const emptyPaths = (): SearchPaths => ({ coverRescoped: 0, plain: 0, settled: 0, unsettled: 0, cover: 0, coverSingles: 0, coverPlain: 0 });
+const addPaths = (a: SearchPaths, b: SearchPaths): SearchPaths => ({
+  plain: a.plain + b.plain,
+  settled: a.settled + b.settled,
+  unsettled: a.unsettled + b.unsettled,
+  cover: a.cover + b.cover,
+  coverSingles: a.coverSingles + b.coverSingles,
+  coverPlain: a.coverPlain + b.coverPlain,
+  coverRescoped: a.coverRescoped + b.coverRescoped,
+});
+
+/** The pair cover's queries without the scope join, and the check of their result (rankedSearch). */
+interface Unfiltered {
+  topK: (match: string) => ScoredRow[];
+  allLive: (ids: readonly number[]) => boolean;
+}
+
+/** The first `limit` rows of a keep-flagged list that pass (rank: lower is better → score). */
+function keptRows(listed: ReadonlyArray<{ id: number; rank: number; keep: number }>, limit: number): ScoredRow[] {
+  const out: ScoredRow[] = [];
+  for (const r of listed) {
+    if (out.length === limit) break;
+    if (r.keep === 1) out.push({ id: r.id, score: -r.rank });
+  }
+  return out;
+}
+
 /** `%text%` for LIKE with its wildcards escaped (escape character backslash). */
 export function likePattern(text: string): string {
   return `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
@@ -207,18 +267,23 @@ export class SqliteCorpusStore implements CorpusStore {
    * and the test comparing both paths set it.
    */
   bm25SplitMinRows: number | null = SPLIT_MIN_OPTIONAL_ROWS;
-  /** How this connection's ranked BM25 chunk searches ran: plain, split with Q3 skipped, split with Q3 run. */
-  readonly bm25Paths = { plain: 0, settled: 0, unsettled: 0 };
+  /**
+   * The smallest number of rows (all terms) for which a BM25 search of 2 to COVER_MAX_TERMS terms
+   * runs as a pair cover (bm25-split.ts coverPlan; default COVER_MIN_ROWS); null: never. Ignored
+   * when bm25SplitMinRows is null (plain searches only).
+   */
+  bm25CoverMinRows: number | null = COVER_MIN_ROWS;
+  /** How this connection's ranked BM25 chunk searches ran (see SearchPaths). */
+  readonly bm25Paths: SearchPaths = emptyPaths();
   /** The same for document searches (searchDocuments). */
-  readonly bm25DocumentPaths = { plain: 0, settled: 0, unsettled: 0 };
+  readonly bm25DocumentPaths: SearchPaths = emptyPaths();
 
-  /** The split counters of every search this store ran, the reader thread's included (benchmarks). */
-  async searchPaths(): Promise<{ chunks: { plain: number; settled: number; unsettled: number }; documents: { plain: number; settled: number; unsettled: number } }> {
+  /** The path counters of every search this store ran, the reader thread's included (benchmarks). */
+  async searchPaths(): Promise<{ chunks: SearchPaths; documents: SearchPaths }> {
     const here = { chunks: { ...this.bm25Paths }, documents: { ...this.bm25DocumentPaths } };
     if (!this.reader?.usable) return here;
     const there = await this.reader.call<typeof here>('searchPaths', []);
-    const add = (a: typeof here.chunks, b: typeof here.chunks) => ({ plain: a.plain + b.plain, settled: a.settled + b.settled, unsettled: a.unsettled + b.unsettled });
-    return { chunks: add(here.chunks, there.chunks), documents: add(here.documents, there.documents) };
+    return { chunks: addPaths(here.chunks, there.chunks), documents: addPaths(here.documents, there.documents) };
   }
 
   constructor(private readonly c: SqliteConnection) {}
@@ -650,8 +715,14 @@ export class SqliteCorpusStore implements CorpusStore {
     const exclude = excludeParam(opts.excludeCollections);
     if (pruned.unranked) return this.unrankedMatches(match, limit, collection ?? null, exclude);
     const topK = (m: string) => this.rankedChunks(m, limit, collection ?? null, exclude);
-    const split = this.bm25SplitMinRows === null ? null : splitTerms(pruned.lexical, pruned.total, limit, this.bm25SplitMinRows);
-    return this.splitSearch(match, split, limit, topK, this.bm25Paths).map((r) => ({ chunkId: r.id, score: r.score }));
+    const unfiltered: Unfiltered | undefined =
+      collection != null || exclude !== null
+        ? undefined
+        : {
+            topK: (m) => this.c.stmt<{ match: string; inner: number }, { id: number; rank: number }>(FTS_INNER).all({ match: m, inner: limit }).map((r) => ({ id: r.id, score: -r.rank })),
+            allLive: (ids) => ids.length === 0 || this.c.stmt<[string], number>(SQL_LIVE_CHUNK_COUNT).pluck().get(idList(ids)) === ids.length,
+          };
+    return this.rankedSearch(match, pruned, limit, topK, this.bm25Paths, unfiltered).map((r) => ({ chunkId: r.id, score: r.score }));
   }
 
   /** The best `limit` live chunks for an FTS5 MATCH expression, in scope, by bm25 (score: higher is better). */
@@ -665,10 +736,13 @@ export class SqliteCorpusStore implements CorpusStore {
         : collection === null
           ? this.c.stmt<{ match: string; inner: number; limit: number }, Row>(SQL_BM25).all({ match, inner, limit })
           : this.c.stmt<{ match: string; inner: number; limit: number; collection: string }, Row>(SQL_BM25_COLLECTION).all({ match, inner, limit, collection });
-    let rows = run(collection === null && exclude === null ? limit : limit * BM25_FILTER_OVERFETCH);
-    // Too few survived the outside filter: the inner limit may have cut matches that would pass it.
-    if (rows.length < limit) rows = run(-1);
-    return rows.map((r) => ({ id: r.id, score: -r.rank }));
+    const inner = collection === null && exclude === null ? limit : limit * BM25_FILTER_OVERFETCH;
+    const sql = exclude !== null ? SQL_BM25_SCOPED_KEEP : collection === null ? SQL_BM25_KEEP : SQL_BM25_COLLECTION_KEEP;
+    const listed = this.c.stmt<{ match: string; inner: number; collection: string | null; exclude: string | null }, Row & { keep: number }>(sql).all({ match, inner, collection, exclude });
+    const rows = keptRows(listed, limit);
+    // Too few survived the filter while the inner limit cut the list: matches past it may pass the filter.
+    if (rows.length < limit && listed.length >= inner) return run(-1).map((r) => ({ id: r.id, score: -r.rank }));
+    return rows;
   }
 
   /**
@@ -697,14 +771,24 @@ export class SqliteCorpusStore implements CorpusStore {
     const exclude = excludeParam(opts.excludeCollections);
     const { limit } = opts;
     const topK = (m: string): ScoredRow[] => {
-      const stmt = this.c.stmt<{ match: string; inner: number; limit: number; collection: string | null; exclude: string | null }, { id: number; rank: number }>(SQL_DOCUMENTS);
-      const filtered = collection !== null || exclude !== null;
-      let rows = stmt.all({ match: m, inner: filtered ? limit * BM25_FILTER_OVERFETCH : limit, limit, collection, exclude });
-      if (rows.length < limit) rows = stmt.all({ match: m, inner: -1, limit, collection, exclude });
-      return rows.map((r) => ({ id: r.id, score: -r.rank }));
+      const inner = collection !== null || exclude !== null ? limit * BM25_FILTER_OVERFETCH : limit;
+      const listed = this.c
+        .stmt<{ match: string; inner: number; collection: string | null; exclude: string | null }, { id: number; rank: number; keep: number }>(SQL_DOCUMENTS_KEEP)
+        .all({ match: m, inner, collection, exclude });
+      const rows = keptRows(listed, limit);
+      if (rows.length >= limit || listed.length < inner) return rows;
+      const all = this.c.stmt<{ match: string; inner: number; limit: number; collection: string | null; exclude: string | null }, { id: number; rank: number }>(SQL_DOCUMENTS);
+      return all.all({ match: m, inner: -1, limit, collection, exclude }).map((r) => ({ id: r.id, score: -r.rank }));
     };
+    const unfiltered: Unfiltered | undefined =
+      collection !== null || exclude !== null
+        ? undefined
+        : {
+            topK: (m) => this.c.stmt<{ match: string; inner: number }, { id: number; rank: number }>(SQL_DOCUMENTS_FTS).all({ match: m, inner: limit }).map((r) => ({ id: r.id, score: -r.rank })),
+            allLive: (ids) => ids.length === 0 || this.c.stmt<[string], number>(SQL_LIVE_DOCUMENT_COUNT).pluck().get(idList(ids)) === ids.length,
+          };
     const docs = this.bm25SplitMinRows === null || pruned.lexical.length < 2 ? null : this.documentTerms(pruned);
-    const rows = docs === null ? topK(match) : this.splitSearch(match, splitTerms(docs.lexical, docs.total, limit, this.bm25SplitMinRows!), limit, topK, this.bm25DocumentPaths);
+    const rows = docs === null ? topK(match) : this.rankedSearch(match, docs, limit, topK, this.bm25DocumentPaths, unfiltered);
     return rows.map((r) => ({ documentId: r.id, score: r.score }));
   }
 
@@ -712,7 +796,47 @@ export class SqliteCorpusStore implements CorpusStore {
    * The top `limit` of `match` by bm25, through `topK` (one FTS5 query → its best `limit` rows in
    * scope), split as bm25-split.ts describes when `split` is not null; counts the path taken.
    */
-  private splitSearch(match: string, split: LexicalSplit | null, limit: number, topK: (m: string) => ScoredRow[], paths: { plain: number; settled: number; unsettled: number }): ScoredRow[] {
+  /**
+   * The top `limit` of `match` by bm25: one plain query, the pair cover or the optional-term split
+   * (bm25-split.ts). `topK` runs one query in scope; with `unfiltered` (an unscoped search) the pair
+   * cover's queries skip the liveness join and the result is checked once instead: when all of it is
+   * live it is the live top k too (the live rows are a subset); otherwise the cover runs again in scope.
+   */
+  private rankedSearch(match: string, terms: { lexical: LexicalTerm[]; total: number }, limit: number, topK: (m: string) => ScoredRow[], paths: SearchPaths, unfiltered?: Unfiltered): ScoredRow[] {
+    if (this.bm25SplitMinRows === null) return this.splitSearch(match, null, limit, topK, paths);
+    const cover = this.bm25CoverMinRows === null ? null : coverPlan(terms.lexical, terms.total, this.bm25CoverMinRows);
+    if (cover === null) return this.splitSearch(match, splitTerms(terms.lexical, terms.total, limit, this.bm25SplitMinRows), limit, topK, paths);
+    if (unfiltered !== undefined) {
+      const rows = this.coverSearch(match, cover, limit, unfiltered.topK, paths);
+      if (unfiltered.allLive(rows.map((r) => r.id))) return rows;
+      paths.coverRescoped++;
+    }
+    return this.coverSearch(match, cover, limit, topK, paths);
+  }
+
+  /**
+   * The top `limit` by a pair cover (bm25-split.ts): its pair queries, then single-term queries while
+   * a term's bound is above the k-th best score. With fewer than `limit` rows after the pairs, the
+   * single-term queries would together score every match: one plain query does that once.
+   */
+  private coverSearch(match: string, plan: CoverPlan, limit: number, topK: (m: string) => ScoredRow[], paths: SearchPaths): ScoredRow[] {
+    let rows: ScoredRow[] = [];
+    for (const m of plan.pairs) rows = mergeBest(limit, rows, topK(m));
+    if (rows.length < limit) {
+      paths.coverPlain++;
+      return topK(match);
+    }
+    paths.cover++;
+    for (const s of plan.singles) {
+      // Bounds descend and the k-th score only rises: once a term is below it, so are the rest.
+      if (rows[limit - 1]!.score >= s.bound) break;
+      paths.coverSingles++;
+      rows = mergeBest(limit, rows, topK(s.match));
+    }
+    return rows;
+  }
+
+  private splitSearch(match: string, split: LexicalSplit | null, limit: number, topK: (m: string) => ScoredRow[], paths: SearchPaths): ScoredRow[] {
     if (split === null) {
       paths.plain++;
       return topK(match);
