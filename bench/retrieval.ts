@@ -40,8 +40,9 @@ import { nowIso } from '../src/core/clock.ts';
 import { openSqliteStore } from '../src/core/store/sqlite/index.ts';
 import { vectorToBlob } from '../src/core/store/sqlite/codec.ts';
 import { rebuildIndex } from '../src/commands/reindex.ts';
-import { createGeneration } from '../src/core/index-store.ts';
-import { shardCountFor } from '../src/core/sharded-index.ts';
+import { createGeneration, indexFile, indexOptions } from '../src/core/index-store.ts';
+import type { IndexGeneration } from '../src/core/index-store.ts';
+import { shardCountFor, ShardedHnswIndex } from '../src/core/sharded-index.ts';
 import { ExactTopK, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, HNSW_M } from '../src/core/vector-index.ts';
 import { BENCH_EMBED_MODEL_ID } from './serve-memory.ts';
 import { corpusWord } from './lib.ts';
@@ -63,6 +64,8 @@ const { values } = parseArgs({
     keep: { type: 'string' },
     /** A data dir this bench seeded before (same --chunks/--seed/…): its rows are reused, not written again. */
     reuse: { type: 'string' },
+    /** With --reuse: open the index a previous run of this bench built and calibrated in that dir instead of building one (build figures are then null). */
+    'reuse-index': { type: 'boolean', default: false },
     /** Only the full-text figures (BM25 search, BM25-only retrieval): no HNSW build. */
     'bm25-only': { type: 'boolean', default: false },
     /** With --bm25-only: write each query's BM25 top 10 here (JSON), to compare a change against with --baseline. */
@@ -252,16 +255,20 @@ async function main() {
     }
 
     // ---- HNSW: built, committed, loaded and calibrated exactly as `mneme reindex` does it.
+    const previous = values['reuse-index'] && !seeding ? await store.corpus.activeGeneration() : null;
+    if (values['reuse-index'] && previous?.calibration == null) throw new Error('--reuse-index: the --reuse dir has no calibrated index of an earlier run');
     // A reused data dir keeps the index of its first run: retired, so this run builds its own.
-    if (!seeding) db.prepare("UPDATE index_meta SET status = 'retired' WHERE status = 'active'").run();
-    const meta = await store.corpus.createGeneration(
-      { modelId: MODEL_ID, dimension: DIM, maxTokens: 256, pooling: 'mean', normalized: true, hnswM: HNSW_M, hnswEfConstruction: EF_CONSTRUCTION, hnswEfSearch: HNSW_EF_SEARCH },
-      'active',
-    );
-    log(`hnsw: building ${SHARDS} shard(s) on ${THREADS} core(s), M ${HNSW_M}, ef_construction ${EF_CONSTRUCTION}`);
+    if (!seeding && !previous) db.prepare("UPDATE index_meta SET status = 'retired' WHERE status = 'active'").run();
+    const meta =
+      previous ??
+      (await store.corpus.createGeneration(
+        { modelId: MODEL_ID, dimension: DIM, maxTokens: 256, pooling: 'mean', normalized: true, hnswM: HNSW_M, hnswEfConstruction: EF_CONSTRUCTION, hnswEfSearch: HNSW_EF_SEARCH },
+        'active',
+      ));
+    log(previous ? `hnsw: opening generation ${meta.generation}` : `hnsw: building ${SHARDS} shard(s) on ${THREADS} core(s), M ${HNSW_M}, ef_construction ${EF_CONSTRUCTION}`);
     t0 = performance.now();
     const cpu0 = process.cpuUsage();
-    const built = await rebuildIndex(store, dir, meta, { shards: SHARDS });
+    const built = previous ? openBuilt(dir, previous) : await rebuildIndex(store, dir, meta, { shards: SHARDS });
     // CPU of every thread of the process (the shard workers included): on a shared machine the wall
     // time depends on the neighbours, CPU / min(shards, cores) is what an idle machine would take.
     const cpu = process.cpuUsage(cpu0);
@@ -384,7 +391,8 @@ async function main() {
       sqlite_insert_s: round(sqliteSeconds, 1),
       fts_optimize_s: round(ftsOptimizeSeconds, 1),
       hnsw: { m: HNSW_M, ef_construction: EF_CONSTRUCTION, shards: built.shards, threads: THREADS },
-      hnsw_build_s: round(built.buildSeconds, 1),
+      reused_index: previous !== null,
+      hnsw_build_s: previous ? null : round(built.buildSeconds, 1),
       hnsw_open_s: round(built.loadSeconds, 2),
       hnsw_rebuild_total_s: round(rebuildSeconds, 1),
       hnsw_rebuild_cpu_s: round(rebuildCpuSeconds, 1),
@@ -419,6 +427,14 @@ async function main() {
   } finally {
     if (seeding) fs.rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** --reuse-index: the calibrated index of an earlier run, opened as rebuildIndex would return it (no build time). */
+function openBuilt(dir: string, meta: IndexGeneration): Awaited<ReturnType<typeof rebuildIndex>> {
+  const t0 = performance.now();
+  const index = ShardedHnswIndex.load(indexFile(dir, meta), indexOptions(meta));
+  index.setEfSearch(meta.calibration!.ef);
+  return { vectors: index.size(), index, shards: index.shardCount, buildSeconds: 0, loadSeconds: (performance.now() - t0) / 1000 };
 }
 
 /** With --keep: the seeded data dir moved there (a --reuse dir stays where it is). */
