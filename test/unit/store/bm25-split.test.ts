@@ -252,6 +252,11 @@ describe('SQLite searchText: the split search returns the plain search’s top k
       expect(plain.map((r) => r.chunkId)).not.toContain(top[0]!.chunkId);
       expectSameTopK(cover, plain, q);
       expect(corpusStore.bm25Paths.coverRescoped).toBe(rescoped + 1);
+      // lexicalCandidates reads the cover's metadata while checking it: the same list, no dead chunk.
+      const lexical = await store.corpus.lexicalCandidates(q, { limit: 10, documentLimit: 0 });
+      expectSameTopK(lexical.chunks, plain, q);
+      expect(lexical.meta.map((m) => m.chunkId).sort()).toEqual(plain.map((r) => r.chunkId).sort());
+      expect(corpusStore.bm25Paths.coverRescoped).toBe(rescoped + 2);
     } finally {
       db.prepare('UPDATE documents SET deleted_at = NULL WHERE id = ?').run(victim!.documentId);
       corpusStore.bm25CoverMinRows = null;

@@ -707,7 +707,12 @@ export class SqliteCorpusStore implements CorpusStore {
     return this.searchTextNow(query, opts);
   }
 
-  private searchTextNow(query: string, opts: SearchScope & { limit: number }): ScoredChunkRef[] {
+  /**
+   * @param live when given, an unscoped pair cover checks its result by reading the chunkMeta of its
+   *   rows (live ones only) and leaves them here when all were live, so lexicalCandidates need not
+   *   read them again; untouched otherwise.
+   */
+  private searchTextNow(query: string, opts: SearchScope & { limit: number }, live?: { meta: ChunkMeta[] | null }): ScoredChunkRef[] {
     const pruned = this.searchTerms(query);
     const match = termsToFtsQuery(pruned.terms);
     if (match === null) return [];
@@ -720,7 +725,14 @@ export class SqliteCorpusStore implements CorpusStore {
         ? undefined
         : {
             topK: (m) => this.c.stmt<{ match: string; inner: number }, { id: number; rank: number }>(FTS_INNER).all({ match: m, inner: limit }).map((r) => ({ id: r.id, score: -r.rank })),
-            allLive: (ids) => ids.length === 0 || this.c.stmt<[string], number>(SQL_LIVE_CHUNK_COUNT).pluck().get(idList(ids)) === ids.length,
+            allLive: (ids) => {
+              if (ids.length === 0) return true;
+              if (live === undefined) return this.c.stmt<[string], number>(SQL_LIVE_CHUNK_COUNT).pluck().get(idList(ids)) === ids.length;
+              const meta = this.chunkMetaNow(ids);
+              if (meta.length !== ids.length) return false;
+              live.meta = meta;
+              return true;
+            },
           };
     return this.rankedSearch(match, pruned, limit, topK, this.bm25Paths, unfiltered).map((r) => ({ chunkId: r.id, score: r.score }));
   }
@@ -905,8 +917,9 @@ export class SqliteCorpusStore implements CorpusStore {
    */
   private lexicalCandidatesNow(query: string, opts: SearchScope & { limit: number; documentLimit: number }): LexicalCandidates {
     const scope: SearchScope = { collection: opts.collection, excludeCollections: opts.excludeCollections };
-    const chunks = this.searchTextNow(query, { ...scope, limit: opts.limit });
-    const meta = chunks.length === 0 ? [] : this.chunkMetaNow(chunks.map((c) => c.chunkId));
+    const live: { meta: ChunkMeta[] | null } = { meta: null };
+    const chunks = this.searchTextNow(query, { ...scope, limit: opts.limit }, live);
+    const meta = live.meta ?? (chunks.length === 0 ? [] : this.chunkMetaNow(chunks.map((c) => c.chunkId)));
     let documentChunks: number[] = [];
     if (opts.documentLimit > 0) {
       const docs = this.searchDocumentsNow(query, { ...scope, limit: opts.documentLimit });
