@@ -4,6 +4,7 @@
  *   node --import tsx bench/retrieval.ts [--chunks 100000] [--queries 1000] [--dim 384] [--clusters 1000]
  *                                        [--recall-queries 300] [--seed 1] [--threads CORES] [--shards N]
  *                                        [--ef-construction 100] [--keep DIR] [--plain-bm25] [--no-search-thread]
+ *                                        [--reuse DIR [--reuse-index]] [--bm25-only [--dump F] [--baseline F] [--dump-queries F]]
  *
  * Corpus: N chunks of 384-d unit vectors drawn around C Gaussian cluster centres, each with ~80 words
  * of text (70% from a Zipf-distributed 50k-word vocabulary, 30% from its cluster's 20 topic words),
@@ -76,6 +77,8 @@ const { values } = parseArgs({
     baseline: { type: 'string' },
     /** Every BM25 search as one plain FTS5 query (no MaxScore split, src/core/store/sqlite/bm25-split.ts): the figures before it. */
     'plain-bm25': { type: 'boolean', default: false },
+    /** The pair cover's row threshold (bm25-split.ts COVER_MIN_ROWS; 'off': never), for comparing values: the calling thread's connection only, so use it with --no-search-thread. */
+    'cover-min-rows': { type: 'string' },
     /** Full-text searches on the calling thread instead of a reader thread (serve's MNEME_SEARCH_THREAD=false; implied by --plain-bm25). */
     'no-search-thread': { type: 'boolean', default: false },
     /** A scratch PostgreSQL database (emptied first): the same corpus, queries and vectors on the PostgreSQL engine. */
@@ -192,6 +195,7 @@ async function main() {
     log(`scratch data dir ${dir}; ${N} chunks × ${DIM}-d, ${CLUSTERS} clusters, ${Q} queries`);
     const store = openSqliteStore(path.join(dir, 'mneme.sqlite'));
     if (values['plain-bm25']) store.corpus.bm25SplitMinRows = null;
+    if (values['cover-min-rows'] !== undefined) store.corpus.bm25CoverMinRows = values['cover-min-rows'] === 'off' ? null : int('cover-min-rows', values['cover-min-rows'], 0);
     // Seeding writes rows straight through the engine's schema (triggers fill FTS5 and the feed): a
     // bench of retrieval, not of ingestion.
     const db = store.connection.db;

@@ -76,8 +76,8 @@ describe('coverPlan (the pair cover of a query’s terms)', () => {
   it('is null for one term, too many terms, or too few rows to save', () => {
     expect(coverPlan([term('only', 90_000)], total)).toBeNull();
     expect(coverPlan(Array.from({ length: COVER_MAX_TERMS + 1 }, (_, i) => term(`t${i}`, 5000)), total)).toBeNull();
-    expect(coverPlan([term('a', 600), term('b', COVER_MIN_ROWS - 601)], total)).toBeNull();
-    expect(coverPlan([term('a', 600), term('b', COVER_MIN_ROWS - 600)], total)).not.toBeNull();
+    expect(coverPlan([term('a', 100), term('b', COVER_MIN_ROWS - 101)], total)).toBeNull();
+    expect(coverPlan([term('a', 100), term('b', COVER_MIN_ROWS - 100)], total)).not.toBeNull();
   });
 
   it('mergeBest keeps each row’s higher score and the best k', () => {

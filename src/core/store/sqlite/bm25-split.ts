@@ -137,8 +137,13 @@ export function splitSettled(k: number, merged: readonly ScoredRow[], optionalBo
  * (most of it reading the row's size for bm25()), ~0.1 µs a row it only walks past.
  */
 export const COVER_MAX_TERMS = 8;
-/** The pair cover runs n − 1 (or more) queries: below this many rows in all, one plain query is cheaper. */
-export const COVER_MIN_ROWS = 2_000;
+/**
+ * The pair cover runs n − 1 (or more) queries: below this many rows in all, one plain query is
+ * cheaper. 500 against 2,000 (bench/README.md, stop 15): at 100k, same thread, BM25 p50 2.01 → 1.69
+ * ms and hybrid 3.49 → 2.83 ms, although most covers there find fewer than k rows and fall back to
+ * the plain query; at 300k, hybrid 5.93 → 4.25 ms.
+ */
+export const COVER_MIN_ROWS = 500;
 
 export interface CoverPlan {
   /** Pi, rarest term first: together they match every row holding two or more of the terms, once. */
