@@ -157,17 +157,14 @@ const SQL_BM25_KEEP = bm25Keep('');
 const SQL_BM25_COLLECTION_KEEP = bm25Keep(' AND d.collection = @collection');
 const SQL_BM25_SCOPED_KEEP = bm25Keep(' AND (@collection IS NULL OR d.collection = @collection) AND d.collection NOT IN (SELECT value FROM json_each(@exclude))');
 // Documents: bm25() with columns (title, text) weighted like the chunk table's title and text.
-const SQL_DOCUMENTS = `SELECT f.id AS id, f.rank AS rank FROM (
-    SELECT rowid AS id, bm25(documents_fts, ${BM25_WEIGHT_TITLE}, ${BM25_WEIGHT_TEXT}) AS rank FROM documents_fts WHERE documents_fts MATCH @match ORDER BY rank LIMIT @inner
-  ) f JOIN documents d ON d.id = f.id
+const DOC_FTS_INNER = `SELECT rowid AS id, bm25(documents_fts, ${BM25_WEIGHT_TITLE}, ${BM25_WEIGHT_TEXT}) AS rank FROM documents_fts WHERE documents_fts MATCH @match ORDER BY rank LIMIT @inner`;
+const SQL_DOCUMENTS = `SELECT f.id AS id, f.rank AS rank FROM (${DOC_FTS_INNER}) f JOIN documents d ON d.id = f.id
   WHERE d.deleted_at IS NULL AND (@collection IS NULL OR d.collection = @collection)
     AND (@exclude IS NULL OR d.collection NOT IN (SELECT value FROM json_each(@exclude))) ORDER BY f.rank LIMIT @limit`;
-const SQL_DOCUMENTS_FTS = `SELECT rowid AS id, bm25(documents_fts, ${BM25_WEIGHT_TITLE}, ${BM25_WEIGHT_TEXT}) AS rank FROM documents_fts WHERE documents_fts MATCH @match ORDER BY rank LIMIT @inner`;
 const SQL_DOCUMENTS_KEEP = `SELECT f.id AS id, f.rank AS rank,
     (d.id IS NOT NULL AND d.deleted_at IS NULL AND (@collection IS NULL OR d.collection = @collection)
-      AND (@exclude IS NULL OR d.collection NOT IN (SELECT value FROM json_each(@exclude)))) AS keep FROM (
-    SELECT rowid AS id, bm25(documents_fts, ${BM25_WEIGHT_TITLE}, ${BM25_WEIGHT_TEXT}) AS rank FROM documents_fts WHERE documents_fts MATCH @match ORDER BY rank LIMIT @inner
-  ) f LEFT JOIN documents d ON d.id = f.id ORDER BY f.rank`;
+      AND (@exclude IS NULL OR d.collection NOT IN (SELECT value FROM json_each(@exclude)))) AS keep
+  FROM (${DOC_FTS_INNER}) f LEFT JOIN documents d ON d.id = f.id ORDER BY f.rank`;
 // A document's best chunk: the MATCH over the rowid range of its first DOC_FTS_MAX_CHUNKS chunks
 // (a document's chunks are written together, so the range is tight; rows of other documents inside
 // it are dropped by the join). FTS5 seeks each term's postings to the range, so the cost is the
@@ -197,32 +194,18 @@ const SQL_DOCUMENT_ITEM = `SELECT d.id AS id, d.collection AS collection, d.titl
 const SQL_LIST_SUBSTRING = "(d.title LIKE @like ESCAPE '\\' OR d.source_uri LIKE @like ESCAPE '\\')";
 const SQL_LIST_FTS = 'd.id IN (SELECT rowid FROM documents_fts WHERE documents_fts MATCH @match)';
 
+const SEARCH_PATHS = ['plain', 'settled', 'unsettled', 'cover', 'coverSingles', 'coverPlain', 'coverRescoped'] as const;
 /**
  * How ranked BM25 searches ran: `plain` one query; `settled` / `unsettled` the optional-term split
  * without / with its Q3; `cover` the pair cover (its single-term queries counted in
- * `coverSingles`); `coverPlain` a pair cover that found fewer than k rows and ran the plain query.
+ * `coverSingles`); `coverPlain` a pair cover that found fewer than k rows and ran the plain query;
+ * `coverRescoped` a pair cover whose unscoped result held a row not live (deleted meanwhile), run
+ * again in scope.
  */
-export interface SearchPaths {
-  plain: number;
-  /** Pair covers whose unscoped result held a row not live (deleted meanwhile): run again in scope. */
-  coverRescoped: number;
-  settled: number;
-  unsettled: number;
-  cover: number;
-  coverSingles: number;
-  coverPlain: number;
-}
+export type SearchPaths = Record<(typeof SEARCH_PATHS)[number], number>;
 
-const emptyPaths = (): SearchPaths => ({ coverRescoped: 0, plain: 0, settled: 0, unsettled: 0, cover: 0, coverSingles: 0, coverPlain: 0 });
-const addPaths = (a: SearchPaths, b: SearchPaths): SearchPaths => ({
-  plain: a.plain + b.plain,
-  settled: a.settled + b.settled,
-  unsettled: a.unsettled + b.unsettled,
-  cover: a.cover + b.cover,
-  coverSingles: a.coverSingles + b.coverSingles,
-  coverPlain: a.coverPlain + b.coverPlain,
-  coverRescoped: a.coverRescoped + b.coverRescoped,
-});
+const emptyPaths = (): SearchPaths => Object.fromEntries(SEARCH_PATHS.map((k) => [k, 0])) as SearchPaths;
+const addPaths = (a: SearchPaths, b: SearchPaths): SearchPaths => Object.fromEntries(SEARCH_PATHS.map((k) => [k, a[k] + b[k]])) as SearchPaths;
 
 /** The pair cover's queries without the scope join, and the check of their result (rankedSearch). */
 interface Unfiltered {
@@ -724,7 +707,7 @@ export class SqliteCorpusStore implements CorpusStore {
       collection != null || exclude !== null
         ? undefined
         : {
-            topK: (m) => this.c.stmt<{ match: string; inner: number }, { id: number; rank: number }>(FTS_INNER).all({ match: m, inner: limit }).map((r) => ({ id: r.id, score: -r.rank })),
+            topK: (m) => this.ftsTopK(FTS_INNER, m, limit),
             allLive: (ids) => {
               if (ids.length === 0) return true;
               if (live === undefined) return this.c.stmt<[string], number>(SQL_LIVE_CHUNK_COUNT).pluck().get(idList(ids)) === ids.length;
@@ -735,6 +718,14 @@ export class SqliteCorpusStore implements CorpusStore {
             },
           };
     return this.rankedSearch(match, pruned, limit, topK, this.bm25Paths, unfiltered).map((r) => ({ chunkId: r.id, score: r.score }));
+  }
+
+  /** The best `inner` rows of an FTS5 ranking query (FTS_INNER, DOC_FTS_INNER), live or not, out of scope or not. */
+  private ftsTopK(sql: string, match: string, inner: number): ScoredRow[] {
+    return this.c
+      .stmt<{ match: string; inner: number }, { id: number; rank: number }>(sql)
+      .all({ match, inner })
+      .map((r) => ({ id: r.id, score: -r.rank }));
   }
 
   /** The best `limit` live chunks for an FTS5 MATCH expression, in scope, by bm25 (score: higher is better). */
@@ -796,7 +787,7 @@ export class SqliteCorpusStore implements CorpusStore {
       collection !== null || exclude !== null
         ? undefined
         : {
-            topK: (m) => this.c.stmt<{ match: string; inner: number }, { id: number; rank: number }>(SQL_DOCUMENTS_FTS).all({ match: m, inner: limit }).map((r) => ({ id: r.id, score: -r.rank })),
+            topK: (m) => this.ftsTopK(DOC_FTS_INNER, m, limit),
             allLive: (ids) => ids.length === 0 || this.c.stmt<[string], number>(SQL_LIVE_DOCUMENT_COUNT).pluck().get(idList(ids)) === ids.length,
           };
     const docs = this.bm25SplitMinRows === null || pruned.lexical.length < 2 ? null : this.documentTerms(pruned);
@@ -804,10 +795,6 @@ export class SqliteCorpusStore implements CorpusStore {
     return rows.map((r) => ({ documentId: r.id, score: r.score }));
   }
 
-  /**
-   * The top `limit` of `match` by bm25, through `topK` (one FTS5 query → its best `limit` rows in
-   * scope), split as bm25-split.ts describes when `split` is not null; counts the path taken.
-   */
   /**
    * The top `limit` of `match` by bm25: one plain query, the pair cover or the optional-term split
    * (bm25-split.ts). `topK` runs one query in scope; with `unfiltered` (an unscoped search) the pair
@@ -848,6 +835,10 @@ export class SqliteCorpusStore implements CorpusStore {
     return rows;
   }
 
+  /**
+   * The top `limit` of `match` by bm25, through `topK` (one FTS5 query → its best `limit` rows in
+   * scope), split as bm25-split.ts describes when `split` is not null; counts the path taken.
+   */
   private splitSearch(match: string, split: LexicalSplit | null, limit: number, topK: (m: string) => ScoredRow[], paths: SearchPaths): ScoredRow[] {
     if (split === null) {
       paths.plain++;
