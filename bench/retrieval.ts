@@ -3,7 +3,7 @@
  *
  *   node --import tsx bench/retrieval.ts [--chunks 100000] [--queries 1000] [--dim 384] [--clusters 1000]
  *                                        [--recall-queries 300] [--seed 1] [--threads CORES] [--shards N]
- *                                        [--ef-construction 100] [--keep DIR] [--plain-bm25] [--no-search-thread]
+ *                                        [--ef-construction 100] [--keep DIR] [--plain-bm25] [--no-search-thread] [--no-fts-native]
  *                                        [--reuse DIR [--reuse-index]] [--bm25-only [--dump F] [--baseline F] [--dump-queries F]]
  *
  * Corpus: N chunks of 384-d unit vectors drawn around C Gaussian cluster centres, each with ~80 words
@@ -81,6 +81,8 @@ const { values } = parseArgs({
     'cover-min-rows': { type: 'string' },
     /** Full-text searches on the calling thread instead of a reader thread (serve's MNEME_SEARCH_THREAD=false; implied by --plain-bm25). */
     'no-search-thread': { type: 'boolean', default: false },
+    /** Rank with FTS5's bm25() instead of mneme's FTS5 extension (serve's MNEME_FTS_NATIVE=0), on every connection. */
+    'no-fts-native': { type: 'boolean', default: false },
     /** A scratch PostgreSQL database (emptied first): the same corpus, queries and vectors on the PostgreSQL engine. */
     postgres: { type: 'string' },
   },
@@ -193,7 +195,9 @@ async function main() {
   const seeding = values.reuse === undefined;
   try {
     log(`scratch data dir ${dir}; ${N} chunks × ${DIM}-d, ${CLUSTERS} clusters, ${Q} queries`);
-    const store = openSqliteStore(path.join(dir, 'mneme.sqlite'));
+    const store = openSqliteStore(path.join(dir, 'mneme.sqlite'), { ftsNative: !values['no-fts-native'] });
+    const ftsNative = store.connection.fts.loaded;
+    log(`ranking: ${store.connection.fts.loaded ? 'mneme_bm25 (FTS5 extension)' : `bm25() (${store.connection.fts.reason})`}`);
     if (values['plain-bm25']) store.corpus.bm25SplitMinRows = null;
     if (values['cover-min-rows'] !== undefined) store.corpus.bm25CoverMinRows = values['cover-min-rows'] === 'off' ? null : int('cover-min-rows', values['cover-min-rows'], 0);
     // Seeding writes rows straight through the engine's schema (triggers fill FTS5 and the feed): a
@@ -384,6 +388,7 @@ async function main() {
 
     const out = {
       bench: 'retrieval',
+      fts_native: ftsNative,
       chunks: N,
       dim: DIM,
       clusters: CLUSTERS,
@@ -507,6 +512,7 @@ async function bm25Only(store: ReturnType<typeof openSqliteStore>, topics: strin
   const out = {
     bench: 'retrieval',
     mode: 'bm25-only',
+    fts_native: store.connection.fts.loaded,
     chunks: N,
     queries: Q,
     load_avg_1m: round(os.loadavg()[0]!, 2),

@@ -73,6 +73,8 @@ const envSchema = z.object({
   MNEME_MAX_FILE_BYTES: intIn(1, 2 ** 40).default(DEFAULT_MAX_FILE_BYTES),
   /** 1 (default): run the server's full-text searches on a reader thread (SQLite engine; see README); 0: on the event loop. */
   MNEME_SEARCH_THREAD: bool.default(true),
+  /** 1 (default): SQLite connections rank full-text matches with mneme's FTS5 extension when it is built (fts-native.ts); 0: with FTS5's bm25(). */
+  MNEME_FTS_NATIVE: bool.default(true),
   /** CPU priority (nice, 0-19) `ingest`/`reindex` lower themselves to, so a server on the same machine keeps its latency. */
   MNEME_INGEST_NICE: intIn(0, 19).default(10),
 
@@ -141,6 +143,8 @@ export interface Config {
   ingestNice: number;
   /** Full-text searches of `serve` on a reader thread (SQLite engine). Default false. */
   searchThread: boolean;
+  /** MNEME_FTS_NATIVE: rank with mneme's FTS5 extension when it is built (same scores as bm25(), fewer posting-list walks). */
+  ftsNative: boolean;
   llm: {
     spec: string;
     model: string | undefined;
@@ -310,6 +314,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxFileBytes: e.MNEME_MAX_FILE_BYTES,
     ingestNice: e.MNEME_INGEST_NICE,
     searchThread: e.MNEME_SEARCH_THREAD,
+    ftsNative: e.MNEME_FTS_NATIVE,
     llm: {
       spec: e.MNEME_LLM,
       model: e.MNEME_LLM_MODEL,

@@ -80,7 +80,7 @@ async function bringUpToDate(store: Store, meta: IndexGeneration, hnsw: TunableV
  */
 export async function openStore(config: Config): Promise<Store> {
   if (config.databaseUrl) return openPostgresStore(config.databaseUrl);
-  return openSqliteStore(config.dbFile);
+  return openSqliteStore(config.dbFile, { ftsNative: config.ftsNative });
 }
 
 /**

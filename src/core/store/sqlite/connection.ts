@@ -12,6 +12,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { ConfigError, UnavailableError } from '../../errors.ts';
+import { loadFtsExtension } from './fts-native.ts';
+import type { FtsNativeState } from './fts-native.ts';
 
 export type SqliteDb = Database.Database;
 export type Statement<P extends unknown[] | object, R> = Database.Statement<P, R>;
@@ -59,6 +61,8 @@ export interface SqliteConnectionOptions {
   migrationsDir?: string;
   /** Give up on a locked-out write after this many ms. Default SQLITE_WRITE_DEADLINE_MS. */
   writeDeadlineMs?: number;
+  /** Load mneme's FTS5 extension (fts-native.ts) when it is built. Default true (config: MNEME_FTS_NATIVE). */
+  ftsNative?: boolean;
 }
 
 /** A SQLite error code (SQLITE_BUSY, SQLITE_CONSTRAINT_UNIQUE, ...), or undefined for other errors. */
@@ -76,6 +80,10 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 export class SqliteConnection {
   readonly db: SqliteDb;
   readonly file: string;
+  /** Whether this connection ranks with mneme_bm25 (fts-native.ts) and why not. */
+  readonly fts: FtsNativeState;
+  /** The ftsNative option it was opened with (a reader thread's connection follows it). */
+  readonly ftsNativeWanted: boolean;
   private readonly cache = new Map<string, Statement<unknown[], unknown>>();
   private readonly writeDeadlineMs: number;
   private closed = false;
@@ -117,6 +125,8 @@ export class SqliteConnection {
       this.db.pragma('secure_delete = ON');
       this.db.pragma('foreign_keys = ON');
       this.db.pragma(`cache_size = -${SQLITE_CACHE_KIB}`);
+      this.ftsNativeWanted = options.ftsNative ?? true;
+      this.fts = loadFtsExtension(this.db, this.ftsNativeWanted);
       if (!readonly) this.migrateWithRetry(options.migrationsDir ?? SQLITE_MIGRATIONS_DIR);
     } catch (err) {
       this.db.close();

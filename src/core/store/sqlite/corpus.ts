@@ -38,6 +38,7 @@ import type { SqliteConnection } from './connection.ts';
 import type { SqliteReader } from './reader.ts';
 import type { PrunedQuery } from './fts-query.ts';
 import { DOC_FTS_MAX_CHUNKS, FTS_TOKENIZER, ftsTerms, pruneTerms, termsToFtsQuery } from './fts-query.ts';
+import { matchPhrases } from './fts-native.ts';
 import { COVER_MIN_ROWS, SPLIT_MIN_OPTIONAL_ROWS, coverPlan, mergeBest, mergeSplit, splitSettled, splitTerms } from './bm25-split.ts';
 import type { CoverPlan, LexicalSplit, LexicalTerm, ScoredRow } from './bm25-split.ts';
 
@@ -128,34 +129,54 @@ function toGeneration(r: GenerationRow): IndexGeneration {
   };
 }
 
-const RANK_SPEC = `bm25(${BM25_WEIGHT_TEXT}, ${BM25_WEIGHT_HEADING}, ${BM25_WEIGHT_TITLE})`;
-// The MATCH runs alone in its subquery; filters and joins stay outside it, so the planner can never
-// turn the query into a scan of documents. Ordered by bm25() in SQLite's own sorter, which keeps only
-// the best @inner rows: `ORDER BY rank` (FTS5's sorted cursor) sorts every match, 1.3–1.7× slower
-// at 1M chunks (bench/README.md, "Issue 17 at 1M: BM25 split").
-const FTS_INNER = `SELECT rowid AS id, ${RANK_SPEC.replace('bm25(', 'bm25(chunks_fts, ')} AS rank FROM chunks_fts WHERE chunks_fts MATCH @match ORDER BY rank LIMIT @inner`;
-const SQL_BM25 = `SELECT f.id AS id, f.rank AS rank FROM (${FTS_INNER}) f
+/** Chunk ranking by FTS5's bm25(), columns (text, heading_path, title) weighted. */
+const BM25_RANK = `bm25(chunks_fts, ${BM25_WEIGHT_TEXT}, ${BM25_WEIGHT_HEADING}, ${BM25_WEIGHT_TITLE})`;
+/** The same scores with the phrases' document frequencies given (@dfs, fts-native.ts). */
+const NATIVE_RANK = `mneme_bm25(chunks_fts, ${BM25_WEIGHT_TEXT}, ${BM25_WEIGHT_HEADING}, ${BM25_WEIGHT_TITLE}, @dfs)`;
+
+/** The ranked chunk statements with `rank` as their ranking expression (BM25_RANK or NATIVE_RANK). */
+function chunkStatements(rank: string) {
+  // The MATCH runs alone in its subquery; filters and joins stay outside it, so the planner can never
+  // turn the query into a scan of documents. Ordered by the rank in SQLite's own sorter, which keeps
+  // only the best @inner rows: `ORDER BY rank` (FTS5's sorted cursor) sorts every match, 1.3–1.7×
+  // slower at 1M chunks (bench/README.md, "Issue 17 at 1M: BM25 split").
+  const inner = `SELECT rowid AS id, ${rank} AS rank FROM chunks_fts WHERE chunks_fts MATCH @match ORDER BY rank LIMIT @inner`;
+  const ranked = (filter: string) => `SELECT f.id AS id, f.rank AS rank FROM (${inner}) f
   JOIN chunks c ON c.id = f.id JOIN documents d ON d.id = c.document_id
-  WHERE d.deleted_at IS NULL ORDER BY f.rank LIMIT @limit`;
-const SQL_BM25_COLLECTION = `SELECT f.id AS id, f.rank AS rank FROM (${FTS_INNER}) f
-  JOIN chunks c ON c.id = f.id JOIN documents d ON d.id = c.document_id
-  WHERE d.deleted_at IS NULL AND d.collection = @collection ORDER BY f.rank LIMIT @limit`;
-// Access control (issue 14): a collection and/or excluded collections (@exclude: a JSON array).
-const SQL_BM25_SCOPED = `SELECT f.id AS id, f.rank AS rank FROM (${FTS_INNER}) f
-  JOIN chunks c ON c.id = f.id JOIN documents d ON d.id = c.document_id
-  WHERE d.deleted_at IS NULL AND (@collection IS NULL OR d.collection = @collection)
-    AND d.collection NOT IN (SELECT value FROM json_each(@exclude)) ORDER BY f.rank LIMIT @limit`;
+  WHERE d.deleted_at IS NULL${filter} ORDER BY f.rank LIMIT @limit`;
+  // The same with the inner list whole and a `keep` flag for the filter, so a caller can tell a list
+  // the filter emptied (re-run without the inner limit) from one FTS5 ended early (done).
+  const keep = (filter: string) => `SELECT f.id AS id, f.rank AS rank, (d.id IS NOT NULL AND d.deleted_at IS NULL${filter}) AS keep
+  FROM (${inner}) f LEFT JOIN chunks c ON c.id = f.id LEFT JOIN documents d ON d.id = c.document_id ORDER BY f.rank`;
+  const collection = ' AND d.collection = @collection';
+  // Access control (issue 14): a collection and/or excluded collections (@exclude: a JSON array).
+  const scoped = ' AND (@collection IS NULL OR d.collection = @collection) AND d.collection NOT IN (SELECT value FROM json_each(@exclude))';
+  return {
+    inner,
+    bm25: ranked(''),
+    collection: ranked(collection),
+    scoped: ranked(scoped),
+    keep: keep(''),
+    collectionKeep: keep(collection),
+    scopedKeep: keep(scoped),
+    // A document's best chunk: the MATCH over the rowid range of its first DOC_FTS_MAX_CHUNKS chunks
+    // (a document's chunks are written together, so the range is tight; rows of other documents
+    // inside it are dropped by the join). FTS5 seeks each term's postings to the range, so the cost
+    // is the matches in the range. (Was: `rowid IN (the chunk ids)`, which FTS5 evaluates as one
+    // MATCH per id: 20–28 ms for 30 pages of the manual, the reader thread's largest cost under
+    // load.) CROSS JOIN keeps FTS5 the outer loop.
+    bestChunkInRange: `SELECT f.rowid AS chunkId FROM chunks_fts f CROSS JOIN chunks c ON c.id = f.rowid
+  WHERE chunks_fts MATCH @match AND f.rowid BETWEEN @lo AND @hi AND c.document_id = @doc AND c.ord < ${DOC_FTS_MAX_CHUNKS}
+  ORDER BY ${rank}, f.rowid LIMIT 1`,
+  };
+}
+type ChunkStatements = ReturnType<typeof chunkStatements>;
+const CHUNK_SQL = chunkStatements(BM25_RANK);
+const CHUNK_SQL_NATIVE = chunkStatements(NATIVE_RANK);
 // How many of the chunks / documents in a JSON list of ids are live (the pair cover's one check).
 const SQL_LIVE_CHUNK_COUNT = `SELECT count(*) FROM chunks c JOIN documents d ON d.id = c.document_id
   WHERE c.id IN (SELECT value FROM json_each(?)) AND d.deleted_at IS NULL`;
 const SQL_LIVE_DOCUMENT_COUNT = 'SELECT count(*) FROM documents WHERE id IN (SELECT value FROM json_each(?)) AND deleted_at IS NULL';
-// The same three with the inner list whole and a `keep` flag for the filter, so a caller can tell a
-// list the filter emptied (re-run without the inner limit) from one FTS5 ended early (done).
-const bm25Keep = (keep: string) => `SELECT f.id AS id, f.rank AS rank, (d.id IS NOT NULL AND d.deleted_at IS NULL${keep}) AS keep
-  FROM (${FTS_INNER}) f LEFT JOIN chunks c ON c.id = f.id LEFT JOIN documents d ON d.id = c.document_id ORDER BY f.rank`;
-const SQL_BM25_KEEP = bm25Keep('');
-const SQL_BM25_COLLECTION_KEEP = bm25Keep(' AND d.collection = @collection');
-const SQL_BM25_SCOPED_KEEP = bm25Keep(' AND (@collection IS NULL OR d.collection = @collection) AND d.collection NOT IN (SELECT value FROM json_each(@exclude))');
 // Documents: bm25() with columns (title, text) weighted like the chunk table's title and text.
 const DOC_FTS_INNER = `SELECT rowid AS id, bm25(documents_fts, ${BM25_WEIGHT_TITLE}, ${BM25_WEIGHT_TEXT}) AS rank FROM documents_fts WHERE documents_fts MATCH @match ORDER BY rank LIMIT @inner`;
 const SQL_DOCUMENTS = `SELECT f.id AS id, f.rank AS rank FROM (${DOC_FTS_INNER}) f JOIN documents d ON d.id = f.id
@@ -165,17 +186,9 @@ const SQL_DOCUMENTS_KEEP = `SELECT f.id AS id, f.rank AS rank,
     (d.id IS NOT NULL AND d.deleted_at IS NULL AND (@collection IS NULL OR d.collection = @collection)
       AND (@exclude IS NULL OR d.collection NOT IN (SELECT value FROM json_each(@exclude)))) AS keep
   FROM (${DOC_FTS_INNER}) f LEFT JOIN documents d ON d.id = f.id ORDER BY f.rank`;
-// A document's best chunk: the MATCH over the rowid range of its first DOC_FTS_MAX_CHUNKS chunks
-// (a document's chunks are written together, so the range is tight; rows of other documents inside
-// it are dropped by the join). FTS5 seeks each term's postings to the range, so the cost is the
-// matches in the range. (Was: `rowid IN (the chunk ids)`, which FTS5 evaluates as one MATCH per id:
-// 20–28 ms for 30 pages of the manual, the reader thread's largest cost under load.) CROSS JOIN keeps
-// FTS5 the outer loop.
+// The rowid range of each document's first DOC_FTS_MAX_CHUNKS chunks (chunkStatements' bestChunkInRange).
 const SQL_DOC_CHUNK_RANGES = `SELECT document_id AS documentId, min(id) AS lo, max(id) AS hi FROM chunks
   WHERE document_id IN (SELECT value FROM json_each(?)) AND ord < ${DOC_FTS_MAX_CHUNKS} GROUP BY document_id`;
-const SQL_BEST_CHUNK_IN_RANGE = `SELECT f.rowid AS chunkId FROM chunks_fts f CROSS JOIN chunks c ON c.id = f.rowid
-  WHERE chunks_fts MATCH @match AND f.rowid BETWEEN @lo AND @hi AND c.document_id = @doc AND c.ord < ${DOC_FTS_MAX_CHUNKS}
-  ORDER BY ${RANK_SPEC.replace('bm25(', 'bm25(chunks_fts, ')}, f.rowid LIMIT 1`;
 // Terms whose IDF is 0 (fts-query.ts PrunedQuery.unranked): the newest matches, unscored.
 const SQL_UNRANKED = `SELECT f.id AS id FROM (SELECT rowid AS id FROM chunks_fts WHERE chunks_fts MATCH @match ORDER BY rowid DESC LIMIT @inner) f
   JOIN chunks c ON c.id = f.id JOIN documents d ON d.id = c.document_id
@@ -240,6 +253,15 @@ export class SqliteCorpusStore implements CorpusStore {
   private readonly stemCache = new Map<string, string[]>();
   /** FTS5 token → its document frequency when read (see tokenDf). */
   private readonly dfCache = new Map<string, { df: number; total: number; atMs: number }>();
+  /** The ranked chunk statements: mneme_bm25 when the connection loaded it (fts-native.ts), else bm25(). */
+  private readonly chunkSql: ChunkStatements;
+  /**
+   * Phrase → the chunks_fts rows holding it, counted as bm25() counts them, exact while the change
+   * feed's head is `exactDfHead` (every chunk insert or delete moves it, in the same transaction as
+   * chunks_fts: 030_change_feed.sql). mneme_bm25 is given these (see phraseDfs).
+   */
+  private readonly exactDf = new Map<string, number>();
+  private exactDfHead = -1;
 
   /** Set by a server (SqliteStore.startReader): the heavy full-text searches run on its thread. */
   private reader: SqliteReader | null = null;
@@ -269,7 +291,37 @@ export class SqliteCorpusStore implements CorpusStore {
     return { chunks: addPaths(here.chunks, there.chunks), documents: addPaths(here.documents, there.documents) };
   }
 
-  constructor(private readonly c: SqliteConnection) {}
+  constructor(private readonly c: SqliteConnection) {
+    this.chunkSql = c.fts.loaded ? CHUNK_SQL_NATIVE : CHUNK_SQL;
+  }
+
+  /** Forgets the exact phrase frequencies when the corpus changed since they were counted. Call once per search. */
+  private syncExactDf(): void {
+    if (!this.c.fts.loaded) return;
+    const head = this.c.stmt<[], number>("SELECT seq FROM sqlite_sequence WHERE name = 'corpus_changes'").pluck().get() ?? 0;
+    if (head !== this.exactDfHead || this.exactDf.size >= STEM_CACHE_MAX) {
+      this.exactDf.clear();
+      this.exactDfHead = head;
+    }
+  }
+
+  /**
+   * mneme_bm25's @dfs for a chunks_fts MATCH expression: each phrase's row count in the order FTS5
+   * numbers the phrases, comma-separated (null on a connection ranking with bm25()). A phrase not
+   * counted since the corpus last changed is counted now, walking its posting list once, which is
+   * what bm25() does in every statement.
+   */
+  private phraseDfs(match: string): string | null {
+    if (!this.c.fts.loaded) return null;
+    const count = this.c.stmt<[string], number>('SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?').pluck();
+    return matchPhrases(match)
+      .map((p) => {
+        let df = this.exactDf.get(p);
+        if (df === undefined) this.exactDf.set(p, (df = count.get(`"${p.replace(/"/g, '""')}"`) ?? 0));
+        return df;
+      })
+      .join(',');
+  }
 
   /** Sends searchText / searchDocuments / bestChunks / lexicalCandidates to `reader` (null: back to this connection). */
   useReader(reader: SqliteReader | null): void {
@@ -699,6 +751,7 @@ export class SqliteCorpusStore implements CorpusStore {
     const pruned = this.searchTerms(query);
     const match = termsToFtsQuery(pruned.terms);
     if (match === null) return [];
+    this.syncExactDf();
     const { limit, collection } = opts;
     const exclude = excludeParam(opts.excludeCollections);
     if (pruned.unranked) return this.unrankedMatches(match, limit, collection ?? null, exclude);
@@ -707,7 +760,7 @@ export class SqliteCorpusStore implements CorpusStore {
       collection != null || exclude !== null
         ? undefined
         : {
-            topK: (m) => this.ftsTopK(FTS_INNER, m, limit),
+            topK: (m) => this.ftsTopK(this.chunkSql.inner, m, limit, this.phraseDfs(m)),
             allLive: (ids) => {
               if (ids.length === 0) return true;
               if (live === undefined) return this.c.stmt<[string], number>(SQL_LIVE_CHUNK_COUNT).pluck().get(idList(ids)) === ids.length;
@@ -720,28 +773,26 @@ export class SqliteCorpusStore implements CorpusStore {
     return this.rankedSearch(match, pruned, limit, topK, this.bm25Paths, unfiltered).map((r) => ({ chunkId: r.id, score: r.score }));
   }
 
-  /** The best `inner` rows of an FTS5 ranking query (FTS_INNER, DOC_FTS_INNER), live or not, out of scope or not. */
-  private ftsTopK(sql: string, match: string, inner: number): ScoredRow[] {
+  /** The best `inner` rows of an FTS5 ranking query (chunkSql.inner, DOC_FTS_INNER), live or not, out of scope or not. */
+  private ftsTopK(sql: string, match: string, inner: number, dfs: string | null = null): ScoredRow[] {
     return this.c
-      .stmt<{ match: string; inner: number }, { id: number; rank: number }>(sql)
-      .all({ match, inner })
+      .stmt<{ match: string; inner: number; dfs: string | null }, { id: number; rank: number }>(sql)
+      .all({ match, inner, dfs })
       .map((r) => ({ id: r.id, score: -r.rank }));
   }
 
   /** The best `limit` live chunks for an FTS5 MATCH expression, in scope, by bm25 (score: higher is better). */
   private rankedChunks(match: string, limit: number, collection: string | null, exclude: string | null): ScoredRow[] {
     type Row = { id: number; rank: number };
-    const run = (inner: number) =>
-      exclude !== null
-        ? this.c
-            .stmt<{ match: string; inner: number; limit: number; collection: string | null; exclude: string }, Row>(SQL_BM25_SCOPED)
-            .all({ match, inner, limit, collection, exclude })
-        : collection === null
-          ? this.c.stmt<{ match: string; inner: number; limit: number }, Row>(SQL_BM25).all({ match, inner, limit })
-          : this.c.stmt<{ match: string; inner: number; limit: number; collection: string }, Row>(SQL_BM25_COLLECTION).all({ match, inner, limit, collection });
+    type Params = { match: string; inner: number; dfs: string | null; collection: string | null; exclude: string | null };
+    const dfs = this.phraseDfs(match);
+    const run = (inner: number) => {
+      const sql = exclude !== null ? this.chunkSql.scoped : collection === null ? this.chunkSql.bm25 : this.chunkSql.collection;
+      return this.c.stmt<Params & { limit: number }, Row>(sql).all({ match, inner, limit, dfs, collection, exclude });
+    };
     const inner = collection === null && exclude === null ? limit : limit * BM25_FILTER_OVERFETCH;
-    const sql = exclude !== null ? SQL_BM25_SCOPED_KEEP : collection === null ? SQL_BM25_KEEP : SQL_BM25_COLLECTION_KEEP;
-    const listed = this.c.stmt<{ match: string; inner: number; collection: string | null; exclude: string | null }, Row & { keep: number }>(sql).all({ match, inner, collection, exclude });
+    const sql = exclude !== null ? this.chunkSql.scopedKeep : collection === null ? this.chunkSql.keep : this.chunkSql.collectionKeep;
+    const listed = this.c.stmt<Params, Row & { keep: number }>(sql).all({ match, inner, dfs, collection, exclude });
     const rows = keptRows(listed, limit);
     // Too few survived the filter while the inner limit cut the list: matches past it may pass the filter.
     if (rows.length < limit && listed.length >= inner) return run(-1).map((r) => ({ id: r.id, score: -r.rank }));
@@ -869,8 +920,9 @@ export class SqliteCorpusStore implements CorpusStore {
     const match = termsToFtsQuery(this.searchTerms(query).terms);
     const best = new Map<number, number>();
     if (match === null || documentIds.length === 0) return best;
+    this.syncExactDf();
     const ranges = this.c.stmt<[string], { documentId: number; lo: number; hi: number }>(SQL_DOC_CHUNK_RANGES).all(idList(documentIds));
-    // Per document, its listed chunks best first (ties: smaller id, as SQL_BEST_CHUNK_IN_RANGE orders them).
+    // Per document, its listed chunks best first (ties: smaller id, as bestChunkInRange orders them).
     const listed = new Map<number, Array<{ chunkId: number; score: number }>>();
     for (const r of ranked ?? []) {
       const list = listed.get(r.documentId);
@@ -878,11 +930,13 @@ export class SqliteCorpusStore implements CorpusStore {
       else listed.set(r.documentId, [r]);
     }
     for (const list of listed.values()) list.sort((a, b) => b.score - a.score || a.chunkId - b.chunkId);
-    const stmt = this.c.stmt<{ match: string; lo: number; hi: number; doc: number }, number>(SQL_BEST_CHUNK_IN_RANGE).pluck();
+    const stmt = this.c.stmt<{ match: string; dfs: string | null; lo: number; hi: number; doc: number }, number>(this.chunkSql.bestChunkInRange).pluck();
+    let dfs: string | null | undefined;
     for (const r of ranges) {
       // Chunk ids grow with ord within a document, so [lo, hi] is its first DOC_FTS_MAX_CHUNKS chunks.
       const fromList = listed.get(r.documentId)?.find((c) => c.chunkId >= r.lo && c.chunkId <= r.hi);
-      const chunkId = fromList?.chunkId ?? stmt.get({ match, lo: r.lo, hi: r.hi, doc: r.documentId });
+      if (fromList === undefined && dfs === undefined) dfs = this.phraseDfs(match);
+      const chunkId = fromList?.chunkId ?? stmt.get({ match, dfs: dfs ?? null, lo: r.lo, hi: r.hi, doc: r.documentId });
       if (chunkId !== undefined) best.set(r.documentId, chunkId);
     }
     return best;

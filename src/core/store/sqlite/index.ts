@@ -65,7 +65,7 @@ export class SqliteStore implements Store {
    */
   startReader(): void {
     if (this.reader) return;
-    this.reader = new SqliteReader(this.connection.file);
+    this.reader = new SqliteReader(this.connection.file, this.connection.ftsNativeWanted);
     this.corpus.useReader(this.reader);
   }
 

@@ -9,8 +9,8 @@ import { SqliteConnection } from './connection.ts';
 import { SqliteCorpusStore } from './corpus.ts';
 import type { ReaderMethod, ReaderRequest, ReaderReply } from './reader.ts';
 
-const { file } = (workerData as { data: { file: string } }).data;
-const conn = new SqliteConnection(file, { readonly: true });
+const { file, ftsNative } = (workerData as { data: { file: string; ftsNative: boolean } }).data;
+const conn = new SqliteConnection(file, { readonly: true, ftsNative });
 const corpus = new SqliteCorpusStore(conn);
 
 const methods: Record<ReaderMethod, (...args: never[]) => Promise<unknown>> = {

@@ -27,9 +27,9 @@ export class SqliteReader {
   /** Resolves true once the worker is ready, false if it failed first. */
   readonly ready: Promise<boolean>;
 
-  /** Starts the worker on `file` (which must exist and be migrated). */
-  constructor(file: string) {
-    this.worker = startWorker(new URL('./read-worker.ts', import.meta.url), { file });
+  /** Starts the worker on `file` (which must exist and be migrated); `ftsNative` as SqliteConnectionOptions says. */
+  constructor(file: string, ftsNative = true) {
+    this.worker = startWorker(new URL('./read-worker.ts', import.meta.url), { file, ftsNative });
     this.worker.unref();
     let settle: (ok: boolean) => void = () => {};
     this.ready = new Promise<boolean>((r) => (settle = r));
