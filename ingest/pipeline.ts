@@ -46,10 +46,17 @@ export function documentWeight(loaded: LoadedDocument): number {
 }
 
 /**
- * An ingest that added at least this many chunks merges the full-text index at the end
- * (CorpusStore.optimizeFullText; bench/README.md: BM25 p50 −23 % at 100k chunks after a bulk load).
+ * An ingest that added or deleted at least this many chunks merges the full-text index at the end
+ * (CorpusStore.optimizeFullText; bench/README.md: BM25 p50 −23 % at 100k chunks after a bulk load)…
  */
 export const FTS_OPTIMIZE_MIN_CHUNKS = 20_000;
+/**
+ * …or at least this share of the live chunks: the PostgreSQL manual's 9,844 chunks left 13 FTS5
+ * segments, and merging them (0.16 s) cut lexical retrieval p50 / p99 from 4.7 / 14.7 to 2.9 / 6.6 ms
+ * (bench/README.md, "Issue 17: merged full-text segments"). A small update of a large corpus is left
+ * to FTS5's automerge: a full merge rewrites the whole index (~5 s at 1M chunks).
+ */
+export const FTS_OPTIMIZE_MIN_SHARE = 0.1;
 
 export interface IngestOptions {
   store: Store;
@@ -360,10 +367,18 @@ export async function runIngest(opts: IngestOptions): Promise<IngestSummary> {
   if (final) s.embedding_model = final.embedder?.info.modelId ?? null;
   await checkpoint(true);
   // A bulk load leaves FTS5 with many segments: one merge makes every later BM25 query cheaper.
-  if (s.chunks_added >= FTS_OPTIMIZE_MIN_CHUNKS) await store.corpus.optimizeFullText();
+  if (await worthMerging(store, s.chunks_added + s.chunks_deleted)) await store.corpus.optimizeFullText();
   await truncateFeed(store);
   s.seconds = Number(process.hrtime.bigint() - started) / 1e9;
   return s;
+}
+
+/** True when `changed` chunks are FTS_OPTIMIZE_MIN_CHUNKS or FTS_OPTIMIZE_MIN_SHARE of the live ones. */
+async function worthMerging(store: Store, changed: number): Promise<boolean> {
+  if (changed >= FTS_OPTIMIZE_MIN_CHUNKS) return true;
+  if (changed === 0) return false;
+  const live = (await store.corpus.collections()).reduce((n, c) => n + c.chunks, 0);
+  return changed >= FTS_OPTIMIZE_MIN_SHARE * live;
 }
 
 /** Drops the oldest change-feed rows, keeping FEED_RETAIN_CHANGES behind every saved index position. */

@@ -278,8 +278,9 @@ export interface CorpusStore {
   vectorsOf(modelId: string, chunkIds: readonly number[]): Promise<Map<number, Float32Array>>;
 
   /**
-   * Merges the full-text index's segments after a bulk ingest (SQLite: FTS5 'optimize' of chunks_fts;
-   * PostgreSQL: a no-op, its GIN indexes are maintained by autovacuum). Cost ∝ the index size.
+   * Merges the full-text index's segments after a bulk ingest (SQLite: chunks_fts and documents_fts
+   * into one FTS5 segment each, in bounded write transactions; PostgreSQL: a no-op, its GIN indexes
+   * are maintained by autovacuum). Cost ∝ the index size; results unchanged.
    */
   optimizeFullText(): Promise<void>;
 

@@ -79,6 +79,14 @@ const DF_CACHE_TTL_MS = 300_000;
 /** The score of an unranked match: FTS5's clamped IDF (1e-6), as BM25 would score a term in most chunks. */
 const UNRANKED_SCORE = 1e-6;
 
+/**
+ * optimizeFullText's work per write transaction, in FTS5 pages (~4 KB each; about 40 ms a step here),
+ * so an ingest's final merge (~5 s at 1M chunks) never holds the write lock for long.
+ */
+export const FTS_MERGE_STEP_PAGES = 1_000;
+/** …and a bound on its steps (a 1M-chunk index takes a few hundred). */
+const FTS_MERGE_MAX_STEPS = 100_000;
+
 const STAGING_PREFIX = 'staging:';
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 const REPLACED_PREFIX = 'replaced:';
@@ -278,6 +286,8 @@ export class SqliteCorpusStore implements CorpusStore {
    * when bm25SplitMinRows is null (plain searches only).
    */
   bm25CoverMinRows: number | null = COVER_MIN_ROWS;
+  /** optimizeFullText's pages per write transaction (default FTS_MERGE_STEP_PAGES; tests take many small steps). */
+  ftsMergeStepPages = FTS_MERGE_STEP_PAGES;
   /** How this connection's ranked BM25 chunk searches ran (see SearchPaths). */
   readonly bm25Paths: SearchPaths = emptyPaths();
   /** The same for document searches (searchDocuments). */
@@ -708,8 +718,26 @@ export class SqliteCorpusStore implements CorpusStore {
     await this.c.write(() => this.c.stmt('UPDATE index_meta SET saved_feed_seq = ? WHERE generation = ?').run(feedSeq, generation));
   }
 
+  /**
+   * Merges each FTS5 table (chunks_fts, documents_fts) into one segment, in write transactions of
+   * about FTS_MERGE_STEP_PAGES pages each with the event loop free between them: the first step
+   * ('merge', −N) puts every segment on one level and starts merging them, the next ones ('merge', N)
+   * carry that merge on, until a step does no work (SQLite's total_changes() moves by less than 2,
+   * as the FTS5 manual says) or FTS_MERGE_MAX_STEPS. Same rows, same scores (contract test).
+   */
   async optimizeFullText(): Promise<void> {
-    await this.c.write(() => this.c.stmt("INSERT INTO chunks_fts(chunks_fts) VALUES('optimize')").run());
+    for (const table of ['chunks_fts', 'documents_fts']) {
+      for (let step = 0; step < FTS_MERGE_MAX_STEPS; step++) {
+        const pages = step === 0 ? -this.ftsMergeStepPages : this.ftsMergeStepPages;
+        const worked = await this.c.write(() => {
+          const before = this.c.stmt<[], number>('SELECT total_changes()').pluck().get()!;
+          this.c.stmt<[number]>(`INSERT INTO ${table}(${table}, rank) VALUES('merge', ?)`).run(pages);
+          return this.c.stmt<[], number>('SELECT total_changes()').pluck().get()! - before >= 2;
+        });
+        if (!worked) break;
+        await yieldToEventLoop();
+      }
+    }
   }
 
   async recordCalibration(generation: number, k: EfCalibration): Promise<void> {
