@@ -1,7 +1,7 @@
 /*
 ** mneme_fts: an SQLite loadable extension adding one FTS5 auxiliary function, mneme_bm25().
 **
-**   mneme_bm25(fts_table, w_0, ..., w_{C-1}, dfs)
+**   mneme_bm25(fts_table, w_0, ..., w_{C-1}, dfs [, sizes])
 **
 ** is FTS5's bm25(fts_table, w_0, ..., w_{C-1}) (same k1 = 1.2, b = 0.75, same clamped IDF, same
 ** arithmetic in the same order, so the same double) except for where the phrases' document
@@ -10,11 +10,23 @@
 ** (mneme's pair cover, one best-chunk MATCH per listed document) pays that walk again in each.
 ** Here `dfs` gives them: the number of rows holding each phrase of the MATCH expression, in the
 ** order the phrases appear in it, as decimal integers separated by commas ("812,40213,7"). The
-** caller counts each once (and caches it while the table is unchanged).
+** caller counts each once (and caches it while the table is unchanged) with
+**
+**   mneme_phrase_rows(fts_table)
+**
+** which returns that string for the MATCH of its statement, counted as bm25() counts.
 **
 ** With `dfs` NULL the function counts the frequencies itself, exactly as bm25() does.
-** Errors (raised as SQL errors): C + 1 trailing arguments expected; a `dfs` that does not hold
-** exactly one non-negative integer per phrase.
+**
+** `sizes` (optional, a name) keeps each row's size in tokens in memory under that name, per
+** connection, once read: bm25() reads it from the table's %_docsize b-tree for every row it scores,
+** which was ~85 % of the scoring cost at 1M rows (perf). Only for a table whose rowids are never
+** reused and whose rows are never rewritten (mneme's chunks_fts: one row per chunk id, and chunk ids
+** are AUTOINCREMENT), since a size once read is kept for the connection's life. Up to
+** SIZE_CACHE_MAX_ROWID rowids (2 bytes each); larger rowids are read each time.
+**
+** Errors (raised as SQL errors): C + 1 or C + 2 trailing arguments expected; a `dfs` that does not
+** hold exactly one non-negative integer per phrase.
 **
 ** Built by scripts/fts-native.mjs (mneme's postinstall) against the SQLite headers better-sqlite3
 ** ships; loaded per connection by src/core/store/sqlite/fts-native.ts.
@@ -33,6 +45,76 @@ struct Bm25Data {
   double *aIDF;   /* IDF of each phrase */
   double *aFreq;  /* Scratch: weighted frequency of each phrase in the current row */
 };
+
+/* Row sizes kept under one name (see `sizes` above): a[rowid] = tokens; 0 = not read yet or
+** not cacheable (0 tokens, or more than 65,534), in which case it is read each time. */
+#define SIZE_CACHE_MAX_ROWID ((sqlite3_int64)1 << 26)
+typedef struct SizeCache SizeCache;
+struct SizeCache {
+  char *zName;
+  sqlite3_int64 n;          /* Entries allocated in a[] */
+  unsigned short *a;
+  SizeCache *pNext;
+};
+/* Per connection (the user data of its functions). */
+typedef struct ExtState ExtState;
+struct ExtState {
+  SizeCache *pCaches;
+};
+
+static void extStateFree(void *p){
+  ExtState *st = (ExtState*)p;
+  while( st->pCaches ){
+    SizeCache *c = st->pCaches;
+    st->pCaches = c->pNext;
+    sqlite3_free(c->zName);
+    sqlite3_free(c->a);
+    sqlite3_free(c);
+  }
+  sqlite3_free(st);
+}
+
+/* The cache named zName (made on first use); NULL when out of memory. */
+static SizeCache *sizeCache(ExtState *st, const char *zName){
+  SizeCache *c;
+  for(c=st->pCaches; c; c=c->pNext){
+    if( strcmp(c->zName, zName)==0 ) return c;
+  }
+  c = (SizeCache*)sqlite3_malloc(sizeof(SizeCache));
+  if( c==0 ) return 0;
+  memset(c, 0, sizeof(SizeCache));
+  c->zName = sqlite3_mprintf("%s", zName);
+  if( c->zName==0 ){ sqlite3_free(c); return 0; }
+  c->pNext = st->pCaches;
+  st->pCaches = c;
+  return c;
+}
+
+/* The current row's size in tokens (all columns), from `c` when it holds it (c may be NULL). */
+static int rowSize(const Fts5ExtensionApi *pApi, Fts5Context *pFts, SizeCache *c, int *pnTok){
+  sqlite3_int64 iRow = pApi->xRowid(pFts);
+  int rc;
+  if( c==0 || iRow<=0 || iRow>=SIZE_CACHE_MAX_ROWID ) return pApi->xColumnSize(pFts, -1, pnTok);
+  if( iRow<c->n && c->a[iRow]!=0 ){
+    *pnTok = c->a[iRow];
+    return SQLITE_OK;
+  }
+  rc = pApi->xColumnSize(pFts, -1, pnTok);
+  if( rc!=SQLITE_OK ) return rc;
+  if( iRow>=c->n ){
+    sqlite3_int64 n = c->n ? c->n : 1024;
+    unsigned short *a;
+    while( n<=iRow ) n *= 2;
+    if( n>SIZE_CACHE_MAX_ROWID ) n = SIZE_CACHE_MAX_ROWID;
+    a = (unsigned short*)sqlite3_realloc64(c->a, (sqlite3_uint64)n * sizeof(unsigned short));
+    if( a==0 ) return SQLITE_OK;  /* No memory for the cache: the size read is still right. */
+    memset(&a[c->n], 0, (size_t)(n - c->n) * sizeof(unsigned short));
+    c->a = a;
+    c->n = n;
+  }
+  if( *pnTok>0 && *pnTok<0xFFFF ) c->a[iRow] = (unsigned short)*pnTok;
+  return SQLITE_OK;
+}
 
 static int countCb(const Fts5ExtensionApi *pApi, Fts5Context *pFts, void *pUserData){
   (void)pApi; (void)pFts;
@@ -116,8 +198,9 @@ static void mnemeBm25(const Fts5ExtensionApi *pApi, Fts5Context *pFts, sqlite3_c
   int rc, i, nInst = 0, badDfs = 0;
   double score = 0.0, D = 0.0, *aFreq = 0;
   Bm25Data *pData = 0;
-  if( nVal!=nCol+1 ){
-    char *zErr = sqlite3_mprintf("mneme_bm25: expected %d column weights and the frequencies (or NULL), got %d arguments", nCol, nVal);
+  SizeCache *pSizes = 0;
+  if( nVal!=nCol+1 && nVal!=nCol+2 ){
+    char *zErr = sqlite3_mprintf("mneme_bm25: expected %d column weights, the frequencies (or NULL) and optionally a size cache name, got %d arguments", nCol, nVal);
     sqlite3_result_error(pCtx, zErr, -1);
     sqlite3_free(zErr);
     return;
@@ -142,9 +225,12 @@ static void mnemeBm25(const Fts5ExtensionApi *pApi, Fts5Context *pFts, sqlite3_c
       aFreq[ip] += w;
     }
   }
+  if( rc==SQLITE_OK && nVal==nCol+2 && sqlite3_value_type(apVal[nCol+1])==SQLITE_TEXT ){
+    pSizes = sizeCache((ExtState*)pApi->xUserData(pFts), (const char*)sqlite3_value_text(apVal[nCol+1]));
+  }
   if( rc==SQLITE_OK ){
     int nTok;
-    rc = pApi->xColumnSize(pFts, -1, &nTok);
+    rc = rowSize(pApi, pFts, pSizes, &nTok);
     D = (double)nTok;
   }
   if( rc==SQLITE_OK ){
@@ -158,6 +244,39 @@ static void mnemeBm25(const Fts5ExtensionApi *pApi, Fts5Context *pFts, sqlite3_c
   }else{
     sqlite3_result_error_code(pCtx, rc);
   }
+}
+
+/*
+** mneme_phrase_rows(fts_table): the number of rows holding each phrase of the MATCH expression, in
+** phrase order, comma-separated: what bm25() counts before its first row, for mneme_bm25's `dfs`.
+** Called on any one row of the match (LIMIT 1); a MATCH without rows holds each phrase in 0 rows.
+*/
+static void mnemePhraseRows(const Fts5ExtensionApi *pApi, Fts5Context *pFts, sqlite3_context *pCtx, int nVal, sqlite3_value **apVal){
+  int nPhrase = pApi->xPhraseCount(pFts);
+  int i, rc = SQLITE_OK;
+  sqlite3_str *out = sqlite3_str_new(0);
+  (void)apVal;
+  if( nVal!=0 ){
+    sqlite3_result_error(pCtx, "mneme_phrase_rows: takes only the table", -1);
+    sqlite3_free(sqlite3_str_finish(out));
+    return;
+  }
+  for(i=0; rc==SQLITE_OK && i<nPhrase; i++){
+    sqlite3_int64 nHit = 0;
+    rc = pApi->xQueryPhrase(pFts, i, (void*)&nHit, countCb);
+    if( rc==SQLITE_OK ) sqlite3_str_appendf(out, i==0 ? "%lld" : ",%lld", nHit);
+  }
+  if( rc!=SQLITE_OK ){
+    sqlite3_free(sqlite3_str_finish(out));
+    sqlite3_result_error_code(pCtx, rc);
+    return;
+  }
+  if( sqlite3_str_errcode(out) ){
+    sqlite3_free(sqlite3_str_finish(out));
+    sqlite3_result_error_nomem(pCtx);
+    return;
+  }
+  sqlite3_result_text(pCtx, sqlite3_str_finish(out), -1, sqlite3_free);
 }
 
 /* The FTS5 API of `db` (NULL when FTS5 is not compiled in). */
@@ -177,11 +296,20 @@ __declspec(dllexport)
 #endif
 int sqlite3_mnemefts_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_routines *pApi){
   fts5_api *fts;
+  ExtState *st;
+  int rc;
   SQLITE_EXTENSION_INIT2(pApi);
   fts = fts5ApiOf(db);
   if( fts==0 || fts->iVersion<2 ){
     *pzErrMsg = sqlite3_mprintf("mneme_fts: this SQLite has no FTS5 (version 2 or later)");
     return SQLITE_ERROR;
   }
-  return fts->xCreateFunction(fts, "mneme_bm25", 0, mnemeBm25, 0);
+  st = (ExtState*)sqlite3_malloc(sizeof(ExtState));
+  if( st==0 ) return SQLITE_NOMEM;
+  memset(st, 0, sizeof(ExtState));
+  /* FTS5 calls extStateFree when the connection closes; not when registering fails. */
+  rc = fts->xCreateFunction(fts, "mneme_bm25", (void*)st, mnemeBm25, extStateFree);
+  if( rc!=SQLITE_OK ) extStateFree(st);
+  if( rc==SQLITE_OK ) rc = fts->xCreateFunction(fts, "mneme_phrase_rows", 0, mnemePhraseRows, 0);
+  return rc;
 }

@@ -74,10 +74,34 @@ describe.skipIf(!built)('mneme_bm25: bm25() with the frequencies given', () => {
     }
   });
 
+  it('mneme_phrase_rows counts each phrase’s rows as bm25() does, in phrase order', () => {
+    const rows = (match: string) => db.prepare('SELECT mneme_phrase_rows(t) AS n FROM t WHERE t MATCH ? LIMIT 1').pluck().get(match);
+    for (const m of ['"theta" OR "alpha" OR "gamma delta"', '("zeta" AND "eta") NOT ("theta")']) {
+      expect(rows(m), m).toBe(matchPhrases(m).map(count).join(','));
+    }
+    expect(rows('"nosuchword"')).toBeUndefined();
+    expect(() => db.prepare('SELECT mneme_phrase_rows(t, 1) FROM t WHERE t MATCH ? LIMIT 1').get('"alpha"')).toThrow(/mneme_phrase_rows: takes only the table/);
+  });
+
   it('scores with the frequencies it is given: a wrong order gives other scores', () => {
     const m = '"theta" OR "alpha"';
     const wrong = [count('alpha'), count('theta')].join(',');
     expect(native(m, wrong)).not.toEqual(bm25(m));
+  });
+
+  it('keeps row sizes under a name: same scores, and a size once read is kept (so rows must never be rewritten)', () => {
+    const m = '"theta" OR "eta"';
+    const dfs = matchPhrases(m).map(count).join(',');
+    const cached = () => db.prepare("SELECT rowid AS id, mneme_bm25(t, 1.0, 0.5, 0.5, ?, 'sizes') AS s FROM t WHERE t MATCH ? ORDER BY s, rowid").all(dfs, m);
+    expect(cached()).toEqual(bm25(m));
+    expect(cached()).toEqual(bm25(m));
+    // Rewrite one matching row with another length under the same rowid (mneme never does this).
+    const [first] = bm25(m) as Array<{ id: number }>;
+    db.prepare('DELETE FROM t WHERE rowid = ?').run(first!.id);
+    db.prepare('INSERT INTO t (rowid, text, heading, title) VALUES (?, ?, ?, ?)').run(first!.id, `theta eta ${'alpha '.repeat(200)}`, '', '');
+    const after = (native(m, dfs) as Array<{ id: number; s: number }>).find((r) => r.id === first!.id)!;
+    const stale = (cached() as Array<{ id: number; s: number }>).find((r) => r.id === first!.id)!;
+    expect(after.s).not.toBe(stale.s);
   });
 
   it('rejects frequencies that do not fit the MATCH, and a wrong argument count', () => {
@@ -86,6 +110,7 @@ describe.skipIf(!built)('mneme_bm25: bm25() with the frequencies given', () => {
     expect(() => native('"alpha" OR "beta"', '12,-3')).toThrow(/mneme_bm25: the frequencies must be 2/);
     expect(() => native('"alpha" OR "beta"', '1,2,3')).toThrow(/mneme_bm25: the frequencies must be 2/);
     expect(() => db.prepare('SELECT mneme_bm25(t, 1.0, ?) FROM t WHERE t MATCH ?').all('1', '"alpha"')).toThrow(/mneme_bm25: expected 3 column weights/);
+    expect(() => db.prepare("SELECT mneme_bm25(t, 1.0, 0.5, 0.5, NULL, 'a', 'b') FROM t WHERE t MATCH ?").all('"alpha"')).toThrow(/mneme_bm25: expected 3 column weights/);
   });
 });
 

@@ -139,8 +139,12 @@ function toGeneration(r: GenerationRow): IndexGeneration {
 
 /** Chunk ranking by FTS5's bm25(), columns (text, heading_path, title) weighted. */
 const BM25_RANK = `bm25(chunks_fts, ${BM25_WEIGHT_TEXT}, ${BM25_WEIGHT_HEADING}, ${BM25_WEIGHT_TITLE})`;
-/** The same scores with the phrases' document frequencies given (@dfs, fts-native.ts). */
-const NATIVE_RANK = `mneme_bm25(chunks_fts, ${BM25_WEIGHT_TEXT}, ${BM25_WEIGHT_HEADING}, ${BM25_WEIGHT_TITLE}, @dfs)`;
+/**
+ * The same scores with the phrases' document frequencies given (@dfs) and the rows' sizes kept in
+ * memory once read (native/mneme_fts.c; sound here because a chunks_fts row is written once per
+ * chunk id and chunk ids are AUTOINCREMENT, never reused).
+ */
+const NATIVE_RANK = `mneme_bm25(chunks_fts, ${BM25_WEIGHT_TEXT}, ${BM25_WEIGHT_HEADING}, ${BM25_WEIGHT_TITLE}, @dfs, 'chunks_fts')`;
 
 /** The ranked chunk statements with `rank` as their ranking expression (BM25_RANK or NATIVE_RANK). */
 function chunkStatements(rank: string) {
@@ -317,20 +321,24 @@ export class SqliteCorpusStore implements CorpusStore {
 
   /**
    * mneme_bm25's @dfs for a chunks_fts MATCH expression: each phrase's row count in the order FTS5
-   * numbers the phrases, comma-separated (null on a connection ranking with bm25()). A phrase not
-   * counted since the corpus last changed is counted now, walking its posting list once, which is
-   * what bm25() does in every statement.
+   * numbers the phrases, comma-separated (null on a connection ranking with bm25()). Phrases not
+   * counted since the corpus last changed are counted now, all in one statement
+   * (mneme_phrase_rows: one walk of each posting list, what bm25() does in every statement).
    */
   private phraseDfs(match: string): string | null {
     if (!this.c.fts.loaded) return null;
-    const count = this.c.stmt<[string], number>('SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?').pluck();
-    return matchPhrases(match)
-      .map((p) => {
-        let df = this.exactDf.get(p);
-        if (df === undefined) this.exactDf.set(p, (df = count.get(`"${p.replace(/"/g, '""')}"`) ?? 0));
-        return df;
-      })
-      .join(',');
+    const phrases = matchPhrases(match);
+    const missing = [...new Set(phrases.filter((p) => !this.exactDf.has(p)))];
+    if (missing.length > 0) {
+      const counted = this.c
+        .stmt<[string], string>('SELECT mneme_phrase_rows(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? LIMIT 1')
+        .pluck()
+        .get(missing.map((p) => `"${p.replace(/"/g, '""')}"`).join(' OR '));
+      // No row matches any of them: each is in 0 rows.
+      const counts = counted === undefined ? missing.map(() => 0) : counted.split(',').map(Number);
+      missing.forEach((p, i) => this.exactDf.set(p, counts[i] ?? 0));
+    }
+    return phrases.map((p) => this.exactDf.get(p)!).join(',');
   }
 
   /** Sends searchText / searchDocuments / bestChunks / lexicalCandidates to `reader` (null: back to this connection). */
