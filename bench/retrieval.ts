@@ -3,7 +3,7 @@
  *
  *   node --import tsx bench/retrieval.ts [--chunks 100000] [--queries 1000] [--dim 384] [--clusters 1000]
  *                                        [--recall-queries 300] [--seed 1] [--threads CORES] [--shards N]
- *                                        [--ef-construction 100] [--keep DIR] [--plain-bm25] [--no-search-thread] [--no-fts-native]
+ *                                        [--ef-construction 100] [--keep DIR] [--plain-bm25] [--no-search-thread] [--no-fts-native] [--ab-fts-native]
  *                                        [--reuse DIR [--reuse-index]] [--bm25-only [--dump F] [--baseline F] [--dump-queries F]]
  *
  * Corpus: N chunks of 384-d unit vectors drawn around C Gaussian cluster centres, each with ~80 words
@@ -83,6 +83,12 @@ const { values } = parseArgs({
     'no-search-thread': { type: 'boolean', default: false },
     /** Rank with FTS5's bm25() instead of mneme's FTS5 extension (serve's MNEME_FTS_NATIVE=0), on every connection. */
     'no-fts-native': { type: 'boolean', default: false },
+    /**
+     * One more timed phase: hybrid retrieval with the extension and with bm25(), a second store (own
+     * connection and reader thread) for the latter, the two taking turns query by query (which goes
+     * first alternates), so both see the same machine: `hybrid_ab_ms`.
+     */
+    'ab-fts-native': { type: 'boolean', default: false },
     /** A scratch PostgreSQL database (emptied first): the same corpus, queries and vectors on the PostgreSQL engine. */
     postgres: { type: 'string' },
   },
@@ -338,6 +344,7 @@ async function main() {
     const noDocList = new HybridRetriever({ store, embedder: null, index: { meta, hnsw, feedSeq: head }, documentCandidates: 0 });
     const hybridNoDocList = await time((q) => noDocList.retrieveWithVector({ query: q.text, topK: 10 }, q.vector));
     noDocList.close();
+    const hybridAb = values['ab-fts-native'] ? await timeAb(dir, queries.slice(WARMUP_QUERIES), (store2) => new HybridRetriever({ store: store2, embedder: null, index: { meta, hnsw, feedSeq: head } }), retriever, !values['no-search-thread']) : null;
     mem.after_queries = memory();
 
     // ---- Recall@10 vs an exact scan of the stored vectors (paged: no copy of the corpus)
@@ -421,6 +428,7 @@ async function main() {
         fuse_hydrate_dedupe: round(stages.fuse_ms / (Q + WARMUP_QUERIES)),
       },
       hybrid_without_document_list_ms: stats(hybridNoDocList),
+      hybrid_ab_ms: hybridAb && { fts_native: stats(hybridAb.native), bm25: stats(hybridAb.bm25) },
       search_thread: searchThread,
       bm25_paths: paths.chunks,
       bm25_document_paths: paths.documents,
@@ -444,6 +452,39 @@ function openBuilt(dir: string, meta: IndexGeneration): Awaited<ReturnType<typeo
   const index = ShardedHnswIndex.load(indexFile(dir, meta), indexOptions(meta));
   index.setEfSearch(meta.calibration!.ef);
   return { vectors: index.size(), index, shards: index.shardCount, buildSeconds: 0, loadSeconds: (performance.now() - t0) / 1000 };
+}
+
+/**
+ * --ab-fts-native: hybrid retrieval through `native` (this run's retriever, extension loaded) and
+ * through a retriever on a second store ranking with bm25(), turn about per query, after one untimed
+ * pass over the queries for each (so both have their frequency caches and the extension its sizes).
+ */
+async function timeAb(
+  dir: string,
+  queries: Array<{ text: string; vector: Float32Array }>,
+  make: (store: ReturnType<typeof openSqliteStore>) => HybridRetriever,
+  native: HybridRetriever,
+  reader: boolean,
+): Promise<{ native: number[]; bm25: number[] }> {
+  log('timing hybrid retrieval, mneme_bm25 and bm25() taking turns');
+  const store2 = openSqliteStore(path.join(dir, 'mneme.sqlite'), { ftsNative: false });
+  if (reader) {
+    store2.startReader();
+    if (!(await store2.readerReady())) throw new Error('the second reader thread did not start');
+  }
+  const plain = make(store2);
+  const out = { native: [] as number[], bm25: [] as number[] };
+  for (const q of queries) await plain.retrieveWithVector({ query: q.text, topK: 10 }, q.vector);
+  for (const [i, q] of queries.entries()) {
+    for (const which of i % 2 === 0 ? (['native', 'bm25'] as const) : (['bm25', 'native'] as const)) {
+      const s = performance.now();
+      await (which === 'native' ? native : plain).retrieveWithVector({ query: q.text, topK: 10 }, q.vector);
+      out[which].push(performance.now() - s);
+    }
+  }
+  plain.close();
+  await store2.close();
+  return out;
 }
 
 /** With --keep: the seeded data dir moved there (a --reuse dir stays where it is). */

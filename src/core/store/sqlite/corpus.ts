@@ -1130,6 +1130,8 @@ export class SqliteCorpusStore implements CorpusStore {
       sqlite_version: this.c.stmt<[], string>('SELECT sqlite_version()').pluck().get() ?? '?',
       journal_mode: String(this.c.db.pragma('journal_mode', { simple: true })),
       secure_delete: String(this.c.db.pragma('secure_delete', { simple: true })),
+      // mneme_bm25 (fts-native.ts) or, and why, FTS5's bm25(): same ranking, the extension faster.
+      full_text_ranking: this.c.fts.loaded ? 'mneme_bm25 (native/build/mneme_fts.so)' : `bm25() (${this.c.fts.reason})`,
     };
     const problems: string[] = [];
     if (facts.journal_mode !== 'wal') problems.push(`journal_mode is ${facts.journal_mode}, expected wal`);
