@@ -10,7 +10,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { SqliteDb } from './connection.ts';
+import type Database from 'better-sqlite3';
 
 /** Where scripts/fts-native.mjs writes the extension (the package's native/build/). */
 export const FTS_EXTENSION_FILE = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..', 'native', 'build', 'mneme_fts.so');
@@ -26,7 +26,7 @@ export interface FtsNativeState {
  * Loads the extension into `db` when `wanted` and the file exists. Never throws: a failed load leaves
  * the connection on bm25() and says why.
  */
-export function loadFtsExtension(db: SqliteDb, wanted: boolean, file = FTS_EXTENSION_FILE): FtsNativeState {
+export function loadFtsExtension(db: Database.Database, wanted: boolean, file = FTS_EXTENSION_FILE): FtsNativeState {
   if (!wanted) return { loaded: false, reason: 'disabled' };
   if (!fs.existsSync(file)) return { loaded: false, reason: `not built: ${file}` };
   try {
