@@ -90,6 +90,23 @@ static SizeCache *sizeCache(ExtState *st, const char *zName){
   return c;
 }
 
+/* Makes c->a hold rowid iRow (zero-filled growth); 0 when out of memory or past the cap. */
+static int sizeCacheReserve(SizeCache *c, sqlite3_int64 iRow){
+  sqlite3_int64 n;
+  unsigned short *a;
+  if( iRow<=0 || iRow>=SIZE_CACHE_MAX_ROWID ) return 0;
+  if( iRow<c->n ) return 1;
+  n = c->n ? c->n : 1024;
+  while( n<=iRow ) n *= 2;
+  if( n>SIZE_CACHE_MAX_ROWID ) n = SIZE_CACHE_MAX_ROWID;
+  a = (unsigned short*)sqlite3_realloc64(c->a, (sqlite3_uint64)n * sizeof(unsigned short));
+  if( a==0 ) return 0;
+  memset(&a[c->n], 0, (size_t)(n - c->n) * sizeof(unsigned short));
+  c->a = a;
+  c->n = n;
+  return 1;
+}
+
 /* The current row's size in tokens (all columns), from `c` when it holds it (c may be NULL). */
 static int rowSize(const Fts5ExtensionApi *pApi, Fts5Context *pFts, SizeCache *c, int *pnTok){
   sqlite3_int64 iRow = pApi->xRowid(pFts);
@@ -101,17 +118,8 @@ static int rowSize(const Fts5ExtensionApi *pApi, Fts5Context *pFts, SizeCache *c
   }
   rc = pApi->xColumnSize(pFts, -1, pnTok);
   if( rc!=SQLITE_OK ) return rc;
-  if( iRow>=c->n ){
-    sqlite3_int64 n = c->n ? c->n : 1024;
-    unsigned short *a;
-    while( n<=iRow ) n *= 2;
-    if( n>SIZE_CACHE_MAX_ROWID ) n = SIZE_CACHE_MAX_ROWID;
-    a = (unsigned short*)sqlite3_realloc64(c->a, (sqlite3_uint64)n * sizeof(unsigned short));
-    if( a==0 ) return SQLITE_OK;  /* No memory for the cache: the size read is still right. */
-    memset(&a[c->n], 0, (size_t)(n - c->n) * sizeof(unsigned short));
-    c->a = a;
-    c->n = n;
-  }
+  /* No memory for the cache: the size read is still right. */
+  if( !sizeCacheReserve(c, iRow) ) return SQLITE_OK;
   if( *pnTok>0 && *pnTok<0xFFFF ) c->a[iRow] = (unsigned short)*pnTok;
   return SQLITE_OK;
 }
@@ -279,6 +287,67 @@ static void mnemePhraseRows(const Fts5ExtensionApi *pApi, Fts5Context *pFts, sql
   sqlite3_result_text(pCtx, sqlite3_str_finish(out), -1, sqlite3_free);
 }
 
+/*
+** mneme_warm_sizes(name, fts_table): reads every row size of fts_table from its %_docsize table
+** (one sequential scan: the sum of each row's per-column varints, which is what xColumnSize(-1)
+** returns) into the size cache `name`, so the first searches after a start do not pay a b-tree
+** lookup per row scored. Returns the number of rows cached. Same soundness rule as `sizes`.
+*/
+static void mnemeWarmSizes(sqlite3_context *pCtx, int nVal, sqlite3_value **apVal){
+  ExtState *st = (ExtState*)sqlite3_user_data(pCtx);
+  const char *zName = (const char*)sqlite3_value_text(apVal[0]);
+  const char *zTable = (const char*)sqlite3_value_text(apVal[1]);
+  sqlite3 *db = sqlite3_context_db_handle(pCtx);
+  sqlite3_stmt *pStmt = 0;
+  sqlite3_int64 nCached = 0;
+  SizeCache *c;
+  char *zSql;
+  int rc;
+  (void)nVal;
+  if( zName==0 || zTable==0 ){
+    sqlite3_result_error(pCtx, "mneme_warm_sizes: expected a cache name and an FTS5 table name", -1);
+    return;
+  }
+  c = sizeCache(st, zName);
+  if( c==0 ){ sqlite3_result_error_nomem(pCtx); return; }
+  zSql = sqlite3_mprintf("SELECT id, sz FROM \"%w_docsize\"", zTable);
+  if( zSql==0 ){ sqlite3_result_error_nomem(pCtx); return; }
+  rc = sqlite3_prepare_v2(db, zSql, -1, &pStmt, 0);
+  sqlite3_free(zSql);
+  if( rc!=SQLITE_OK ){
+    sqlite3_result_error(pCtx, sqlite3_errmsg(db), -1);
+    sqlite3_finalize(pStmt);
+    return;
+  }
+  while( (rc = sqlite3_step(pStmt))==SQLITE_ROW ){
+    sqlite3_int64 iRow = sqlite3_column_int64(pStmt, 0);
+    const unsigned char *a = (const unsigned char*)sqlite3_column_blob(pStmt, 1);
+    int nByte = sqlite3_column_bytes(pStmt, 1), i = 0;
+    sqlite3_uint64 total = 0;
+    while( i<nByte ){
+      /* SQLite's varint: 7 bits a byte, high bit set on all but the last (sizes fit in a few bytes). */
+      sqlite3_uint64 v = 0;
+      int k;
+      for(k=0; k<9 && i<nByte; k++){
+        unsigned char b = a[i++];
+        v = (v<<7) | (b & 0x7f);
+        if( !(b & 0x80) ) break;
+      }
+      total += v;
+    }
+    if( total>0 && total<0xFFFF && sizeCacheReserve(c, iRow) ){
+      c->a[iRow] = (unsigned short)total;
+      nCached++;
+    }
+  }
+  sqlite3_finalize(pStmt);
+  if( rc!=SQLITE_DONE ){
+    sqlite3_result_error(pCtx, sqlite3_errmsg(db), -1);
+    return;
+  }
+  sqlite3_result_int64(pCtx, nCached);
+}
+
 /* The FTS5 API of `db` (NULL when FTS5 is not compiled in). */
 static fts5_api *fts5ApiOf(sqlite3 *db){
   fts5_api *pRet = 0;
@@ -311,5 +380,7 @@ int sqlite3_mnemefts_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_routin
   rc = fts->xCreateFunction(fts, "mneme_bm25", (void*)st, mnemeBm25, extStateFree);
   if( rc!=SQLITE_OK ) extStateFree(st);
   if( rc==SQLITE_OK ) rc = fts->xCreateFunction(fts, "mneme_phrase_rows", 0, mnemePhraseRows, 0);
+  /* Shares `st` with mneme_bm25, which frees it: no destructor here. */
+  if( rc==SQLITE_OK ) rc = sqlite3_create_function_v2(db, "mneme_warm_sizes", 2, SQLITE_UTF8, (void*)st, mnemeWarmSizes, 0, 0, 0);
   return rc;
 }

@@ -104,6 +104,21 @@ describe.skipIf(!built)('mneme_bm25: bm25() with the frequencies given', () => {
     expect(after.s).not.toBe(stale.s);
   });
 
+  it('mneme_warm_sizes reads every row size at once: the cache then holds rows never scored', () => {
+    db.exec("CREATE VIRTUAL TABLE w USING fts5 (a, b); INSERT INTO w (rowid, a, b) VALUES (1, 'x y z', 'x'), (2, 'x', ''), (5, 'y y', 'z z z')");
+    expect(db.prepare("SELECT mneme_warm_sizes('w-sizes', 'w')").pluck().get()).toBe(3);
+    const score = (named: boolean) =>
+      db.prepare(`SELECT rowid AS id, mneme_bm25(w, 1.0, 1.0, NULL${named ? ", 'w-sizes'" : ''}) AS s FROM w WHERE w MATCH '"x" OR "z"' ORDER BY rowid`).all();
+    const plain = db.prepare(`SELECT rowid AS id, bm25(w, 1.0, 1.0) AS s FROM w WHERE w MATCH '"x" OR "z"' ORDER BY rowid`).all();
+    expect(score(true)).toEqual(plain);
+    // Row 2 rewritten longer under the same rowid: the warmed size (1) is what the cache still says.
+    db.exec("DELETE FROM w WHERE rowid = 2; INSERT INTO w (rowid, a, b) VALUES (2, 'x q q q q q q q', '')");
+    const fresh = (score(false) as Array<{ id: number; s: number }>).find((r) => r.id === 2)!.s;
+    const cached = (score(true) as Array<{ id: number; s: number }>).find((r) => r.id === 2)!.s;
+    expect(cached).not.toBe(fresh);
+    expect(() => db.prepare("SELECT mneme_warm_sizes('n', 'nosuchtable')").get()).toThrow(/no such table: nosuchtable_docsize/);
+  });
+
   it('rejects frequencies that do not fit the MATCH, and a wrong argument count', () => {
     expect(() => native('"alpha" OR "beta"', '12')).toThrow(/mneme_bm25: the frequencies must be 2 non-negative integers/);
     expect(() => native('"alpha" OR "beta"', '12,x')).toThrow(/mneme_bm25: the frequencies must be 2/);
@@ -175,6 +190,12 @@ describe.skipIf(!built)('SQLite corpus store: the extension ranks exactly as bm2
 
   it('same chunks and scores for every query and scope', async () => {
     await expectSame('first');
+  });
+
+  it('the same after reading every row size at once (what a reader thread does at its start)', async () => {
+    expect(fast.corpus.warmFullText()).toBe(60 * 40);
+    expect(plain.corpus.warmFullText()).toBe(0);
+    await expectSame('warmed');
   });
 
   it('counts the frequencies again after a write: new documents, then a deleted one', async () => {

@@ -34,4 +34,6 @@ parentPort!.on('message', (msg: ReaderRequest | { type: 'close' }) => {
     (err: unknown) => parentPort!.postMessage({ id: msg.id, error: (err as Error).message ?? String(err) } satisfies ReaderReply),
   );
 });
+// Before taking searches (the server's own connection answers them until then): row sizes in memory.
+corpus.warmFullText();
 parentPort!.postMessage({ ready: true });
