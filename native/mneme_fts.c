@@ -38,18 +38,19 @@ SQLITE_EXTENSION_INIT1
 #include <stdlib.h>
 #include <string.h>
 
+typedef struct SizeCache SizeCache;
 typedef struct Bm25Data Bm25Data;
 struct Bm25Data {
-  int nPhrase;    /* Phrases in the MATCH expression */
-  double avgdl;   /* Average row size, in tokens */
-  double *aIDF;   /* IDF of each phrase */
-  double *aFreq;  /* Scratch: weighted frequency of each phrase in the current row */
+  int nPhrase;        /* Phrases in the MATCH expression */
+  double avgdl;       /* Average row size, in tokens */
+  double *aIDF;       /* IDF of each phrase */
+  double *aFreq;      /* Scratch: weighted frequency of each phrase in the current row */
+  SizeCache *pSizes;  /* The `sizes` cache named by the statement (NULL: none) */
 };
 
 /* Row sizes kept under one name (see `sizes` above): a[rowid] = tokens; 0 = not read yet or
 ** not cacheable (0 tokens, or more than 65,534), in which case it is read each time. */
 #define SIZE_CACHE_MAX_ROWID ((sqlite3_int64)1 << 26)
-typedef struct SizeCache SizeCache;
 struct SizeCache {
   char *zName;
   sqlite3_int64 n;          /* Entries allocated in a[] */
@@ -161,8 +162,11 @@ static int parseDfs(Bm25Data *p, sqlite3_int64 nRow, const char *z){
   return i==p->nPhrase ? 0 : 1;
 }
 
-/* The statement's Bm25Data, made on its first row (row count, average size, IDFs). */
-static int getData(const Fts5ExtensionApi *pApi, Fts5Context *pFts, sqlite3_value *pDfs, Bm25Data **ppData, int *pBadDfs){
+/*
+** The statement's Bm25Data, made on its first row (row count, average size, IDFs, and the size
+** cache named by pSizes, which may be NULL).
+*/
+static int getData(const Fts5ExtensionApi *pApi, Fts5Context *pFts, sqlite3_value *pDfs, sqlite3_value *pSizes, Bm25Data **ppData, int *pBadDfs){
   int rc = SQLITE_OK;
   Bm25Data *p = (Bm25Data*)pApi->xGetAuxdata(pFts, 0);
   *pBadDfs = 0;
@@ -191,6 +195,9 @@ static int getData(const Fts5ExtensionApi *pApi, Fts5Context *pFts, sqlite3_valu
         if( rc==SQLITE_OK ) p->aIDF[i] = idfOf(nRow, nHit);
       }
     }
+    if( rc==SQLITE_OK && pSizes!=0 && sqlite3_value_type(pSizes)==SQLITE_TEXT ){
+      p->pSizes = sizeCache((ExtState*)pApi->xUserData(pFts), (const char*)sqlite3_value_text(pSizes));
+    }
     if( rc==SQLITE_OK ) rc = pApi->xSetAuxdata(pFts, p, sqlite3_free);
     else sqlite3_free(p);
     if( rc!=SQLITE_OK ) p = 0;
@@ -206,14 +213,13 @@ static void mnemeBm25(const Fts5ExtensionApi *pApi, Fts5Context *pFts, sqlite3_c
   int rc, i, nInst = 0, badDfs = 0;
   double score = 0.0, D = 0.0, *aFreq = 0;
   Bm25Data *pData = 0;
-  SizeCache *pSizes = 0;
   if( nVal!=nCol+1 && nVal!=nCol+2 ){
     char *zErr = sqlite3_mprintf("mneme_bm25: expected %d column weights, the frequencies (or NULL) and optionally a size cache name, got %d arguments", nCol, nVal);
     sqlite3_result_error(pCtx, zErr, -1);
     sqlite3_free(zErr);
     return;
   }
-  rc = getData(pApi, pFts, apVal[nCol], &pData, &badDfs);
+  rc = getData(pApi, pFts, apVal[nCol], nVal==nCol+2 ? apVal[nCol+1] : 0, &pData, &badDfs);
   if( badDfs ){
     char *zErr = sqlite3_mprintf("mneme_bm25: the frequencies must be %d non-negative integers separated by commas", pApi->xPhraseCount(pFts));
     sqlite3_result_error(pCtx, zErr, -1);
@@ -233,12 +239,9 @@ static void mnemeBm25(const Fts5ExtensionApi *pApi, Fts5Context *pFts, sqlite3_c
       aFreq[ip] += w;
     }
   }
-  if( rc==SQLITE_OK && nVal==nCol+2 && sqlite3_value_type(apVal[nCol+1])==SQLITE_TEXT ){
-    pSizes = sizeCache((ExtState*)pApi->xUserData(pFts), (const char*)sqlite3_value_text(apVal[nCol+1]));
-  }
   if( rc==SQLITE_OK ){
     int nTok;
-    rc = rowSize(pApi, pFts, pSizes, &nTok);
+    rc = rowSize(pApi, pFts, pData->pSizes, &nTok);
     D = (double)nTok;
   }
   if( rc==SQLITE_OK ){

@@ -198,6 +198,8 @@ const SQL_DOCUMENTS_KEEP = `SELECT f.id AS id, f.rank AS rank,
     (d.id IS NOT NULL AND d.deleted_at IS NULL AND (@collection IS NULL OR d.collection = @collection)
       AND (@exclude IS NULL OR d.collection NOT IN (SELECT value FROM json_each(@exclude)))) AS keep
   FROM (${DOC_FTS_INNER}) f LEFT JOIN documents d ON d.id = f.id ORDER BY f.rank`;
+// The change feed's head: AUTOINCREMENT's high-water mark, kept when the feed is truncated.
+const SQL_FEED_HEAD = "SELECT seq FROM sqlite_sequence WHERE name = 'corpus_changes'";
 // The rowid range of each document's first DOC_FTS_MAX_CHUNKS chunks (chunkStatements' bestChunkInRange).
 const SQL_DOC_CHUNK_RANGES = `SELECT document_id AS documentId, min(id) AS lo, max(id) AS hi FROM chunks
   WHERE document_id IN (SELECT value FROM json_each(?)) AND ord < ${DOC_FTS_MAX_CHUNKS} GROUP BY document_id`;
@@ -309,10 +311,13 @@ export class SqliteCorpusStore implements CorpusStore {
     this.chunkSql = c.fts.loaded ? CHUNK_SQL_NATIVE : CHUNK_SQL;
   }
 
-  /** Forgets the exact phrase frequencies when the corpus changed since they were counted. Call once per search. */
+  /**
+   * Forgets the exact phrase frequencies when the corpus changed since they were counted. Called once
+   * by each search entry point on this connection (searchText, bestChunks, lexicalCandidates).
+   */
   private syncExactDf(): void {
     if (!this.c.fts.loaded) return;
-    const head = this.c.stmt<[], number>("SELECT seq FROM sqlite_sequence WHERE name = 'corpus_changes'").pluck().get() ?? 0;
+    const head = this.c.stmt<[], number>(SQL_FEED_HEAD).pluck().get() ?? 0;
     if (head !== this.exactDfHead || this.exactDf.size >= STEM_CACHE_MAX) {
       this.exactDf.clear();
       this.exactDfHead = head;
@@ -343,7 +348,7 @@ export class SqliteCorpusStore implements CorpusStore {
 
   /**
    * Reads every chunk's size into mneme_bm25's in-memory cache (one scan of chunks_fts' %_docsize,
-   * ~0.5 s at 1M chunks) so the first searches after a start do not look each row's size up.
+   * 0.19 s at 1M chunks) so the first searches after a start do not look each row's size up.
    * The reader thread does it before it takes searches. Returns the rows cached (0 without the extension).
    */
   warmFullText(): number {
@@ -785,6 +790,7 @@ export class SqliteCorpusStore implements CorpusStore {
 
   async searchText(query: string, opts: SearchScope & { limit: number }): Promise<ScoredChunkRef[]> {
     if (this.reader?.usable) return this.reader.call('searchText', [query, opts]);
+    this.syncExactDf();
     return this.searchTextNow(query, opts);
   }
 
@@ -797,7 +803,6 @@ export class SqliteCorpusStore implements CorpusStore {
     const pruned = this.searchTerms(query);
     const match = termsToFtsQuery(pruned.terms);
     if (match === null) return [];
-    this.syncExactDf();
     const { limit, collection } = opts;
     const exclude = excludeParam(opts.excludeCollections);
     if (pruned.unranked) return this.unrankedMatches(match, limit, collection ?? null, exclude);
@@ -954,6 +959,7 @@ export class SqliteCorpusStore implements CorpusStore {
 
   async bestChunks(query: string, documentIds: readonly number[]): Promise<Map<number, number>> {
     if (this.reader?.usable) return this.reader.call('bestChunks', [query, [...documentIds]]);
+    this.syncExactDf();
     return this.bestChunksNow(query, documentIds);
   }
 
@@ -966,7 +972,6 @@ export class SqliteCorpusStore implements CorpusStore {
     const match = termsToFtsQuery(this.searchTerms(query).terms);
     const best = new Map<number, number>();
     if (match === null || documentIds.length === 0) return best;
-    this.syncExactDf();
     const ranges = this.c.stmt<[string], { documentId: number; lo: number; hi: number }>(SQL_DOC_CHUNK_RANGES).all(idList(documentIds));
     // Per document, its listed chunks best first (ties: smaller id, as bestChunkInRange orders them).
     const listed = new Map<number, Array<{ chunkId: number; score: number }>>();
@@ -1007,6 +1012,7 @@ export class SqliteCorpusStore implements CorpusStore {
    * retriever's dense search) sees it done at its next await rather than several microtasks later.
    */
   private lexicalCandidatesNow(query: string, opts: SearchScope & { limit: number; documentLimit: number }): LexicalCandidates {
+    this.syncExactDf();
     const scope: SearchScope = { collection: opts.collection, excludeCollections: opts.excludeCollections };
     const live: { meta: ChunkMeta[] | null } = { meta: null };
     const chunks = this.searchTextNow(query, { ...scope, limit: opts.limit }, live);
@@ -1093,7 +1099,7 @@ export class SqliteCorpusStore implements CorpusStore {
 
   async feedBounds(): Promise<FeedBounds> {
     return this.c.read(() => ({
-      head: this.c.stmt<[], number>("SELECT seq FROM sqlite_sequence WHERE name = 'corpus_changes'").pluck().get() ?? 0,
+      head: this.c.stmt<[], number>(SQL_FEED_HEAD).pluck().get() ?? 0,
       first: this.c.stmt<[], number | null>('SELECT min(seq) FROM corpus_changes').pluck().get() ?? null,
     }));
   }
