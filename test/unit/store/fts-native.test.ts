@@ -159,8 +159,10 @@ describe.skipIf(!built)('SQLite corpus store: the extension ranks exactly as bm2
   });
   const scopes = [{}, { collection: 'a' }, { excludeCollections: ['b'] }];
 
+  let file: string;
+
   beforeAll(async () => {
-    const file = path.join(tempDir(), 'mneme.sqlite');
+    file = path.join(tempDir(), 'mneme.sqlite');
     fast = openSqliteStore(file);
     plain = openSqliteStore(file, { ftsNative: false });
     expect(fast.connection.fts.loaded).toBe(true);
@@ -205,5 +207,31 @@ describe.skipIf(!built)('SQLite corpus store: the extension ranks exactly as bm2
     const doc = await fast.corpus.findDocument('a', '/doc1');
     await fast.corpus.deleteDocument(doc!.id);
     await expectSame('after deleting one');
+  }, 60_000);
+
+  it('the same on a connection opened after the delete, whose one-token counts come from its fresh fts5vocab reads', async () => {
+    // Its frequency cache is empty: each term's count is read now, deleted rows and all, and reused
+    // as mneme_bm25's phrase count instead of a second walk (searchTerms).
+    // Against a fresh bm25() connection too: plans follow the frequencies read, and another plan
+    // sums the same terms in another order (scores equal to the last bit or two, not to the bit).
+    const opened = openSqliteStore(file);
+    const openedPlain = openSqliteStore(file, { ftsNative: false });
+    try {
+      for (const st of [opened, openedPlain]) {
+        st.corpus.bm25CoverMinRows = 0;
+        st.corpus.bm25SplitMinRows = 0;
+      }
+      for (const q of queries) {
+        for (const scope of scopes) {
+          const opts = { ...scope, limit: 10, documentLimit: 8 };
+          expect(await opened.corpus.lexicalCandidates(q, opts), `${q} ${JSON.stringify(scope)}`).toEqual(await openedPlain.corpus.lexicalCandidates(q, opts));
+        }
+      }
+      const seeded = (opened.corpus as unknown as { exactDf: Map<string, number> }).exactDf;
+      expect([...seeded.keys()].some((p) => !p.includes(' ')), 'one-token counts were kept').toBe(true);
+    } finally {
+      await opened.close();
+      await openedPlain.close();
+    }
   }, 60_000);
 });

@@ -138,6 +138,14 @@ function toGeneration(r: GenerationRow): IndexGeneration {
 }
 
 /** Chunk ranking by FTS5's bm25(), columns (text, heading_path, title) weighted. */
+/**
+ * `chunks c` for statements that need a chunk's document or position by its id and nothing else: read
+ * through the chunks_owner index (migration 100) rather than the table, whose leaf pages hold the
+ * chunks' text (1M chunks: ~600 MB of pages mostly outside the page cache, against ~20 MB).
+ * INDEXED BY because the planner takes the rowid for `c.id = ?` by itself.
+ */
+const CHUNK_OWNER = 'chunks c INDEXED BY chunks_owner';
+
 const BM25_RANK = `bm25(chunks_fts, ${BM25_WEIGHT_TEXT}, ${BM25_WEIGHT_HEADING}, ${BM25_WEIGHT_TITLE})`;
 /**
  * The same scores with the phrases' document frequencies given (@dfs) and the rows' sizes kept in
@@ -154,12 +162,12 @@ function chunkStatements(rank: string) {
   // slower at 1M chunks (bench/README.md, "Issue 17 at 1M: BM25 split").
   const inner = `SELECT rowid AS id, ${rank} AS rank FROM chunks_fts WHERE chunks_fts MATCH @match ORDER BY rank LIMIT @inner`;
   const ranked = (filter: string) => `SELECT f.id AS id, f.rank AS rank FROM (${inner}) f
-  JOIN chunks c ON c.id = f.id JOIN documents d ON d.id = c.document_id
+  JOIN ${CHUNK_OWNER} ON c.id = f.id JOIN documents d ON d.id = c.document_id
   WHERE d.deleted_at IS NULL${filter} ORDER BY f.rank LIMIT @limit`;
   // The same with the inner list whole and a `keep` flag for the filter, so a caller can tell a list
   // the filter emptied (re-run without the inner limit) from one FTS5 ended early (done).
   const keep = (filter: string) => `SELECT f.id AS id, f.rank AS rank, (d.id IS NOT NULL AND d.deleted_at IS NULL${filter}) AS keep
-  FROM (${inner}) f LEFT JOIN chunks c ON c.id = f.id LEFT JOIN documents d ON d.id = c.document_id ORDER BY f.rank`;
+  FROM (${inner}) f LEFT JOIN ${CHUNK_OWNER} ON c.id = f.id LEFT JOIN documents d ON d.id = c.document_id ORDER BY f.rank`;
   const collection = ' AND d.collection = @collection';
   // Access control (issue 14): a collection and/or excluded collections (@exclude: a JSON array).
   const scoped = ' AND (@collection IS NULL OR d.collection = @collection) AND d.collection NOT IN (SELECT value FROM json_each(@exclude))';
@@ -177,7 +185,7 @@ function chunkStatements(rank: string) {
     // is the matches in the range. (Was: `rowid IN (the chunk ids)`, which FTS5 evaluates as one
     // MATCH per id: 20–28 ms for 30 pages of the manual, the reader thread's largest cost under
     // load.) CROSS JOIN keeps FTS5 the outer loop.
-    bestChunkInRange: `SELECT f.rowid AS chunkId FROM chunks_fts f CROSS JOIN chunks c ON c.id = f.rowid
+    bestChunkInRange: `SELECT f.rowid AS chunkId FROM chunks_fts f CROSS JOIN ${CHUNK_OWNER} ON c.id = f.rowid
   WHERE chunks_fts MATCH @match AND f.rowid BETWEEN @lo AND @hi AND c.document_id = @doc AND c.ord < ${DOC_FTS_MAX_CHUNKS}
   ORDER BY ${rank}, f.rowid LIMIT 1`,
   };
@@ -186,7 +194,7 @@ type ChunkStatements = ReturnType<typeof chunkStatements>;
 const CHUNK_SQL = chunkStatements(BM25_RANK);
 const CHUNK_SQL_NATIVE = chunkStatements(NATIVE_RANK);
 // How many of the chunks / documents in a JSON list of ids are live (the pair cover's one check).
-const SQL_LIVE_CHUNK_COUNT = `SELECT count(*) FROM chunks c JOIN documents d ON d.id = c.document_id
+const SQL_LIVE_CHUNK_COUNT = `SELECT count(*) FROM ${CHUNK_OWNER} JOIN documents d ON d.id = c.document_id
   WHERE c.id IN (SELECT value FROM json_each(?)) AND d.deleted_at IS NULL`;
 const SQL_LIVE_DOCUMENT_COUNT = 'SELECT count(*) FROM documents WHERE id IN (SELECT value FROM json_each(?)) AND deleted_at IS NULL';
 // Documents: bm25() with columns (title, text) weighted like the chunk table's title and text.
@@ -205,7 +213,7 @@ const SQL_DOC_CHUNK_RANGES = `SELECT document_id AS documentId, min(id) AS lo, m
   WHERE document_id IN (SELECT value FROM json_each(?)) AND ord < ${DOC_FTS_MAX_CHUNKS} GROUP BY document_id`;
 // Terms whose IDF is 0 (fts-query.ts PrunedQuery.unranked): the newest matches, unscored.
 const SQL_UNRANKED = `SELECT f.id AS id FROM (SELECT rowid AS id FROM chunks_fts WHERE chunks_fts MATCH @match ORDER BY rowid DESC LIMIT @inner) f
-  JOIN chunks c ON c.id = f.id JOIN documents d ON d.id = c.document_id
+  JOIN ${CHUNK_OWNER} ON c.id = f.id JOIN documents d ON d.id = c.document_id
   WHERE d.deleted_at IS NULL AND (@collection IS NULL OR d.collection = @collection)
     AND (@exclude IS NULL OR d.collection NOT IN (SELECT value FROM json_each(@exclude))) ORDER BY f.id DESC LIMIT @limit`;
 const SQL_DOC_FTS_DELETE = 'DELETE FROM documents_fts WHERE rowid = ?';
@@ -326,8 +334,9 @@ export class SqliteCorpusStore implements CorpusStore {
 
   /**
    * mneme_bm25's @dfs for a chunks_fts MATCH expression: each phrase's row count in the order FTS5
-   * numbers the phrases, comma-separated (null on a connection ranking with bm25()). Phrases not
-   * counted since the corpus last changed are counted now, all in one statement
+   * numbers the phrases, comma-separated (null on a connection ranking with bm25()). A one-token
+   * term whose frequency searchTerms read afresh is known already; other phrases not counted since
+   * the corpus last changed are counted now, all in one statement
    * (mneme_phrase_rows: one walk of each posting list, what bm25() does in every statement).
    */
   private phraseDfs(match: string): string | null {
@@ -378,9 +387,19 @@ export class SqliteCorpusStore implements CorpusStore {
     // Two frequencies: the term as typed (0 when the tokenizer stems it to another form) drives the
     // PRUNE_MIN_DF rule, whose quality was measured that way (with stems it also prunes "index",
     // "create"…: manual hit@1 0.735 → 0.676); its stems' (what FTS5 really scans) drive the IDF-0 rule.
-    const typed = terms.map((t) => this.tokenDf(t, total));
+    // A token counted afresh here is counted exactly: a one-token term's phrase count for mneme_bm25
+    // is that count (fts5vocab and a phrase query walk the same posting list, deletes applied), so
+    // phraseDfs need not walk it again.
+    const counted = new Map<string, number>();
+    const typed = terms.map((t) => this.tokenDf(t, total, 'chunks', counted));
     const stems = this.stemsOf(terms);
-    const stemmed = stems.map((tokens) => (tokens.length === 0 ? 0 : Math.min(...tokens.map((t) => this.tokenDf(t, total)))));
+    const stemmed = stems.map((tokens) => (tokens.length === 0 ? 0 : Math.min(...tokens.map((t) => this.tokenDf(t, total, 'chunks', counted)))));
+    if (this.c.fts.loaded) {
+      terms.forEach((term, i) => {
+        const only = stems[i]?.length === 1 ? counted.get(stems[i]![0]!) : undefined;
+        if (only !== undefined) this.exactDf.set(term, only);
+      });
+    }
     const pruned = pruneTerms(terms, typed, total, stemmed);
     const lexical = pruned.terms.map((term) => {
       const i = terms.indexOf(term);
@@ -394,8 +413,9 @@ export class SqliteCorpusStore implements CorpusStore {
    * token in 250k chunks), so counts are cached until the corpus grows or shrinks by more than
    * DF_CACHE_DRIFT (and DF_CACHE_MIN_AGE_MS passed) or DF_CACHE_TTL_MS passes: pruning needs the
    * order of magnitude, not the count.
+   * @param counted receives `token` → its count when it was read now (exact), not taken from the cache.
    */
-  private tokenDf(token: string, total: number, table: 'chunks' | 'documents' = 'chunks'): number {
+  private tokenDf(token: string, total: number, table: 'chunks' | 'documents' = 'chunks', counted?: Map<string, number>): number {
     const now = Date.now();
     const key = table === 'chunks' ? token : `documents\u0000${token}`;
     const hit = this.dfCache.get(key);
@@ -403,6 +423,7 @@ export class SqliteCorpusStore implements CorpusStore {
     if (hit && age < DF_CACHE_TTL_MS && (age < DF_CACHE_MIN_AGE_MS || Math.abs(total - hit.total) <= hit.total * DF_CACHE_DRIFT)) return hit.df;
     const sql = table === 'chunks' ? 'SELECT doc FROM temp.chunks_fts_vocab WHERE term = ?' : 'SELECT doc FROM temp.documents_fts_vocab WHERE term = ?';
     const df = this.c.stmt<[string], { doc: number }>(sql).get(token)?.doc ?? 0;
+    counted?.set(token, df);
     if (this.dfCache.size >= STEM_CACHE_MAX) this.dfCache.clear();
     this.dfCache.set(key, { df, total, atMs: now });
     return df;
@@ -1039,7 +1060,7 @@ export class SqliteCorpusStore implements CorpusStore {
     return this.c
       .stmt<[string], ChunkMeta>(
         `SELECT c.id AS chunkId, c.document_id AS documentId, d.collection AS collection, d.weight AS weight
-         FROM chunks c JOIN documents d ON d.id = c.document_id
+         FROM ${CHUNK_OWNER} JOIN documents d ON d.id = c.document_id
          WHERE c.id IN (SELECT value FROM json_each(?)) AND d.deleted_at IS NULL`,
       )
       .all(idList(ids));
