@@ -41,7 +41,7 @@ import { nowIso } from '../src/core/clock.ts';
 import { openSqliteStore } from '../src/core/store/sqlite/index.ts';
 import { vectorToBlob } from '../src/core/store/sqlite/codec.ts';
 import { rebuildIndex } from '../src/commands/reindex.ts';
-import { createGeneration, indexFile, indexOptions } from '../src/core/index-store.ts';
+import { calibrateStoreSearch, createGeneration, indexFile, indexOptions } from '../src/core/index-store.ts';
 import type { IndexGeneration } from '../src/core/index-store.ts';
 import { shardCountFor, ShardedHnswIndex } from '../src/core/sharded-index.ts';
 import { ExactTopK, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, HNSW_M } from '../src/core/vector-index.ts';
@@ -603,10 +603,19 @@ async function benchPostgres(url: string, d: PgInput): Promise<Record<string, un
     const meta = await createGeneration(pgStore, { modelId: MODEL_ID, dimension: DIM, maxTokens: 256, pooling: 'mean', normalized: true }, 'active');
     const indexSeconds = (performance.now() - t0) / 1000;
     log(`postgres: insert ${insertSeconds.toFixed(1)} s, hnsw index ${indexSeconds.toFixed(1)} s`);
+    // As `mneme reindex` / an ingest's end does: pgvector's ef_search calibrated, then searchVector's default.
+    t0 = performance.now();
+    const calibration = await calibrateStoreSearch(pgStore, meta);
+    const calibrationSeconds = (performance.now() - t0) / 1000;
+    log(`postgres: calibrated ef ${calibration?.ef} (recall@10 ${calibration?.recall} on stored vectors) in ${calibrationSeconds.toFixed(1)} s`);
     const retriever = new HybridRetriever({ store: pgStore, embedder: null, index: { meta, hnsw: null, feedSeq: 0 }, syncIntervalMs: 60_000 });
     const bm25Search = await d.time((q) => retriever.searchBm25(q.text, BM25_CANDIDATES));
     const denseSearch = await d.time((q) => retriever.searchDense(q.vector, DENSE_CANDIDATES));
     const hybridRetrieve = await d.time((q) => retriever.retrieveWithVector({ query: q.text, topK: 10 }, q.vector));
+    let foundAtDefault = 0;
+    for (const [i, q] of d.recallQueries.entries()) {
+      for (const h of await pgStore.corpus.searchVector(MODEL_ID, q.vector, { limit: 10 })) if (d.truth[i]!.has(h.chunkId)) foundAtDefault++;
+    }
     const recall: Record<string, number> = {};
     for (const ef of EF_LADDER) {
       let found = 0;
@@ -620,6 +629,8 @@ async function benchPostgres(url: string, d: PgInput): Promise<Record<string, un
     return {
       insert_s: round(insertSeconds, 1),
       hnsw_index_s: round(indexSeconds, 1),
+      calibration: calibration ? { ef: calibration.ef, recall_at_10: calibration.recall, seconds: round(calibrationSeconds, 1) } : null,
+      recall_at_10_default: round(foundAtDefault / (d.recallQueries.length * 10), 4),
       bm25_search_ms: stats(bm25Search),
       dense_search_ms: stats(denseSearch),
       hybrid_retrieve_ms: stats(hybridRetrieve),

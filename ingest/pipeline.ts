@@ -13,7 +13,7 @@ import path from 'node:path';
 import type { LoadedIndex, VectorStack } from '../src/core/deps.ts';
 import type { Embedder } from '../src/core/embedder.ts';
 import { LoaderError } from '../src/core/errors.ts';
-import { recalibrateIfGrown, saveIndex } from '../src/core/index-store.ts';
+import { recalibrateIfGrown, recalibrateStoreIfGrown, saveIndex } from '../src/core/index-store.ts';
 import type { DocumentRef, NewChunk } from '../src/core/store/corpus.ts';
 import type { Store } from '../src/core/store/index.ts';
 import { estimateTokens } from '../src/core/tokens.ts';
@@ -186,6 +186,7 @@ export async function runIngest(opts: IngestOptions): Promise<IngestSummary> {
     if (index.hnsw) await saveIndex(store, opts.dataDir, index.meta, index.hnsw);
     // End of the run: a grown index gets a new ef_search (a running server follows the generation row).
     if (force && index.hnsw) await recalibrateIfGrown(store, index.meta, index.hnsw, { target: opts.recallTarget });
+    else if (force && store.corpus.nativeVectorSearch) await recalibrateStoreIfGrown(store, index.meta, { target: opts.recallTarget });
     lastCheckpoint = Date.now();
   };
 

@@ -631,7 +631,8 @@ export class HybridRetriever implements Retriever {
     checkLimit(limit);
     if (!this.index) return [];
     const exclude = excludeCollections ?? [];
-    if (!this.index.hnsw) return this.store.corpus.searchVector(this.index.meta.modelId, vector, { limit, collection, excludeCollections });
+    // The store's own index (pgvector) searches at its generation's calibrated ef unless configuration forces one.
+    if (!this.index.hnsw) return this.store.corpus.searchVector(this.index.meta.modelId, vector, { limit, collection, excludeCollections, efSearch: this.index.efSearchOverride ?? undefined });
     if (collection === undefined && exclude.length === 0) return this.index.hnsw.search(vector, limit).map((h) => ({ chunkId: h.label, score: h.score }));
     if (collection !== undefined && exclude.includes(collection)) return [];
     await this.loadOrdinals();

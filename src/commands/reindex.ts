@@ -5,7 +5,7 @@ import { openStore } from '../core/deps.ts';
 import { TransformersEmbedder } from '../core/embedder.ts';
 import { NotFoundError } from '../core/errors.ts';
 import type { IndexGeneration } from '../core/index-store.ts';
-import { calibrateGeneration, createGeneration, indexFile, indexOptions } from '../core/index-store.ts';
+import { calibrateGeneration, calibrateStoreSearch, createGeneration, indexFile, indexOptions } from '../core/index-store.ts';
 import { buildShardedIndex } from '../core/hnsw-build.ts';
 import { acquireLock } from '../core/lock.ts';
 import { acquireLease, CORPUS_WRITER_LEASE } from '../core/lease.ts';
@@ -61,8 +61,12 @@ async function* storedVectorPages(store: Store, modelId: string): AsyncGenerator
  * ef_search and records it in the generation.
  */
 export async function rebuildIndex(store: Store, dataDir: string, meta: IndexGeneration, opts: RebuildOptions = {}): Promise<RebuildResult> {
-  // An engine with its own vector index (pgvector) maintains it itself: there is no file to build.
-  if (store.corpus.nativeVectorSearch) return { vectors: await store.corpus.embeddingCount(meta.modelId), index: null, shards: 0, buildSeconds: 0, loadSeconds: 0 };
+  // An engine with its own vector index (pgvector) maintains it itself: there is no file to build,
+  // only its ef_search to calibrate.
+  if (store.corpus.nativeVectorSearch) {
+    await calibrateStoreSearch(store, meta, { target: opts.recallTarget });
+    return { vectors: await store.corpus.embeddingCount(meta.modelId), index: null, shards: 0, buildSeconds: 0, loadSeconds: 0 };
+  }
   // Feed position read before the vectors: changes after it are re-applied by readers (idempotent).
   const { head } = await store.corpus.feedBounds();
   const expected = await store.corpus.embeddingCount(meta.modelId);

@@ -45,7 +45,7 @@ export async function openVectorStack(store: Store, config: Config): Promise<Vec
   try {
     const meta = await ensureActiveGeneration(store, embedder.info);
     // The engine's own vector index (pgvector) is always current: nothing to load or bring up to date.
-    if (store.corpus.nativeVectorSearch) return { embedder, index: { meta, hnsw: null, feedSeq: (await store.corpus.feedBounds()).head }, warnings: [] };
+    if (store.corpus.nativeVectorSearch) return { embedder, index: { meta, hnsw: null, feedSeq: (await store.corpus.feedBounds()).head, efSearchOverride: config.hnsw.efSearch }, warnings: [] };
     const { index, problem, loadedFromFile } = loadIndex(config.dataDir, meta, config.hnsw.efSearch);
     const warnings: string[] = [];
     if (problem) warnings.push(`${problem}; rebuilding it from the stored embeddings`);

@@ -219,6 +219,9 @@ export function recallLowerBound(recall: number, trials: number): number {
   return recall - CALIBRATION_CONFIDENCE_Z * Math.sqrt((recall * (1 - recall)) / trials);
 }
 
+/** A calibration query: a stored vector, its own label (never counted as a neighbour) and its exact neighbours. */
+type CalibrationQuery = { self: number; vector: Float32Array; truth: number[] };
+
 /**
  * Measures recall@10 of `index` against exact search on a sample of stored vectors used as queries
  * (each one's own label excluded) and records the smallest ef of the ladder whose recall reaches the
@@ -229,28 +232,66 @@ export function recallLowerBound(recall: number, trials: number): number {
 export async function calibrateGeneration(store: Store, meta: IndexGeneration, index: TunableVectorIndex, opts: CalibrationOptions = {}): Promise<EfCalibration | null> {
   const size = index.size();
   if (size < CALIBRATION_MIN_VECTORS) return null;
+  const previous = index.efSearch;
+  try {
+    return await calibrate(store, meta, size, index.labels(), opts, async (ef, queries) => {
+      index.setEfSearch(ef);
+      return recallAgainst(index, queries, CALIBRATION_K);
+    });
+  } finally {
+    index.setEfSearch(previous);
+  }
+}
+
+/**
+ * {@link calibrateGeneration} for a store that searches vectors itself (PostgreSQL: pgvector's HNSW
+ * index, whose recall falls as it grows exactly like hnswlib's): the same sample and exact truth,
+ * each ef of the ladder given to `store.corpus.searchVector`, which then takes the recorded ef as its
+ * default (`hnsw.ef_search`). Time at 100k × 384-d: see bench/README.md, "pgvector's ef calibrated".
+ * @returns the calibration recorded, or null below CALIBRATION_MIN_VECTORS stored vectors.
+ */
+export async function calibrateStoreSearch(store: Store, meta: IndexGeneration, opts: CalibrationOptions = {}): Promise<EfCalibration | null> {
+  const size = await store.corpus.embeddingCount(meta.modelId);
+  if (size < CALIBRATION_MIN_VECTORS) return null;
+  const labels = [...(await store.corpus.embeddedChunkIds(meta.modelId))];
+  return calibrate(store, meta, size, labels, opts, async (ef, queries) => {
+    let found = 0;
+    let wanted = 0;
+    for (const q of queries) {
+      const truth = new Set(q.truth.slice(0, CALIBRATION_K));
+      const hits = await store.corpus.searchVector(meta.modelId, q.vector, { limit: CALIBRATION_K + 1, efSearch: ef });
+      for (const h of hits.filter((x) => x.chunkId !== q.self).slice(0, CALIBRATION_K)) if (truth.has(h.chunkId)) found++;
+      wanted += truth.size;
+    }
+    return wanted === 0 ? 1 : found / wanted;
+  });
+}
+
+/** The shared steps: sample, exact truth, then the ladder until `recallAt` clears the target with its margin. */
+async function calibrate(
+  store: Store,
+  meta: IndexGeneration,
+  size: number,
+  labels: number[],
+  opts: CalibrationOptions,
+  recallAt: (ef: number, queries: CalibrationQuery[]) => Promise<number>,
+): Promise<EfCalibration | null> {
   const target = opts.target ?? CALIBRATION_RECALL_TARGET;
   const ladder = opts.ladder ?? CALIBRATION_EF_LADDER;
-  const labels = sampleLabels(index.labels(), opts.queries ?? CALIBRATION_QUERIES, opts.seed ?? 1);
-  const stored = await store.corpus.vectorsOf(meta.modelId, labels);
-  const sample = labels.flatMap((self) => {
+  const sampled = sampleLabels(labels, opts.queries ?? CALIBRATION_QUERIES, opts.seed ?? 1);
+  const stored = await store.corpus.vectorsOf(meta.modelId, sampled);
+  const sample = sampled.flatMap((self) => {
     const vector = stored.get(self);
     return vector ? [{ self, vector }] : [];
   });
   if (sample.length === 0) return null;
   const truth = await exactNeighbours(store, meta.modelId, sample, await store.corpus.embeddingCount(meta.modelId), opts.budgetMs ?? CALIBRATION_BUDGET_MS);
   const queries = truth.map((t, i) => ({ ...sample[i]!, truth: t }));
-  const previous = index.efSearch;
   let result: EfCalibration | null = null;
-  try {
-    for (const ef of ladder) {
-      index.setEfSearch(ef);
-      const recall = recallAgainst(index, queries, CALIBRATION_K);
-      result = { ef, recall: Math.round(recall * 10_000) / 10_000, at: nowIso(), vectors: size };
-      if (recallLowerBound(recall, queries.length * CALIBRATION_K) >= target) break;
-    }
-  } finally {
-    index.setEfSearch(previous);
+  for (const ef of ladder) {
+    const recall = await recallAt(ef, queries);
+    result = { ef, recall: Math.round(recall * 10_000) / 10_000, at: nowIso(), vectors: size };
+    if (recallLowerBound(recall, queries.length * CALIBRATION_K) >= target) break;
   }
   if (result) await store.corpus.recordCalibration(meta.generation, result);
   return result;
@@ -272,4 +313,11 @@ export async function recalibrateIfGrown(store: Store, meta: IndexGeneration, in
   const current = (await store.corpus.generations(meta.status)).find((g) => g.generation === meta.generation) ?? meta;
   if (!calibrationDue(current, index.size())) return null;
   return calibrateGeneration(store, current, index, opts);
+}
+
+/** {@link recalibrateIfGrown} for a store that searches vectors itself ({@link calibrateStoreSearch}). */
+export async function recalibrateStoreIfGrown(store: Store, meta: IndexGeneration, opts: CalibrationOptions = {}): Promise<EfCalibration | null> {
+  const current = (await store.corpus.generations(meta.status)).find((g) => g.generation === meta.generation) ?? meta;
+  if (!calibrationDue(current, await store.corpus.embeddingCount(meta.modelId))) return null;
+  return calibrateStoreSearch(store, current, opts);
 }

@@ -284,6 +284,28 @@ export function recallAgainst(index: VectorIndex, queries: ReadonlyArray<{ self:
 }
 
 /**
+ * Σ a[i]·b[i] over a's length, in four interleaved sums: V8 runs four independent chains of
+ * multiply-adds 1.7× faster than one (384-d: 255 vs 443 ns, ExactTopK's whole cost per vector and
+ * query). The sum's rounding differs from a single chain's in the last bits.
+ */
+export function dotProduct(a: Float32Array, b: Float32Array): number {
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  const n = a.length - (a.length % 4);
+  let i = 0;
+  for (; i < n; i += 4) {
+    s0 += a[i]! * b[i]!;
+    s1 += a[i + 1]! * b[i + 1]!;
+    s2 += a[i + 2]! * b[i + 2]!;
+    s3 += a[i + 3]! * b[i + 3]!;
+  }
+  for (; i < a.length; i++) s0 += a[i]! * b[i]!;
+  return s0 + s1 + s2 + s3;
+}
+
+/**
  * Exact top-k by cosine for many queries at once, fed page by page (`add`), so a brute-force scan
  * over stored vectors needs one pass and no copy of the corpus. Vectors are assumed L2-normalized
  * (cosine = dot product). A query's own label is skipped.
@@ -310,9 +332,7 @@ export class ExactTopK {
     for (let q = 0; q < this.queries.length; q++) {
       const query = this.queries[q]!;
       if (query.self === label) continue;
-      const qv = query.vector;
-      let dot = 0;
-      for (let i = 0; i < qv.length; i++) dot += qv[i]! * v[i]!;
+      const dot = dotProduct(query.vector, v);
       const list = this.best[q]!;
       if (list.length === this.k && dot <= list[list.length - 1]!.score) continue;
       let at = list.length;

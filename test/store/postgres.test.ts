@@ -9,6 +9,8 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/core/errors.ts';
+import { calibrateStoreSearch, recalibrateStoreIfGrown } from '../../src/core/index-store.ts';
+import { HybridRetriever } from '../../src/chat/retrieve.ts';
 import type { NewChunk, NewDocument } from '../../src/core/store/corpus.ts';
 import { migrationChecksum, POSTGRES_MIGRATIONS_DIR, PostgresConnection } from '../../src/core/store/postgres/connection.ts';
 import { hnswIndexName, pgToVector, vectorToPg } from '../../src/core/store/postgres/corpus.ts';
@@ -233,6 +235,57 @@ if (!postgres.server) {
           after = await scans();
         }
         expect(after).toBeGreaterThan(before);
+      } finally {
+        await s.close();
+      }
+    });
+
+    it('calibrates pgvector\'s ef_search as the HNSW file\'s is: the smallest ef reaching the recall becomes searchVector\'s default', async () => {
+      const url = await server.createDatabase();
+      const s = await openPostgresStore(url);
+      const dim = 24;
+      let seed = 11;
+      const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 4294967296);
+      const randomUnit = () => {
+        const v = Float32Array.from({ length: dim }, () => rand() - 0.5);
+        const norm = Math.hypot(...v);
+        return v.map((x) => x / norm);
+      };
+      try {
+        for (let d = 0; d < 4; d++) {
+          await s.corpus.replaceDocument(doc('c', `cal-${d}`), Array.from({ length: 600 }, (_, i) => chunk(i, `cal ${d} ${i}`, randomUnit())), null, 'm');
+        }
+        // A sparse graph over random vectors: a short candidate list misses neighbours.
+        const meta = await s.corpus.createGeneration({ modelId: 'm', dimension: dim, pooling: 'mean', normalized: true, maxTokens: 16, hnswM: 4, hnswEfConstruction: 8, hnswEfSearch: 11 }, 'active');
+        const cal = await calibrateStoreSearch(s, meta, { ladder: [11, 40, 400], target: 0.95, queries: 100 });
+        expect(cal).not.toBeNull();
+        expect(cal!.vectors).toBe(2400);
+        expect(cal!.ef, `recall ${cal!.recall}`).toBeGreaterThan(11);
+        expect(cal!.recall).toBeGreaterThanOrEqual(0.95);
+        expect((await s.corpus.activeGeneration())!.calibration).toEqual(cal);
+        // searchVector without an ef now searches at the calibrated one, not at the generation's 11.
+        let differs = 0;
+        for (let i = 0; i < 20; i++) {
+          const q = randomUnit();
+          const byDefault = await s.corpus.searchVector('m', q, { limit: 11 });
+          expect(byDefault).toEqual(await s.corpus.searchVector('m', q, { limit: 11, efSearch: cal!.ef }));
+          if (JSON.stringify(byDefault) !== JSON.stringify(await s.corpus.searchVector('m', q, { limit: 11, efSearch: 11 }))) differs++;
+        }
+        expect(differs).toBeGreaterThan(0);
+        // A server's dense search: the calibrated ef, or the one MNEME_HNSW_EF_SEARCH forces.
+        // A query whose neighbours differ between the two efs, so the comparison tells them apart.
+        let q = randomUnit();
+        for (let i = 0; i < 100 && JSON.stringify(await s.corpus.searchVector('m', q, { limit: 11, efSearch: 11 })) === JSON.stringify(await s.corpus.searchVector('m', q, { limit: 11, efSearch: cal!.ef })); i++) q = randomUnit();
+        for (const [override, ef] of [[null, cal!.ef], [11, 11]] as const) {
+          const retriever = new HybridRetriever({ store: s, embedder: null, index: { meta, hnsw: null, feedSeq: 0, efSearchOverride: override }, syncIntervalMs: 60_000 });
+          try {
+            expect(await retriever.searchDense(q, 11), `override ${override}`).toEqual(await s.corpus.searchVector('m', q, { limit: 11, efSearch: ef }));
+          } finally {
+            retriever.close();
+          }
+        }
+        // Grown by less than CALIBRATION_GROWTH_FACTOR: an ingest's end leaves it.
+        expect(await recalibrateStoreIfGrown(s, meta)).toBeNull();
       } finally {
         await s.close();
       }

@@ -56,6 +56,8 @@ export const TS_CONFIG = 'english';
 export const PGVECTOR_HNSW_MAX_DIMENSIONS = 2000;
 /** pgvector's ceiling for hnsw.ef_search. */
 export const PGVECTOR_MAX_EF_SEARCH = 1000;
+/** How long a model's dimension and calibrated ef_search are reused before searchVector reads them again, in ms. */
+export const MODEL_GENERATION_TTL_MS = 30_000;
 
 const STAGING_PREFIX = 'staging:';
 const REPLACED_PREFIX = 'replaced:';
@@ -225,9 +227,10 @@ export class PostgresCorpusStore implements CorpusStore {
   readonly nativeVectorSearch = true;
   /**
    * Per model: its vectors' dimension (fixed per model) and the default ef_search, from its latest
-   * generation when first searched (or created here). Saves a round trip per dense search.
+   * generation (read at most every MODEL_GENERATION_TTL_MS, so a calibration another process records
+   * reaches this replica's searches; or created here). Saves a round trip per dense search.
    */
-  private readonly models = new Map<string, { dimension: number; efSearch: number }>();
+  private readonly models = new Map<string, { dimension: number; efSearch: number; atMs: number }>();
 
   constructor(private readonly c: PostgresConnection) {}
 
@@ -477,7 +480,7 @@ export class PostgresCorpusStore implements CorpusStore {
       const gen = r!.generation;
       const row = await q.one<GenerationRow>('UPDATE index_meta SET file = $1 WHERE generation = $2 RETURNING *', [path.join('index', `hnsw-g${gen}.bin`), gen]);
       await this.createModelIndex(q, g);
-      this.models.set(g.modelId, { dimension: g.dimension, efSearch: g.hnswEfSearch });
+      this.models.set(g.modelId, { dimension: g.dimension, efSearch: g.hnswEfSearch, atMs: Date.now() });
       return toGeneration(row!);
     });
   }
@@ -623,13 +626,13 @@ export class PostgresCorpusStore implements CorpusStore {
   /** Dimension and default ef_search of `modelId` (cached), null when it has no generation. */
   private async modelGeneration(modelId: string): Promise<{ dimension: number; efSearch: number } | null> {
     const known = this.models.get(modelId);
-    if (known) return known;
+    if (known && Date.now() - known.atMs < MODEL_GENERATION_TTL_MS) return known;
     const r = await this.c.one<{ dimension: number; ef: number }>(
       'SELECT dimension, COALESCE(calibrated_ef, hnsw_ef_search) AS ef FROM index_meta WHERE model_id = $1 ORDER BY generation DESC LIMIT 1',
       [modelId],
     );
     if (!r) return null;
-    const found = { dimension: r.dimension, efSearch: r.ef };
+    const found = { dimension: r.dimension, efSearch: r.ef, atMs: Date.now() };
     this.models.set(modelId, found);
     return found;
   }
