@@ -366,9 +366,11 @@ export async function runIngest(opts: IngestOptions): Promise<IngestSummary> {
   if (final?.embedder && final.index) await embedMissing(opts, final.embedder, final.index, s);
   if (opts.prune || final) await notifyHead();
   if (final) s.embedding_model = final.embedder?.info.modelId ?? null;
-  await checkpoint(true);
-  // A bulk load leaves FTS5 with many segments: one merge makes every later BM25 query cheaper.
+  // A bulk load leaves FTS5 with many segments (SQLite) and the planner without statistics for its
+  // rows (PostgreSQL): one pass makes every later query cheaper. Before the final checkpoint, so a
+  // recalibration of pgvector's ef measures the plans searches will use.
   if (await worthMerging(store, s.chunks_added + s.chunks_deleted)) await store.corpus.optimizeFullText();
+  await checkpoint(true);
   await truncateFeed(store);
   s.seconds = Number(process.hrtime.bigint() - started) / 1e9;
   return s;

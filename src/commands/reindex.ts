@@ -62,8 +62,9 @@ async function* storedVectorPages(store: Store, modelId: string): AsyncGenerator
  */
 export async function rebuildIndex(store: Store, dataDir: string, meta: IndexGeneration, opts: RebuildOptions = {}): Promise<RebuildResult> {
   // An engine with its own vector index (pgvector) maintains it itself: there is no file to build,
-  // only its ef_search to calibrate.
+  // only its ef_search to calibrate, on fresh planner statistics (else searches scan exactly).
   if (store.corpus.nativeVectorSearch) {
+    await store.corpus.optimizeFullText();
     await calibrateStoreSearch(store, meta, { target: opts.recallTarget });
     return { vectors: await store.corpus.embeddingCount(meta.modelId), index: null, shards: 0, buildSeconds: 0, loadSeconds: 0 };
   }

@@ -278,9 +278,10 @@ export interface CorpusStore {
   vectorsOf(modelId: string, chunkIds: readonly number[]): Promise<Map<number, Float32Array>>;
 
   /**
-   * Merges the full-text index's segments after a bulk ingest (SQLite: chunks_fts and documents_fts
-   * into one FTS5 segment each, in bounded write transactions; PostgreSQL: a no-op, its GIN indexes
-   * are maintained by autovacuum). Cost ∝ the index size; results unchanged.
+   * After a bulk ingest, what the engine needs to search at full speed (SQLite: chunks_fts and
+   * documents_fts merged into one FTS5 segment each, in bounded write transactions; PostgreSQL:
+   * ANALYZE of the corpus tables, so the planner walks the HNSW index rather than scanning). Cost ∝
+   * the index size (SQLite) or a fixed sample (PostgreSQL); results unchanged.
    */
   optimizeFullText(): Promise<void>;
 

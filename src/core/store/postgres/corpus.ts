@@ -516,8 +516,16 @@ export class PostgresCorpusStore implements CorpusStore {
     await this.c.run('UPDATE index_meta SET saved_feed_seq = $1 WHERE generation = $2', [feedSeq, generation]);
   }
 
-  /** No-op: PostgreSQL's GIN indexes need no merge step (autovacuum flushes their pending lists). */
-  async optimizeFullText(): Promise<void> {}
+  /**
+   * ANALYZE of the corpus tables (GIN indexes need no merge: autovacuum flushes their pending lists).
+   * Without statistics for a bulk load's rows, the planner guesses a few hundred embeddings per model
+   * and sorts them all by distance instead of walking the HNSW index: exact, and at 100k vectors
+   * ~40× slower than the index (bench/README.md, "pgvector's ef calibrated"). Autovacuum analyzes
+   * eventually, when it is on; an ingest should not wait for it.
+   */
+  async optimizeFullText(): Promise<void> {
+    await this.c.run('ANALYZE documents, chunks, embeddings');
+  }
 
   async recordCalibration(generation: number, k: EfCalibration): Promise<void> {
     await this.c.run('UPDATE index_meta SET calibrated_ef = $1, calibrated_recall = $2, calibrated_at = $3, calibrated_vectors = $4 WHERE generation = $5', [
