@@ -130,6 +130,8 @@ export async function runEval(opts: {
   io: CommandIo;
   /** A scratch PostgreSQL database to evaluate on instead of a scratch SQLite file. */
   databaseUrl?: string | undefined;
+  /** Called with the store once opened, before the ingest (a benchmark's ablation: bench/beir-gate.ts). */
+  tuneStore?: ((store: Store) => void) | undefined;
 }): Promise<EvalResult & { passages: number; ingestSeconds: number; searchSeconds: number; model: string | null }> {
   const { io } = opts;
   const dataset = await loadBeirDataset(opts.dataset, opts.split);
@@ -140,6 +142,7 @@ export async function runEval(opts: {
   let stack: VectorStack = { embedder: null, index: null, warnings: [] };
   try {
     store = await openStore(config);
+    opts.tuneStore?.(store);
     let mode: RetrievalMode = opts.requestedMode ?? 'hybrid';
     if (mode !== 'bm25') {
       stack = await openVectorStack(store, config);

@@ -307,6 +307,12 @@ export class SqliteCorpusStore implements CorpusStore {
    * when bm25SplitMinRows is null (plain searches only).
    */
   bm25CoverMinRows: number | null = COVER_MIN_ROWS;
+  /**
+   * Query terms pruned by document frequency (fts-query.ts pruneTerms; default true). false: every
+   * term is searched and scored, plain BM25 — the baseline of the pruning's quality gate
+   * (bench/beir-gate.ts); this connection only (not a reader thread's).
+   */
+  pruneQueryTerms = true;
   /** optimizeFullText's pages per write transaction (default FTS_MERGE_STEP_PAGES; tests take many small steps). */
   ftsMergeStepPages = FTS_MERGE_STEP_PAGES;
   /** How this connection's ranked BM25 chunk searches ran (see SearchPaths). */
@@ -407,7 +413,7 @@ export class SqliteCorpusStore implements CorpusStore {
         if (only !== undefined) this.exactDf.set(term, only);
       });
     }
-    const pruned = pruneTerms(terms, typed, total, stemmed);
+    const pruned = this.pruneQueryTerms ? pruneTerms(terms, typed, total, stemmed) : { terms, unranked: false };
     const lexical = pruned.terms.map((term) => {
       const i = terms.indexOf(term);
       return { term, df: stemmed[i] ?? 0, singleToken: stems[i]?.length === 1 };
