@@ -13,7 +13,7 @@ import type { EfCalibration, IndexGeneration } from './store/corpus.ts';
 import type { Store } from './store/index.ts';
 import { indexExists, ShardedHnswIndex } from './sharded-index.ts';
 import type { HnswVectorIndex, TunableVectorIndex, VectorIndex } from './vector-index.ts';
-import { ExactTopK, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, HNSW_M, recallAgainst } from './vector-index.ts';
+import { ExactTopK, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, HNSW_M, recallAgainst, recallOfHits } from './vector-index.ts';
 
 export type { IndexGeneration } from './store/corpus.ts';
 
@@ -232,9 +232,10 @@ type CalibrationQuery = { self: number; vector: Float32Array; truth: number[] };
 export async function calibrateGeneration(store: Store, meta: IndexGeneration, index: TunableVectorIndex, opts: CalibrationOptions = {}): Promise<EfCalibration | null> {
   const size = index.size();
   if (size < CALIBRATION_MIN_VECTORS) return null;
+  const total = await store.corpus.embeddingCount(meta.modelId);
   const previous = index.efSearch;
   try {
-    return await calibrate(store, meta, size, index.labels(), opts, async (ef, queries) => {
+    return await calibrate(store, meta, { size, total, labels: index.labels() }, opts, async (ef, queries) => {
       index.setEfSearch(ef);
       return recallAgainst(index, queries, CALIBRATION_K);
     });
@@ -254,43 +255,43 @@ export async function calibrateStoreSearch(store: Store, meta: IndexGeneration, 
   const size = await store.corpus.embeddingCount(meta.modelId);
   if (size < CALIBRATION_MIN_VECTORS) return null;
   const labels = [...(await store.corpus.embeddedChunkIds(meta.modelId))];
-  return calibrate(store, meta, size, labels, opts, async (ef, queries) => {
-    let found = 0;
-    let wanted = 0;
+  return calibrate(store, meta, { size, total: size, labels }, opts, async (ef, queries) => {
+    const hits: number[][] = [];
     for (const q of queries) {
-      const truth = new Set(q.truth.slice(0, CALIBRATION_K));
-      const hits = await store.corpus.searchVector(meta.modelId, q.vector, { limit: CALIBRATION_K + 1, efSearch: ef });
-      for (const h of hits.filter((x) => x.chunkId !== q.self).slice(0, CALIBRATION_K)) if (truth.has(h.chunkId)) found++;
-      wanted += truth.size;
+      const found = await store.corpus.searchVector(meta.modelId, q.vector, { limit: CALIBRATION_K + 1, efSearch: ef });
+      hits.push(found.map((h) => h.chunkId));
     }
-    return wanted === 0 ? 1 : found / wanted;
+    return recallOfHits(queries, hits, CALIBRATION_K);
   });
 }
 
-/** The shared steps: sample, exact truth, then the ladder until `recallAt` clears the target with its margin. */
+/**
+ * The shared steps: sample, exact truth, then the ladder until `recallAt` clears the target with its
+ * margin. `vectors.size`: the index's vectors (recorded); `total`: the model's stored vectors (the
+ * exact scan's length); `labels`: what the sample is drawn from.
+ */
 async function calibrate(
   store: Store,
   meta: IndexGeneration,
-  size: number,
-  labels: number[],
+  vectors: { size: number; total: number; labels: number[] },
   opts: CalibrationOptions,
   recallAt: (ef: number, queries: CalibrationQuery[]) => Promise<number>,
 ): Promise<EfCalibration | null> {
   const target = opts.target ?? CALIBRATION_RECALL_TARGET;
   const ladder = opts.ladder ?? CALIBRATION_EF_LADDER;
-  const sampled = sampleLabels(labels, opts.queries ?? CALIBRATION_QUERIES, opts.seed ?? 1);
+  const sampled = sampleLabels(vectors.labels, opts.queries ?? CALIBRATION_QUERIES, opts.seed ?? 1);
   const stored = await store.corpus.vectorsOf(meta.modelId, sampled);
   const sample = sampled.flatMap((self) => {
     const vector = stored.get(self);
     return vector ? [{ self, vector }] : [];
   });
   if (sample.length === 0) return null;
-  const truth = await exactNeighbours(store, meta.modelId, sample, await store.corpus.embeddingCount(meta.modelId), opts.budgetMs ?? CALIBRATION_BUDGET_MS);
+  const truth = await exactNeighbours(store, meta.modelId, sample, vectors.total, opts.budgetMs ?? CALIBRATION_BUDGET_MS);
   const queries = truth.map((t, i) => ({ ...sample[i]!, truth: t }));
   let result: EfCalibration | null = null;
   for (const ef of ladder) {
     const recall = await recallAt(ef, queries);
-    result = { ef, recall: Math.round(recall * 10_000) / 10_000, at: nowIso(), vectors: size };
+    result = { ef, recall: Math.round(recall * 10_000) / 10_000, at: nowIso(), vectors: vectors.size };
     if (recallLowerBound(recall, queries.length * CALIBRATION_K) >= target) break;
   }
   if (result) await store.corpus.recordCalibration(meta.generation, result);
@@ -310,14 +311,19 @@ export function calibrationDue(meta: IndexGeneration, size: number): boolean {
  * generation first, so a calibration recorded by another run is seen.
  */
 export async function recalibrateIfGrown(store: Store, meta: IndexGeneration, index: TunableVectorIndex, opts: CalibrationOptions = {}): Promise<EfCalibration | null> {
-  const current = (await store.corpus.generations(meta.status)).find((g) => g.generation === meta.generation) ?? meta;
+  const current = await reread(store, meta);
   if (!calibrationDue(current, index.size())) return null;
   return calibrateGeneration(store, current, index, opts);
 }
 
 /** {@link recalibrateIfGrown} for a store that searches vectors itself ({@link calibrateStoreSearch}). */
 export async function recalibrateStoreIfGrown(store: Store, meta: IndexGeneration, opts: CalibrationOptions = {}): Promise<EfCalibration | null> {
-  const current = (await store.corpus.generations(meta.status)).find((g) => g.generation === meta.generation) ?? meta;
+  const current = await reread(store, meta);
   if (!calibrationDue(current, await store.corpus.embeddingCount(meta.modelId))) return null;
   return calibrateStoreSearch(store, current, opts);
+}
+
+/** `meta` as the store has it now (a calibration recorded by another run included). */
+async function reread(store: Store, meta: IndexGeneration): Promise<IndexGeneration> {
+  return (await store.corpus.generations(meta.status)).find((g) => g.generation === meta.generation) ?? meta;
 }

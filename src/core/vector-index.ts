@@ -272,14 +272,22 @@ export class HnswVectorIndex implements TunableVectorIndex {
  * @returns a value in [0, 1]; 1 when there are no queries.
  */
 export function recallAgainst(index: VectorIndex, queries: ReadonlyArray<{ self: number; vector: Float32Array; truth: readonly number[] }>, k: number): number {
+  return recallOfHits(queries, queries.map((q) => index.search(q.vector, k + 1).map((h) => h.label)), k);
+}
+
+/**
+ * {@link recallAgainst} for answers already found: `hits[i]` the labels a search returned for
+ * `queries[i]` (k + 1 of them, best first, so k remain once the query's own label is left out).
+ */
+export function recallOfHits(queries: ReadonlyArray<{ self: number; truth: readonly number[] }>, hits: ReadonlyArray<readonly number[]>, k: number): number {
   let found = 0;
   let wanted = 0;
-  for (const q of queries) {
+  queries.forEach((q, i) => {
     const truth = new Set(q.truth.slice(0, k));
-    const got = index.search(q.vector, k + 1).filter((h) => h.label !== q.self).slice(0, k);
-    for (const h of got) if (truth.has(h.label)) found++;
+    const got = (hits[i] ?? []).filter((label) => label !== q.self).slice(0, k);
+    for (const label of got) if (truth.has(label)) found++;
     wanted += truth.size;
-  }
+  });
   return wanted === 0 ? 1 : found / wanted;
 }
 

@@ -137,7 +137,6 @@ function toGeneration(r: GenerationRow): IndexGeneration {
   };
 }
 
-/** Chunk ranking by FTS5's bm25(), columns (text, heading_path, title) weighted. */
 /**
  * `chunks c` for statements that need a chunk's document or position by its id and nothing else: read
  * through the chunks_owner index (migration 100) rather than the table, whose leaf pages hold the
@@ -146,6 +145,7 @@ function toGeneration(r: GenerationRow): IndexGeneration {
  */
 const CHUNK_OWNER = 'chunks c INDEXED BY chunks_owner';
 
+/** Chunk ranking by FTS5's bm25(), columns (text, heading_path, title) weighted. */
 const BM25_RANK = `bm25(chunks_fts, ${BM25_WEIGHT_TEXT}, ${BM25_WEIGHT_HEADING}, ${BM25_WEIGHT_TITLE})`;
 /**
  * The same scores with the phrases' document frequencies given (@dfs) and the rows' sizes kept in
